@@ -1,0 +1,185 @@
+//! The crash lab.
+//!
+//! A lab run boots a real kernel (Debian's cloud kernel by default) under
+//! `qemu-system-x86_64 -accel tcg`, with an initramfs built by our own cpio
+//! writer that holds busybox (a test tool only), our static `kexec` and
+//! `kdump`, and a scenario script. A scenario may load a capture kernel and
+//! crash the machine; the capture kernel then boots a second initramfs with
+//! its own script. Scripts write files to `/results`, an ext4 filesystem on an
+//! NVMe disk that the host reads back with `debugfs`. The serial console is
+//! captured, and printed whenever a scenario fails.
+//!
+//! ```no_run
+//! use kdump_lab::{Scenario, Vm};
+//! let outcome = Scenario::new("hello", "kdump sysinfo > /results/sysinfo.txt")
+//!     .vm(Vm { crashkernel: Some("256M".into()), ..Vm::default() })
+//!     .run()
+//!     .unwrap();
+//! assert!(outcome.read_result("sysinfo.txt").unwrap().contains("crash memory"));
+//! ```
+
+mod image;
+mod kernel;
+mod paths;
+mod tools;
+mod vm;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use kernel::kernel_image;
+pub use paths::{cache_dir, runs_dir, workspace_root};
+pub use tools::{StaticTools, busybox, static_tools};
+
+/// Why a lab run did not produce the expected outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    /// A host tool the lab needs is missing or failed.
+    #[error("lab setup: {0}")]
+    Setup(String),
+    /// Host file I/O failed.
+    #[error("lab I/O on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The guest did not finish in time.
+    #[error("scenario `{scenario}` timed out after {seconds} s; serial console:\n{console}")]
+    Timeout {
+        /// Scenario name.
+        scenario: String,
+        /// The limit.
+        seconds: u64,
+        /// Everything the guest printed.
+        console: String,
+    },
+    /// The guest finished, but the scenario script failed or never reported.
+    #[error("scenario `{scenario}` failed: {reason}; serial console:\n{console}")]
+    ScenarioFailed {
+        /// Scenario name.
+        scenario: String,
+        /// What went wrong, e.g. `first kernel script exited with status 1`.
+        reason: String,
+        /// Everything the guest printed.
+        console: String,
+    },
+}
+
+pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> LabError {
+    let path = path.into();
+    move |source| LabError::Io { path, source }
+}
+
+/// The virtual machine a scenario runs on.
+#[derive(Debug, Clone)]
+pub struct Vm {
+    /// RAM in MiB.
+    pub memory_mib: u32,
+    /// Number of virtual CPUs.
+    pub cpus: u32,
+    /// QEMU CPU model: `max` gives 5-level paging, `Haswell-v4` 4-level.
+    pub cpu_model: String,
+    /// `crashkernel=` value, if any.
+    pub crashkernel: Option<String>,
+    /// More first-kernel command-line words.
+    pub extra_cmdline: String,
+    /// Size of the results disk in MiB (a sparse file).
+    pub results_disk_mib: u32,
+    /// Kill the guest after this long.
+    pub timeout: Duration,
+}
+
+impl Default for Vm {
+    fn default() -> Self {
+        Self {
+            memory_mib: 1024,
+            cpus: 2,
+            cpu_model: "max".to_string(),
+            crashkernel: Some("256M".to_string()),
+            extra_cmdline: String::new(),
+            results_disk_mib: 64,
+            timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The command line the capture kernel boots with by default in the lab.
+pub const CAPTURE_CMDLINE: &str = "console=ttyS0 irqpoll nr_cpus=1 reset_devices panic=-1";
+
+/// A script to run in the first kernel, and optionally one for the capture kernel.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    name: String,
+    first: String,
+    capture: Option<String>,
+    vm: Vm,
+    files: Vec<(String, Vec<u8>, u32)>,
+}
+
+/// What a finished scenario left behind.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Everything the guest printed on its serial console.
+    pub console: String,
+    /// The files the guest wrote to `/results`, copied to the host.
+    pub results: PathBuf,
+    /// The run directory (images, disk, console log).
+    pub run_dir: PathBuf,
+}
+
+impl Outcome {
+    /// Path of a file the guest wrote as `/results/<name>`.
+    pub fn result_path(&self, name: &str) -> PathBuf {
+        self.results.join(name)
+    }
+
+    /// Reads a text file the guest wrote as `/results/<name>`.
+    pub fn read_result(&self, name: &str) -> Result<String, LabError> {
+        let path = self.result_path(name);
+        std::fs::read_to_string(&path).map_err(io_err(path))
+    }
+}
+
+impl Scenario {
+    /// A scenario whose first-kernel script is `script` (run by busybox `sh -e`,
+    /// with our tools and busybox applets on PATH).
+    pub fn new(name: &str, script: &str) -> Self {
+        Self { name: name.to_string(), first: script.to_string(), capture: None, vm: Vm::default(), files: Vec::new() }
+    }
+
+    /// The script the capture kernel runs after the first kernel crashed. The
+    /// first kernel's image then carries `/lab/vmlinuz` and `/lab/capture.img`
+    /// for the first script to load with `kexec`.
+    pub fn capture(mut self, script: &str) -> Self {
+        self.capture = Some(script.to_string());
+        self
+    }
+
+    /// Sets the machine.
+    pub fn vm(mut self, vm: Vm) -> Self {
+        self.vm = vm;
+        self
+    }
+
+    /// Adds a file to the first kernel's image at `guest_path`.
+    pub fn file(mut self, guest_path: &str, data: impl Into<Vec<u8>>, mode: u32) -> Self {
+        self.files.push((guest_path.to_string(), data.into(), mode));
+        self
+    }
+
+    /// Boots the machine, runs the scenario and returns what it left behind.
+    /// On failure the serial console is printed to stderr and carried in the error.
+    pub fn run(&self) -> Result<Outcome, LabError> {
+        let result = vm::run(self);
+        if let Err(e @ (LabError::Timeout { .. } | LabError::ScenarioFailed { .. })) = &result {
+            eprintln!("===== crash lab: {e}\n===== end of serial console");
+        }
+        result
+    }
+}
+
+pub(crate) fn write_file(path: &Path, data: &[u8]) -> Result<(), LabError> {
+    std::fs::write(path, data).map_err(io_err(path))
+}

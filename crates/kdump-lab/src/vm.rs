@@ -1,0 +1,140 @@
+//! Boots a scenario under QEMU and reads back what it left.
+
+use std::fs::File;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::image::{Role, build};
+use crate::kernel::{kernel_image, run as run_tool};
+use crate::paths::runs_dir;
+use crate::{CAPTURE_CMDLINE, LabError, Outcome, Scenario, io_err, write_file};
+
+pub(crate) fn run(s: &Scenario) -> Result<Outcome, LabError> {
+    let run_dir = runs_dir().join(&s.name);
+    let _ = std::fs::remove_dir_all(&run_dir);
+    std::fs::create_dir_all(&run_dir).map_err(io_err(&run_dir))?;
+
+    let kernel = kernel_image()?;
+    let mut files = s.files.clone();
+    if let Some(capture) = &s.capture {
+        let image = build(Role::Capture, capture, &[])?;
+        let kernel_bytes = std::fs::read(&kernel).map_err(io_err(&kernel))?;
+        files.push(("lab/vmlinuz".into(), kernel_bytes, 0o644));
+        files.push(("lab/capture.img".into(), image, 0o644));
+        files.push(("lab/capture.cmdline".into(), CAPTURE_CMDLINE.as_bytes().to_vec(), 0o644));
+    }
+    let first = build(Role::First, &s.first, &files)?;
+    let first_path = run_dir.join("first.img");
+    write_file(&first_path, &first)?;
+
+    let disk = run_dir.join("results.img");
+    let file = File::create(&disk).map_err(io_err(&disk))?;
+    file.set_len(u64::from(s.vm.results_disk_mib) << 20).map_err(io_err(&disk))?;
+    drop(file);
+    run_tool(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&disk), "mkfs.ext4 (install e2fsprogs)")?;
+
+    let mut cmdline = String::from("console=ttyS0 panic=-1");
+    if let Some(ck) = &s.vm.crashkernel {
+        cmdline.push_str(&format!(" crashkernel={ck}"));
+    }
+    if !s.vm.extra_cmdline.is_empty() {
+        cmdline.push(' ');
+        cmdline.push_str(&s.vm.extra_cmdline);
+    }
+    let console_path = run_dir.join("console.log");
+    let stderr_path = run_dir.join("qemu.stderr");
+    let stderr = File::create(&stderr_path).map_err(io_err(&stderr_path))?;
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(["-accel", "tcg", "-nodefaults", "-display", "none", "-no-reboot"])
+        .args(["-m", &s.vm.memory_mib.to_string(), "-smp", &s.vm.cpus.to_string(), "-cpu", &s.vm.cpu_model])
+        .arg("-kernel")
+        .arg(&kernel)
+        .arg("-initrd")
+        .arg(&first_path)
+        .args(["-append", &cmdline])
+        .arg("-serial")
+        .arg(format!("file:{}", console_path.display()))
+        .arg("-drive")
+        .arg(format!("file={},format=raw,if=none,id=results", disk.display()))
+        .args(["-device", "nvme,drive=results,serial=kdumplab"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .map_err(|e| LabError::Setup(format!("cannot start qemu-system-x86_64 (install qemu-system-x86): {e}")))?;
+
+    let deadline = Instant::now() + s.vm.timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(io_err("qemu-system-x86_64"))? {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let console = read_lossy(&console_path);
+    let Some(status) = status else {
+        return Err(LabError::Timeout { scenario: s.name.clone(), seconds: s.vm.timeout.as_secs(), console });
+    };
+    if !status.success() {
+        return Err(LabError::Setup(format!("qemu-system-x86_64 exited with {status}: {}", read_lossy(&stderr_path))));
+    }
+
+    let results = run_dir.join("results");
+    std::fs::create_dir_all(&results).map_err(io_err(&results))?;
+    run_tool(
+        Command::new("debugfs").arg("-R").arg(format!("rdump / {}", results.display())).arg(&disk),
+        "debugfs rdump (install e2fsprogs)",
+    )?;
+
+    let fail = |reason: String| LabError::ScenarioFailed { scenario: s.name.clone(), reason, console: console.clone() };
+    let last_role = if s.capture.is_some() { Role::Capture } else { Role::First };
+    match end_status(&console, Role::First) {
+        Some(0) if s.capture.is_some() => {
+            return Err(fail("the first kernel's script finished without crashing the machine".into()));
+        }
+        Some(rc) if rc != 0 => return Err(fail(format!("the first kernel's script exited with status {rc}"))),
+        None if !console.contains("LAB-SCENARIO-BEGIN first") => {
+            return Err(fail("the first kernel never started its script".into()));
+        }
+        _ => {}
+    }
+    match end_status(&console, last_role) {
+        Some(0) => Ok(Outcome { console, results, run_dir }),
+        Some(rc) => Err(fail(format!("the {} kernel's script exited with status {rc}", last_role.name()))),
+        None if last_role == Role::Capture && !console.contains("LAB-SCENARIO-BEGIN capture") => {
+            Err(fail("the capture kernel never started its script (did the crash kexec into it?)".into()))
+        }
+        None => Err(fail(format!("the {} kernel's script never reported its status", last_role.name()))),
+    }
+}
+
+/// The status printed by the lab init as `LAB-SCENARIO-END <role> rc=<n>`.
+/// Kernel messages may share the line, so the marker is searched anywhere.
+fn end_status(console: &str, role: Role) -> Option<i32> {
+    let marker = format!("LAB-SCENARIO-END {} rc=", role.name());
+    let at = console.rfind(&marker)? + marker.len();
+    let digits: String = console[at..].chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
+}
+
+fn read_lossy(path: &Path) -> String {
+    std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_end_markers_amid_kernel_noise() {
+        let log = "boot\nLAB-SCENARIO-END first rc=0\n[ 1.0] x LAB-SCENARIO-END capture rc=17[ 1.1] y\n";
+        assert_eq!(end_status(log, Role::First), Some(0));
+        assert_eq!(end_status(log, Role::Capture), Some(17));
+        assert_eq!(end_status("nothing", Role::First), None);
+    }
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the lab and the tests need, if any is missing.
+# Sourced by scripts/test.sh and scripts/demo.sh; safe to run twice.
+set -euo pipefail
+
+need=()
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+[ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1 || need+=(busybox-static)
+command -v mkfs.ext4 >/dev/null && command -v debugfs >/dev/null || need+=(e2fsprogs)
+command -v cpio >/dev/null || need+=(cpio)
+command -v dpkg >/dev/null || need+=(dpkg)
+
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${need[@]}"
+elif ! apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1; then
+  # The lab resolves its kernel through apt; it needs package lists.
+  apt-get update -q
+fi
