@@ -114,6 +114,7 @@ pub struct Scenario {
     name: String,
     first: String,
     capture: Option<String>,
+    expect_second_kernel: bool,
     vm: Vm,
     files: Vec<(String, Vec<u8>, u32)>,
 }
@@ -146,14 +147,33 @@ impl Scenario {
     /// A scenario whose first-kernel script is `script` (run by busybox `sh -e`,
     /// with our tools and busybox applets on PATH).
     pub fn new(name: &str, script: &str) -> Self {
-        Self { name: name.to_string(), first: script.to_string(), capture: None, vm: Vm::default(), files: Vec::new() }
+        Self {
+            name: name.to_string(),
+            first: script.to_string(),
+            capture: None,
+            expect_second_kernel: false,
+            vm: Vm::default(),
+            files: Vec::new(),
+        }
     }
 
-    /// The script the capture kernel runs after the first kernel crashed. The
-    /// first kernel's image then carries `/lab/vmlinuz` and `/lab/capture.img`
-    /// for the first script to load with `kexec`.
+    /// The script the second kernel runs: the capture kernel after the first
+    /// kernel crashed, or the kernel `kexec -e` started. The first kernel's
+    /// image then carries `/lab/vmlinuz`, `/lab/capture.img` (the second
+    /// kernel's initramfs) and `/lab/capture.cmdline` for the first script to
+    /// load with `kexec`; the first script must not return.
     pub fn capture(mut self, script: &str) -> Self {
         self.capture = Some(script.to_string());
+        self.expect_second_kernel = true;
+        self
+    }
+
+    /// Carries `/lab/vmlinuz`, `/lab/capture.img` and `/lab/capture.cmdline`
+    /// (whose init runs `script`) without expecting the first kernel to hand
+    /// over: for scenarios that load and unload but never crash.
+    pub fn carry_capture_kernel(mut self, script: &str) -> Self {
+        self.capture = Some(script.to_string());
+        self.expect_second_kernel = false;
         self
     }
 

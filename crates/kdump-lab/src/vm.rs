@@ -92,10 +92,10 @@ pub(crate) fn run(s: &Scenario) -> Result<Outcome, LabError> {
     )?;
 
     let fail = |reason: String| LabError::ScenarioFailed { scenario: s.name.clone(), reason, console: console.clone() };
-    let last_role = if s.capture.is_some() { Role::Capture } else { Role::First };
+    let last_role = if s.expect_second_kernel { Role::Capture } else { Role::First };
     match end_status(&console, Role::First) {
-        Some(0) if s.capture.is_some() => {
-            return Err(fail("the first kernel's script finished without crashing the machine".into()));
+        Some(0) if s.expect_second_kernel => {
+            return Err(fail("the first kernel's script returned instead of handing over to the second kernel".into()));
         }
         Some(rc) if rc != 0 => return Err(fail(format!("the first kernel's script exited with status {rc}"))),
         None if !console.contains("LAB-SCENARIO-BEGIN first") => {
@@ -107,7 +107,7 @@ pub(crate) fn run(s: &Scenario) -> Result<Outcome, LabError> {
         Some(0) => Ok(Outcome { console, results, run_dir }),
         Some(rc) => Err(fail(format!("the {} kernel's script exited with status {rc}", last_role.name()))),
         None if last_role == Role::Capture && !console.contains("LAB-SCENARIO-BEGIN capture") => {
-            Err(fail("the capture kernel never started its script (did the crash kexec into it?)".into()))
+            Err(fail("the second kernel never started its script (did the crash or kexec -e hand over to it?)".into()))
         }
         None => Err(fail(format!("the {} kernel's script never reported its status", last_role.name()))),
     }

@@ -75,6 +75,19 @@ pub fn parse_lockdown(text: &str) -> Result<Lockdown, ParseError> {
     }
 }
 
+/// CAP_SYS_BOOT, the capability kexec needs.
+pub const CAP_SYS_BOOT: u32 = 22;
+
+/// The effective capability mask (`CapEff:`) from `/proc/<pid>/status`.
+pub fn parse_effective_capabilities(status: &str) -> Result<u64, ParseError> {
+    let line = status.lines().find_map(|l| l.strip_prefix("CapEff:")).ok_or_else(|| ParseError::Value {
+        what: "/proc/self/status",
+        expected: "a CapEff: line",
+        text: String::new(),
+    })?;
+    parse_hex("/proc/self/status CapEff", line)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +111,9 @@ mod tests {
         assert_eq!(parse_lockdown("[none] integrity confidentiality\n").unwrap(), Lockdown::None);
         assert_eq!(parse_lockdown("none integrity [confidentiality]\n").unwrap(), Lockdown::Confidentiality);
         assert!(parse_lockdown("none integrity").is_err());
+        let caps = parse_effective_capabilities("Name:\tsh\nCapEff:\t000001ffffffffff\n").unwrap();
+        assert_ne!(caps & (1 << CAP_SYS_BOOT), 0);
+        assert_eq!(parse_effective_capabilities("CapEff:\t0000000000000000\n").unwrap(), 0);
+        assert!(parse_effective_capabilities("Name: x\n").is_err());
     }
 }

@@ -6,6 +6,7 @@
 //! planning code or a binary that wires the two together.
 #![deny(missing_docs)]
 
+pub mod kexec;
 mod machine;
 mod root;
 

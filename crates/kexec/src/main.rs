@@ -1,1 +1,290 @@
-fn main() {}
+//! `kexec`: kexec-tools' command line over our planner and syscall layer.
+//!
+//! Actions follow kexec-tools: `-l` load, `-p` load a capture kernel, `-u`
+//! unload, `-e` reboot into the loaded kernel, `-f` load and reboot now,
+//! `-S` status; a kernel with no action loads it and runs `shutdown -r now`.
+
+mod load;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{ArgAction, Parser};
+use kdump_kexec::errno::{Call, allows_fallback, explain};
+use kdump_sys::{SysRoot, collect_machine_info, kexec as sys};
+
+/// Which syscall(s) to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyscallChoice {
+    /// kexec_file_load only (`-s`).
+    File,
+    /// kexec_load only (`-c`).
+    Legacy,
+    /// kexec_file_load, then kexec_load on ENOSYS/EINVAL/ENOEXEC/ENOTSUP (`-a`, the default).
+    Auto,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kexec",
+    version,
+    about = "Load a kernel to boot without firmware, or a capture kernel for panics (kexec-tools compatible)",
+    disable_version_flag = true,
+    after_help = "Panic loads (-p) add `irqpoll nr_cpus=1 reset_devices` to the command line unless given \
+                  (or --no-capture-defaults).\n-S exits 1 when the kernel is loaded, 0 when not (kexec-tools' convention)."
+)]
+pub struct Args {
+    /// Load the kernel for a later `kexec -e`.
+    #[arg(short = 'l', long = "load")]
+    pub load: bool,
+    /// Load a capture kernel, started on panic.
+    #[arg(short = 'p', long = "load-panic")]
+    pub panic: bool,
+    /// Unload the kernel (with -p: the capture kernel).
+    #[arg(short = 'u', long = "unload")]
+    pub unload: bool,
+    /// Reboot into the loaded kernel now.
+    #[arg(short = 'e', long = "exec")]
+    pub exec: bool,
+    /// Load and reboot into it at once, without shutdown.
+    #[arg(short = 'f', long = "force")]
+    pub force: bool,
+    /// Print whether a capture kernel is loaded; exit 1 if it is, 0 if not.
+    #[arg(short = 'S', long = "status")]
+    pub status: bool,
+    /// Use kexec_file_load only.
+    #[arg(short = 's', long = "kexec-file-syscall")]
+    pub file_syscall: bool,
+    /// Use kexec_load only.
+    #[arg(short = 'c', long = "kexec-syscall")]
+    pub legacy_syscall: bool,
+    /// Use kexec_file_load, falling back to kexec_load (the default).
+    #[arg(short = 'a', long = "kexec-syscall-auto")]
+    pub auto_syscall: bool,
+    /// Do not take network interfaces down before -e/-f.
+    #[arg(short = 'x', long = "no-ifdown")]
+    pub no_ifdown: bool,
+    /// Do not sync filesystems before -e/-f.
+    #[arg(short = 'y', long = "no-sync")]
+    pub no_sync: bool,
+    /// Print what is decided and done.
+    #[arg(short = 'd', long = "debug")]
+    pub debug: bool,
+    /// Skip the purgatory's checksum (kexec_load only).
+    #[arg(short = 'i', long = "no-checks")]
+    pub no_checks: bool,
+    /// Kernel image type (accepted for compatibility; the type is detected).
+    #[arg(short = 't', long = "type", value_name = "TYPE")]
+    pub image_type: Option<String>,
+    /// Initial ramdisk for the new kernel.
+    #[arg(long = "initrd", visible_alias = "ramdisk", value_name = "FILE")]
+    pub initrd: Option<PathBuf>,
+    /// Text for the new kernel's command line (repeatable; `--command-line` is the same).
+    #[arg(long = "append", visible_alias = "command-line", value_name = "STRING", allow_hyphen_values = true)]
+    pub append: Vec<String>,
+    /// Start from the running kernel's command line (without BOOT_IMAGE=, and crashkernel= for -p).
+    #[arg(long = "reuse-cmdline")]
+    pub reuse_cmdline: bool,
+    /// Do not add `irqpoll nr_cpus=1 reset_devices` to panic loads.
+    #[arg(long = "no-capture-defaults")]
+    pub no_capture_defaults: bool,
+    /// Print the decided image, initrd, command line, syscall and flags; load nothing.
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+    /// Print the size of the crash region in bytes.
+    #[arg(long = "print-ckr-size")]
+    pub print_ckr_size: bool,
+    /// Lowest address for segments (kexec_load only).
+    #[arg(long = "mem-min", value_name = "ADDR")]
+    pub mem_min: Option<String>,
+    /// Highest address for segments (kexec_load only).
+    #[arg(long = "mem-max", value_name = "ADDR")]
+    pub mem_max: Option<String>,
+    /// Read /proc and /sys under this directory (testing).
+    #[arg(long = "sysroot", value_name = "DIR", hide = true, default_value = "/")]
+    pub sysroot: PathBuf,
+    /// Print the version.
+    #[arg(short = 'v', long = "version", action = ArgAction::Version)]
+    pub version: Option<bool>,
+    /// The kernel image (bzImage).
+    pub kernel: Option<PathBuf>,
+}
+
+impl Args {
+    pub fn syscall(&self) -> SyscallChoice {
+        if self.legacy_syscall {
+            SyscallChoice::Legacy
+        } else if self.file_syscall {
+            SyscallChoice::File
+        } else {
+            SyscallChoice::Auto
+        }
+    }
+}
+
+/// What kexec-tools would do with this combination of options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Status,
+    PrintCrashSize,
+    Unload,
+    Load,
+    Exec,
+    LoadAndExec,
+    LoadAndShutdown,
+}
+
+fn action(args: &Args) -> anyhow::Result<Action> {
+    if args.print_ckr_size {
+        return Ok(Action::PrintCrashSize);
+    }
+    if args.status {
+        return Ok(Action::Status);
+    }
+    let chosen = [args.unload, args.exec, args.force, args.load].iter().filter(|&&b| b).count();
+    if chosen > 1 {
+        bail!("choose one of -l, -u, -e and -f");
+    }
+    if args.panic && (args.exec || args.force) {
+        bail!("-p loads a capture kernel for panics; it cannot be combined with -e or -f");
+    }
+    Ok(if args.unload {
+        Action::Unload
+    } else if args.exec {
+        Action::Exec
+    } else if args.force {
+        Action::LoadAndExec
+    } else if args.load || args.panic {
+        Action::Load
+    } else {
+        Action::LoadAndShutdown
+    })
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("kexec: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let root = SysRoot::at(&args.sysroot);
+    match action(args)? {
+        Action::Status => status(&root),
+        Action::PrintCrashSize => {
+            let info = collect_machine_info(&root).context("cannot read the machine description")?;
+            println!("{}", info.load_crash_region().map_or(0, |r| r.len()));
+            Ok(ExitCode::SUCCESS)
+        }
+        Action::Unload => unload(args).map(|()| ExitCode::SUCCESS),
+        Action::Load => load::load(args, &root).map(|()| ExitCode::SUCCESS),
+        Action::Exec => exec(args, &root),
+        Action::LoadAndExec => {
+            load::load(args, &root)?;
+            if args.dry_run {
+                return Ok(ExitCode::SUCCESS);
+            }
+            exec(args, &root)
+        }
+        Action::LoadAndShutdown => {
+            load::load(args, &root)?;
+            if args.dry_run {
+                return Ok(ExitCode::SUCCESS);
+            }
+            shutdown()
+        }
+    }
+}
+
+fn status(root: &SysRoot) -> anyhow::Result<ExitCode> {
+    let loaded = read_flag(root, "/sys/kernel/kexec_crash_loaded")?;
+    println!("kexec: capture kernel {}", if loaded { "loaded" } else { "not loaded" });
+    Ok(if loaded { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn read_flag(root: &SysRoot, path: &'static str) -> anyhow::Result<bool> {
+    let text = root.read(path).context("this kernel was built without kexec support")?;
+    Ok(kdump_machine::sysfs::parse_flag(path, &text)?)
+}
+
+fn unload(args: &Args) -> anyhow::Result<()> {
+    let what = if args.panic { "capture kernel" } else { "kernel" };
+    let legacy = |errno| -> anyhow::Result<()> {
+        sys::kexec_load_unload(args.panic)
+            .map_err(|e| anyhow::anyhow!("cannot unload the {what}: {}", explain(Call::LegacyUnload, args.panic, e)))
+            .with_context(|| {
+                format!("kexec_file_load unload failed first: {}", explain(Call::FileUnload, args.panic, errno))
+            })
+    };
+    match args.syscall() {
+        SyscallChoice::Legacy => sys::kexec_load_unload(args.panic)
+            .map_err(|e| anyhow::anyhow!("cannot unload the {what}: {}", explain(Call::LegacyUnload, args.panic, e))),
+        choice => match sys::kexec_file_unload(args.panic) {
+            Ok(()) => Ok(()),
+            Err(e) if choice == SyscallChoice::Auto && allows_fallback(e) => legacy(e),
+            Err(e) => bail!("cannot unload the {what}: {}", explain(Call::FileUnload, args.panic, e)),
+        },
+    }
+}
+
+fn exec(args: &Args, root: &SysRoot) -> anyhow::Result<ExitCode> {
+    if !read_flag(root, "/sys/kernel/kexec_loaded")? {
+        bail!("Nothing has been loaded! Load a kernel with `kexec -l KERNEL` first");
+    }
+    if !args.no_sync {
+        sys::sync_filesystems();
+    }
+    if !args.no_ifdown {
+        let down = sys::take_interfaces_down().context("cannot take network interfaces down (use -x to skip)")?;
+        if args.debug && !down.is_empty() {
+            eprintln!("kexec: took down {}", down.join(", "));
+        }
+    }
+    let errno = sys::reboot_into_loaded_kernel();
+    bail!("reboot into the loaded kernel failed: {}", std::io::Error::from_raw_os_error(errno))
+}
+
+fn shutdown() -> anyhow::Result<ExitCode> {
+    for path in ["/sbin/shutdown", "/usr/sbin/shutdown", "/bin/shutdown"] {
+        if std::path::Path::new(path).exists() {
+            let status = std::process::Command::new(path).args(["-r", "now"]).status()?;
+            return Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+    }
+    bail!("loaded, but no shutdown command was found to reboot with; run `kexec -e` to reboot into it")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_definition_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn kexec_tools_spellings_parse() {
+        let a =
+            Args::try_parse_from(["kexec", "-p", "/k", "--initrd=/i", "--append=a b", "--command-line", "c"]).unwrap();
+        assert!(a.panic && a.initrd.as_deref() == Some(std::path::Path::new("/i")));
+        assert_eq!(a.append, vec!["a b", "c"]);
+        let a = Args::try_parse_from(["kexec", "-pu"]).unwrap();
+        assert_eq!(action(&a).unwrap(), Action::Unload);
+        let a = Args::try_parse_from(["kexec", "--ramdisk", "/i", "-s", "-l", "/k"]).unwrap();
+        assert_eq!((action(&a).unwrap(), a.syscall()), (Action::Load, SyscallChoice::File));
+        let a = Args::try_parse_from(["kexec", "/k"]).unwrap();
+        assert_eq!((action(&a).unwrap(), a.syscall()), (Action::LoadAndShutdown, SyscallChoice::Auto));
+        let a = Args::try_parse_from(["kexec", "-S", "-p"]).unwrap();
+        assert_eq!(action(&a).unwrap(), Action::Status);
+        let a = Args::try_parse_from(["kexec", "-l", "-e", "/k"]).unwrap();
+        assert!(action(&a).is_err());
+    }
+}

@@ -1,0 +1,235 @@
+//! Kernel images: recognise a bzImage and read the boot-protocol header.
+//!
+//! Offsets are those of the x86 boot protocol (Documentation/arch/x86/boot.rst).
+
+use serde::Serialize;
+
+/// What a file looks like, for messages when it is not a usable bzImage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ImageKind {
+    /// An x86 bzImage.
+    BzImage,
+    /// An ELF file (e.g. an uncompressed `vmlinux`).
+    Elf,
+    /// gzip-compressed data.
+    Gzip,
+    /// zstd-compressed data.
+    Zstd,
+    /// xz-compressed data.
+    Xz,
+    /// A cpio archive (an initramfs given as the kernel by mistake).
+    Cpio,
+    /// Nothing recognised.
+    Unknown,
+}
+
+impl ImageKind {
+    /// Guesses the kind from the first bytes.
+    pub fn sniff(bytes: &[u8]) -> Self {
+        let starts = |m: &[u8]| bytes.starts_with(m);
+        if bytes.len() >= 0x206 && bytes[0x1fe..0x200] == [0x55, 0xaa] && &bytes[0x202..0x206] == b"HdrS" {
+            ImageKind::BzImage
+        } else if starts(b"\x7fELF") {
+            ImageKind::Elf
+        } else if starts(&[0x1f, 0x8b]) {
+            ImageKind::Gzip
+        } else if starts(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            ImageKind::Zstd
+        } else if starts(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+            ImageKind::Xz
+        } else if starts(b"070701") || starts(b"070702") {
+            ImageKind::Cpio
+        } else {
+            ImageKind::Unknown
+        }
+    }
+}
+
+/// Why an image cannot be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImageError {
+    /// Not a bzImage at all.
+    #[error("{}", not_a_kernel_message(*.0))]
+    NotBzImage(ImageKind),
+    /// A bzImage too old for kexec_file_load.
+    #[error("boot protocol {major}.{minor:02} is too old: kexec_file_load needs 2.12 or newer (Linux 3.8+)")]
+    ProtocolTooOld {
+        /// Major version.
+        major: u8,
+        /// Minor version.
+        minor: u8,
+    },
+    /// No 64-bit entry point.
+    #[error("this bzImage has no 64-bit entry point (XLF_KERNEL_64): it is a 32-bit kernel")]
+    No64BitEntry,
+    /// The setup header points outside the file.
+    #[error("the bzImage is truncated or corrupt: {0}")]
+    Corrupt(&'static str),
+}
+
+fn not_a_kernel_message(kind: ImageKind) -> String {
+    match kind {
+        ImageKind::Elf => "this is an ELF file (an uncompressed vmlinux?), not a bzImage: kexec_file_load takes \
+                           the compressed bzImage from /boot (vmlinuz-*)"
+            .to_string(),
+        ImageKind::Gzip | ImageKind::Zstd | ImageKind::Xz => {
+            format!("this is {kind:?}-compressed data, not a bzImage: decompress it, or give the vmlinuz-* from /boot")
+        }
+        ImageKind::Cpio => "this is a cpio archive (an initramfs?), not a kernel: give it with --initrd".to_string(),
+        _ => "this is not a Linux kernel image: expected an x86 bzImage (boot sector signature 0xAA55 and \"HdrS\")"
+            .to_string(),
+    }
+}
+
+/// Load-relevant fields of a bzImage's setup header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BzImage {
+    /// Boot protocol version, e.g. 0x020f.
+    pub protocol: u16,
+    /// Sectors of real-mode setup code (0 means 4).
+    pub setup_sects: u8,
+    /// `loadflags` (bit 0: loaded high).
+    pub loadflags: u8,
+    /// `xloadflags` (bit 0: 64-bit entry, bit 1: may load above 4 GiB, bit 5: 5-level paging).
+    pub xloadflags: u16,
+    /// Required physical alignment of the kernel.
+    pub kernel_alignment: u32,
+    /// Preferred load address.
+    pub pref_address: u64,
+    /// Memory the kernel needs from its load address until it has set itself up.
+    pub init_size: u32,
+    /// Longest command line the kernel takes (excluding the NUL).
+    pub cmdline_size: u32,
+    /// The version string embedded in the image, if it points somewhere sane.
+    pub version: Option<String>,
+}
+
+/// xloadflags bit: the kernel has a 64-bit entry point at +0x200.
+pub const XLF_KERNEL_64: u16 = 1 << 0;
+/// xloadflags bit: the kernel and its data may sit above 4 GiB.
+pub const XLF_CAN_BE_LOADED_ABOVE_4G: u16 = 1 << 1;
+/// xloadflags bit: the kernel supports 5-level paging.
+pub const XLF_5LEVEL: u16 = 1 << 5;
+
+impl BzImage {
+    /// Parses the setup header of a bzImage.
+    pub fn parse(bytes: &[u8]) -> Result<Self, ImageError> {
+        let kind = ImageKind::sniff(bytes);
+        if kind != ImageKind::BzImage {
+            return Err(ImageError::NotBzImage(kind));
+        }
+        let u16_at = |o: usize| bytes.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+        let u32_at = |o: usize| bytes.get(o..o + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        let u64_at = |o: usize| {
+            bytes.get(o..o + 8).map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+        };
+        let protocol = u16_at(0x206).ok_or(ImageError::Corrupt("header"))?;
+        let [minor, major] = protocol.to_le_bytes();
+        if protocol < 0x020c {
+            return Err(ImageError::ProtocolTooOld { major, minor });
+        }
+        let truncated = ImageError::Corrupt("setup header is cut short");
+        let image = BzImage {
+            protocol,
+            setup_sects: bytes[0x1f1],
+            loadflags: *bytes.get(0x211).ok_or(truncated.clone())?,
+            xloadflags: u16_at(0x236).ok_or(truncated.clone())?,
+            kernel_alignment: u32_at(0x230).ok_or(truncated.clone())?,
+            pref_address: u64_at(0x258).ok_or(truncated.clone())?,
+            init_size: u32_at(0x260).ok_or(truncated.clone())?,
+            cmdline_size: u32_at(0x238).ok_or(truncated)?,
+            version: u16_at(0x20e).filter(|&p| p != 0).and_then(|p| version_string(bytes, usize::from(p) + 0x200)),
+        };
+        if image.xloadflags & XLF_KERNEL_64 == 0 {
+            return Err(ImageError::No64BitEntry);
+        }
+        let setup_len = (usize::from(image.setup_sects.max(4)) + 1) * 512;
+        if bytes.len() <= setup_len {
+            return Err(ImageError::Corrupt("no protected-mode kernel after the setup code"));
+        }
+        Ok(image)
+    }
+
+    /// True when the kernel can run with 5-level paging enabled.
+    pub fn supports_5level(&self) -> bool {
+        self.xloadflags & XLF_5LEVEL != 0
+    }
+
+    /// Boot protocol as `major.minor`.
+    pub fn protocol_string(&self) -> String {
+        let [minor, major] = self.protocol.to_le_bytes();
+        format!("{major}.{minor:02}")
+    }
+}
+
+fn version_string(bytes: &[u8], at: usize) -> Option<String> {
+    let tail = bytes.get(at..)?;
+    let end = tail.iter().take(256).position(|&b| b == 0)?;
+    let text = std::str::from_utf8(&tail[..end]).ok()?;
+    text.chars().all(|c| !c.is_control()).then(|| text.to_string())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A minimal header with the fields a 6.1 cloud kernel has.
+    pub(crate) fn fake_bzimage() -> Vec<u8> {
+        let mut b = vec![0u8; 0x4000];
+        b[0x1f1] = 27;
+        b[0x1fe] = 0x55;
+        b[0x1ff] = 0xaa;
+        b[0x202..0x206].copy_from_slice(b"HdrS");
+        b[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+        b[0x20e..0x210].copy_from_slice(&0x0100u16.to_le_bytes());
+        b[0x300..0x30b].copy_from_slice(b"6.1.0-test\0");
+        b[0x211] = 1;
+        b[0x230..0x234].copy_from_slice(&0x20_0000u32.to_le_bytes());
+        b[0x236..0x238].copy_from_slice(&0x7fu16.to_le_bytes());
+        b[0x238..0x23c].copy_from_slice(&2047u32.to_le_bytes());
+        b[0x258..0x260].copy_from_slice(&0x100_0000u64.to_le_bytes());
+        b[0x260..0x264].copy_from_slice(&0x337_8000u32.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn parses_a_header() {
+        let image = BzImage::parse(&fake_bzimage()).unwrap();
+        assert_eq!(image.protocol_string(), "2.15");
+        assert_eq!(image.init_size, 0x337_8000);
+        assert_eq!(image.kernel_alignment, 0x20_0000);
+        assert_eq!(image.cmdline_size, 2047);
+        assert!(image.supports_5level());
+        assert_eq!(image.version.as_deref(), Some("6.1.0-test"));
+    }
+
+    #[test]
+    fn explains_what_is_not_a_kernel() {
+        let err = BzImage::parse(b"\x7fELF\x02\x01").unwrap_err();
+        assert!(err.to_string().contains("vmlinux"), "{err}");
+        let err = BzImage::parse(b"070701000000").unwrap_err();
+        assert!(err.to_string().contains("--initrd"), "{err}");
+        assert!(matches!(BzImage::parse(b"hello"), Err(ImageError::NotBzImage(ImageKind::Unknown))));
+        assert!(matches!(BzImage::parse(&[]), Err(ImageError::NotBzImage(ImageKind::Unknown))));
+    }
+
+    #[test]
+    fn refuses_old_32bit_and_truncated() {
+        let mut old = fake_bzimage();
+        old[0x206..0x208].copy_from_slice(&0x020au16.to_le_bytes());
+        assert!(matches!(BzImage::parse(&old), Err(ImageError::ProtocolTooOld { major: 2, minor: 10 })));
+        let mut x32 = fake_bzimage();
+        x32[0x236] = 0;
+        assert_eq!(BzImage::parse(&x32), Err(ImageError::No64BitEntry));
+        let short = &fake_bzimage()[..0x210];
+        assert!(matches!(BzImage::parse(short), Err(ImageError::Corrupt(_))));
+    }
+
+    #[test]
+    fn never_panics_on_any_prefix() {
+        let full = fake_bzimage();
+        for len in 0..full.len() {
+            let _ = BzImage::parse(&full[..len]);
+        }
+    }
+}

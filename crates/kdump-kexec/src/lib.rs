@@ -1,0 +1,11 @@
+//! Pure planning for `kexec`: what the image is, what command line the new
+//! kernel gets, whether the load can work on this machine, and what the
+//! kernel's answer means. No file is opened and no syscall made here.
+#![deny(missing_docs)]
+
+pub mod cmdline;
+pub mod errno;
+pub mod image;
+pub mod preflight;
+
+pub use image::{BzImage, ImageError, ImageKind};

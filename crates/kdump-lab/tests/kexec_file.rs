@@ -1,0 +1,250 @@
+//! Lab tests of `kexec` with kexec_file_load on Debian's kernel: panic load,
+//! crash into the capture kernel, unload, reload, `-l` + `-e`, and refusals.
+
+use kdump_lab::{Scenario, Vm};
+use kdump_machine::{MachineInfo, PhysRange};
+
+/// Loads the lab's capture kernel with our kexec; `$1` adds options.
+const LOAD: &str = r#"load() { kexec "$@" /lab/vmlinuz --initrd=/lab/capture.img --append="$(cat /lab/capture.cmdline)"; }
+"#;
+
+/// Runs a command that must fail; saves its exit code and stderr as /results/<name>.{rc,err}.
+const REFUSE: &str = r#"refuse() { name=$1; shift; set +e; "$@" 2>/results/$name.err; echo $? >/results/$name.rc; set -e; cat /results/$name.err; }
+"#;
+
+// ----- a small, independent ELF reader for the checks -----
+
+struct Phdr {
+    p_type: u32,
+    offset: u64,
+    paddr: u64,
+    filesz: u64,
+}
+
+fn u32_at(b: &[u8], o: usize) -> u32 {
+    u32::from_le_bytes(b[o..o + 4].try_into().unwrap())
+}
+fn u64_at(b: &[u8], o: usize) -> u64 {
+    u64::from_le_bytes(b[o..o + 8].try_into().unwrap())
+}
+
+fn program_headers(elf: &[u8]) -> Vec<Phdr> {
+    assert_eq!(&elf[..4], b"\x7fELF", "not an ELF file");
+    assert_eq!(elf[4], 2, "not ELF64");
+    assert_eq!(u16::from_le_bytes([elf[16], elf[17]]), 4, "not ET_CORE");
+    let phoff = u64_at(elf, 32) as usize;
+    let phentsize = usize::from(u16::from_le_bytes([elf[54], elf[55]]));
+    let phnum = usize::from(u16::from_le_bytes([elf[56], elf[57]]));
+    (0..phnum)
+        .map(|i| {
+            let h = phoff + i * phentsize;
+            Phdr {
+                p_type: u32_at(elf, h),
+                offset: u64_at(elf, h + 8),
+                paddr: u64_at(elf, h + 24),
+                filesz: u64_at(elf, h + 32),
+            }
+        })
+        .collect()
+}
+
+/// (name, type, descriptor) of every note in a PT_NOTE segment.
+fn notes(mut seg: &[u8]) -> Vec<(String, u32, Vec<u8>)> {
+    let mut out = Vec::new();
+    let pad = |n: usize| n.div_ceil(4) * 4;
+    while seg.len() >= 12 {
+        let (namesz, descsz, ntype) = (u32_at(seg, 0) as usize, u32_at(seg, 4) as usize, u32_at(seg, 8));
+        if namesz == 0 && descsz == 0 {
+            break;
+        }
+        let name = String::from_utf8_lossy(&seg[12..12 + namesz]).trim_end_matches('\0').to_string();
+        let desc_at = 12 + pad(namesz);
+        out.push((name, ntype, seg[desc_at..desc_at + descsz].to_vec()));
+        seg = &seg[(desc_at + pad(descsz)).min(seg.len())..];
+    }
+    out
+}
+
+/// Subtracts `holes` from `ranges` (inclusive ends).
+fn minus(ranges: &[PhysRange], holes: &[PhysRange]) -> Vec<PhysRange> {
+    let mut out = ranges.to_vec();
+    for h in holes {
+        out = out
+            .into_iter()
+            .flat_map(|r| {
+                let mut parts = Vec::new();
+                if r.end < h.start || r.start > h.end {
+                    parts.push(r);
+                } else {
+                    if r.start < h.start {
+                        parts.push(PhysRange { start: r.start, end: h.start - 1 });
+                    }
+                    if r.end > h.end {
+                        parts.push(PhysRange { start: h.end + 1, end: r.end });
+                    }
+                }
+                parts
+            })
+            .collect();
+    }
+    out
+}
+
+#[test]
+fn panic_load_crash_boots_capture_kernel_with_vmcore() {
+    let first = format!(
+        "{LOAD}load -s -p
+set +e; kexec -S; echo $? > /results/status.rc; set -e
+cat /sys/kernel/kexec_crash_loaded > /results/crash_loaded
+kdump sysinfo --json > /results/first-sysinfo.json
+sync
+echo c > /proc/sysrq-trigger
+"
+    );
+    let capture = "\
+cat /proc/cmdline > /results/capture-cmdline
+ls -l /proc/vmcore
+dd if=/proc/vmcore of=/results/vmcore-head bs=4096 count=64
+";
+    let outcome =
+        Scenario::new("kexec-panic-crash", &first).capture(capture).vm(Vm::default()).run().expect("scenario");
+
+    assert_eq!(outcome.read_result("status.rc").unwrap().trim(), "1", "kexec -S exits 1 when loaded");
+    assert_eq!(outcome.read_result("crash_loaded").unwrap().trim(), "1");
+    assert!(outcome.console.contains("Kernel panic - not syncing: sysrq triggered crash"), "{}", outcome.console);
+
+    let cmdline = outcome.read_result("capture-cmdline").unwrap();
+    assert!(cmdline.contains("irqpoll nr_cpus=1 reset_devices"), "{cmdline}");
+    assert!(cmdline.contains("elfcorehdr="), "the kernel passes elfcorehdr=: {cmdline}");
+
+    let info: MachineInfo = serde_json::from_str(&outcome.read_result("first-sysinfo.json").unwrap()).unwrap();
+    let head = std::fs::read(outcome.result_path("vmcore-head")).unwrap();
+    let phdrs = program_headers(&head);
+
+    // One PT_NOTE with NT_PRSTATUS per CPU and the VMCOREINFO note.
+    let note_seg: Vec<&Phdr> = phdrs.iter().filter(|p| p.p_type == 4).collect();
+    assert_eq!(note_seg.len(), 1, "/proc/vmcore merges the notes into one PT_NOTE");
+    let seg = &head[note_seg[0].offset as usize..(note_seg[0].offset + note_seg[0].filesz) as usize];
+    let all = notes(seg);
+    let prstatus = all.iter().filter(|(n, t, _)| n == "CORE" && *t == 1).count();
+    assert_eq!(
+        prstatus,
+        info.possible_cpus.len(),
+        "one NT_PRSTATUS per CPU: {:?}",
+        all.iter().map(|n| (&n.0, n.1)).collect::<Vec<_>>()
+    );
+    let vmcoreinfo = all.iter().find(|(n, _, _)| n == "VMCOREINFO").expect("VMCOREINFO note");
+    let text = String::from_utf8_lossy(&vmcoreinfo.2);
+    assert!(text.contains(&format!("OSRELEASE={}", info.kernel_release.as_deref().unwrap())), "{text}");
+    assert!(text.contains("CRASHTIME="), "{text}");
+
+    // PT_LOADs: the first kernel's RAM minus the crash region (the kernel also
+    // leaves out the low 1 MiB, and adds a PT_LOAD for the kernel text).
+    let mut loads: Vec<PhysRange> = phdrs
+        .iter()
+        .filter(|p| p.p_type == 1 && p.paddr >= 1 << 20)
+        .map(|p| PhysRange { start: p.paddr, end: p.paddr + p.filesz - 1 })
+        .collect();
+    loads.sort();
+    loads.dedup();
+    let text_range = info.kernel_code.unwrap();
+    let loads: Vec<PhysRange> = loads
+        .into_iter()
+        .filter(|r| !(r.start == text_range.start && !info.system_ram.iter().any(|ram| ram == r)))
+        .collect();
+    let low_mib = PhysRange { start: 0, end: (1 << 20) - 1 };
+    let mut holes = info.crash_regions.clone();
+    holes.push(low_mib);
+    let expected = minus(&info.system_ram, &holes);
+    assert_eq!(loads, expected, "PT_LOADs vs System RAM minus crash region and low 1 MiB");
+}
+
+#[test]
+fn unload_and_reload_replace_the_capture_kernel() {
+    let first = format!(
+        "{LOAD}load -p
+[ \"$(cat /sys/kernel/kexec_crash_loaded)\" = 1 ]
+kexec -p -u
+cat /sys/kernel/kexec_crash_loaded > /results/after-unload
+set +e; kexec -S; echo $? > /results/status-after-unload.rc; set -e
+load -p
+load -p --no-capture-defaults
+cat /sys/kernel/kexec_crash_loaded > /results/after-reload
+kexec -p -u
+kexec -p -u
+cat /sys/kernel/kexec_crash_loaded > /results/after-second-unload
+"
+    );
+    let outcome = Scenario::new("kexec-unload-reload", &first).carry_capture_kernel("true").run().expect("scenario");
+    assert_eq!(outcome.read_result("after-unload").unwrap().trim(), "0");
+    assert_eq!(outcome.read_result("status-after-unload.rc").unwrap().trim(), "0");
+    assert_eq!(outcome.read_result("after-reload").unwrap().trim(), "1");
+    assert_eq!(outcome.read_result("after-second-unload").unwrap().trim(), "0", "unloading twice is harmless");
+}
+
+#[test]
+fn load_and_exec_boots_the_new_kernel_with_its_command_line() {
+    let first = "\
+kexec -s -l /lab/vmlinuz --initrd=/lab/capture.img --append='console=ttyS0 panic=-1 lab.marker=second-boot'
+cat /sys/kernel/kexec_loaded > /results/loaded
+sync
+kexec -e
+";
+    let second = "cat /proc/cmdline > /results/second-cmdline\ngrep -q lab.marker=second-boot /proc/cmdline\n";
+    let vm = Vm { crashkernel: None, ..Vm::default() };
+    let outcome = Scenario::new("kexec-load-exec", first).capture(second).vm(vm).run().expect("scenario");
+    assert_eq!(outcome.read_result("loaded").unwrap().trim(), "1");
+    let cmdline = outcome.read_result("second-cmdline").unwrap();
+    assert_eq!(cmdline.trim(), "console=ttyS0 panic=-1 lab.marker=second-boot", "-l adds no capture defaults");
+}
+
+#[test]
+fn bad_input_is_refused_and_nothing_is_loaded() {
+    let first = format!(
+        "{REFUSE}refuse not-a-kernel kexec -p /bin/busybox --initrd=/lab/capture.img
+refuse missing-initrd kexec -p /lab/vmlinuz --initrd=/lab/no-such-initrd
+refuse legacy kexec -c -p /lab/vmlinuz --initrd=/lab/capture.img
+cat /sys/kernel/kexec_crash_loaded > /results/crash_loaded
+"
+    );
+    let outcome = Scenario::new("kexec-bad-input", &first).carry_capture_kernel("true").run().expect("scenario");
+    for (name, needle) in [
+        ("not-a-kernel", "ELF file (an uncompressed vmlinux?), not a bzImage"),
+        ("missing-initrd", "cannot open the initrd /lab/no-such-initrd"),
+        ("legacy", "kexec_load back end (-c) is not built yet"),
+    ] {
+        assert_eq!(outcome.read_result(&format!("{name}.rc")).unwrap().trim(), "1", "{name}");
+        let err = outcome.read_result(&format!("{name}.err")).unwrap();
+        assert!(err.contains(needle), "{name}: {err}");
+    }
+    assert_eq!(outcome.read_result("crash_loaded").unwrap().trim(), "0");
+}
+
+#[test]
+fn too_small_crash_region_is_refused_with_the_shortfall() {
+    let first = format!(
+        "{REFUSE}refuse small kexec -p /lab/vmlinuz --initrd=/lab/capture.img
+cat /sys/kernel/kexec_crash_loaded > /results/crash_loaded
+"
+    );
+    let vm = Vm { crashkernel: Some("16M".into()), ..Vm::default() };
+    let outcome = Scenario::new("kexec-crash-16m", &first).carry_capture_kernel("true").vm(vm).run().expect("scenario");
+    assert_eq!(outcome.read_result("small.rc").unwrap().trim(), "1");
+    let err = outcome.read_result("small.err").unwrap();
+    assert!(err.contains("crashkernel= reserved 16 MiB") && err.contains("MiB short"), "{err}");
+    assert_eq!(outcome.read_result("crash_loaded").unwrap().trim(), "0");
+}
+
+#[test]
+fn no_crash_region_is_refused_with_how_to_reserve_one() {
+    let first = format!(
+        "{REFUSE}refuse none kexec -p /lab/vmlinuz --initrd=/lab/capture.img
+"
+    );
+    let vm = Vm { crashkernel: None, ..Vm::default() };
+    let outcome =
+        Scenario::new("kexec-no-crashkernel", &first).carry_capture_kernel("true").vm(vm).run().expect("scenario");
+    assert_eq!(outcome.read_result("none.rc").unwrap().trim(), "1");
+    let err = outcome.read_result("none.err").unwrap();
+    assert!(err.contains("no memory is reserved") && err.contains("crashkernel="), "{err}");
+}

@@ -1,0 +1,175 @@
+//! Loading a kernel: read and check the inputs, plan, preflight, syscall, verify.
+
+use std::ffi::CString;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use kdump_kexec::BzImage;
+use kdump_kexec::cmdline::{self, CmdlineRequest};
+use kdump_kexec::errno::{Call, allows_fallback, explain, is_signature_error};
+use kdump_kexec::preflight::{LoadCheck, Syscall, check_load};
+use kdump_machine::sysfs::{CAP_SYS_BOOT, parse_effective_capabilities, parse_flag};
+use kdump_sys::{SysRoot, collect_machine_info, kexec as sys};
+
+use crate::{Args, SyscallChoice};
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
+}
+
+/// True unless /proc/self/status says CAP_SYS_BOOT is missing. An unreadable
+/// status is not held against the caller: the kernel still checks.
+fn has_cap_sys_boot(root: &SysRoot) -> bool {
+    match root.read_optional("/proc/self/status") {
+        Ok(Some(text)) => parse_effective_capabilities(&text).map_or(true, |caps| caps & (1 << CAP_SYS_BOOT) != 0),
+        _ => true,
+    }
+}
+
+pub fn load(args: &Args, root: &SysRoot) -> anyhow::Result<()> {
+    let what = if args.panic { "capture kernel" } else { "kernel" };
+    let kernel_path = args.kernel.as_deref().with_context(|| {
+        format!(
+            "no {what} image given: e.g. kexec {} /boot/vmlinuz-$(uname -r) --initrd=FILE",
+            if args.panic { "-p" } else { "-l" }
+        )
+    })?;
+    let kernel_bytes = std::fs::read(kernel_path)
+        .with_context(|| format!("cannot read the kernel image {}", kernel_path.display()))?;
+    let image = BzImage::parse(&kernel_bytes).with_context(|| format!("{} cannot be loaded", kernel_path.display()))?;
+    let initrd = match &args.initrd {
+        Some(path) => {
+            let file = File::open(path).with_context(|| format!("cannot open the initrd {}", path.display()))?;
+            let len = file.metadata().with_context(|| format!("cannot stat the initrd {}", path.display()))?.len();
+            if !file.metadata()?.is_file() {
+                bail!("the initrd {} is not a regular file", path.display());
+            }
+            Some((path.as_path(), file, len))
+        }
+        None => None,
+    };
+
+    let choice = args.syscall();
+    if choice == SyscallChoice::Legacy {
+        bail!("the kexec_load back end (-c) is not built yet; use kexec_file_load (-s or the default -a)");
+    }
+    let machine = collect_machine_info(root).context("cannot read the machine description")?;
+    let problems = check_load(&LoadCheck {
+        machine: &machine,
+        panic: args.panic,
+        syscall: Syscall::File,
+        image: &image,
+        initrd_len: initrd.as_ref().map(|i| i.2),
+        cap_sys_boot: has_cap_sys_boot(root),
+    });
+
+    let reuse = if args.reuse_cmdline {
+        Some(root.read("/proc/cmdline").context("--reuse-cmdline needs /proc/cmdline")?)
+    } else {
+        None
+    };
+    let request = CmdlineRequest {
+        reuse,
+        append: args.append.clone(),
+        panic: args.panic,
+        capture_defaults: !args.no_capture_defaults,
+    };
+    let line = cmdline::build(&request, usize::try_from(image.cmdline_size).unwrap_or(usize::MAX))?;
+    let flags = if args.panic { sys::KEXEC_FILE_ON_CRASH } else { 0 }
+        | if initrd.is_none() { sys::KEXEC_FILE_NO_INITRAMFS } else { 0 };
+
+    if args.dry_run || args.debug {
+        print!("{}", describe(kernel_path, &image, kernel_bytes.len(), &initrd, &line, flags, &machine, args));
+    }
+    if !problems.is_empty() {
+        let mut text = format!("cannot load the {what}:");
+        for p in &problems {
+            let _ = write!(text, "\n  - {p}");
+        }
+        bail!(text);
+    }
+    if args.dry_run {
+        return Ok(());
+    }
+
+    let kernel = File::open(kernel_path).with_context(|| format!("cannot open {}", kernel_path.display()))?;
+    let line = CString::new(line).context("the command line contains a NUL byte")?;
+    match sys::kexec_file_load(&kernel, initrd.as_ref().map(|i| &i.1), &line, flags) {
+        Ok(()) => {}
+        Err(e) if choice == SyscallChoice::Auto && allows_fallback(e) && !is_signature_error(e) => bail!(
+            "kexec_file_load refused the {what}: {}; the kexec_load fallback (-c) is not built yet",
+            explain(Call::FileLoad, args.panic, e)
+        ),
+        Err(e) => bail!("kexec_file_load refused the {what}: {}", explain(Call::FileLoad, args.panic, e)),
+    }
+
+    // The kernel said yes; check that it says so in sysfs too.
+    let flag = if args.panic { "/sys/kernel/kexec_crash_loaded" } else { "/sys/kernel/kexec_loaded" };
+    let loaded = root.read(flag).ok().and_then(|t| parse_flag(flag, &t).ok());
+    if loaded != Some(true) {
+        bail!("kexec_file_load succeeded but {flag} does not read 1: the {what} is not loaded");
+    }
+    if args.debug {
+        eprintln!("kexec: {what} loaded ({flag} = 1)");
+    }
+    Ok(())
+}
+
+fn describe(
+    kernel_path: &Path,
+    image: &BzImage,
+    kernel_len: usize,
+    initrd: &Option<(&Path, File, u64)>,
+    line: &str,
+    flags: u64,
+    machine: &kdump_machine::MachineInfo,
+    args: &Args,
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "image:    {} (bzImage, boot protocol {}, {}, init_size {}{})",
+        kernel_path.display(),
+        image.protocol_string(),
+        mib(kernel_len as u64),
+        mib(u64::from(image.init_size)),
+        image.version.as_deref().map(|v| format!(", {v}")).unwrap_or_default()
+    );
+    match initrd {
+        Some((path, _, len)) => {
+            let _ = writeln!(s, "initrd:   {} ({})", path.display(), mib(*len));
+        }
+        None => {
+            let _ = writeln!(s, "initrd:   none");
+        }
+    }
+    let _ = writeln!(s, "cmdline:  {line}");
+    let _ =
+        writeln!(s, "syscall:  kexec_file_load{}", if args.syscall() == SyscallChoice::Auto { " (-a)" } else { "" });
+    let mut names = Vec::new();
+    if flags & sys::KEXEC_FILE_ON_CRASH != 0 {
+        names.push("KEXEC_FILE_ON_CRASH");
+    }
+    if flags & sys::KEXEC_FILE_NO_INITRAMFS != 0 {
+        names.push("KEXEC_FILE_NO_INITRAMFS");
+    }
+    let _ = writeln!(
+        s,
+        "flags:    {:#x}{}",
+        flags,
+        if names.is_empty() { String::new() } else { format!(" ({})", names.join(" | ")) }
+    );
+    if args.panic {
+        match machine.load_crash_region() {
+            Some(r) => {
+                let _ = writeln!(s, "target:   crash region {:#x}-{:#x} ({})", r.start, r.end, mib(r.len()));
+            }
+            None => {
+                let _ = writeln!(s, "target:   no crash region reserved");
+            }
+        }
+    }
+    s
+}
