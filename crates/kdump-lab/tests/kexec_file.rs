@@ -17,6 +17,7 @@ const REFUSE: &str = r#"refuse() { name=$1; shift; set +e; "$@" 2>/results/$name
 struct Phdr {
     p_type: u32,
     offset: u64,
+    vaddr: u64,
     paddr: u64,
     filesz: u64,
 }
@@ -138,20 +139,19 @@ dd if=/proc/vmcore of=/results/vmcore-head bs=4096 count=64
     assert!(text.contains(&format!("OSRELEASE={}", info.kernel_release.as_deref().unwrap())), "{text}");
     assert!(text.contains("CRASHTIME="), "{text}");
 
-    // PT_LOADs: the first kernel's RAM minus the crash region (the kernel also
-    // leaves out the low 1 MiB, and adds a PT_LOAD for the kernel text).
+    // PT_LOADs: one for the kernel text (mapped at __START_KERNEL_map), and
+    // the first kernel's RAM minus the crash region (the kernel also leaves
+    // out the low 1 MiB).
+    const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
+    let text: Vec<&Phdr> = phdrs.iter().filter(|p| p.p_type == 1 && p.vaddr >= START_KERNEL_MAP).collect();
+    assert_eq!(text.len(), 1, "one kernel-text PT_LOAD");
+    assert_eq!(text[0].paddr, info.kernel_code.unwrap().start, "kernel text starts at Kernel code");
     let mut loads: Vec<PhysRange> = phdrs
         .iter()
-        .filter(|p| p.p_type == 1 && p.paddr >= 1 << 20)
+        .filter(|p| p.p_type == 1 && p.vaddr < START_KERNEL_MAP)
         .map(|p| PhysRange { start: p.paddr, end: p.paddr + p.filesz - 1 })
         .collect();
     loads.sort();
-    loads.dedup();
-    let text_range = info.kernel_code.unwrap();
-    let loads: Vec<PhysRange> = loads
-        .into_iter()
-        .filter(|r| !(r.start == text_range.start && !info.system_ram.iter().any(|ram| ram == r)))
-        .collect();
     let low_mib = PhysRange { start: 0, end: (1 << 20) - 1 };
     let mut holes = info.crash_regions.clone();
     holes.push(low_mib);
