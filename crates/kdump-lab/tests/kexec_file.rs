@@ -42,6 +42,7 @@ fn program_headers(elf: &[u8]) -> Vec<Phdr> {
             Phdr {
                 p_type: u32_at(elf, h),
                 offset: u64_at(elf, h + 8),
+                vaddr: u64_at(elf, h + 16),
                 paddr: u64_at(elf, h + 24),
                 filesz: u64_at(elf, h + 32),
             }

@@ -10,6 +10,7 @@ use kdump_kexec::BzImage;
 use kdump_kexec::cmdline::{self, CmdlineRequest};
 use kdump_kexec::errno::{Call, allows_fallback, explain, is_signature_error};
 use kdump_kexec::preflight::{LoadCheck, Syscall, check_load};
+use kdump_machine::PhysRange;
 use kdump_machine::sysfs::{CAP_SYS_BOOT, parse_effective_capabilities, parse_flag};
 use kdump_sys::{SysRoot, collect_machine_info, kexec as sys};
 
@@ -81,7 +82,17 @@ pub fn load(args: &Args, root: &SysRoot) -> anyhow::Result<()> {
         | if initrd.is_none() { sys::KEXEC_FILE_NO_INITRAMFS } else { 0 };
 
     if args.dry_run || args.debug {
-        print!("{}", describe(kernel_path, &image, kernel_bytes.len(), &initrd, &line, flags, &machine, args));
+        let plan = Plan {
+            kernel_path,
+            image: &image,
+            kernel_len: kernel_bytes.len() as u64,
+            initrd: initrd.as_ref().map(|(path, _, len)| (*path, *len)),
+            cmdline: &line,
+            flags,
+            auto: choice == SyscallChoice::Auto,
+            crash_region: args.panic.then(|| machine.load_crash_region()),
+        };
+        print!("{}", plan.describe());
     }
     if !problems.is_empty() {
         let mut text = format!("cannot load the {what}:");
@@ -117,59 +128,58 @@ pub fn load(args: &Args, root: &SysRoot) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn describe(
-    kernel_path: &Path,
-    image: &BzImage,
-    kernel_len: usize,
-    initrd: &Option<(&Path, File, u64)>,
-    line: &str,
+/// What a load will do, for `--dry-run` and `-d`.
+struct Plan<'a> {
+    kernel_path: &'a Path,
+    image: &'a BzImage,
+    kernel_len: u64,
+    initrd: Option<(&'a Path, u64)>,
+    cmdline: &'a str,
     flags: u64,
-    machine: &kdump_machine::MachineInfo,
-    args: &Args,
-) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "image:    {} (bzImage, boot protocol {}, {}, init_size {}{})",
-        kernel_path.display(),
-        image.protocol_string(),
-        mib(kernel_len as u64),
-        mib(u64::from(image.init_size)),
-        image.version.as_deref().map(|v| format!(", {v}")).unwrap_or_default()
-    );
-    match initrd {
-        Some((path, _, len)) => {
-            let _ = writeln!(s, "initrd:   {} ({})", path.display(), mib(*len));
+    auto: bool,
+    /// For panic loads: the region loaded into, if any.
+    crash_region: Option<Option<PhysRange>>,
+}
+
+impl Plan<'_> {
+    fn describe(&self) -> String {
+        let mut s = String::new();
+        let version = self.image.version.as_deref().map(|v| format!(", {v}")).unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "image:    {} (bzImage, boot protocol {}, {}, init_size {}{version})",
+            self.kernel_path.display(),
+            self.image.protocol_string(),
+            mib(self.kernel_len),
+            mib(u64::from(self.image.init_size)),
+        );
+        match self.initrd {
+            Some((path, len)) => writeln!(s, "initrd:   {} ({})", path.display(), mib(len)),
+            None => writeln!(s, "initrd:   none"),
         }
-        None => {
-            let _ = writeln!(s, "initrd:   none");
+        .ok();
+        let _ = writeln!(s, "cmdline:  {}", self.cmdline);
+        let _ = writeln!(s, "syscall:  kexec_file_load{}", if self.auto { " (-a)" } else { "" });
+        let names: Vec<&str> = [
+            (sys::KEXEC_FILE_ON_CRASH, "KEXEC_FILE_ON_CRASH"),
+            (sys::KEXEC_FILE_NO_INITRAMFS, "KEXEC_FILE_NO_INITRAMFS"),
+        ]
+        .iter()
+        .filter(|(bit, _)| self.flags & bit != 0)
+        .map(|(_, name)| *name)
+        .collect();
+        let _ = writeln!(
+            s,
+            "flags:    {:#x} ({})",
+            self.flags,
+            if names.is_empty() { "none".into() } else { names.join(" | ") }
+        );
+        match self.crash_region {
+            Some(Some(r)) => writeln!(s, "target:   crash region {:#x}-{:#x} ({})", r.start, r.end, mib(r.len())),
+            Some(None) => writeln!(s, "target:   no crash region reserved"),
+            None => Ok(()),
         }
+        .ok();
+        s
     }
-    let _ = writeln!(s, "cmdline:  {line}");
-    let _ =
-        writeln!(s, "syscall:  kexec_file_load{}", if args.syscall() == SyscallChoice::Auto { " (-a)" } else { "" });
-    let mut names = Vec::new();
-    if flags & sys::KEXEC_FILE_ON_CRASH != 0 {
-        names.push("KEXEC_FILE_ON_CRASH");
-    }
-    if flags & sys::KEXEC_FILE_NO_INITRAMFS != 0 {
-        names.push("KEXEC_FILE_NO_INITRAMFS");
-    }
-    let _ = writeln!(
-        s,
-        "flags:    {:#x}{}",
-        flags,
-        if names.is_empty() { String::new() } else { format!(" ({})", names.join(" | ")) }
-    );
-    if args.panic {
-        match machine.load_crash_region() {
-            Some(r) => {
-                let _ = writeln!(s, "target:   crash region {:#x}-{:#x} ({})", r.start, r.end, mib(r.len()));
-            }
-            None => {
-                let _ = writeln!(s, "target:   no crash region reserved");
-            }
-        }
-    }
-    s
 }
