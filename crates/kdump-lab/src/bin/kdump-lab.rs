@@ -53,10 +53,14 @@ fn demo() -> Result<(), String> {
             in_scenario = true;
             continue;
         }
-        if line.contains("LAB-SCENARIO-END") {
+        // The first script never ends: the panic hands over to the capture kernel.
+        if line.contains("LAB-SCENARIO-END") || line.contains("Kernel panic") {
             in_scenario = false;
+            if line.contains("Kernel panic") {
+                println!("{line}");
+            }
         }
-        if line.contains("Kernel panic") || (in_scenario && !line.starts_with("+ ")) {
+        if in_scenario && !line.starts_with("+ ") {
             println!("{line}");
         }
     }
