@@ -95,7 +95,9 @@ fn minus(ranges: &[PhysRange], holes: &[PhysRange]) -> Vec<PhysRange> {
 #[test]
 fn panic_load_crash_boots_capture_kernel_with_vmcore() {
     let first = format!(
-        "{LOAD}load -s -p
+        "{LOAD}load -s -p --append=lab.load=first
+# Loading again replaces the capture kernel: the crash must boot this one.
+load -s -p --append=lab.load=second
 set +e; kexec -S; echo $? > /results/status.rc; set -e
 cat /sys/kernel/kexec_crash_loaded > /results/crash_loaded
 kdump sysinfo --json > /results/first-sysinfo.json
@@ -117,6 +119,7 @@ dd if=/proc/vmcore of=/results/vmcore-head bs=4096 count=64
 
     let cmdline = outcome.read_result("capture-cmdline").unwrap();
     assert!(cmdline.contains("irqpoll nr_cpus=1 reset_devices"), "{cmdline}");
+    assert!(cmdline.contains("lab.load=second") && !cmdline.contains("lab.load=first"), "{cmdline}");
     assert!(cmdline.contains("elfcorehdr="), "the kernel passes elfcorehdr=: {cmdline}");
 
     let info: MachineInfo = serde_json::from_str(&outcome.read_result("first-sysinfo.json").unwrap()).unwrap();
