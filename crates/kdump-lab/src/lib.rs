@@ -203,3 +203,20 @@ impl Scenario {
 pub(crate) fn write_file(path: &Path, data: &[u8]) -> Result<(), LabError> {
     std::fs::write(path, data).map_err(io_err(path))
 }
+
+/// The first-kernel script that loads the lab's capture kernel with our
+/// kexec (kexec_file_load) and checks it is loaded.
+pub const LOAD_CAPTURE_KERNEL: &str = r#"kexec -s -p /lab/vmlinuz --initrd=/lab/capture.img --append="$(cat /lab/capture.cmdline)"
+[ "$(cat /sys/kernel/kexec_crash_loaded)" = 1 ]
+"#;
+
+/// Crashes a machine for real and saves its raw `/proc/vmcore` (ELF) on the
+/// host: loads the capture kernel with our kexec, runs `before_crash`, panics
+/// with sysrq, and copies /proc/vmcore in the capture kernel (then runs
+/// `in_capture`). The results disk is sized to hold the whole dump.
+pub fn crash_and_save_vmcore(name: &str, vm: Vm, before_crash: &str, in_capture: &str) -> Result<Outcome, LabError> {
+    let vm = Vm { results_disk_mib: vm.results_disk_mib.max(vm.memory_mib + 128), ..vm };
+    let first = format!("{LOAD_CAPTURE_KERNEL}{before_crash}\nsync\necho c > /proc/sysrq-trigger\n");
+    let capture = format!("cp /proc/vmcore /results/vmcore\n{in_capture}\n");
+    Scenario::new(name, &first).capture(&capture).vm(vm).run()
+}

@@ -2,14 +2,15 @@
 
 use std::process::ExitCode;
 
-use kdump_lab::{Scenario, Vm, kernel_image};
+use kdump_lab::{Scenario, Vm, crash_and_save_vmcore, kernel_image};
 
-const USAGE: &str = "usage: kdump-lab demo | kdump-lab kernel";
+const USAGE: &str = "usage: kdump-lab demo | kdump-lab kernel | kdump-lab vmcore OUT [MEMORY_MIB] [CPU_MODEL]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("demo") => demo(),
+        Some("vmcore") => vmcore(&args[1..]),
         Some("kernel") => kernel_image().map(|p| println!("{}", p.display())).map_err(|e| e.to_string()),
         _ => Err(USAGE.to_string()),
     };
@@ -66,5 +67,22 @@ fn demo() -> Result<(), String> {
     }
     println!("\nNot built yet: dump saving (kdump dump), crash report (kdump info), the kdump service.");
     println!("Serial console and images: {}", outcome.run_dir.display());
+    Ok(())
+}
+
+/// Crashes a lab machine and copies its raw ELF /proc/vmcore to `OUT`.
+fn vmcore(args: &[String]) -> Result<(), String> {
+    let out = args.first().ok_or(USAGE)?;
+    let memory_mib = match args.get(1) {
+        Some(m) => m.parse().map_err(|_| format!("MEMORY_MIB {m:?} is not a number"))?,
+        None => 1024,
+    };
+    let cpu_model = args.get(2).cloned().unwrap_or_else(|| "max".to_string());
+    let vm = Vm { memory_mib, cpu_model, ..Vm::default() };
+    let outcome = crash_and_save_vmcore("vmcore", vm, "", "").map_err(|e| e.to_string())?;
+    std::fs::rename(outcome.result_path("vmcore"), out)
+        .or_else(|_| std::fs::copy(outcome.result_path("vmcore"), out).map(|_| ()))
+        .map_err(|e| format!("{out}: {e}"))?;
+    println!("{out}");
     Ok(())
 }
