@@ -1,0 +1,9 @@
+//! The bzImage header probe never panics.
+#![no_main]
+
+use kdump_kexec::BzImage;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = BzImage::parse(data);
+});
