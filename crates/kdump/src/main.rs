@@ -1,6 +1,9 @@
 //! `kdump`: the crash-dump tool. Subcommands wire the library crates together;
 //! no parsing or planning happens here.
 
+mod dmesg;
+mod dumpfile;
+mod info;
 mod sysinfo;
 
 use std::path::PathBuf;
@@ -27,12 +30,42 @@ enum Command {
         #[arg(long, value_name = "DIR", default_value = "/")]
         sysroot: PathBuf,
     },
+    /// Print the crashed kernel's log, as `makedumpfile --dump-dmesg` writes it.
+    Dmesg {
+        /// The dump: ELF vmcore (e.g. /proc/vmcore), kdump-compressed or flattened.
+        dump: PathBuf,
+        /// Print JSON records (timestamp, level, caller) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Summarise a crash: kernel, time, panic message, CPUs and a symbolized backtrace.
+    Info {
+        /// The dump: ELF vmcore, kdump-compressed or flattened.
+        dump: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Symbols from this System.map (slid by the dump's KASLR offset) instead of the dump's kallsyms.
+        #[arg(long, value_name = "FILE")]
+        system_map: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Answer to the names of the tools we replace.
+    let argv0 = std::env::args_os().next().map(PathBuf::from);
+    let name = argv0.as_deref().and_then(|p| p.file_name()).and_then(|n| n.to_str()).unwrap_or("kdump");
+    let cli = if name == "vmcore-dmesg" {
+        let mut args: Vec<std::ffi::OsString> = vec!["kdump".into(), "dmesg".into()];
+        args.extend(std::env::args_os().skip(1));
+        Cli::parse_from(args)
+    } else {
+        Cli::parse()
+    };
     let result = match cli.command {
         Command::Sysinfo { json, sysroot } => sysinfo::run(&sysroot, json),
+        Command::Dmesg { dump, json } => dmesg::run(&dump, json),
+        Command::Info { dump, json, system_map } => info::run(&dump, json, system_map.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,35 @@
+//! `kdump dmesg`: the crashed kernel's log.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use kdump_kernel::KernelMemory;
+use kdump_kernel::memory::X86_64Layout;
+use kdump_kernel::printk::{Record, format_like_makedumpfile, read_log};
+
+use crate::dumpfile::{self, Dump, PhysAdapter};
+
+/// Reads every log record of the dump.
+pub fn records(dump: &mut Dump) -> anyhow::Result<Vec<Record>> {
+    let info = dump.vmcoreinfo()?;
+    let layout = X86_64Layout::from_vmcoreinfo(&info).context("cannot set up address translation")?;
+    let mut mem = KernelMemory::new(PhysAdapter::new(dump.mem.as_mut()), layout);
+    read_log(&mut mem, &info).context("cannot read the kernel log from the dump")
+}
+
+pub fn run(dump_path: &Path, json: bool) -> anyhow::Result<()> {
+    let mut dump = dumpfile::open(dump_path)?;
+    let records = records(&mut dump)?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &records)?;
+        writeln!(out)?;
+    } else {
+        out.write_all(&format_like_makedumpfile(&records))?;
+    }
+    if !dump.format.complete {
+        eprintln!("kdump: warning: {} is marked incomplete; the log may be missing records", dump_path.display());
+    }
+    Ok(())
+}

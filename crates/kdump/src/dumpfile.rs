@@ -1,0 +1,114 @@
+//! Opens a dump in any format we read and adapts it for the kernel decoders.
+
+use std::fs::File;
+use std::io::{BufReader, Read, Seek};
+use std::path::Path;
+
+use anyhow::Context;
+use kdump_dumpfile::{AnyDump, KdumpReader, PageState, PhysMem, open_dump};
+use kdump_kernel::{PhysRead, Vmcoreinfo};
+
+/// An open dump: its physical memory and what kind of file it is.
+pub struct Dump {
+    pub mem: Box<dyn PhysMem>,
+    pub format: DumpFormat,
+}
+
+/// What the file is, for reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DumpFormat {
+    /// `elf`, `kdump-compressed` or `flattened`.
+    pub kind: &'static str,
+    /// makedumpfile dump level, when the format records it.
+    pub dump_level: Option<i32>,
+    /// Page codec(s), when the format records them.
+    pub codec: Option<String>,
+    /// False when the file says it is incomplete (e.g. the disk filled up).
+    pub complete: bool,
+}
+
+impl std::fmt::Debug for Dump {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dump").field("format", &self.format).finish_non_exhaustive()
+    }
+}
+
+fn kdump_format<R: Read + Seek>(r: &KdumpReader<R>, kind: &'static str) -> DumpFormat {
+    let status = r.header().status;
+    let mut codecs = Vec::new();
+    for (bit, name) in [(0x1, "zlib"), (0x2, "lzo"), (0x4, "snappy"), (0x20, "zstd")] {
+        if status & bit != 0 {
+            codecs.push(name);
+        }
+    }
+    DumpFormat {
+        kind,
+        dump_level: Some(r.sub_header().dump_level),
+        codec: Some(if codecs.is_empty() { "none".to_string() } else { codecs.join("+") }),
+        complete: !r.is_incomplete(),
+    }
+}
+
+/// Opens `path`, recognising ELF vmcores, kdump-compressed and flattened files.
+pub fn open(path: &Path) -> anyhow::Result<Dump> {
+    let file = File::open(path).with_context(|| format!("cannot open the dump {}", path.display()))?;
+    let dump = open_dump(BufReader::new(file)).with_context(|| format!("cannot read the dump {}", path.display()))?;
+    let format = match &dump {
+        AnyDump::Elf(elf) => {
+            DumpFormat { kind: "elf", dump_level: None, codec: None, complete: elf.e_flags() & 1 == 0 }
+        }
+        AnyDump::Kdump(r) => kdump_format(r, "kdump-compressed"),
+        AnyDump::Flattened(r) => kdump_format(r, "flattened"),
+    };
+    Ok(Dump { mem: Box::new(dump), format })
+}
+
+impl Dump {
+    /// The VMCOREINFO note, parsed.
+    pub fn vmcoreinfo(&self) -> anyhow::Result<Vmcoreinfo> {
+        let raw = self.mem.vmcoreinfo().context("the dump has no VMCOREINFO note: it cannot be decoded without one")?;
+        Ok(Vmcoreinfo::parse(raw))
+    }
+}
+
+/// Byte-addressed reads over a page-based dump, caching the last page.
+pub struct PhysAdapter<'a> {
+    mem: &'a mut dyn PhysMem,
+    page: Vec<u8>,
+    cached: Option<u64>,
+}
+
+impl<'a> PhysAdapter<'a> {
+    pub fn new(mem: &'a mut dyn PhysMem) -> Self {
+        let size = mem.page_size() as usize;
+        Self { mem, page: vec![0; size], cached: None }
+    }
+}
+
+impl PhysRead for PhysAdapter<'_> {
+    fn read_phys(&mut self, paddr: u64, buf: &mut [u8]) -> kdump_kernel::Result<()> {
+        let size = self.page.len() as u64;
+        let mut done = 0usize;
+        while done < buf.len() {
+            let addr = paddr + done as u64;
+            let pfn = addr / size;
+            if self.cached != Some(pfn) {
+                self.cached = None;
+                let state = self
+                    .mem
+                    .read_page(pfn, &mut self.page)
+                    .map_err(|e| kdump_kernel::Error::Read { addr, reason: e.to_string() })?;
+                match state {
+                    PageState::Present | PageState::ZeroFilled => {}
+                    _ => return Err(kdump_kernel::Error::NotInDump(addr)),
+                }
+                self.cached = Some(pfn);
+            }
+            let off = (addr % size) as usize;
+            let n = (self.page.len() - off).min(buf.len() - done);
+            buf[done..done + n].copy_from_slice(&self.page[off..off + n]);
+            done += n;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,269 @@
+//! `kdump info`: what happened, from the dump alone.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::Context;
+use kdump_kernel::backtrace::{Frame, backtrace};
+use kdump_kernel::kallsyms::SymbolTable;
+use kdump_kernel::memory::X86_64Layout;
+use kdump_kernel::printk::Record;
+use kdump_kernel::prstatus::{REGISTER_NAMES, cpu_states};
+use kdump_kernel::{KernelMemory, Vmcoreinfo};
+use serde::Serialize;
+
+use crate::dmesg;
+use crate::dumpfile::{self, DumpFormat, PhysAdapter};
+
+#[derive(Debug, Serialize)]
+struct KernelId {
+    release: Option<String>,
+    version: Option<String>,
+    machine: Option<String>,
+    nodename: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Cpu {
+    index: usize,
+    pid: i32,
+    crashing: bool,
+    registers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    dump: String,
+    format: DumpFormat,
+    kernel: KernelId,
+    crash_time: Option<String>,
+    uptime_seconds: Option<f64>,
+    panic: Option<String>,
+    crashing_cpu: Option<usize>,
+    cpus: Vec<Cpu>,
+    symbols: Option<String>,
+    backtrace: Vec<Frame>,
+    warnings: Vec<String>,
+}
+
+/// `new_utsname` is six 65-byte strings.
+const UTS_LEN: u64 = 65;
+
+fn uts_field<P: kdump_kernel::PhysRead>(mem: &mut KernelMemory<P>, base: u64, index: u64) -> Option<String> {
+    let mut b = [0u8; UTS_LEN as usize];
+    mem.read(base + index * UTS_LEN, &mut b).ok()?;
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    Some(String::from_utf8_lossy(&b[..end]).into_owned())
+}
+
+/// The panic message: the last `Kernel panic - not syncing:` line, else the
+/// first oops-style line.
+fn panic_message(records: &[Record]) -> Option<String> {
+    const PANIC: &str = "Kernel panic - not syncing: ";
+    let texts: Vec<String> = records.iter().map(|r| String::from_utf8_lossy(&r.text).into_owned()).collect();
+    if let Some(t) = texts.iter().rev().find_map(|t| t.find(PANIC).map(|i| t[i + PANIC.len()..].trim().to_string())) {
+        return Some(t);
+    }
+    texts
+        .iter()
+        .find(|t| t.starts_with("BUG: ") || t.starts_with("Oops: ") || t.contains("general protection fault"))
+        .map(|t| t.trim().to_string())
+}
+
+/// Seconds since the epoch as `YYYY-MM-DD HH:MM:SS UTC`.
+fn utc(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+pub fn run(dump_path: &Path, json: bool, system_map: Option<&Path>) -> anyhow::Result<()> {
+    let mut dump = dumpfile::open(dump_path)?;
+    let info: Vmcoreinfo = dump.vmcoreinfo()?;
+    let mut warnings = Vec::new();
+    if !dump.format.complete {
+        warnings.push("the dump is marked incomplete: some pages are missing".to_string());
+    }
+    let records = match dmesg::records(&mut dump) {
+        Ok(r) => r,
+        Err(e) => {
+            warnings.push(format!("kernel log unavailable: {e:#}"));
+            Vec::new()
+        }
+    };
+    let notes = dump.mem.notes().to_vec();
+    let format = dump.format.clone();
+    let layout = X86_64Layout::from_vmcoreinfo(&info).context("cannot set up address translation")?;
+    let mut mem = KernelMemory::new(PhysAdapter::new(dump.mem.as_mut()), layout);
+
+    let kernel = match info.symbol("init_uts_ns") {
+        Ok(uts) => {
+            let base = uts + info.offset("uts_namespace.name").unwrap_or(0);
+            KernelId {
+                release: uts_field(&mut mem, base, 2).or_else(|| info.osrelease().map(str::to_string)),
+                version: uts_field(&mut mem, base, 3),
+                machine: uts_field(&mut mem, base, 4),
+                nodename: uts_field(&mut mem, base, 1),
+            }
+        }
+        Err(_) => {
+            KernelId { release: info.osrelease().map(str::to_string), version: None, machine: None, nodename: None }
+        }
+    };
+
+    let (symbols, source) = match system_map {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let offset = info.kernel_offset()?;
+            (
+                Some(SymbolTable::from_system_map(&text, offset)?),
+                Some(format!("{} (KASLR offset {offset:#x})", path.display())),
+            )
+        }
+        None => match SymbolTable::from_kallsyms(&mut mem, &info) {
+            Ok(t) => (Some(t), Some("kallsyms tables in the dump".to_string())),
+            Err(e) => {
+                warnings
+                    .push(format!("no symbols: {e} (give --system-map for a kernel without kallsyms in VMCOREINFO)"));
+                (None, None)
+            }
+        },
+    };
+
+    let states = cpu_states(&notes);
+    let panic_cpu = symbols.as_ref().and_then(|s| s.address_of("panic_cpu")).and_then(|a| mem.read_u32(a).ok());
+    let crashing_cpu = match panic_cpu {
+        Some(c) if (c as usize) < states.len() => Some(c as usize),
+        _ => {
+            warnings.push("panic_cpu is unknown; guessing the crashing CPU as the one running a task".to_string());
+            states.iter().find(|s| s.pid != 0).or(states.first()).map(|s| s.index)
+        }
+    };
+
+    let mut frames = Vec::new();
+    if let (Some(cpu), Some(syms)) = (crashing_cpu.and_then(|c| states.get(c)), symbols.as_ref()) {
+        let reg = |n: &str| cpu.register(n).unwrap_or(0);
+        frames = backtrace(&mut mem, syms, reg("rip"), reg("rsp"), reg("rbp"));
+    }
+
+    let cpus = states
+        .iter()
+        .map(|s| Cpu {
+            index: s.index,
+            pid: s.pid,
+            crashing: Some(s.index) == crashing_cpu,
+            registers: REGISTER_NAMES
+                .iter()
+                .zip(&s.registers)
+                .map(|(n, v)| (n.to_string(), format!("{v:#018x}")))
+                .collect(),
+        })
+        .collect();
+    let report = Report {
+        dump: dump_path.display().to_string(),
+        format,
+        kernel,
+        crash_time: info.crash_time().map(utc),
+        uptime_seconds: records.last().map(|r| r.ts_nsec as f64 / 1e9),
+        panic: panic_message(&records),
+        crashing_cpu,
+        cpus,
+        symbols: source,
+        backtrace: frames,
+        warnings,
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        out.write_all(render(&report, symbols.as_ref()).as_bytes())?;
+    }
+    Ok(())
+}
+
+fn render(r: &Report, symbols: Option<&SymbolTable>) -> String {
+    let mut s = String::new();
+    let or = |v: &Option<String>| v.clone().unwrap_or_else(|| "unknown".into());
+    let _ = writeln!(
+        s,
+        "dump:        {} ({}{}{})",
+        r.dump,
+        r.format.kind,
+        r.format.dump_level.map(|l| format!(", dump level {l}")).unwrap_or_default(),
+        r.format.codec.as_ref().map(|c| format!(", {c}")).unwrap_or_default()
+    );
+    let _ = writeln!(s, "complete:    {}", if r.format.complete { "yes" } else { "NO: the file is marked incomplete" });
+    let _ = writeln!(s, "kernel:      {} {} ({})", or(&r.kernel.release), or(&r.kernel.version), or(&r.kernel.machine));
+    let _ = writeln!(s, "host:        {}", or(&r.kernel.nodename));
+    let _ = writeln!(s, "crash time:  {}", or(&r.crash_time));
+    let _ = writeln!(
+        s,
+        "uptime:      {}",
+        r.uptime_seconds.map(|u| format!("{u:.3} s")).unwrap_or_else(|| "unknown".into())
+    );
+    let _ = writeln!(s, "panic:       {}", or(&r.panic));
+    let _ = writeln!(s, "crashing CPU: {}", r.crashing_cpu.map(|c| c.to_string()).unwrap_or_else(|| "unknown".into()));
+    let _ = writeln!(s, "\nbacktrace of the crashing CPU ({}):", r.symbols.as_deref().unwrap_or("no symbols"));
+    for f in &r.backtrace {
+        let _ = writeln!(s, "  {}", f.display());
+    }
+    for cpu in &r.cpus {
+        let mark = if cpu.crashing { " (crashing)" } else { "" };
+        let _ = writeln!(s, "\nCPU {}{mark}: pid {}", cpu.index, cpu.pid);
+        let rip = cpu.registers.get("rip").and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok());
+        if let (Some(rip), Some(syms)) = (rip, symbols)
+            && let Some((sym, off, size)) = syms.lookup_text(rip)
+        {
+            let _ = writeln!(s, "  RIP: {}+{off:#x}/{size:#x}", sym.name);
+        }
+        let regs: Vec<String> = REGISTER_NAMES
+            .iter()
+            .filter(|n| !matches!(**n, "fs_base" | "gs_base" | "ds" | "es" | "fs" | "gs"))
+            .filter_map(|n| cpu.registers.get(*n).map(|v| format!("{:>6}: {v}", n.to_uppercase())))
+            .collect();
+        for chunk in regs.chunks(3) {
+            let _ = writeln!(s, "  {}", chunk.join("  "));
+        }
+    }
+    for w in &r.warnings {
+        let _ = writeln!(s, "warning: {w}");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(1_795_671_706), "2026-11-26 05:41:46 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+    }
+
+    #[test]
+    fn finds_the_panic_line() {
+        let rec = |t: &str| Record { seq: 0, ts_nsec: 0, level: None, caller: None, text: t.as_bytes().to_vec() };
+        let records = vec![rec("sysrq: Trigger a crash"), rec("Kernel panic - not syncing: sysrq triggered crash")];
+        assert_eq!(panic_message(&records).as_deref(), Some("sysrq triggered crash"));
+        assert_eq!(
+            panic_message(&[rec("BUG: kernel NULL pointer dereference")]).as_deref(),
+            Some("BUG: kernel NULL pointer dereference")
+        );
+        assert_eq!(panic_message(&[]), None);
+    }
+}
