@@ -30,7 +30,11 @@ fn check_info(kdump: &Path, dump: &Path) {
     let frames: Vec<String> =
         v["backtrace"].as_array().unwrap().iter().map(|f| f["symbol"].as_str().unwrap_or("").to_string()).collect();
     for wanted in ["sysrq_handle_crash", "panic"] {
-        assert!(frames.iter().any(|f| f.starts_with(&format!("{wanted}+"))), "{}: no {wanted} in {frames:?}", dump.display());
+        assert!(
+            frames.iter().any(|f| f.starts_with(&format!("{wanted}+"))),
+            "{}: no {wanted} in {frames:?}",
+            dump.display()
+        );
     }
     assert_eq!(v["symbols"], "kallsyms tables in the dump");
     let text = String::from_utf8(run(Command::new(kdump).arg("info").arg(dump))).unwrap();
