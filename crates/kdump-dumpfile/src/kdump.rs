@@ -412,7 +412,7 @@ impl KdumpConfig {
 }
 
 /// What [`KdumpWriter::finish`] reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct WriteSummary {
     /// Pages with a descriptor.
     pub pages: u64,
@@ -441,6 +441,8 @@ pub struct KdumpWriter<S: WriteAt> {
     bitmap2_off: u64,
     bitmap_bytes: u64,
     desc_off: u64,
+    /// End of the descriptor table: where page data may start.
+    metadata_end: u64,
     zero_off: Option<u64>,
     encoder: PageEncoder,
     enc_buf: Vec<u8>,
@@ -580,6 +582,7 @@ impl<S: WriteAt> KdumpWriter<S> {
             bitmap2_off,
             bitmap_bytes,
             desc_off,
+            metadata_end: desc_off + n_ram * PageDesc::SIZE as u64,
             zero_off,
             encoder: PageEncoder::new(cfg.codec, cfg.share_zero_pages)?,
             enc_buf: Vec::with_capacity(ps as usize * 2),
@@ -605,6 +608,15 @@ impl<S: WriteAt> KdumpWriter<S> {
     }
 
     /// Page size.
+    /// Bytes from the start of the file to the end of the descriptor table:
+    /// headers, notes, both bitmaps and one descriptor per RAM page. A caller
+    /// writing to a file can preallocate them, so that finishing an
+    /// incomplete dump after the disk fills up needs no new space.
+    pub fn metadata_len(&self) -> u64 {
+        self.metadata_end
+    }
+
+    /// Page size in bytes.
     pub fn page_size(&self) -> u64 {
         self.block
     }

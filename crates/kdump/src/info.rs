@@ -16,14 +16,7 @@ use serde::Serialize;
 
 use crate::dmesg;
 use crate::dumpfile::{self, DumpFormat, PhysAdapter};
-
-#[derive(Debug, Serialize)]
-struct KernelId {
-    release: Option<String>,
-    version: Option<String>,
-    machine: Option<String>,
-    nodename: Option<String>,
-}
+use crate::kernel::KernelId;
 
 #[derive(Debug, Serialize)]
 struct Cpu {
@@ -46,16 +39,6 @@ struct Report {
     symbols: Option<String>,
     backtrace: Vec<Frame>,
     warnings: Vec<String>,
-}
-
-/// `new_utsname` is six 65-byte strings.
-const UTS_LEN: u64 = 65;
-
-fn uts_field<P: kdump_kernel::PhysRead>(mem: &mut KernelMemory<P>, base: u64, index: u64) -> Option<String> {
-    let mut b = [0u8; UTS_LEN as usize];
-    mem.read(base + index * UTS_LEN, &mut b).ok()?;
-    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    Some(String::from_utf8_lossy(&b[..end]).into_owned())
 }
 
 /// The panic message: the last `Kernel panic - not syncing:` line, else the
@@ -108,20 +91,7 @@ pub fn run(dump_path: &Path, json: bool, system_map: Option<&Path>) -> anyhow::R
     let layout = X86_64Layout::from_vmcoreinfo(&info).context("cannot set up address translation")?;
     let mut mem = KernelMemory::new(PhysAdapter::new(dump.mem.as_mut()), layout);
 
-    let kernel = match info.symbol("init_uts_ns") {
-        Ok(uts) => {
-            let base = uts + info.offset("uts_namespace.name").unwrap_or(0);
-            KernelId {
-                release: uts_field(&mut mem, base, 2).or_else(|| info.osrelease().map(str::to_string)),
-                version: uts_field(&mut mem, base, 3),
-                machine: uts_field(&mut mem, base, 4),
-                nodename: uts_field(&mut mem, base, 1),
-            }
-        }
-        Err(_) => {
-            KernelId { release: info.osrelease().map(str::to_string), version: None, machine: None, nodename: None }
-        }
-    };
+    let kernel = crate::kernel::identity(&mut mem, &info);
 
     let (symbols, source) = match system_map {
         Some(path) => {
@@ -143,7 +113,8 @@ pub fn run(dump_path: &Path, json: bool, system_map: Option<&Path>) -> anyhow::R
     };
 
     let states = cpu_states(&notes);
-    let panic_cpu = symbols.as_ref().and_then(|s| s.address_of("panic_cpu")).and_then(|a| mem.read_u32(a).ok());
+    let panic_cpu =
+        symbols.as_ref().and_then(|s| s.address_of("panic_cpu")).and_then(|a| crate::kernel::read_cpu(&mut mem, a));
     let crashing_cpu = match panic_cpu {
         Some(c) if (c as usize) < states.len() => Some(c as usize),
         _ => {

@@ -2,8 +2,10 @@
 //! no parsing or planning happens here.
 
 mod dmesg;
+mod dump;
 mod dumpfile;
 mod info;
+mod kernel;
 mod sysinfo;
 
 use std::path::PathBuf;
@@ -38,6 +40,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Save a dump (makedumpfile's options): `kdump dump -z -d 1 /proc/vmcore /var/crash/vmcore`.
+    Dump(dump::DumpArgs),
     /// Summarise a crash: kernel, time, panic message, CPUs and a symbolized backtrace.
     Info {
         /// The dump: ELF vmcore, kdump-compressed or flattened.
@@ -55,16 +59,20 @@ fn main() -> ExitCode {
     // Answer to the names of the tools we replace.
     let argv0 = std::env::args_os().next().map(PathBuf::from);
     let name = argv0.as_deref().and_then(|p| p.file_name()).and_then(|n| n.to_str()).unwrap_or("kdump");
-    let cli = if name == "vmcore-dmesg" {
-        let mut args: Vec<std::ffi::OsString> = vec!["kdump".into(), "dmesg".into()];
+    let as_subcommand = |sub: &str| {
+        let mut args: Vec<std::ffi::OsString> = vec!["kdump".into(), sub.into()];
         args.extend(std::env::args_os().skip(1));
         Cli::parse_from(args)
-    } else {
-        Cli::parse()
+    };
+    let cli = match name {
+        "vmcore-dmesg" => as_subcommand("dmesg"),
+        "makedumpfile" => as_subcommand("dump"),
+        _ => Cli::parse(),
     };
     let result = match cli.command {
         Command::Sysinfo { json, sysroot } => sysinfo::run(&sysroot, json),
         Command::Dmesg { dump, json } => dmesg::run(&dump, json),
+        Command::Dump(args) => dump::run(&args),
         Command::Info { dump, json, system_map } => info::run(&dump, json, system_map.as_deref()),
     };
     match result {

@@ -1,0 +1,250 @@
+//! Saving a dump: the pipeline behind `kdump dump`.
+//!
+//! One thread reads pages from the source in PFN order and hands batches to
+//! N encoder threads; one writer appends the encoded batches strictly in
+//! order. Channels are bounded, so memory use is a few batches per thread
+//! whatever the size of the dump. A write error (a full disk) stops the
+//! pipeline and the file is finished as *incomplete*: readers see every page
+//! written so far and know the rest is missing. Unreadable source pages are
+//! recorded and left out, not fatal.
+#![deny(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+
+use kdump_dumpfile::{Encoded, KdumpWriter, PageState, PhysMem, WriteAt, WriteSummary};
+
+/// Pages per batch handed to an encoder (1 MiB of 4 KiB pages).
+pub const BATCH_PAGES: usize = 256;
+
+/// How to save.
+#[derive(Debug, Clone)]
+pub struct SaveOptions {
+    /// Encoder threads (at least 1).
+    pub threads: usize,
+    /// Pages the source cannot provide after this many are recorded (not stored).
+    pub max_unreadable_listed: usize,
+}
+
+impl Default for SaveOptions {
+    fn default() -> Self {
+        Self { threads: 1, max_unreadable_listed: 1024 }
+    }
+}
+
+/// Progress, reported about every batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// RAM pages looked at so far.
+    pub done: u64,
+    /// RAM pages in all.
+    pub total: u64,
+}
+
+/// What happened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SaveReport {
+    /// The writer's summary.
+    pub written: WriteSummary,
+    /// RAM pages looked at.
+    pub pages_scanned: u64,
+    /// Pages the source lacks (excluded or lost in a dump being re-filtered).
+    pub pages_absent: u64,
+    /// Pages the source could not read (first ones listed).
+    pub unreadable: Vec<u64>,
+    /// Count of unreadable pages.
+    pub unreadable_count: u64,
+    /// Why the dump is incomplete, when it is.
+    pub incomplete_reason: Option<String>,
+}
+
+/// A failure that left no usable file.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    /// The dump could not even be started or finished.
+    #[error(transparent)]
+    Dumpfile(#[from] kdump_dumpfile::Error),
+}
+
+struct Batch {
+    seq: u64,
+    pages: Vec<(u64, Vec<u8>)>,
+}
+
+struct EncodedBatch {
+    seq: u64,
+    pages: Vec<(u64, Encoded, Vec<u8>)>,
+}
+
+/// Copies every RAM page of `src` into `writer`, compressing on
+/// `opts.threads` threads. `keep(pfn, page)` decides whether a page is
+/// dumped (dump-level filtering). Returns the finished writer's sink and a
+/// report; a write error finishes the file as incomplete and reports why.
+pub fn save_kdump<M, S, K, P>(
+    src: &mut M,
+    writer: KdumpWriter<S>,
+    opts: &SaveOptions,
+    mut keep: K,
+    mut progress: P,
+) -> Result<(S, SaveReport), SaveError>
+where
+    M: PhysMem + ?Sized,
+    S: WriteAt + Send,
+    K: FnMut(u64, &[u8]) -> bool,
+    P: FnMut(Progress),
+{
+    let threads = opts.threads.max(1);
+    let page_size = src.page_size() as usize;
+    let ranges = src.ram_ranges().to_vec();
+    let total: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+    let mut report = SaveReport::default();
+    let stop = AtomicBool::new(false);
+
+    let encoders: Vec<_> = (0..threads).map(|_| writer.new_encoder()).collect::<Result<_, _>>()?;
+    let (batch_tx, batch_rx) = sync_channel::<Batch>(threads * 2);
+    let batch_rx = Arc::new(Mutex::new(batch_rx));
+    let (enc_tx, enc_rx) = sync_channel::<EncodedBatch>(threads * 2);
+
+    let (writer_result, reader_report) = std::thread::scope(|scope| {
+        for mut encoder in encoders {
+            let rx = Arc::clone(&batch_rx);
+            let tx = enc_tx.clone();
+            scope.spawn(move || encode_loop(&mut encoder, &rx, &tx));
+        }
+        drop(enc_tx);
+        let stop_ref = &stop;
+        let writer_handle = scope.spawn(move || write_loop(writer, enc_rx, stop_ref));
+
+        // The reader runs here: the source need not be Send.
+        read_loop(src, &ranges, page_size, total, &batch_tx, &stop, &mut keep, &mut progress, &mut report, opts);
+        drop(batch_tx);
+        (writer_handle.join(), std::mem::take(&mut report))
+    });
+    let mut report = reader_report;
+    let (sink, summary, reason) = match writer_result {
+        Ok(r) => r?,
+        Err(panic) => std::panic::resume_unwind(panic),
+    };
+    report.written = summary;
+    report.incomplete_reason = reason;
+    Ok((sink, report))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn read_loop<M, K, P>(
+    src: &mut M,
+    ranges: &[kdump_dumpfile::PfnRange],
+    page_size: usize,
+    total: u64,
+    tx: &SyncSender<Batch>,
+    stop: &AtomicBool,
+    keep: &mut K,
+    progress: &mut P,
+    report: &mut SaveReport,
+    opts: &SaveOptions,
+) where
+    M: PhysMem + ?Sized,
+    K: FnMut(u64, &[u8]) -> bool,
+    P: FnMut(Progress),
+{
+    let mut seq = 0;
+    let mut pages = Vec::with_capacity(BATCH_PAGES);
+    let mut done = 0u64;
+    for range in ranges {
+        for pfn in range.clone() {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let mut buf = vec![0u8; page_size];
+            done += 1;
+            match src.read_page(pfn, &mut buf) {
+                Ok(PageState::Present | PageState::ZeroFilled) => {
+                    if keep(pfn, &buf) {
+                        pages.push((pfn, buf));
+                    }
+                }
+                Ok(_) => report.pages_absent += 1,
+                Err(_) => {
+                    report.unreadable_count += 1;
+                    if report.unreadable.len() < opts.max_unreadable_listed {
+                        report.unreadable.push(pfn);
+                    }
+                }
+            }
+            if pages.len() == BATCH_PAGES {
+                if tx.send(Batch { seq, pages: std::mem::take(&mut pages) }).is_err() {
+                    return;
+                }
+                seq += 1;
+                progress(Progress { done, total });
+            }
+        }
+    }
+    if !pages.is_empty() {
+        let _ = tx.send(Batch { seq, pages });
+    }
+    report.pages_scanned = done;
+    progress(Progress { done, total });
+}
+
+fn encode_loop(encoder: &mut kdump_dumpfile::PageEncoder, rx: &Mutex<Receiver<Batch>>, tx: &SyncSender<EncodedBatch>) {
+    loop {
+        let batch = match rx.lock() {
+            Ok(guard) => match guard.recv() {
+                Ok(b) => b,
+                Err(_) => return,
+            },
+            Err(_) => return,
+        };
+        let mut out = Vec::with_capacity(batch.pages.len());
+        for (pfn, page) in batch.pages {
+            let mut data = Vec::new();
+            match encoder.encode(&page, &mut data) {
+                Ok(enc) => {
+                    let data = if matches!(enc, Encoded::Raw) { page } else { data };
+                    out.push((pfn, enc, data));
+                }
+                // Encoding cannot fail for a page-sized buffer; keep the page raw if it does.
+                Err(_) => out.push((pfn, Encoded::Raw, page)),
+            }
+        }
+        if tx.send(EncodedBatch { seq: batch.seq, pages: out }).is_err() {
+            return;
+        }
+    }
+}
+
+type WriteResult<S> = Result<(S, WriteSummary, Option<String>), SaveError>;
+
+fn write_loop<S: WriteAt>(mut writer: KdumpWriter<S>, rx: Receiver<EncodedBatch>, stop: &AtomicBool) -> WriteResult<S> {
+    let mut next = 0u64;
+    let mut waiting: BTreeMap<u64, EncodedBatch> = BTreeMap::new();
+    let mut failure: Option<String> = None;
+    'recv: for batch in rx.iter() {
+        waiting.insert(batch.seq, batch);
+        while let Some(batch) = waiting.remove(&next) {
+            next += 1;
+            for (pfn, enc, data) in batch.pages {
+                if let Err(e) = writer.append_encoded(pfn, enc, &data) {
+                    failure = Some(e.to_string());
+                    stop.store(true, Ordering::Relaxed);
+                    break 'recv;
+                }
+            }
+        }
+    }
+    // Drain so the encoders and the reader can finish.
+    drop(rx);
+    match failure {
+        None => {
+            let (sink, summary) = writer.finish().map_err(SaveError::from)?;
+            Ok((sink, summary, None))
+        }
+        Some(reason) => {
+            let (sink, summary) = writer.finish_incomplete().map_err(SaveError::from)?;
+            Ok((sink, summary, Some(reason)))
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! The save pipeline: determinism across thread counts, a full disk, and
+//! unreadable source pages.
+
+use std::io::{self, Cursor};
+
+use kdump_dumpfile::elf::write_elf64_vmcore;
+use kdump_dumpfile::{
+    Codec, ElfVmcore, KdumpConfig, KdumpReader, KdumpWriter, PageState, PfnRange, PhysMem, SeekSink, WriteAt,
+};
+use kdump_save::{SaveOptions, save_kdump};
+
+const PAGE: usize = 4096;
+
+/// 3 MiB of RAM in two ranges: text-like pages, zero pages and random pages.
+fn source() -> ElfVmcore<Cursor<Vec<u8>>> {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut page = |i: usize| -> Vec<u8> {
+        match i % 3 {
+            0 => vec![0u8; PAGE],
+            1 => (0..PAGE).map(|b| (b / 16 + i) as u8).collect(),
+            _ => (0..PAGE)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed as u8
+                })
+                .collect(),
+        }
+    };
+    let a: Vec<u8> = (0..256).flat_map(&mut page).collect();
+    let b: Vec<u8> = (256..768).flat_map(&mut page).collect();
+    let notes = b"\x0b\0\0\0\x0f\0\0\0\0\0\0\0VMCOREINFO\0\0OSRELEASE=6.1\n\0".to_vec();
+    let mut file = Vec::new();
+    write_elf64_vmcore(&mut file, 62, &notes, &[(0x10_0000, a.len() as u64, &a), (0x100_0000, b.len() as u64, &b)])
+        .unwrap();
+    ElfVmcore::open(Cursor::new(file)).unwrap()
+}
+
+fn config(src: &dyn PhysMem, codec: Codec) -> KdumpConfig {
+    let mut cfg = KdumpConfig::new(PAGE as u32, src.max_pfn(), src.ram_ranges().to_vec(), codec);
+    cfg.share_zero_pages = true;
+    cfg.dump_level = 1;
+    cfg.timestamp = (1_700_000_000, 0);
+    cfg.vmcoreinfo = src.vmcoreinfo().map(<[u8]>::to_vec);
+    cfg
+}
+
+fn save(threads: usize, codec: Codec) -> Vec<u8> {
+    let mut src = source();
+    let writer = KdumpWriter::new(SeekSink::new(Cursor::new(Vec::new())), config(&src, codec)).unwrap();
+    let opts = SaveOptions { threads, ..SaveOptions::default() };
+    let (sink, report) = save_kdump(&mut src, writer, &opts, |_, _| true, |_| {}).unwrap();
+    assert_eq!(report.incomplete_reason, None);
+    assert_eq!(report.pages_scanned, 768);
+    sink.into_inner().into_inner()
+}
+
+#[test]
+fn output_is_identical_whatever_the_thread_count_and_reads_back() {
+    for codec in [Codec::Zstd, Codec::Zlib, Codec::None] {
+        let one = save(1, codec);
+        for threads in [2, 3, 8] {
+            assert!(save(threads, codec) == one, "{codec:?} with {threads} threads differs from 1 thread");
+        }
+        let mut reader = KdumpReader::open(Cursor::new(one)).unwrap();
+        let mut src = source();
+        let (mut a, mut b) = (vec![0u8; PAGE], vec![0u8; PAGE]);
+        for range in src.ram_ranges().to_vec() {
+            for pfn in range {
+                src.read_page(pfn, &mut a).unwrap();
+                let state = reader.read_page(pfn, &mut b).unwrap();
+                assert_eq!(state, PageState::Present, "pfn {pfn:#x}");
+                assert!(a == b, "pfn {pfn:#x} differs");
+            }
+        }
+    }
+}
+
+/// A sink that fails with ENOSPC once `limit` bytes lie beyond offset 0.
+struct FullDisk {
+    inner: SeekSink<Cursor<Vec<u8>>>,
+    limit: u64,
+}
+
+impl WriteAt for FullDisk {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        if offset + data.len() as u64 > self.limit {
+            return Err(io::Error::from_raw_os_error(28));
+        }
+        self.inner.write_at(offset, data)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[test]
+fn a_full_disk_leaves_an_incomplete_but_readable_file() {
+    let mut src = source();
+    let sink = FullDisk { inner: SeekSink::new(Cursor::new(Vec::new())), limit: 900 << 10 };
+    let writer = KdumpWriter::new(sink, config(&src, Codec::None)).unwrap();
+    let opts = SaveOptions { threads: 2, ..SaveOptions::default() };
+    let (sink, report) = save_kdump(&mut src, writer, &opts, |_, _| true, |_| {}).unwrap();
+    let reason = report.incomplete_reason.expect("the dump is incomplete");
+    assert!(reason.contains("No space left") || reason.contains("os error 28"), "{reason}");
+    let bytes = sink.inner.into_inner().into_inner();
+    let mut reader = KdumpReader::open(Cursor::new(bytes)).unwrap();
+    assert!(reader.is_incomplete());
+    let (mut a, mut b) = (vec![0u8; PAGE], vec![0u8; PAGE]);
+    let mut present = 0;
+    let mut lost = 0;
+    for pfn in 0x100..0x200 {
+        src.read_page(pfn, &mut a).unwrap();
+        match reader.read_page(pfn, &mut b).unwrap() {
+            PageState::Present => {
+                present += 1;
+                assert!(a == b, "pfn {pfn:#x} differs");
+            }
+            PageState::Lost => lost += 1,
+            other => panic!("pfn {pfn:#x}: {other:?}"),
+        }
+    }
+    assert!(present > 0 && lost > 0, "present {present}, lost {lost}");
+}
+
+/// A source whose page 0x105 cannot be read.
+struct Flaky(ElfVmcore<Cursor<Vec<u8>>>);
+
+impl PhysMem for Flaky {
+    fn page_size(&self) -> u64 {
+        self.0.page_size()
+    }
+    fn max_pfn(&self) -> u64 {
+        self.0.max_pfn()
+    }
+    fn ram_ranges(&self) -> &[PfnRange] {
+        self.0.ram_ranges()
+    }
+    fn read_page(&mut self, pfn: u64, buf: &mut [u8]) -> kdump_dumpfile::Result<PageState> {
+        if pfn == 0x105 {
+            return Err(kdump_dumpfile::Error::Io(io::Error::from_raw_os_error(5)));
+        }
+        self.0.read_page(pfn, buf)
+    }
+    fn notes(&self) -> &[u8] {
+        self.0.notes()
+    }
+    fn vmcoreinfo(&self) -> Option<&[u8]> {
+        self.0.vmcoreinfo()
+    }
+}
+
+#[test]
+fn unreadable_source_pages_are_recorded_and_left_out() {
+    let mut src = Flaky(source());
+    let writer = KdumpWriter::new(SeekSink::new(Cursor::new(Vec::new())), config(&src, Codec::Zstd)).unwrap();
+    let (sink, report) = save_kdump(&mut src, writer, &SaveOptions::default(), |_, _| true, |_| {}).unwrap();
+    assert_eq!(report.unreadable, vec![0x105]);
+    assert_eq!(report.unreadable_count, 1);
+    assert_eq!(report.incomplete_reason, None);
+    let mut reader = KdumpReader::open(Cursor::new(sink.into_inner().into_inner())).unwrap();
+    let mut b = vec![0u8; PAGE];
+    assert_eq!(reader.read_page(0x105, &mut b).unwrap(), PageState::Excluded);
+    assert_eq!(reader.read_page(0x106, &mut b).unwrap(), PageState::Present);
+}

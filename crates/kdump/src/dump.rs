@@ -1,0 +1,337 @@
+//! `kdump dump` (and `makedumpfile`): save a dump, with makedumpfile's options.
+
+use std::fs::{File, OpenOptions};
+use std::io::{IsTerminal, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Args as ClapArgs;
+use kdump_dumpfile::{Codec, FlatWriter, KdumpConfig, KdumpWriter, SeekSink, rebuild_flattened};
+use kdump_kernel::memory::X86_64Layout;
+use kdump_kernel::{KernelMemory, Vmcoreinfo};
+use kdump_save::{Progress, SaveOptions, SaveReport, save_kdump};
+
+use crate::dumpfile::{self, Dump, PhysAdapter};
+
+/// makedumpfile's options, so distribution `core_collector` lines work unchanged.
+#[derive(Debug, ClapArgs)]
+pub struct DumpArgs {
+    /// Dump level (bitmask): 1 drops zero pages. Bits 2, 4, 8, 16 (cache, user and free pages) are not built yet.
+    #[arg(short = 'd', long = "dump-level", value_name = "LEVEL", default_value_t = 0)]
+    pub level: u32,
+    /// Compress pages with zlib.
+    #[arg(short = 'c')]
+    pub zlib: bool,
+    /// Compress pages with LZO.
+    #[arg(short = 'l')]
+    pub lzo: bool,
+    /// Compress pages with snappy.
+    #[arg(short = 'p')]
+    pub snappy: bool,
+    /// Compress pages with zstd.
+    #[arg(short = 'z')]
+    pub zstd: bool,
+    /// Write an ELF file instead of kdump-compressed.
+    #[arg(short = 'E')]
+    pub elf: bool,
+    /// Write the flattened format to standard output (for pipes such as ssh).
+    #[arg(short = 'F')]
+    pub flatten: bool,
+    /// Rebuild a flattened stream from standard input into DEST.
+    #[arg(short = 'R')]
+    pub rebuild: bool,
+    /// Overwrite DEST if it exists.
+    #[arg(short = 'f')]
+    pub force: bool,
+    /// Compression threads (default: every CPU).
+    #[arg(long = "num-threads", value_name = "N")]
+    pub threads: Option<usize>,
+    /// 0 prints nothing but errors; progress is shown at the default (7) and above.
+    #[arg(long = "message-level", value_name = "N", default_value_t = 7)]
+    pub message_level: u32,
+    /// Save the crashed kernel's log to DEST instead of a dump.
+    #[arg(long = "dump-dmesg")]
+    pub dump_dmesg: bool,
+    /// Split the dump into several files (not built yet).
+    #[arg(long = "split")]
+    pub split: bool,
+    /// Reassemble split files (not built yet).
+    #[arg(long = "reassemble")]
+    pub reassemble: bool,
+    /// SOURCE then DEST (with -F: SOURCE only; with -R: DEST only).
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+fn codec(a: &DumpArgs) -> anyhow::Result<Codec> {
+    let chosen: Vec<Codec> =
+        [(a.zlib, Codec::Zlib), (a.lzo, Codec::Lzo), (a.snappy, Codec::Snappy), (a.zstd, Codec::Zstd)]
+            .into_iter()
+            .filter_map(|(on, c)| on.then_some(c))
+            .collect();
+    match chosen.as_slice() {
+        [] => Ok(Codec::None),
+        [one] => Ok(*one),
+        _ => bail!("choose one of -c (zlib), -l (lzo), -p (snappy) and -z (zstd)"),
+    }
+}
+
+pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
+    if a.split || a.reassemble {
+        bail!("--split and --reassemble are not built yet: write one file (or -F to a pipe)");
+    }
+    if a.rebuild {
+        let [dest] = a.files.as_slice() else { bail!("usage: kdump dump -R DEST < flattened-stream") };
+        return rebuild(dest, a.force);
+    }
+    if a.dump_dmesg {
+        let [source, dest] = a.files.as_slice() else { bail!("usage: kdump dump --dump-dmesg SOURCE LOGFILE") };
+        return dump_dmesg(source, dest, a.force);
+    }
+    if a.level > 31 {
+        bail!("dump level {} is out of range: use 0 to 31", a.level);
+    }
+    if a.level & !1 != 0 {
+        bail!(
+            "dump level {} asks to drop page cache, user or free pages (bits 2, 4, 8, 16); that filtering is not built \
+             yet, so nothing would be dropped: use -d 1 (drop zero pages) or -d 0",
+            a.level
+        );
+    }
+    if a.elf {
+        bail!(
+            "ELF output (-E) is not built yet: write kdump-compressed (the default), which crash, drgn and makedumpfile read"
+        );
+    }
+    let codec = codec(a)?;
+    let (source, dest) = match (a.flatten, a.files.as_slice()) {
+        (true, [source]) => (source, None),
+        (false, [source, dest]) => (source, Some(dest)),
+        (true, _) => bail!("usage: kdump dump -F [OPTIONS] SOURCE > stream"),
+        (false, _) => bail!("usage: kdump dump [OPTIONS] SOURCE DEST"),
+    };
+    if let Some(dest) = dest
+        && dest.exists()
+        && !a.force
+    {
+        bail!("{} exists: use -f to overwrite it", dest.display());
+    }
+    let mut dump = dumpfile::open(source)?;
+    let config = config(&mut dump, codec, a.level)?;
+    let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let opts = SaveOptions { threads, ..SaveOptions::default() };
+    // Level bit 1 is handled by the writer (zero pages share one block, as
+    // makedumpfile does); the other bits are refused above.
+    let keep = |_pfn: u64, _page: &[u8]| true;
+    let reporter = ProgressPrinter::new(a.message_level);
+
+    match dest {
+        None => {
+            let stdout = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout());
+            let writer = KdumpWriter::new(FlatWriter::new(stdout).context("cannot write to standard output")?, config)?;
+            let (sink, report) = save_kdump(dump.mem.as_mut(), writer, &opts, keep, |p| reporter.show(p))?;
+            sink.finish()
+                .and_then(|mut w| w.flush())
+                .context("cannot finish the flattened stream on standard output")?;
+            finish_report(&report, "standard output", a.message_level)
+        }
+        Some(dest) => {
+            let partial = partial_name(dest);
+            let file = create_new(&partial, a.force)?;
+            let handle = file.try_clone().context("cannot duplicate the dump file handle")?;
+            let writer = KdumpWriter::new(SeekSink::new(file), config)?;
+            preallocate(&handle, writer.metadata_len(), &partial)?;
+            let (sink, report) = save_kdump(dump.mem.as_mut(), writer, &opts, keep, |p| reporter.show(p))?;
+            let file = sink.into_inner();
+            let synced = file.sync_all();
+            if report.incomplete_reason.is_none() {
+                synced.with_context(|| format!("cannot flush {}", partial.display()))?;
+                std::fs::rename(&partial, dest)
+                    .with_context(|| format!("cannot rename {} to {}", partial.display(), dest.display()))?;
+                sync_parent(dest);
+            }
+            finish_report(&report, &dest.display().to_string(), a.message_level)
+                .with_context(|| format!("the pages written so far are in {} (marked incomplete)", partial.display()))
+        }
+    }
+}
+
+/// `DEST.incomplete`: where the dump is written until it is complete.
+fn partial_name(dest: &Path) -> PathBuf {
+    let mut name = dest.as_os_str().to_owned();
+    name.push(".incomplete");
+    PathBuf::from(name)
+}
+
+/// Creates a new file 0600, refusing to follow a symlink or reuse a file.
+fn create_new(path: &Path, force: bool) -> anyhow::Result<File> {
+    if force {
+        let _ = std::fs::remove_file(path);
+    }
+    OpenOptions::new()
+        .write(true)
+        .read(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .with_context(|| format!("cannot create {} (use -f to replace an old one)", path.display()))
+}
+
+/// Allocates the headers, bitmaps and descriptor table on disk before any
+/// page is written: if the disk fills up later, the file can still be
+/// finished as incomplete without needing more space.
+fn preallocate(file: &File, len: u64, path: &Path) -> anyhow::Result<()> {
+    use std::os::fd::AsRawFd;
+    let len = libc::off_t::try_from(len).context("dump metadata size")?;
+    // SAFETY: fallocate on an open file descriptor we own; no pointers are passed.
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        // Filesystems without fallocate still work, just without this guarantee.
+        Some(libc::EOPNOTSUPP) => Ok(()),
+        _ => Err(err).with_context(|| {
+            format!(
+                "cannot reserve {:.1} MiB for the dump's headers and page table in {}",
+                len as f64 / (1 << 20) as f64,
+                path.display()
+            )
+        }),
+    }
+}
+
+fn sync_parent(path: &Path) {
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        && let Ok(d) = File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
+}
+
+fn finish_report(report: &SaveReport, dest: &str, level: u32) -> anyhow::Result<()> {
+    if report.unreadable_count > 0 {
+        eprintln!(
+            "kdump: {} source pages could not be read and were left out (first PFNs: {:x?})",
+            report.unreadable_count,
+            &report.unreadable[..report.unreadable.len().min(8)]
+        );
+    }
+    if let Some(reason) = &report.incomplete_reason {
+        bail!(
+            "the dump is INCOMPLETE: writing stopped ({reason}) after {} pages; readers will report the rest as missing",
+            report.written.pages
+        );
+    }
+    if level > 0 {
+        eprintln!(
+            "kdump: saved {} pages ({} zero, {} stored raw) to {dest}: {:.1} MiB",
+            report.written.pages,
+            report.written.zero_pages,
+            report.written.raw_pages,
+            report.written.file_size as f64 / (1 << 20) as f64
+        );
+    }
+    Ok(())
+}
+
+/// The kdump header fields a reader uses: kernel identity, CPUs, notes.
+fn config(dump: &mut Dump, codec: Codec, level: u32) -> anyhow::Result<KdumpConfig> {
+    let page_size = u32::try_from(dump.mem.page_size()).context("page size")?;
+    let mut cfg = KdumpConfig::new(page_size, dump.mem.max_pfn(), dump.mem.ram_ranges().to_vec(), codec);
+    cfg.share_zero_pages = level & 1 != 0;
+    cfg.dump_level = level as i32;
+    cfg.notes = dump.mem.notes().to_vec();
+    cfg.vmcoreinfo = dump.mem.vmcoreinfo().map(<[u8]>::to_vec);
+    cfg.nr_cpus = kdump_kernel::prstatus::cpu_states(&cfg.notes).len().max(1) as i32;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    cfg.timestamp = (now.as_secs() as i64, i64::from(now.subsec_micros()));
+    if let Some(raw) = &cfg.vmcoreinfo {
+        let info = Vmcoreinfo::parse(raw);
+        cfg.phys_base = info.number("phys_base").unwrap_or(0) as u64;
+        if let Ok(layout) = X86_64Layout::from_vmcoreinfo(&info) {
+            let mut mem = KernelMemory::new(PhysAdapter::new(dump.mem.as_mut()), layout);
+            let id = crate::kernel::identity(&mut mem, &info);
+            cfg.utsname.release = id.release.unwrap_or_default();
+            cfg.utsname.version = id.version.unwrap_or_default();
+            cfg.utsname.machine = id.machine.unwrap_or_default();
+            cfg.utsname.nodename = id.nodename.unwrap_or_default();
+            if let Some(cpu) = crate::kernel::panic_cpu(&mut mem, &info) {
+                cfg.current_cpu = cpu;
+            }
+        }
+    }
+    Ok(cfg)
+}
+
+fn rebuild(dest: &Path, force: bool) -> anyhow::Result<()> {
+    let partial = partial_name(dest);
+    let file = create_new(&partial, force)?;
+    let stdin = std::io::stdin().lock();
+    let mut out = std::io::BufWriter::new(file);
+    rebuild_flattened(stdin, &mut out).context("cannot rebuild the flattened stream from standard input")?;
+    let file = out.into_inner().map_err(|e| e.into_error()).context("cannot write the rebuilt file")?;
+    file.sync_all()?;
+    std::fs::rename(&partial, dest)?;
+    sync_parent(dest);
+    Ok(())
+}
+
+fn dump_dmesg(source: &Path, dest: &Path, force: bool) -> anyhow::Result<()> {
+    let mut dump = dumpfile::open(source)?;
+    let records = crate::dmesg::records(&mut dump)?;
+    let mut file = create_new(dest, force)?;
+    file.write_all(&kdump_kernel::printk::format_like_makedumpfile(&records))?;
+    file.sync_all()?;
+    eprintln!("The dmesg log is saved to {}.", dest.display());
+    Ok(())
+}
+
+/// Progress on a terminal (one line updated at most once a second) or
+/// elsewhere (a line per 10%, readable in a serial-console log).
+struct ProgressPrinter {
+    level: u32,
+    tty: bool,
+    last_step: std::cell::Cell<u64>,
+    last_time: std::cell::Cell<Option<std::time::Instant>>,
+}
+
+impl ProgressPrinter {
+    fn new(level: u32) -> Self {
+        Self {
+            level,
+            tty: std::io::stderr().is_terminal(),
+            last_step: std::cell::Cell::new(u64::MAX),
+            last_time: std::cell::Cell::new(None),
+        }
+    }
+
+    fn show(&self, p: Progress) {
+        if self.level == 0 || p.total == 0 {
+            return;
+        }
+        let finished = p.done == p.total;
+        let mut err = std::io::stderr().lock();
+        if self.tty {
+            let now = std::time::Instant::now();
+            let due = self.last_time.get().is_none_or(|t| now.duration_since(t).as_secs() >= 1);
+            if !due && !finished {
+                return;
+            }
+            self.last_time.set(Some(now));
+            let _ = write!(err, "\rCopying data: [{:5.1} %]", p.done as f64 * 100.0 / p.total as f64);
+            if finished {
+                let _ = writeln!(err);
+            }
+        } else {
+            let step = p.done * 10 / p.total;
+            if step != self.last_step.get() {
+                self.last_step.set(step);
+                let _ = writeln!(err, "kdump: {}% ({} of {} pages)", step * 10, p.done, p.total);
+            }
+        }
+    }
+}
