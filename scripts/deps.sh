@@ -9,6 +9,7 @@ command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v mkfs.ext4 >/dev/null && command -v debugfs >/dev/null || need+=(e2fsprogs)
 command -v cpio >/dev/null || need+=(cpio)
 command -v makedumpfile >/dev/null || need+=(makedumpfile)
+command -v gdb >/dev/null || need+=(gdb)
 command -v dpkg >/dev/null || need+=(dpkg)
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -29,6 +29,7 @@ for c in c l p z none; do
   kdump dump $opt -d 1 /proc/vmcore /results/vmcore-$c.kdump
 done
 kdump dump -F -z -d 1 /proc/vmcore > /results/vmcore-z.flat
+kdump dump -E -d 1 /proc/vmcore /results/vmcore.elf
 # The same binary answers to makedumpfile's name, as distribution scripts call it.
 ln -s /bin/kdump /bin/makedumpfile
 makedumpfile -l -d 1 --message-level 1 /proc/vmcore /results/vmcore-as-makedumpfile.kdump
@@ -57,6 +58,17 @@ ls -l /results
         assert_eq!(info["format"]["complete"], true);
         assert_eq!(info["panic"], "sysrq triggered crash");
     }
+
+    // -E: gdb opens our ELF and reads kernel memory by virtual address.
+    let elf = outcome.result_path("vmcore.elf");
+    assert!(run(Command::new(&kdump).arg("dmesg").arg(&elf)) == reference);
+    let parsed = kdump_dumpfile::ElfVmcore::open(std::fs::File::open(&elf).unwrap()).unwrap();
+    let info = kdump_kernel::Vmcoreinfo::parse(kdump_dumpfile::PhysMem::vmcoreinfo(&parsed).unwrap());
+    let release_at = info.symbol("init_uts_ns").unwrap() + info.offset("uts_namespace.name").unwrap() + 2 * 65;
+    let gdb =
+        run(Command::new("gdb").args(["-nx", "-batch", "-c"]).arg(&elf).arg("-ex").arg(format!("x/s {release_at:#x}")));
+    let gdb = String::from_utf8_lossy(&gdb);
+    assert!(gdb.contains(&format!("\"{}\"", info.osrelease().unwrap())), "gdb read: {gdb}");
 
     // -F: makedumpfile -R rebuilds our stream into a file we read identically.
     let flat = outcome.result_path("vmcore-z.flat");

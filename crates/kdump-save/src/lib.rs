@@ -9,6 +9,8 @@
 //! recorded and left out, not fatal.
 #![deny(missing_docs)]
 
+pub mod elf;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};

@@ -10,6 +10,7 @@ use clap::Args as ClapArgs;
 use kdump_dumpfile::{Codec, FlatWriter, KdumpConfig, KdumpWriter, SeekSink, rebuild_flattened};
 use kdump_kernel::memory::X86_64Layout;
 use kdump_kernel::{KernelMemory, Vmcoreinfo};
+use kdump_save::elf::{ElfSegment, elf_metadata_len, save_elf};
 use kdump_save::{Progress, SaveOptions, SaveReport, save_kdump};
 
 use crate::dumpfile::{self, Dump, PhysAdapter};
@@ -32,7 +33,7 @@ pub struct DumpArgs {
     /// Compress pages with zstd.
     #[arg(short = 'z')]
     pub zstd: bool,
-    /// Write an ELF file instead of kdump-compressed.
+    /// Write an ELF file (uncompressed) instead of kdump-compressed.
     #[arg(short = 'E')]
     pub elf: bool,
     /// Write the flattened format to standard output (for pipes such as ssh).
@@ -99,12 +100,10 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
             a.level
         );
     }
-    if a.elf {
-        bail!(
-            "ELF output (-E) is not built yet: write kdump-compressed (the default), which crash, drgn and makedumpfile read"
-        );
-    }
     let codec = codec(a)?;
+    if a.elf && (codec != Codec::None || a.flatten) {
+        bail!("ELF output (-E) is uncompressed and needs a seekable file: leave out -c/-l/-p/-z and -F");
+    }
     let (source, dest) = match (a.flatten, a.files.as_slice()) {
         (true, [source]) => (source, None),
         (false, [source, dest]) => (source, Some(dest)),
@@ -118,6 +117,10 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
         bail!("{} exists: use -f to overwrite it", dest.display());
     }
     let mut dump = dumpfile::open(source)?;
+    if a.elf {
+        let dest = dest.context("ELF output needs DEST")?;
+        return save_elf_file(&mut dump, dest, a);
+    }
     let config = config(&mut dump, codec, a.level)?;
     let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
     let opts = SaveOptions { threads, ..SaveOptions::default() };
@@ -155,6 +158,59 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("the pages written so far are in {} (marked incomplete)", partial.display()))
         }
     }
+}
+
+/// `kdump dump -E`: an ELF vmcore, for gdb and tools that read only ELF.
+fn save_elf_file(dump: &mut Dump, dest: &Path, a: &DumpArgs) -> anyhow::Result<()> {
+    let page = dump.mem.page_size();
+    // Segments: the source's own PT_LOADs (virtual addresses included), or its RAM.
+    let segments: Vec<ElfSegment> = match &dump.elf_segments {
+        Some(segs) => segs
+            .iter()
+            .map(|&(paddr, vaddr, memsz)| {
+                let start = paddr / page * page;
+                let end = (paddr + memsz).div_ceil(page) * page;
+                ElfSegment { paddr: start, vaddr: vaddr.wrapping_sub(paddr - start), len: end - start }
+            })
+            .collect(),
+        None => dump
+            .mem
+            .ram_ranges()
+            .iter()
+            .map(|r| ElfSegment { paddr: r.start * page, vaddr: 0, len: (r.end - r.start) * page })
+            .collect(),
+    };
+    let partial = partial_name(dest);
+    let file = create_new(&partial, a.force)?;
+    preallocate(&file, elf_metadata_len(segments.len(), dump.mem.notes().len(), page), &partial)?;
+    let mut sink = SeekSink::new(file);
+    let report = save_elf(dump.mem.as_mut(), &mut sink, &segments, a.level & 1 != 0, |_, _| true)
+        .with_context(|| format!("cannot write {}", partial.display()))?;
+    let file = sink.into_inner();
+    if let Some(reason) = &report.incomplete_reason {
+        let _ = file.sync_all();
+        bail!(
+            "the dump is INCOMPLETE: writing stopped ({reason}) after {} pages; the pages written so far are in {} \
+             (ELF e_flags bit 0 set)",
+            report.pages_written,
+            partial.display()
+        );
+    }
+    file.sync_all().with_context(|| format!("cannot flush {}", partial.display()))?;
+    std::fs::rename(&partial, dest)
+        .with_context(|| format!("cannot rename {} to {}", partial.display(), dest.display()))?;
+    sync_parent(dest);
+    if a.message_level > 0 {
+        eprintln!(
+            "kdump: saved {} pages in {} segments to {} ({} left out): {:.1} MiB",
+            report.pages_written,
+            report.segments,
+            dest.display(),
+            report.pages_dropped,
+            report.file_size as f64 / (1 << 20) as f64
+        );
+    }
+    Ok(())
 }
 
 /// `DEST.incomplete`: where the dump is written until it is complete.

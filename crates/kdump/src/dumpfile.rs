@@ -12,6 +12,8 @@ use kdump_kernel::{PhysRead, Vmcoreinfo};
 pub struct Dump {
     pub mem: Box<dyn PhysMem>,
     pub format: DumpFormat,
+    /// The source's PT_LOADs as (paddr, vaddr, memsz), for an ELF source.
+    pub elf_segments: Option<Vec<(u64, u64, u64)>>,
 }
 
 /// What the file is, for reports.
@@ -53,6 +55,10 @@ fn kdump_format<R: Read + Seek>(r: &KdumpReader<R>, kind: &'static str) -> DumpF
 pub fn open(path: &Path) -> anyhow::Result<Dump> {
     let file = File::open(path).with_context(|| format!("cannot open the dump {}", path.display()))?;
     let dump = open_dump(BufReader::new(file)).with_context(|| format!("cannot read the dump {}", path.display()))?;
+    let elf_segments = match &dump {
+        AnyDump::Elf(elf) => Some(elf.segments().iter().map(|s| (s.paddr, s.vaddr, s.memsz)).collect()),
+        _ => None,
+    };
     let format = match &dump {
         AnyDump::Elf(elf) => {
             DumpFormat { kind: "elf", dump_level: None, codec: None, complete: elf.e_flags() & 1 == 0 }
@@ -60,7 +66,7 @@ pub fn open(path: &Path) -> anyhow::Result<Dump> {
         AnyDump::Kdump(r) => kdump_format(r, "kdump-compressed"),
         AnyDump::Flattened(r) => kdump_format(r, "flattened"),
     };
-    Ok(Dump { mem: Box::new(dump), format })
+    Ok(Dump { mem: Box::new(dump), format, elf_segments })
 }
 
 impl Dump {

@@ -1,0 +1,260 @@
+//! ELF output (`kdump dump -E`): what gdb, crash and drgn open directly.
+//!
+//! One pass, bounded memory. The program headers are written last, into
+//! room reserved at the start of the file: one PT_NOTE, one PT_LOAD per
+//! source segment, and extra PT_LOADs where a segment is split around a run
+//! of at least [`SPLIT_PAGES`] dropped pages (as makedumpfile does). When the
+//! reserve is used up, dropped pages are written as zeros instead of split,
+//! so the file stays correct. A dropped run at the end of a segment becomes
+//! `p_filesz < p_memsz` (readers zero-fill it).
+
+use std::io;
+
+use kdump_dumpfile::{PageState, PhysMem, WriteAt};
+
+/// Dropped pages in a row that justify a new PT_LOAD.
+pub const SPLIT_PAGES: u64 = 256;
+/// PT_LOADs reserved beyond one per source segment.
+pub const EXTRA_SEGMENTS: u64 = 4096;
+/// ELF `e_flags` bit set when the dump is incomplete (makedumpfile's convention).
+pub const ELF_FLAG_INCOMPLETE: u32 = 1;
+
+const EHDR: u64 = 64;
+const PHDR: u64 = 56;
+const PT_LOAD: u32 = 1;
+const PT_NOTE: u32 = 4;
+
+/// A region of the source to write as PT_LOADs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ElfSegment {
+    /// Physical start (page aligned).
+    pub paddr: u64,
+    /// Virtual address of `paddr` in the crashed kernel (0 when unknown).
+    pub vaddr: u64,
+    /// Length in bytes (a multiple of the page size).
+    pub len: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Phdr {
+    kind: u32,
+    offset: u64,
+    vaddr: u64,
+    paddr: u64,
+    filesz: u64,
+    memsz: u64,
+}
+
+impl Phdr {
+    fn bytes(&self) -> [u8; PHDR as usize] {
+        let mut b = [0u8; PHDR as usize];
+        b[0..4].copy_from_slice(&self.kind.to_le_bytes());
+        let flags: u32 = if self.kind == PT_LOAD { 7 } else { 0 };
+        b[4..8].copy_from_slice(&flags.to_le_bytes());
+        for (i, v) in [self.offset, self.vaddr, self.paddr, self.filesz, self.memsz, 0].iter().enumerate() {
+            b[8 + i * 8..16 + i * 8].copy_from_slice(&v.to_le_bytes());
+        }
+        b
+    }
+}
+
+/// What [`save_elf`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ElfReport {
+    /// Pages written as data.
+    pub pages_written: u64,
+    /// Pages dropped (filtered, zero, or absent in the source).
+    pub pages_dropped: u64,
+    /// PT_LOAD headers written.
+    pub segments: u64,
+    /// File size.
+    pub file_size: u64,
+    /// Why the dump is incomplete, when it is.
+    pub incomplete_reason: Option<String>,
+}
+
+/// Bytes before the first page of data: headers, reserved program headers
+/// and notes, rounded up to a page. Preallocate them to survive a full disk.
+pub fn elf_metadata_len(segments: usize, notes_len: usize, page_size: u64) -> u64 {
+    let phdrs = 1 + segments as u64 + EXTRA_SEGMENTS;
+    (EHDR + phdrs * PHDR + notes_len as u64).div_ceil(page_size) * page_size
+}
+
+/// Appends page data at the end of the file through a 1 MiB staging buffer.
+struct DataWriter<'a, S> {
+    sink: &'a mut S,
+    staged: Vec<u8>,
+    /// Everything before this offset reached the sink.
+    flushed_end: u64,
+    /// Offset of the next byte appended (flushed plus staged).
+    end: u64,
+    failure: Option<io::Error>,
+}
+
+impl<S: WriteAt> DataWriter<'_, S> {
+    fn append(&mut self, bytes: &[u8]) {
+        self.staged.extend_from_slice(bytes);
+        self.end += bytes.len() as u64;
+        if self.staged.len() >= 1 << 20 {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.failure.is_none() && !self.staged.is_empty() {
+            match self.sink.write_at(self.flushed_end, &self.staged) {
+                Ok(()) => self.flushed_end += self.staged.len() as u64,
+                Err(e) => self.failure = Some(e),
+            }
+        }
+        self.staged.clear();
+    }
+}
+
+/// The PT_LOAD being built, in pages of its source segment.
+#[derive(Debug, Clone, Copy)]
+struct OpenLoad {
+    first: u64,
+    covered: u64,
+    data: u64,
+    offset: u64,
+}
+
+/// Writes an ELF64 vmcore of `segments` of `src` into `sink`. `keep(pfn,
+/// page)` decides which pages are dumped; `drop_zero` drops all-zero pages.
+/// A write error stops the dump; the file then describes only the data that
+/// reached the sink and has [`ELF_FLAG_INCOMPLETE`] set.
+pub fn save_elf<M, S, K>(
+    src: &mut M,
+    sink: &mut S,
+    segments: &[ElfSegment],
+    drop_zero: bool,
+    mut keep: K,
+) -> io::Result<ElfReport>
+where
+    M: PhysMem + ?Sized,
+    S: WriteAt,
+    K: FnMut(u64, &[u8]) -> bool,
+{
+    let page = src.page_size();
+    let notes = src.notes().to_vec();
+    let notes_off = EHDR + (1 + segments.len() as u64 + EXTRA_SEGMENTS) * PHDR;
+    let start = elf_metadata_len(segments.len(), notes.len(), page);
+    let mut out =
+        DataWriter { sink, staged: Vec::with_capacity(1 << 20), flushed_end: start, end: start, failure: None };
+    let mut loads: Vec<Phdr> = Vec::new();
+    let mut report = ElfReport::default();
+    let mut splits = 0u64;
+    let mut buf = vec![0u8; page as usize];
+    let zeros = vec![0u8; page as usize];
+
+    for seg in segments {
+        let close = |o: OpenLoad, trailing: u64| Phdr {
+            kind: PT_LOAD,
+            offset: o.offset,
+            vaddr: if seg.vaddr == 0 { 0 } else { seg.vaddr + o.first * page },
+            paddr: seg.paddr + o.first * page,
+            filesz: o.data * page,
+            memsz: (o.covered + trailing) * page,
+        };
+        let mut open: Option<OpenLoad> = None;
+        let mut dropped_run = 0u64;
+        for i in 0..seg.len / page {
+            if out.failure.is_some() {
+                break;
+            }
+            let pfn = seg.paddr / page + i;
+            let present = matches!(src.read_page(pfn, &mut buf), Ok(PageState::Present | PageState::ZeroFilled));
+            if !(present && !(drop_zero && buf == zeros) && keep(pfn, &buf)) {
+                report.pages_dropped += 1;
+                dropped_run += 1;
+                continue;
+            }
+            match open {
+                // A long gap closes the PT_LOAD, while reserved headers remain.
+                Some(o) if dropped_run >= SPLIT_PAGES && splits < EXTRA_SEGMENTS => {
+                    loads.push(close(o, 0));
+                    splits += 1;
+                    open = None;
+                }
+                // A short gap is written as zeros, keeping the PT_LOAD contiguous.
+                Some(ref mut o) => {
+                    for _ in 0..dropped_run {
+                        out.append(&zeros);
+                    }
+                    o.covered += dropped_run;
+                    o.data += dropped_run;
+                    report.pages_dropped -= dropped_run;
+                    report.pages_written += dropped_run;
+                }
+                None => {}
+            }
+            dropped_run = 0;
+            let o = open.get_or_insert(OpenLoad { first: i, covered: 0, data: 0, offset: out.end });
+            o.covered += 1;
+            o.data += 1;
+            out.append(&buf);
+            report.pages_written += 1;
+        }
+        if let Some(o) = open {
+            loads.push(close(o, dropped_run));
+        }
+        if out.failure.is_some() {
+            break;
+        }
+    }
+    out.flush();
+    let durable = out.flushed_end;
+    let failure = out.failure.take();
+    let sink = out.sink;
+
+    // After a failure, describe only what reached the file.
+    if failure.is_some() {
+        for l in &mut loads {
+            let have = durable.saturating_sub(l.offset).min(l.filesz) / page * page;
+            report.pages_written -= (l.filesz - have) / page;
+            l.filesz = have;
+        }
+        loads.retain(|l| l.filesz > 0);
+    }
+    let mut table = Phdr {
+        kind: PT_NOTE,
+        offset: notes_off,
+        vaddr: 0,
+        paddr: 0,
+        filesz: notes.len() as u64,
+        memsz: notes.len() as u64,
+    }
+    .bytes()
+    .to_vec();
+    for l in &loads {
+        table.extend_from_slice(&l.bytes());
+    }
+    sink.write_at(notes_off, &notes)?;
+    sink.write_at(EHDR, &table)?;
+    let flags = if failure.is_some() { ELF_FLAG_INCOMPLETE } else { 0 };
+    let phnum = u16::try_from(1 + loads.len()).map_err(|_| io::Error::other("too many program headers"))?;
+    sink.write_at(0, &ehdr(phnum, flags))?;
+    sink.flush()?;
+    report.segments = loads.len() as u64;
+    report.file_size = durable;
+    report.incomplete_reason = failure.map(|e| e.to_string());
+    Ok(report)
+}
+
+fn ehdr(phnum: u16, flags: u32) -> [u8; EHDR as usize] {
+    let mut h = [0u8; EHDR as usize];
+    h[0..4].copy_from_slice(b"\x7fELF");
+    h[4] = 2; // ELFCLASS64
+    h[5] = 1; // little endian
+    h[6] = 1; // EV_CURRENT
+    h[16..18].copy_from_slice(&4u16.to_le_bytes()); // ET_CORE
+    h[18..20].copy_from_slice(&62u16.to_le_bytes()); // EM_X86_64
+    h[20..24].copy_from_slice(&1u32.to_le_bytes());
+    h[32..40].copy_from_slice(&EHDR.to_le_bytes()); // e_phoff
+    h[48..52].copy_from_slice(&flags.to_le_bytes());
+    h[52..54].copy_from_slice(&(EHDR as u16).to_le_bytes());
+    h[54..56].copy_from_slice(&(PHDR as u16).to_le_bytes());
+    h[56..58].copy_from_slice(&phnum.to_le_bytes());
+    h
+}
