@@ -89,6 +89,14 @@ pub enum Encoded {
     },
 }
 
+/// True when every byte is zero. Compares 16 bytes at a time, which the
+/// compiler vectorises: most of a typical dump is zero pages.
+pub fn is_zero_page(page: &[u8]) -> bool {
+    let mut chunks = page.chunks_exact(16);
+    chunks.all(|c| u128::from_ne_bytes(c.try_into().unwrap_or([1; 16])) == 0)
+        && chunks.remainder().iter().all(|&b| b == 0)
+}
+
 /// Compresses pages one at a time, reusing codec state. One per thread.
 pub struct PageEncoder {
     codec: Codec,
@@ -133,7 +141,7 @@ impl PageEncoder {
     /// Encodes `page` into `out` (cleared first).
     pub fn encode(&mut self, page: &[u8], out: &mut Vec<u8>) -> Result<Encoded> {
         out.clear();
-        if self.share_zero && page.iter().all(|&b| b == 0) {
+        if self.share_zero && is_zero_page(page) {
             return Ok(Encoded::Zero);
         }
         let n = page.len();
@@ -404,6 +412,23 @@ pub fn lzo1x_decompress(input: &[u8], out: &mut [u8]) -> Result<usize, LzoError>
             let n = state;
             lits(&mut s, out, &mut op, n)?;
         }
+    }
+}
+
+#[cfg(test)]
+mod zero_tests {
+    use super::is_zero_page;
+
+    #[test]
+    fn zero_page_check() {
+        let mut p = vec![0u8; 4099];
+        assert!(is_zero_page(&p));
+        p[4098] = 1;
+        assert!(!is_zero_page(&p));
+        p[4098] = 0;
+        p[17] = 1;
+        assert!(!is_zero_page(&p));
+        assert!(is_zero_page(&[]));
     }
 }
 

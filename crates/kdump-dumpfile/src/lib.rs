@@ -32,7 +32,7 @@ pub mod kdump;
 pub mod notes;
 pub mod physmem;
 
-pub use codec::{Codec, Encoded, PageDecoder, PageEncoder, decompress_page};
+pub use codec::{Codec, Encoded, PageDecoder, PageEncoder, decompress_page, is_zero_page};
 pub use detect::{AnyDump, DumpFormat, detect_format, open_dump};
 pub use elf::ElfVmcore;
 pub use error::{Error, Result};

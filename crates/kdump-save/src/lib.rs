@@ -70,14 +70,18 @@ pub enum SaveError {
     Dumpfile(#[from] kdump_dumpfile::Error),
 }
 
+/// Pages read in a row, in one buffer (one allocation per batch, not per page).
 struct Batch {
     seq: u64,
-    pages: Vec<(u64, Vec<u8>)>,
+    pfns: Vec<u64>,
+    data: Vec<u8>,
 }
 
+/// Encoded pages: (pfn, encoding, start and length in `data`).
 struct EncodedBatch {
     seq: u64,
-    pages: Vec<(u64, Encoded, Vec<u8>)>,
+    pages: Vec<(u64, Encoded, usize, usize)>,
+    data: Vec<u8>,
 }
 
 /// Copies every RAM page of `src` into `writer`, compressing on
@@ -152,31 +156,41 @@ fn read_loop<M, K, P>(
     P: FnMut(Progress),
 {
     let mut seq = 0;
-    let mut pages = Vec::with_capacity(BATCH_PAGES);
+    let new_batch = || (Vec::with_capacity(BATCH_PAGES), Vec::with_capacity(BATCH_PAGES * page_size));
+    let (mut pfns, mut data): (Vec<u64>, Vec<u8>) = new_batch();
     let mut done = 0u64;
     for range in ranges {
         for pfn in range.clone() {
             if stop.load(Ordering::Relaxed) {
                 return;
             }
-            let mut buf = vec![0u8; page_size];
             done += 1;
-            match src.read_page(pfn, &mut buf) {
-                Ok(PageState::Present | PageState::ZeroFilled) => {
-                    if keep(pfn, &buf) {
-                        pages.push((pfn, buf));
-                    }
+            let at = data.len();
+            data.resize(at + page_size, 0);
+            let page = &mut data[at..];
+            match src.read_page(pfn, page) {
+                Ok(PageState::Present | PageState::ZeroFilled) if keep(pfn, page) => pfns.push(pfn),
+                Ok(PageState::Present | PageState::ZeroFilled) => data.truncate(at),
+                Ok(_) => {
+                    report.pages_absent += 1;
+                    data.truncate(at);
                 }
-                Ok(_) => report.pages_absent += 1,
                 Err(_) => {
                     report.unreadable_count += 1;
                     if report.unreadable.len() < opts.max_unreadable_listed {
                         report.unreadable.push(pfn);
                     }
+                    data.truncate(at);
                 }
             }
-            if pages.len() == BATCH_PAGES {
-                if tx.send(Batch { seq, pages: std::mem::take(&mut pages) }).is_err() {
+            if pfns.len() == BATCH_PAGES {
+                let (next_pfns, next_data) = new_batch();
+                let batch = Batch {
+                    seq,
+                    pfns: std::mem::replace(&mut pfns, next_pfns),
+                    data: std::mem::replace(&mut data, next_data),
+                };
+                if tx.send(batch).is_err() {
                     return;
                 }
                 seq += 1;
@@ -184,8 +198,8 @@ fn read_loop<M, K, P>(
             }
         }
     }
-    if !pages.is_empty() {
-        let _ = tx.send(Batch { seq, pages });
+    if !pfns.is_empty() {
+        let _ = tx.send(Batch { seq, pfns, data });
     }
     report.pages_scanned = done;
     progress(Progress { done, total });
@@ -200,19 +214,22 @@ fn encode_loop(encoder: &mut kdump_dumpfile::PageEncoder, rx: &Mutex<Receiver<Ba
             },
             Err(_) => return,
         };
-        let mut out = Vec::with_capacity(batch.pages.len());
-        for (pfn, page) in batch.pages {
-            let mut data = Vec::new();
-            match encoder.encode(&page, &mut data) {
-                Ok(enc) => {
-                    let data = if matches!(enc, Encoded::Raw) { page } else { data };
-                    out.push((pfn, enc, data));
-                }
-                // Encoding cannot fail for a page-sized buffer; keep the page raw if it does.
-                Err(_) => out.push((pfn, Encoded::Raw, page)),
+        let page_size = if batch.pfns.is_empty() { 0 } else { batch.data.len() / batch.pfns.len() };
+        let mut pages = Vec::with_capacity(batch.pfns.len());
+        let mut data = Vec::with_capacity(batch.data.len());
+        let mut scratch = Vec::new();
+        for (&pfn, page) in batch.pfns.iter().zip(batch.data.chunks_exact(page_size.max(1))) {
+            let at = data.len();
+            // Encoding cannot fail for a page-sized buffer; keep the page raw if it does.
+            let enc = encoder.encode(page, &mut scratch).unwrap_or(Encoded::Raw);
+            match enc {
+                Encoded::Zero => {}
+                Encoded::Raw => data.extend_from_slice(page),
+                Encoded::Compressed { .. } => data.extend_from_slice(&scratch),
             }
+            pages.push((pfn, enc, at, data.len() - at));
         }
-        if tx.send(EncodedBatch { seq: batch.seq, pages: out }).is_err() {
+        if tx.send(EncodedBatch { seq: batch.seq, pages, data }).is_err() {
             return;
         }
     }
@@ -228,8 +245,8 @@ fn write_loop<S: WriteAt>(mut writer: KdumpWriter<S>, rx: Receiver<EncodedBatch>
         waiting.insert(batch.seq, batch);
         while let Some(batch) = waiting.remove(&next) {
             next += 1;
-            for (pfn, enc, data) in batch.pages {
-                if let Err(e) = writer.append_encoded(pfn, enc, &data) {
+            for &(pfn, enc, at, len) in &batch.pages {
+                if let Err(e) = writer.append_encoded(pfn, enc, &batch.data[at..at + len]) {
                     failure = Some(e.to_string());
                     stop.store(true, Ordering::Relaxed);
                     break 'recv;

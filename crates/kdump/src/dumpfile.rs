@@ -1,7 +1,7 @@
 //! Opens a dump in any format we read and adapts it for the kernel decoders.
 
 use std::fs::File;
-use std::io::{BufReader, Read, Seek};
+use std::io::{BufRead, BufReader, Read, Seek};
 use std::path::Path;
 
 use anyhow::Context;
@@ -54,7 +54,7 @@ fn kdump_format<R: Read + Seek>(r: &KdumpReader<R>, kind: &'static str) -> DumpF
 /// Opens `path`, recognising ELF vmcores, kdump-compressed and flattened files.
 pub fn open(path: &Path) -> anyhow::Result<Dump> {
     let file = File::open(path).with_context(|| format!("cannot open the dump {}", path.display()))?;
-    let dump = open_dump(BufReader::new(file)).with_context(|| format!("cannot read the dump {}", path.display()))?;
+    let dump = open_dump(SequentialReader::new(file)).with_context(|| format!("cannot read the dump {}", path.display()))?;
     let elf_segments = match &dump {
         AnyDump::Elf(elf) => Some(elf.segments().iter().map(|s| (s.paddr, s.vaddr, s.memsz)).collect()),
         _ => None,
@@ -74,6 +74,43 @@ impl Dump {
     pub fn vmcoreinfo(&self) -> anyhow::Result<Vmcoreinfo> {
         let raw = self.mem.vmcoreinfo().context("the dump has no VMCOREINFO note: it cannot be decoded without one")?;
         Ok(Vmcoreinfo::parse(raw))
+    }
+}
+
+/// A buffered file reader whose seeks to where it already is, or a little
+/// ahead, keep the buffer: readers seek before every page, and a dump is
+/// mostly read in order. Without this each page costs an lseek and a refill.
+pub struct SequentialReader {
+    inner: BufReader<File>,
+    pos: u64,
+}
+
+impl SequentialReader {
+    pub fn new(file: File) -> Self {
+        Self { inner: BufReader::with_capacity(1 << 20, file), pos: 0 }
+    }
+}
+
+impl Read for SequentialReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for SequentialReader {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        if let std::io::SeekFrom::Start(target) = to {
+            let ahead = target.wrapping_sub(self.pos);
+            if target >= self.pos && ahead <= self.inner.buffer().len() as u64 {
+                self.inner.consume(ahead as usize);
+                self.pos = target;
+                return Ok(target);
+            }
+        }
+        self.pos = self.inner.seek(to)?;
+        Ok(self.pos)
     }
 }
 
