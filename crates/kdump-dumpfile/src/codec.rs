@@ -103,7 +103,6 @@ pub struct PageEncoder {
     share_zero: bool,
     zlib: Option<Compress>,
     zstd: Option<zstd::bulk::Compressor<'static>>,
-    lzo: Option<Box<lzokay_native::Dict>>,
     snappy: Option<snap::raw::Encoder>,
 }
 
@@ -117,7 +116,7 @@ impl PageEncoder {
     /// A new encoder. With `share_zero`, all-zero pages encode as [`Encoded::Zero`]
     /// (makedumpfile's dump level bit 1 in the kdump format).
     pub fn new(codec: Codec, share_zero: bool) -> Result<Self> {
-        let mut e = PageEncoder { codec, share_zero, zlib: None, zstd: None, lzo: None, snappy: None };
+        let mut e = PageEncoder { codec, share_zero, zlib: None, zstd: None, snappy: None };
         match codec {
             Codec::None => {}
             Codec::Zlib => e.zlib = Some(Compress::new(Compression::new(1), true)),
@@ -127,7 +126,7 @@ impl PageEncoder {
                         .map_err(|err| Error::Compress { codec: "zstd", detail: err.to_string() })?,
                 )
             }
-            Codec::Lzo => e.lzo = Some(Box::new(lzokay_native::Dict::new())),
+            Codec::Lzo => {}
             Codec::Snappy => e.snappy = Some(snap::raw::Encoder::new()),
         }
         Ok(e)
@@ -171,13 +170,13 @@ impl PageEncoder {
                 }
             }
             Codec::Lzo => {
-                let d = self.lzo.as_mut().expect("lzo state exists for Codec::Lzo");
-                match lzokay_native::compress_with_dict(page, d) {
-                    Ok(v) if v.len() < n => {
-                        out.extend_from_slice(&v);
-                        true
-                    }
-                    _ => false,
+                // LZO1X-1, the level makedumpfile uses (lzo1x_1_compress).
+                let v = lzo1x::compress(page, lzo1x::CompressLevel::new(1));
+                if v.len() < n {
+                    out.extend_from_slice(&v);
+                    true
+                } else {
+                    false
                 }
             }
         };
