@@ -48,6 +48,8 @@ pub enum Call {
     FileUnload,
     /// kexec_load unloading.
     LegacyUnload,
+    /// kexec_load loading segments.
+    LegacyLoad,
 }
 
 /// Signature failures: the kernel checked the image and refused it. Falling
@@ -77,6 +79,9 @@ pub fn explain(call: Call, panic: bool, errno: i32) -> String {
             "the running kernel does not accept this {kind} image: kexec_file_load on x86_64 takes a 64-bit bzImage \
              (boot protocol 2.12+), and one built with 5-level paging support if the running kernel uses it"
         ),
+        EADDRNOTAVAIL if call == Call::LegacyLoad => "a segment is not page aligned or, for -p, a segment or the \
+             entry lies outside the memory reserved with crashkernel=: run with --print-plan to see the segments"
+            .to_string(),
         EADDRNOTAVAIL | ENOMEM if panic => "the capture kernel and initrd do not fit in the memory reserved with \
              crashkernel=: reserve more (e.g. crashkernel=512M) or use a smaller initrd"
             .to_string(),
@@ -89,6 +94,10 @@ pub fn explain(call: Call, panic: bool, errno: i32) -> String {
         EBUSY => "another kexec load or unload is running; retry when it is done".to_string(),
         EINVAL => match call {
             Call::FileUnload | Call::LegacyUnload => "the kernel rejected the unload request as invalid".to_string(),
+            Call::LegacyLoad => format!(
+                "the kernel rejected the {kind}'s segments as invalid (too many, overlapping, or larger than half \
+                 of RAM), or the flags: run with --print-plan to see them"
+            ),
             Call::FileLoad => format!(
                 "the kernel rejected the {kind} as invalid: the command line may be too long or not accepted, \
                  or the image is damaged"

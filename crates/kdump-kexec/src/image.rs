@@ -65,6 +65,47 @@ pub enum ImageError {
     /// The setup header points outside the file.
     #[error("the bzImage is truncated or corrupt: {0}")]
     Corrupt(&'static str),
+    /// A compressed kernel that could not be decompressed.
+    #[error("cannot decompress the {kind:?}-compressed kernel: {reason}")]
+    Decompress {
+        /// The compression.
+        kind: ImageKind,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Largest kernel a compressed image may expand to (guards against decompression bombs).
+pub const MAX_DECOMPRESSED: u64 = 512 << 20;
+
+/// Decompresses a gzip- or zstd-compressed kernel file (kexec-tools accepts those for any
+/// image type); `Ok(None)` when `bytes` is not compressed. xz is refused for now.
+pub fn decompress(bytes: &[u8]) -> Result<Option<Vec<u8>>, ImageError> {
+    use std::io::Read as _;
+    let kind = ImageKind::sniff(bytes);
+    let fail = |reason: String| ImageError::Decompress { kind, reason };
+    let mut out = Vec::new();
+    match kind {
+        ImageKind::Gzip => {
+            flate2::read::MultiGzDecoder::new(bytes)
+                .take(MAX_DECOMPRESSED + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| fail(e.to_string()))?;
+        }
+        ImageKind::Zstd => {
+            zstd::stream::read::Decoder::new(bytes)
+                .map_err(|e| fail(e.to_string()))?
+                .take(MAX_DECOMPRESSED + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| fail(e.to_string()))?;
+        }
+        ImageKind::Xz => return Err(fail("xz is not supported yet: decompress it with unxz first".into())),
+        _ => return Ok(None),
+    }
+    if out.len() as u64 > MAX_DECOMPRESSED {
+        return Err(fail(format!("it expands to more than {} MiB", MAX_DECOMPRESSED >> 20)));
+    }
+    Ok(Some(out))
 }
 
 fn not_a_kernel_message(kind: ImageKind) -> String {
@@ -223,6 +264,22 @@ pub(crate) mod tests {
         assert_eq!(BzImage::parse(&x32), Err(ImageError::No64BitEntry));
         let short = &fake_bzimage()[..0x210];
         assert!(matches!(BzImage::parse(short), Err(ImageError::Corrupt(_))));
+    }
+
+    #[test]
+    fn decompresses_gzip_and_zstd_and_refuses_xz() {
+        use std::io::Write as _;
+        let plain = fake_bzimage();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&plain).unwrap();
+        let gz = gz.finish().unwrap();
+        assert_eq!(decompress(&gz).unwrap().as_deref(), Some(plain.as_slice()));
+        let zst = zstd::encode_all(plain.as_slice(), 1).unwrap();
+        assert_eq!(decompress(&zst).unwrap().as_deref(), Some(plain.as_slice()));
+        assert_eq!(decompress(&plain).unwrap(), None);
+        let err = decompress(&[0xfd, b'7', b'z', b'X', b'Z', 0, 1]).unwrap_err();
+        assert!(err.to_string().contains("unxz"), "{err}");
+        assert!(matches!(decompress(&gz[..gz.len() / 2]), Err(ImageError::Decompress { .. })));
     }
 
     #[test]

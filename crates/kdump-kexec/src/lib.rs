@@ -3,9 +3,13 @@
 //! kernel's answer means. No file is opened and no syscall made here.
 #![deny(missing_docs)]
 
+pub mod bootparams;
 pub mod cmdline;
+pub mod elfcore;
 pub mod errno;
+pub mod hex;
 pub mod image;
+pub mod plan;
 pub mod preflight;
 
 pub use image::{BzImage, ImageError, ImageKind};

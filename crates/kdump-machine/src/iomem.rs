@@ -5,6 +5,60 @@ use serde::{Deserialize, Serialize};
 use crate::ParseError;
 use crate::machine::PhysRange;
 
+/// What a top-level `/proc/iomem` range is, as an e820 type would say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemoryKind {
+    /// `System RAM` (and its `(kmem)` / `(virtio_mem)` variants): e820 type 1.
+    Ram,
+    /// `reserved` / `Reserved`: e820 type 2.
+    Reserved,
+    /// `ACPI Tables`: e820 type 3.
+    Acpi,
+    /// `ACPI Non-volatile Storage`: e820 type 4.
+    Nvs,
+    /// `Persistent Memory (legacy)`: e820 type 12 (PRAM).
+    PersistentLegacy,
+    /// `Persistent Memory`: e820 type 7 (PMEM).
+    Persistent,
+}
+
+impl MemoryKind {
+    /// The kind of a resource name, if it is one the capture kernel must know about.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            n if n.starts_with("System RAM") => Some(Self::Ram),
+            "reserved" | "Reserved" => Some(Self::Reserved),
+            "ACPI Tables" => Some(Self::Acpi),
+            "ACPI Non-volatile Storage" => Some(Self::Nvs),
+            "Persistent Memory (legacy)" => Some(Self::PersistentLegacy),
+            "Persistent Memory" => Some(Self::Persistent),
+            _ => None,
+        }
+    }
+
+    /// The e820 type number (arch/x86/include/asm/e820/types.h).
+    pub fn e820_type(self) -> u32 {
+        match self {
+            Self::Ram => 1,
+            Self::Reserved => 2,
+            Self::Acpi => 3,
+            Self::Nvs => 4,
+            Self::Persistent => 7,
+            Self::PersistentLegacy => 12,
+        }
+    }
+}
+
+/// A top-level range of the physical memory map with its kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct MemoryRange {
+    /// The range (inclusive end).
+    pub range: PhysRange,
+    /// What it is.
+    pub kind: MemoryKind,
+}
+
 /// One line of `/proc/iomem`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resource {
@@ -69,6 +123,19 @@ impl Iomem {
         self.resources.iter().find(|r| r.name == "Kernel code").map(|r| r.range)
     }
 
+    /// Top-level RAM, ACPI, NVS, reserved and persistent-memory ranges, in address order:
+    /// the memory map a capture kernel is given (minus what it may not use).
+    pub fn memory_map(&self) -> Vec<MemoryRange> {
+        let mut map: Vec<MemoryRange> = self
+            .resources
+            .iter()
+            .filter(|r| r.depth == 0)
+            .filter_map(|r| MemoryKind::from_name(&r.name).map(|kind| MemoryRange { range: r.range, kind }))
+            .collect();
+        map.sort();
+        map
+    }
+
     /// Top-level ranges whose name satisfies `keep`.
     pub fn top_level(&self, keep: impl Fn(&str) -> bool) -> Vec<PhysRange> {
         self.resources.iter().filter(|r| r.depth == 0 && keep(&r.name)).map(|r| r.range).collect()
@@ -108,6 +175,29 @@ fd000000-fdffffff : PCI Bus 0000:00
         assert_eq!(map.crash_regions()[0].len(), 256 << 20);
         assert_eq!(map.kernel_code().unwrap().start, 0x2b00_0000);
         assert!(!map.is_redacted());
+    }
+
+    #[test]
+    fn memory_map_has_types() {
+        let text =
+            format!("{QEMU_1G}1a0000000-1a0000fff : ACPI Tables\n1a0001000-1a0001fff : ACPI Non-volatile Storage\n");
+        let map = Iomem::parse(&text).unwrap().memory_map();
+        let kinds: Vec<(u64, MemoryKind)> = map.iter().map(|m| (m.range.start, m.kind)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (0, MemoryKind::Reserved),
+                (0x1000, MemoryKind::Ram),
+                (0x9fc00, MemoryKind::Reserved),
+                (0xf0000, MemoryKind::Reserved),
+                (0x100000, MemoryKind::Ram),
+                (0x3ffe0000, MemoryKind::Reserved),
+                (0x1_0000_0000, MemoryKind::Ram),
+                (0x1_a000_0000, MemoryKind::Acpi),
+                (0x1_a000_1000, MemoryKind::Nvs),
+            ]
+        );
+        assert_eq!(MemoryKind::Nvs.e820_type(), 4);
     }
 
     #[test]

@@ -9,10 +9,12 @@
 
 pub mod cpulist;
 pub mod iomem;
+pub mod kcore;
 pub mod machine;
 pub mod sysfs;
 
-pub use iomem::{Iomem, Resource};
+pub use iomem::{Iomem, MemoryKind, MemoryRange, Resource};
+pub use kcore::{Kcore, KcoreLoad};
 pub use machine::{CpuNote, KexecState, Lockdown, MachineInfo, PhysRange, VmcoreinfoLocation};
 
 /// Why a piece of kernel-provided text could not be understood.

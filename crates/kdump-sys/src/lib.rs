@@ -10,7 +10,7 @@ pub mod kexec;
 mod machine;
 mod root;
 
-pub use machine::collect_machine_info;
+pub use machine::{LoaderInputs, collect_loader_inputs, collect_machine_info};
 pub use root::SysRoot;
 
 /// A failure to read what the kernel exposes.

@@ -6,7 +6,7 @@ use kdump_machine::cpulist::parse_cpu_list;
 use kdump_machine::sysfs::{
     parse_crash_notes_address, parse_crash_notes_size, parse_decimal, parse_flag, parse_lockdown, parse_vmcoreinfo,
 };
-use kdump_machine::{CpuNote, Iomem, KexecState, Lockdown, MachineInfo, ParseError};
+use kdump_machine::{CpuNote, Iomem, Kcore, KexecState, Lockdown, MachineInfo, MemoryRange, ParseError};
 
 use crate::{SysError, SysRoot};
 
@@ -118,6 +118,86 @@ pub fn collect_machine_info(root: &SysRoot) -> Result<MachineInfo, SysError> {
     })
 }
 
+/// What `kexec -c` needs beyond [`MachineInfo`] to describe the machine to a capture kernel.
+#[derive(Debug, Clone, Default)]
+pub struct LoaderInputs {
+    /// Top-level RAM / ACPI / NVS / reserved / PMEM ranges of `/proc/iomem`.
+    pub memory_map: Vec<MemoryRange>,
+    /// `/proc/kcore` program headers (kernel text and direct-map addresses, KASLR included);
+    /// `None` when kcore is missing or unreadable (no CONFIG_PROC_KCORE, not root, lockdown).
+    pub kcore: Option<Kcore>,
+    /// The ACPI RSDP physical address: `/sys/firmware/efi/systab` (`ACPI20=`, then `ACPI=`),
+    /// else `acpi_rsdp_addr` of the running kernel's boot_params (`/sys/kernel/boot_params/data`).
+    pub acpi_rsdp: Option<u64>,
+    /// Where `acpi_rsdp` came from, for the plan.
+    pub acpi_rsdp_source: Option<&'static str>,
+    /// Things that were missing, each a sentence for a person.
+    pub warnings: Vec<String>,
+}
+
+/// Bytes of `/proc/kcore` read for its headers (the kernel writes about a dozen).
+const KCORE_HEADER_BYTES: usize = 64 << 10;
+
+/// Reads the memory map, `/proc/kcore` headers and ACPI RSDP location for `kexec -c`.
+pub fn collect_loader_inputs(root: &SysRoot) -> Result<LoaderInputs, SysError> {
+    let mut warnings = Vec::new();
+    let memory_map = parsed("/proc/iomem", Iomem::parse(&root.read("/proc/iomem")?))?.memory_map();
+    let kcore = match root.read_prefix("/proc/kcore", KCORE_HEADER_BYTES) {
+        Ok(Some(bytes)) => match Kcore::parse(&bytes) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                warnings.push(format!("/proc/kcore headers are unreadable ({e})"));
+                None
+            }
+        },
+        Ok(None) => {
+            warnings.push("/proc/kcore is missing (CONFIG_PROC_KCORE off)".to_string());
+            None
+        }
+        Err(e) => {
+            warnings.push(format!("{e}: {}", e.source_text()));
+            None
+        }
+    };
+    let mut acpi_rsdp = None;
+    let mut acpi_rsdp_source = None;
+    if let Some(systab) = root.read_optional("/sys/firmware/efi/systab")? {
+        acpi_rsdp = parse_efi_systab_acpi(&systab);
+        acpi_rsdp_source = acpi_rsdp.map(|_| "/sys/firmware/efi/systab");
+    }
+    if acpi_rsdp.is_none()
+        && let Ok(Some(bp)) = root.read_prefix("/sys/kernel/boot_params/data", 4096)
+        && let Some(b) = bp.get(0x70..0x78)
+    {
+        let addr = u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+        if addr != 0 {
+            acpi_rsdp = Some(addr);
+            acpi_rsdp_source = Some("/sys/kernel/boot_params/data");
+        }
+    }
+    Ok(LoaderInputs { memory_map, kcore, acpi_rsdp, acpi_rsdp_source, warnings })
+}
+
+/// `ACPI20=0x…` (preferred) or `ACPI=0x…` from `/sys/firmware/efi/systab`.
+fn parse_efi_systab_acpi(text: &str) -> Option<u64> {
+    let find = |key: &str| {
+        text.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| {
+            let v = v.trim();
+            u64::from_str_radix(v.strip_prefix("0x").unwrap_or(v), 16).ok()
+        })
+    };
+    find("ACPI20=").or_else(|| find("ACPI="))
+}
+
+impl SysError {
+    fn source_text(&self) -> String {
+        match self {
+            SysError::Read { source, .. } => source.to_string(),
+            SysError::Parse { source, .. } => source.to_string(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +258,25 @@ mod tests {
         assert_eq!(info.lockdown, Lockdown::Unknown);
         assert!(info.warnings.iter().any(|w| w.contains("crashkernel=")), "{:?}", info.warnings);
         assert!(info.warnings.iter().any(|w| w.contains("vmcoreinfo")), "{:?}", info.warnings);
+    }
+
+    #[test]
+    fn loader_inputs_from_fixtures() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = dir.path();
+        write(
+            b,
+            "/proc/iomem",
+            "00001000-0009fbff : System RAM\n00100000-3ffdffff : System RAM\n3ffe0000-3fffffff : Reserved\n",
+        );
+        write(b, "/sys/firmware/efi/systab", "MPS=0x1\nACPI=0x3fbfa000\nACPI20=0x3fbfa014\nSMBIOS=0x1\n");
+        let got = collect_loader_inputs(&SysRoot::at(b)).unwrap();
+        assert_eq!(got.memory_map.len(), 3);
+        assert_eq!(got.acpi_rsdp, Some(0x3fbf_a014));
+        assert!(got.kcore.is_none());
+        assert!(got.warnings.iter().any(|w| w.contains("kcore")), "{:?}", got.warnings);
+        assert_eq!(parse_efi_systab_acpi("ACPI=0x10\n"), Some(0x10));
+        assert_eq!(parse_efi_systab_acpi("SMBIOS=0x10\n"), None);
     }
 
     #[test]

@@ -44,6 +44,21 @@ impl SysRoot {
         }
     }
 
+    /// Reads at most `max` bytes from the start of a (possibly binary or huge) file such as
+    /// `/proc/kcore`; a missing file is `Ok(None)`.
+    pub fn read_prefix(&self, system_path: &str, max: usize) -> Result<Option<Vec<u8>>, SysError> {
+        use std::io::Read as _;
+        let err = |source| SysError::Read { path: PathBuf::from(system_path), source };
+        let file = match std::fs::File::open(self.path(system_path)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(err(e)),
+        };
+        let mut buf = Vec::with_capacity(max.min(1 << 20));
+        file.take(max as u64).read_to_end(&mut buf).map_err(err)?;
+        Ok(Some(buf))
+    }
+
     /// True when the system path exists under this root.
     pub fn exists(&self, system_path: &str) -> bool {
         self.path(system_path).exists()

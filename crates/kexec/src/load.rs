@@ -9,10 +9,11 @@ use anyhow::{Context, bail};
 use kdump_kexec::BzImage;
 use kdump_kexec::cmdline::{self, CmdlineRequest};
 use kdump_kexec::errno::{Call, allows_fallback, explain, is_signature_error};
+use kdump_kexec::plan::{CrashMachine, Options, Plan as LoadPlan, plan_crash_load, plan_normal_load};
 use kdump_kexec::preflight::{LoadCheck, Syscall, check_load};
 use kdump_machine::PhysRange;
 use kdump_machine::sysfs::{CAP_SYS_BOOT, parse_effective_capabilities, parse_flag};
-use kdump_sys::{SysRoot, collect_machine_info, kexec as sys};
+use kdump_sys::{SysRoot, collect_loader_inputs, collect_machine_info, kexec as sys};
 
 use crate::{Args, SyscallChoice};
 
@@ -37,9 +38,19 @@ pub fn load(args: &Args, root: &SysRoot) -> anyhow::Result<()> {
             if args.panic { "-p" } else { "-l" }
         )
     })?;
-    let kernel_bytes = std::fs::read(kernel_path)
+    let raw = std::fs::read(kernel_path)
         .with_context(|| format!("cannot read the kernel image {}", kernel_path.display()))?;
-    let image = BzImage::parse(&kernel_bytes).with_context(|| format!("{} cannot be loaded", kernel_path.display()))?;
+    let decompressed = kdump_kexec::image::decompress(&raw).with_context(|| format!("{}", kernel_path.display()))?;
+    let compressed = decompressed.is_some();
+    let kernel_bytes = decompressed.unwrap_or(raw);
+    let image = BzImage::parse(&kernel_bytes).with_context(|| {
+        let legacy = if args.syscall() == SyscallChoice::Legacy {
+            " (kexec -c loads bzImages, plain or gzip/zstd-compressed: ELF vmlinux and xz kernels are not supported yet)"
+        } else {
+            ""
+        };
+        format!("{} cannot be loaded{legacy}", kernel_path.display())
+    })?;
     let initrd = match &args.initrd {
         Some(path) => {
             let file = File::open(path).with_context(|| format!("cannot open the initrd {}", path.display()))?;
@@ -52,19 +63,39 @@ pub fn load(args: &Args, root: &SysRoot) -> anyhow::Result<()> {
         None => None,
     };
 
-    let choice = args.syscall();
-    if choice == SyscallChoice::Legacy {
-        bail!("the kexec_load back end (-c) is not built yet; use kexec_file_load (-s or the default -a)");
+    let mut choice = args.syscall();
+    if compressed {
+        // kexec_file_load takes the bzImage file itself; the decompressed bytes go through kexec_load.
+        match choice {
+            SyscallChoice::File => bail!(
+                "{} is compressed: kexec_file_load (-s) takes the bzImage itself; decompress it, or use -c",
+                kernel_path.display()
+            ),
+            SyscallChoice::Auto => {
+                eprintln!("kexec: {} is compressed: loading it with kexec_load (-c)", kernel_path.display());
+                choice = SyscallChoice::Legacy;
+            }
+            _ => {}
+        }
+    }
+    if choice == SyscallChoice::Legacy && (args.mem_min.is_some() || args.mem_max.is_some()) {
+        bail!(
+            "--mem-min/--mem-max are not supported by kexec -c yet: the planner places the segments \
+             (inside the crash region for -p)"
+        );
     }
     let machine = collect_machine_info(root).context("cannot read the machine description")?;
-    let problems = check_load(&LoadCheck {
-        machine: &machine,
-        panic: args.panic,
-        syscall: Syscall::File,
-        image: &image,
-        initrd_len: initrd.as_ref().map(|i| i.2),
-        cap_sys_boot: has_cap_sys_boot(root),
-    });
+    let problems_for = |syscall| {
+        check_load(&LoadCheck {
+            machine: &machine,
+            panic: args.panic,
+            syscall,
+            image: &image,
+            initrd_len: initrd.as_ref().map(|i| i.2),
+            cap_sys_boot: has_cap_sys_boot(root),
+        })
+    };
+    let problems = problems_for(if choice == SyscallChoice::Legacy { Syscall::Legacy } else { Syscall::File });
 
     let reuse = if args.reuse_cmdline {
         Some(root.read("/proc/cmdline").context("--reuse-cmdline needs /proc/cmdline")?)
@@ -78,6 +109,11 @@ pub fn load(args: &Args, root: &SysRoot) -> anyhow::Result<()> {
         capture_defaults: !args.no_capture_defaults,
     };
     let line = cmdline::build(&request, usize::try_from(image.cmdline_size).unwrap_or(usize::MAX))?;
+    if choice == SyscallChoice::Legacy {
+        let legacy =
+            Legacy { args, root, machine: &machine, kernel: &kernel_bytes, initrd: initrd.as_ref().map(|i| i.0) };
+        return legacy.load(&line, &problems);
+    }
     let flags = if args.panic { sys::KEXEC_FILE_ON_CRASH } else { 0 }
         | if initrd.is_none() { sys::KEXEC_FILE_NO_INITRAMFS } else { 0 };
 
@@ -109,10 +145,18 @@ pub fn load(args: &Args, root: &SysRoot) -> anyhow::Result<()> {
     let line = CString::new(line).context("the command line contains a NUL byte")?;
     match sys::kexec_file_load(&kernel, initrd.as_ref().map(|i| &i.1), &line, flags) {
         Ok(()) => {}
-        Err(e) if choice == SyscallChoice::Auto && allows_fallback(e) && !is_signature_error(e) => bail!(
-            "kexec_file_load refused the {what}: {}; the kexec_load fallback (-c) is not built yet",
-            explain(Call::FileLoad, args.panic, e)
-        ),
+        Err(e) if choice == SyscallChoice::Auto && allows_fallback(e) && !is_signature_error(e) => {
+            eprintln!(
+                "kexec: kexec_file_load refused the {what} ({}); falling back to kexec_load",
+                explain(Call::FileLoad, args.panic, e)
+            );
+            let problems = problems_for(Syscall::Legacy);
+            let legacy =
+                Legacy { args, root, machine: &machine, kernel: &kernel_bytes, initrd: initrd.as_ref().map(|i| i.0) };
+            return legacy
+                .load(line.to_str().unwrap_or_default(), &problems)
+                .with_context(|| format!("kexec_file_load failed first: {}", explain(Call::FileLoad, args.panic, e)));
+        }
         Err(e) => bail!("kexec_file_load refused the {what}: {}", explain(Call::FileLoad, args.panic, e)),
     }
 
@@ -126,6 +170,110 @@ pub fn load(args: &Args, root: &SysRoot) -> anyhow::Result<()> {
         eprintln!("kexec: {what} loaded ({flag} = 1)");
     }
     Ok(())
+}
+
+/// The kexec_load back end (`-c`, and `-a` after kexec_file_load refused).
+struct Legacy<'a> {
+    args: &'a Args,
+    root: &'a SysRoot,
+    machine: &'a kdump_machine::MachineInfo,
+    kernel: &'a [u8],
+    initrd: Option<&'a Path>,
+}
+
+impl Legacy<'_> {
+    fn load(&self, line: &str, problems: &[kdump_kexec::preflight::Problem]) -> anyhow::Result<()> {
+        let args = self.args;
+        let what = if args.panic { "capture kernel" } else { "kernel" };
+        let inputs = collect_loader_inputs(self.root).context("cannot read the memory map for kexec_load")?;
+        let mut machine =
+            CrashMachine::describe(self.machine, inputs.memory_map, inputs.kcore.as_ref(), inputs.acpi_rsdp);
+        machine.warnings.splice(0..0, inputs.warnings);
+        let initrd = match self.initrd {
+            Some(path) => {
+                Some(std::fs::read(path).with_context(|| format!("cannot read the initrd {}", path.display()))?)
+            }
+            None => None,
+        };
+        let options = Options {
+            cmdline: line.to_string(),
+            elf32: args.elf32_core_headers,
+            backup: !args.no_backup,
+            memmap_cmdline: args.pass_memmap_cmdline,
+            skip_checks: args.no_checks,
+        };
+        let started = std::time::Instant::now();
+        let plan = if args.panic {
+            plan_crash_load(&machine, self.kernel, initrd.as_deref(), &options)
+        } else {
+            plan_normal_load(&machine, self.kernel, initrd.as_deref(), &options)
+        }
+        .with_context(|| format!("cannot plan the kexec_load of the {what}"))?;
+        let planned = started.elapsed();
+        if args.print_plan {
+            println!("{}", serde_json::to_string_pretty(&plan)?);
+        }
+        if args.dry_run || args.debug {
+            print!("{}", describe_legacy(&plan));
+        }
+        if !problems.is_empty() {
+            let mut text = format!("cannot load the {what}:");
+            for p in problems {
+                let _ = write!(text, "\n  - {p}");
+            }
+            bail!(text);
+        }
+        if args.print_plan || args.dry_run {
+            return Ok(());
+        }
+        for w in &plan.machine.warnings {
+            eprintln!("kexec: warning: {w}");
+        }
+        let segments: Vec<sys::Segment<'_>> =
+            plan.segments.iter().map(|s| sys::Segment { buf: &s.buf, mem: s.mem.0, memsz: s.memsz.0 }).collect();
+        let syscall_start = std::time::Instant::now();
+        sys::kexec_load(plan.entry.0, &segments, plan.flags.0).map_err(|e| {
+            anyhow::anyhow!("kexec_load refused the {what}: {}", explain(Call::LegacyLoad, args.panic, e))
+        })?;
+        let loaded_in = syscall_start.elapsed();
+        let flag = if args.panic { "/sys/kernel/kexec_crash_loaded" } else { "/sys/kernel/kexec_loaded" };
+        let loaded = self.root.read(flag).ok().and_then(|t| parse_flag(flag, &t).ok());
+        if loaded != Some(true) {
+            bail!("kexec_load succeeded but {flag} does not read 1: the {what} is not loaded");
+        }
+        if args.debug {
+            eprintln!(
+                "kexec: {what} loaded with kexec_load ({flag} = 1); plan {:.1} ms, syscall {:.1} ms",
+                planned.as_secs_f64() * 1e3,
+                loaded_in.as_secs_f64() * 1e3
+            );
+        }
+        Ok(())
+    }
+}
+
+fn describe_legacy(plan: &LoadPlan) -> String {
+    let mut s = String::new();
+    let names = if plan.panic { "KEXEC_ON_CRASH | KEXEC_ARCH_X86_64" } else { "KEXEC_ARCH_X86_64" };
+    let _ = writeln!(s, "syscall:  kexec_load, flags {:#x} ({names})", plan.flags.0);
+    let _ = writeln!(s, "cmdline:  {}", plan.cmdline);
+    let _ = writeln!(
+        s,
+        "entry:    {:#x} (purgatory), then {:#x} with rsi={:#x}",
+        plan.entry.0, plan.kernel.entry64.0, plan.boot_params.0
+    );
+    for seg in &plan.segments {
+        let _ = writeln!(
+            s,
+            "segment:  {:#012x}-{:#012x} {:<12} ({} copied)",
+            seg.mem.0,
+            seg.mem.0 + seg.memsz.0 - 1,
+            seg.name,
+            mib(seg.bufsz.0)
+        );
+    }
+    let _ = writeln!(s, "headers:  {} program headers, {} e820 entries", plan.elf_headers.len(), plan.e820.len());
+    s
 }
 
 /// What a load will do, for `--dry-run` and `-d`.

@@ -89,6 +89,18 @@ pub struct Args {
     /// Do not add `irqpoll nr_cpus=1 reset_devices` to panic loads.
     #[arg(long = "no-capture-defaults")]
     pub no_capture_defaults: bool,
+    /// kexec_load (-c): print every segment, the entry, e820 map and ELF core headers as JSON; load nothing.
+    #[arg(long = "print-plan")]
+    pub print_plan: bool,
+    /// kexec_load (-c): do not copy the first 640 KiB to a backup segment.
+    #[arg(long = "no-backup")]
+    pub no_backup: bool,
+    /// kexec_load (-c): write ELF32 core headers (every address must be below 4 GiB).
+    #[arg(long = "elf32-core-headers")]
+    pub elf32_core_headers: bool,
+    /// kexec_load (-c): pass the memory map as `memmap=exactmap memmap=…` on the command line too.
+    #[arg(long = "pass-memmap-cmdline")]
+    pub pass_memmap_cmdline: bool,
     /// Print the decided image, initrd, command line, syscall and flags; load nothing.
     #[arg(long = "dry-run")]
     pub dry_run: bool,
@@ -113,7 +125,7 @@ pub struct Args {
 
 impl Args {
     pub fn syscall(&self) -> SyscallChoice {
-        if self.legacy_syscall {
+        if self.legacy_syscall || self.print_plan {
             SyscallChoice::Legacy
         } else if self.file_syscall {
             SyscallChoice::File
@@ -187,14 +199,14 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
         Action::Exec => exec(args, &root),
         Action::LoadAndExec => {
             load::load(args, &root)?;
-            if args.dry_run {
+            if args.dry_run || args.print_plan {
                 return Ok(ExitCode::SUCCESS);
             }
             exec(args, &root)
         }
         Action::LoadAndShutdown => {
             load::load(args, &root)?;
-            if args.dry_run {
+            if args.dry_run || args.print_plan {
                 return Ok(ExitCode::SUCCESS);
             }
             shutdown()
@@ -286,5 +298,10 @@ mod tests {
         assert_eq!(action(&a).unwrap(), Action::Status);
         let a = Args::try_parse_from(["kexec", "-l", "-e", "/k"]).unwrap();
         assert!(action(&a).is_err());
+        let a = Args::try_parse_from(["kexec", "-c", "-p", "-i", "--no-backup", "--elf32-core-headers", "/k"]).unwrap();
+        assert!(a.no_checks && a.no_backup && a.elf32_core_headers);
+        assert_eq!((action(&a).unwrap(), a.syscall()), (Action::Load, SyscallChoice::Legacy));
+        let a = Args::try_parse_from(["kexec", "-p", "--print-plan", "--pass-memmap-cmdline", "/k"]).unwrap();
+        assert_eq!(a.syscall(), SyscallChoice::Legacy, "--print-plan describes a kexec_load");
     }
 }

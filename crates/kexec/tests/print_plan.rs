@@ -1,0 +1,270 @@
+//! Golden tests of `kexec -c -p --print-plan` on captured and synthesised machines
+//! (tests/fixtures/machines/*): the whole kexec_load plan — segments, entry, e820 map, ELF
+//! core headers, command line — is compared with tests/fixtures/plans/<machine>[-variant].json.
+//! `UPDATE_GOLDEN=1 cargo test -p kexec --test print_plan` rewrites them (review the diff).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A deterministic stand-in for Debian's bzImage: a real 2.15 setup header (64-bit entry,
+/// relocatable, 5-level capable, init_size 0x3378000) and 3 MiB of payload.
+fn fake_bzimage() -> Vec<u8> {
+    let setup_sects = 27u8;
+    let mut b = vec![0u8; (usize::from(setup_sects) + 1) * 512];
+    b[0x1f1] = setup_sects;
+    b[0x1fe] = 0x55;
+    b[0x1ff] = 0xaa;
+    b[0x200] = 0xeb;
+    b[0x201] = 0x6a;
+    b[0x202..0x206].copy_from_slice(b"HdrS");
+    b[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+    b[0x211] = 1;
+    b[0x22c..0x230].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+    b[0x230..0x234].copy_from_slice(&0x20_0000u32.to_le_bytes());
+    b[0x234] = 1;
+    b[0x236..0x238].copy_from_slice(&0x7fu16.to_le_bytes());
+    b[0x238..0x23c].copy_from_slice(&2047u32.to_le_bytes());
+    b[0x258..0x260].copy_from_slice(&0x100_0000u64.to_le_bytes());
+    b[0x260..0x264].copy_from_slice(&0x337_8000u32.to_le_bytes());
+    b.extend((0..3u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
+    b
+}
+
+fn run(machine: &str, extra: &[&str]) -> std::process::Output {
+    run_as("-p", machine, extra)
+}
+
+fn run_as(kind: &str, machine: &str, extra: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = dir.path().join("bzImage");
+    let initrd = dir.path().join("initrd");
+    std::fs::write(&kernel, fake_bzimage()).unwrap();
+    std::fs::write(&initrd, vec![0x5a; 5 << 20]).unwrap();
+    let sysroot = workspace().join("tests/fixtures/machines").join(machine);
+    Command::new(env!("CARGO_BIN_EXE_kexec"))
+        .args(["-c", kind, "--print-plan", "--append", "console=ttyS0"])
+        .args(extra)
+        .arg("--sysroot")
+        .arg(&sysroot)
+        .arg("--initrd")
+        .arg(&initrd)
+        .arg(&kernel)
+        .output()
+        .unwrap()
+}
+
+/// The plan as JSON, with the purgatory blob's own length (which changes with its code) masked.
+fn plan(machine: &str, extra: &[&str]) -> serde_json::Value {
+    plan_as("-p", machine, extra)
+}
+
+fn plan_as(kind: &str, machine: &str, extra: &[&str]) -> serde_json::Value {
+    let out = run_as(kind, machine, extra);
+    assert!(out.status.success(), "{machine}: {}", String::from_utf8_lossy(&out.stderr));
+    let mut v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for seg in v["segments"].as_array_mut().unwrap() {
+        if seg["name"] == "purgatory" {
+            seg["bufsz"] = "<purgatory blob length>".into();
+        }
+    }
+    v
+}
+
+fn golden(name: &str, v: &serde_json::Value) {
+    let path = workspace().join("tests/fixtures/plans").join(format!("{name}.json"));
+    let text = serde_json::to_string_pretty(v).unwrap() + "\n";
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    let want =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
+    assert!(
+        text == want,
+        "{name}: plan differs from {}; rerun with UPDATE_GOLDEN=1 and review:\n{text}",
+        path.display()
+    );
+}
+
+fn hex(v: &serde_json::Value) -> u64 {
+    u64::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+}
+
+/// Invariants every plan must keep, checked independently of the golden text.
+fn check(v: &serde_json::Value) {
+    let region = (hex(&v["load_region"]["start"]), hex(&v["load_region"]["end"]));
+    let segs = v["segments"].as_array().unwrap();
+    assert!(segs.len() <= 16);
+    let mut ranges = Vec::new();
+    for s in segs {
+        let (mem, memsz) = (hex(&s["mem"]), hex(&s["memsz"]));
+        assert_eq!(mem % 4096, 0, "{s}");
+        assert_eq!(memsz % 4096, 0, "{s}");
+        assert!(mem >= region.0 && mem + memsz - 1 <= region.1, "{s} outside the crash region");
+        ranges.push((mem, mem + memsz));
+    }
+    ranges.sort();
+    assert!(ranges.windows(2).all(|w| w[0].1 <= w[1].0), "overlap: {ranges:x?}");
+    let entry = hex(&v["entry"]);
+    let purgatory = segs.iter().find(|s| s["name"] == "purgatory").unwrap();
+    assert_eq!(entry, hex(&purgatory["mem"]));
+    assert_eq!(hex(&v["kernel"]["entry64"]), hex(&v["kernel"]["load"]) + 0x200);
+    if v["panic"] == false {
+        assert!(v["elfcorehdr"].is_null() && v["backup"].is_null());
+        return;
+    }
+    let elfcorehdr = hex(&v["elfcorehdr"]);
+    assert!(v["cmdline"].as_str().unwrap().contains(&format!("elfcorehdr={}K", elfcorehdr / 1024)));
+    // No e820 RAM entry covers the ELF headers or the backup copy.
+    let e820 = v["e820"].as_array().unwrap();
+    for e in e820.iter().filter(|e| e["type"] == 1) {
+        let (a, z) = (hex(&e["addr"]), hex(&e["addr"]) + hex(&e["size"]));
+        assert!(!(a..z).contains(&elfcorehdr), "{e} covers elfcorehdr");
+        if let Some(dst) = v["backup"]["dst"].as_str() {
+            let dst = u64::from_str_radix(dst.trim_start_matches("0x"), 16).unwrap();
+            assert!(!(a..z).contains(&dst), "{e} covers the backup copy");
+        }
+    }
+}
+
+#[test]
+fn qemu_5level_capture() {
+    let v = plan("qemu-1g-2cpu-crash256m-la57", &[]);
+    check(&v);
+    assert_eq!(v["machine"]["paging_levels"], 5);
+    assert!(v["machine"]["warnings"].as_array().unwrap().is_empty());
+    golden("qemu-1g-2cpu-crash256m-la57", &v);
+}
+
+#[test]
+fn qemu_4level_capture_and_variants() {
+    let v = plan("qemu-1g-2cpu-crash256m-4level", &[]);
+    check(&v);
+    assert_eq!(v["machine"]["paging_levels"], 4);
+    golden("qemu-1g-2cpu-crash256m-4level", &v);
+
+    let v = plan("qemu-1g-2cpu-crash256m-4level", &["--pass-memmap-cmdline", "--no-backup", "-i"]);
+    check(&v);
+    assert!(v["backup"].is_null() && v["purgatory_checks"] == false);
+    let cmdline = v["cmdline"].as_str().unwrap();
+    assert!(cmdline.contains("memmap=exactmap memmap="), "{cmdline}");
+    golden("qemu-1g-2cpu-crash256m-4level-memmap-nobackup", &v);
+
+    let v = plan("qemu-1g-2cpu-crash256m-4level", &["--elf32-core-headers"]);
+    check(&v);
+    assert_eq!(v["elf_class"], "Elf32");
+
+    // kexec -c -l: a kernel for kexec -e, placed in RAM at pref_address, with all of RAM.
+    let v = plan_as("-l", "qemu-1g-2cpu-crash256m-4level", &[]);
+    check(&v);
+    assert_eq!(v["flags"], "0x3e0000");
+    assert_eq!(v["kernel"]["load"], "0x1000000");
+    assert!(!v["cmdline"].as_str().unwrap().contains("elfcorehdr"));
+    golden("qemu-1g-2cpu-crash256m-4level-normal-load", &v);
+}
+
+#[test]
+fn crash_region_high_and_low() {
+    let v = plan("synth-8g-4cpu-crash-high-low", &[]);
+    check(&v);
+    // Everything goes into the high region; both are RAM for the capture kernel.
+    assert!(hex(&v["load_region"]["start"]) > 1 << 32);
+    let e820 = v["e820"].as_array().unwrap();
+    assert!(e820.iter().any(|e| e["type"] == 1 && hex(&e["addr"]) == 0x0b00_0000));
+    // Kernel and initrd above 4 GiB (ext_ramdisk_image), PT_LOADs skip both crash regions.
+    assert!(hex(&v["kernel"]["load"]) > 1 << 32);
+    let loads: Vec<(u64, u64)> = v["elf_headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["type"] == "PT_LOAD")
+        .map(|p| (hex(&p["paddr"]), hex(&p["size"])))
+        .collect();
+    assert!(loads.iter().all(|&(p, s)| p + s <= 0x0b00_0000 || p >= 0x1300_0000));
+    golden("synth-8g-4cpu-crash-high-low", &v);
+
+    let out = run("synth-8g-4cpu-crash-high-low", &["--elf32-core-headers"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ELF32 core headers cannot describe"));
+}
+
+#[test]
+fn more_than_128_e820_entries_offline_cpus_and_no_kcore() {
+    let v = plan("synth-4g-e820-200-offline-cpus-nokcore", &[]);
+    check(&v);
+    assert!(v["e820"].as_array().unwrap().len() > 128);
+    // One PT_NOTE per present CPU (4 of 8 possible; 2 of them offline) + VMCOREINFO.
+    let notes = v["elf_headers"].as_array().unwrap().iter().filter(|p| p["type"] == "PT_NOTE").count();
+    assert_eq!(notes, 5);
+    // No /proc/kcore: defaults, with warnings.
+    let warnings = v["machine"]["warnings"].to_string();
+    assert!(warnings.contains("kcore"), "{warnings}");
+    assert_eq!(v["machine"]["acpi_rsdp"], "0x3fbfa014");
+    golden("synth-4g-e820-200-offline-cpus-nokcore", &v);
+
+    // memmap= for 200+ ranges does not fit the command line: refused, not truncated.
+    let out = run("synth-4g-e820-200-offline-cpus-nokcore", &["--pass-memmap-cmdline"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("command line would be"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn gzip_and_zstd_kernels_plan_like_the_bzimage() {
+    use std::io::Write as _;
+    let want = plan("qemu-1g-2cpu-crash256m-4level", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&fake_bzimage()).unwrap();
+    let zst = zstd::encode_all(fake_bzimage().as_slice(), 1).unwrap();
+    let initrd = dir.path().join("initrd");
+    std::fs::write(&initrd, vec![0x5a; 5 << 20]).unwrap();
+    for (name, bytes) in [("bzImage.gz", gz.finish().unwrap()), ("bzImage.zst", zst)] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_kexec"))
+            .args(["-c", "-p", "--print-plan", "--append", "console=ttyS0", "--sysroot"])
+            .arg(workspace().join("tests/fixtures/machines/qemu-1g-2cpu-crash256m-4level"))
+            .arg("--initrd")
+            .arg(&initrd)
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let mut got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        for seg in got["segments"].as_array_mut().unwrap() {
+            if seg["name"] == "purgatory" {
+                seg["bufsz"] = "<purgatory blob length>".into();
+            }
+        }
+        assert_eq!(got, want, "{name}");
+    }
+}
+
+#[test]
+fn unsupported_images_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes, needle) in [
+        ("vmlinux", b"\x7fELF\x02\x01\x01".to_vec(), "ELF vmlinux and xz kernels are not supported yet"),
+        ("broken.gz", vec![0x1f, 0x8b, 8, 0], "cannot decompress"),
+        ("kernel.xz", vec![0xfd, b'7', b'z', b'X', b'Z', 0, 0], "xz is not supported yet"),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_kexec"))
+            .args(["-c", "-p", "--print-plan", "--sysroot"])
+            .arg(workspace().join("tests/fixtures/machines/qemu-1g-2cpu-crash256m-4level"))
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{name}: {err}");
+    }
+}
