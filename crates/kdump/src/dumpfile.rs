@@ -54,7 +54,8 @@ fn kdump_format<R: Read + Seek>(r: &KdumpReader<R>, kind: &'static str) -> DumpF
 /// Opens `path`, recognising ELF vmcores, kdump-compressed and flattened files.
 pub fn open(path: &Path) -> anyhow::Result<Dump> {
     let file = File::open(path).with_context(|| format!("cannot open the dump {}", path.display()))?;
-    let dump = open_dump(SequentialReader::new(file)).with_context(|| format!("cannot read the dump {}", path.display()))?;
+    let dump =
+        open_dump(SequentialReader::new(file)).with_context(|| format!("cannot read the dump {}", path.display()))?;
     let elf_segments = match &dump {
         AnyDump::Elf(elf) => Some(elf.segments().iter().map(|s| (s.paddr, s.vaddr, s.memsz)).collect()),
         _ => None,
