@@ -57,6 +57,13 @@ ls -l /results
         assert_eq!(info["format"]["dump_level"], 1);
         assert_eq!(info["format"]["complete"], true);
         assert_eq!(info["panic"], "sysrq triggered crash");
+        let cpu = info["crashing_cpu"].as_u64().expect("crashing CPU known") as usize;
+        assert_eq!(info["cpus"][cpu]["crashing"], true);
+        let frames: Vec<&str> =
+            info["backtrace"].as_array().unwrap().iter().filter_map(|f| f["symbol"].as_str()).collect();
+        for wanted in ["sysrq_handle_crash+", "panic+"] {
+            assert!(frames.iter().any(|f| f.starts_with(wanted)), "-{codec}: no {wanted} in {frames:?}");
+        }
     }
 
     // -E: gdb opens our ELF and reads kernel memory by virtual address.
