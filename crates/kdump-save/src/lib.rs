@@ -119,6 +119,10 @@ where
             let tx = enc_tx.clone();
             scope.spawn(move || encode_loop(&mut encoder, &rx, &tx));
         }
+        // Only the encoders may hold the receiving end: when they all stop
+        // (the writer failed), the reader's next send fails instead of
+        // blocking forever on a full channel.
+        drop(batch_rx);
         drop(enc_tx);
         let stop_ref = &stop;
         let writer_handle = scope.spawn(move || write_loop(writer, enc_rx, stop_ref));
@@ -165,6 +169,7 @@ fn read_loop<M, K, P>(
                 return;
             }
             done += 1;
+            report.pages_scanned = done;
             let at = data.len();
             data.resize(at + page_size, 0);
             let page = &mut data[at..];

@@ -81,11 +81,16 @@ fn output_is_identical_whatever_the_thread_count_and_reads_back() {
 struct FullDisk {
     inner: SeekSink<Cursor<Vec<u8>>>,
     limit: u64,
+    /// A slow failure, so the reader fills the channels before it sees the stop.
+    slow: bool,
 }
 
 impl WriteAt for FullDisk {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
         if offset + data.len() as u64 > self.limit {
+            if self.slow {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
             return Err(io::Error::from_raw_os_error(28));
         }
         self.inner.write_at(offset, data)
@@ -98,7 +103,7 @@ impl WriteAt for FullDisk {
 #[test]
 fn a_full_disk_leaves_an_incomplete_but_readable_file() {
     let mut src = source();
-    let sink = FullDisk { inner: SeekSink::new(Cursor::new(Vec::new())), limit: 900 << 10 };
+    let sink = FullDisk { inner: SeekSink::new(Cursor::new(Vec::new())), limit: 900 << 10, slow: false };
     let writer = KdumpWriter::new(sink, config(&src, Codec::None)).unwrap();
     let opts = SaveOptions { threads: 2, ..SaveOptions::default() };
     let (sink, report) = save_kdump(&mut src, writer, &opts, |_, _| true, |_| {}).unwrap();
@@ -163,4 +168,33 @@ fn unreadable_source_pages_are_recorded_and_left_out() {
     let mut b = vec![0u8; PAGE];
     assert_eq!(reader.read_page(0x105, &mut b).unwrap(), PageState::Excluded);
     assert_eq!(reader.read_page(0x106, &mut b).unwrap(), PageState::Present);
+}
+
+/// 4096 pages of incompressible data, so the channels fill up.
+fn big_source() -> ElfVmcore<Cursor<Vec<u8>>> {
+    let mut seed = 0x1234_5678_9abc_def0u64;
+    let ram: Vec<u8> = (0..4096 * PAGE)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect();
+    let mut file = Vec::new();
+    write_elf64_vmcore(&mut file, 62, b"", &[(0x10_0000, ram.len() as u64, &ram)]).unwrap();
+    ElfVmcore::open(Cursor::new(file)).unwrap()
+}
+
+#[test]
+fn a_full_disk_early_in_a_long_dump_does_not_hang() {
+    for threads in [1, 2] {
+        let mut src = big_source();
+        let sink = FullDisk { inner: SeekSink::new(Cursor::new(Vec::new())), limit: 512 << 10, slow: true };
+        let writer = KdumpWriter::new(sink, config(&src, Codec::None)).unwrap();
+        let opts = SaveOptions { threads, ..SaveOptions::default() };
+        let (_, report) = save_kdump(&mut src, writer, &opts, |_, _| true, |_| {}).unwrap();
+        assert!(report.incomplete_reason.is_some(), "{threads} threads");
+        assert!(report.pages_scanned < 4096, "the reader stopped early");
+    }
 }
