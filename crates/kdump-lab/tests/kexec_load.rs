@@ -2,6 +2,9 @@
 //! and Rust purgatory, on Debian's kernel, with 5-level (`-cpu max`) and 4-level
 //! (`-cpu Haswell-v4`) paging.
 
+mod common;
+
+use common::{Phdr, minus, notes, program_headers};
 use kdump_lab::{Scenario, Vm};
 use kdump_machine::{MachineInfo, PhysRange};
 
@@ -51,87 +54,6 @@ fn capture_machine_fixtures() {
             Scenario::new(&format!("kexec-c-fixture-{name}"), CAPTURE_SYSROOT).vm(vm).run().expect("scenario");
         eprintln!("captured {}", outcome.result_path("sysroot").display());
     }
-}
-
-// ----- a small, independent ELF reader for the checks -----
-
-#[derive(Debug)]
-struct Phdr {
-    p_type: u32,
-    offset: u64,
-    vaddr: u64,
-    paddr: u64,
-    filesz: u64,
-}
-
-fn u32_at(b: &[u8], o: usize) -> u32 {
-    u32::from_le_bytes(b[o..o + 4].try_into().unwrap())
-}
-fn u64_at(b: &[u8], o: usize) -> u64 {
-    u64::from_le_bytes(b[o..o + 8].try_into().unwrap())
-}
-
-fn program_headers(elf: &[u8]) -> Vec<Phdr> {
-    assert_eq!(&elf[..4], b"\x7fELF", "not an ELF file");
-    assert_eq!(elf[4], 2, "not ELF64");
-    assert_eq!(u16::from_le_bytes([elf[16], elf[17]]), 4, "not ET_CORE");
-    let phoff = u64_at(elf, 32) as usize;
-    let phentsize = usize::from(u16::from_le_bytes([elf[54], elf[55]]));
-    let phnum = usize::from(u16::from_le_bytes([elf[56], elf[57]]));
-    (0..phnum)
-        .map(|i| {
-            let h = phoff + i * phentsize;
-            Phdr {
-                p_type: u32_at(elf, h),
-                offset: u64_at(elf, h + 8),
-                vaddr: u64_at(elf, h + 16),
-                paddr: u64_at(elf, h + 24),
-                filesz: u64_at(elf, h + 32),
-            }
-        })
-        .collect()
-}
-
-/// (name, type, descriptor) of every note in a PT_NOTE segment.
-fn notes(mut seg: &[u8]) -> Vec<(String, u32, Vec<u8>)> {
-    let mut out = Vec::new();
-    let pad = |n: usize| n.div_ceil(4) * 4;
-    while seg.len() >= 12 {
-        let (namesz, descsz, ntype) = (u32_at(seg, 0) as usize, u32_at(seg, 4) as usize, u32_at(seg, 8));
-        if namesz == 0 && descsz == 0 {
-            break;
-        }
-        let name = String::from_utf8_lossy(&seg[12..12 + namesz]).trim_end_matches('\0').to_string();
-        let desc_at = 12 + pad(namesz);
-        out.push((name, ntype, seg[desc_at..desc_at + descsz].to_vec()));
-        seg = &seg[(desc_at + pad(descsz)).min(seg.len())..];
-    }
-    out
-}
-
-/// Subtracts `holes` from `ranges` (inclusive ends).
-fn minus(ranges: &[PhysRange], holes: &[PhysRange]) -> Vec<PhysRange> {
-    let mut out = ranges.to_vec();
-    for h in holes {
-        out = out
-            .into_iter()
-            .flat_map(|r| {
-                let mut parts = Vec::new();
-                if r.end < h.start || r.start > h.end {
-                    parts.push(r);
-                } else {
-                    if r.start < h.start {
-                        parts.push(PhysRange { start: r.start, end: h.start - 1 });
-                    }
-                    if r.end > h.end {
-                        parts.push(PhysRange { start: h.end + 1, end: r.end });
-                    }
-                }
-                parts
-            })
-            .collect();
-    }
-    out
 }
 
 fn hex(v: &serde_json::Value) -> u64 {
