@@ -6,7 +6,9 @@
 # The crash lab boots a MEMORY_MIB guest, fills it like a busy server (random
 # data in tmpfs, anonymous memory, page cache), crashes it with sysrq and
 # saves /proc/vmcore as an ELF file (cached in target/bench). Each tool then
-# saves it at -d 1 with every codec both support and several thread counts;
+# saves it at -d 1 with every codec both support and several thread counts,
+# and at -d 31 (cache, user, free and zero pages left out, classified from the
+# struct pages through VMCOREINFO) with lzo and zstd;
 # the table shows wall and CPU time, peak RSS and output size, with ratios to
 # makedumpfile -l. The page cache is warm for every run (the vmcore is read
 # once first), so the numbers compare the tools, not the disk.
@@ -38,12 +40,20 @@ row() { # name, command...
 }
 
 {
-  row "makedumpfile -l" makedumpfile -l -d 1 "$VMCORE" "$OUT/out"
-  row "makedumpfile -c" makedumpfile -c -d 1 "$VMCORE" "$OUT/out"
-  row "makedumpfile -l --num-threads 2" makedumpfile -l -d 1 --num-threads 2 "$VMCORE" "$OUT/out"
+  row "makedumpfile -l -d 1" makedumpfile -l -d 1 "$VMCORE" "$OUT/out"
+  row "makedumpfile -c -d 1" makedumpfile -c -d 1 "$VMCORE" "$OUT/out"
+  row "makedumpfile -l -d 1 --num-threads 2" makedumpfile -l -d 1 --num-threads 2 "$VMCORE" "$OUT/out"
   for codec in z l c p; do
     for threads in 1 2; do
-      row "kdump dump -$codec --num-threads $threads" "$KDUMP" dump -$codec -d 1 --num-threads $threads --message-level 0 "$VMCORE" "$OUT/out"
+      row "kdump dump -$codec -d 1 --num-threads $threads" "$KDUMP" dump -$codec -d 1 --num-threads $threads --message-level 0 "$VMCORE" "$OUT/out"
+    done
+  done
+  row "makedumpfile -l -d 31" makedumpfile -l -d 31 "$VMCORE" "$OUT/out"
+  row "makedumpfile -c -d 31" makedumpfile -c -d 31 "$VMCORE" "$OUT/out"
+  row "makedumpfile -l -d 31 --num-threads 2" makedumpfile -l -d 31 --num-threads 2 "$VMCORE" "$OUT/out"
+  for codec in l z; do
+    for threads in 1 2; do
+      row "kdump dump -$codec -d 31 --num-threads $threads" "$KDUMP" dump -$codec -d 31 --num-threads $threads --message-level 0 "$VMCORE" "$OUT/out"
     done
   done
 } > "$OUT/results.txt"
@@ -53,6 +63,6 @@ awk -v vm="$(stat -c %s "$VMCORE")" '
   { n = split($0, f, " "); name = ""; for (i = 1; i <= n - 5; i++) name = name (i > 1 ? " " : "") f[i]
     wall = f[n-4]; cpu = f[n-3] + f[n-2]; rss = f[n-1] / 1024; size = f[n] / 1048576
     printf "| %s | %.2f | %.2f | %.2f | %.0f | %.0f | %.3f |\n", name, wall, wall / base_wall, cpu, rss, size, f[n] / vm }
-  BEGIN { print "| run (-d 1) | wall s | wall vs makedumpfile -l | CPU s | peak RSS MiB | output MiB | output / vmcore |"; print "|---|---|---|---|---|---|---|" }
+  BEGIN { print "| run | wall s | wall vs makedumpfile -l -d 1 | CPU s | peak RSS MiB | output MiB | output / vmcore |"; print "|---|---|---|---|---|---|---|" }
 ' "$OUT/results.txt"
 echo "vmcore: $VMCORE ($(($(stat -c %s "$VMCORE") >> 20)) MiB), $(nproc) CPUs"

@@ -1,11 +1,13 @@
-//! The printk, kallsyms, note and backtrace decoders never panic or run away
-//! on arbitrary memory and VMCOREINFO. Input: u16 length, VMCOREINFO text,
-//! then a physical memory image starting at address 0.
+//! The printk, kallsyms, note and backtrace decoders and the struct-page
+//! classifier never panic or run away on arbitrary memory and VMCOREINFO.
+//! Input: u16 length, VMCOREINFO text, then a physical memory image starting
+//! at address 0 (its first byte also picks the dump level and cycle size).
 #![no_main]
 
 use kdump_kernel::backtrace::backtrace;
 use kdump_kernel::kallsyms::SymbolTable;
 use kdump_kernel::memory::{FlatMemory, X86_64Layout};
+use kdump_kernel::pages::{PageClass, PageClassifier};
 use kdump_kernel::printk::{format_like_makedumpfile, read_log};
 use kdump_kernel::prstatus::cpu_states;
 use kdump_kernel::{KernelMemory, Vmcoreinfo};
@@ -26,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
         sme_mask: 0,
         kernel_image_size: 1 << 30,
     });
-    let mut mem = KernelMemory::new(FlatMemory { bytes: image, base: 0 }, layout);
+    let mut mem = KernelMemory::new(FlatMemory { bytes: image.clone(), base: 0 }, layout);
     if let Ok(records) = read_log(&mut mem, &info) {
         let _ = format_like_makedumpfile(&records);
     }
@@ -34,5 +36,22 @@ fuzz_target!(|data: &[u8]| {
     for s in &states {
         let r = |n: &str| s.register(n).unwrap_or(0);
         let _ = backtrace(&mut mem, &symbols, r("rip"), r("rsp"), r("rbp"));
+    }
+
+    // Struct-page classification: RAM as the image's pages plus a hole, cycles of
+    // varying size (blocks carried across them), any level.
+    let sel = image.first().copied().unwrap_or(0);
+    let pages = (image.len() as u64).div_ceil(4096).max(1);
+    let ram = vec![0..pages, pages + 7..pages * 2 + 64];
+    let km = KernelMemory::new(FlatMemory { bytes: image, base: 0 }, layout);
+    if let Ok(mut c) = PageClassifier::new(km, &info, u32::from(sel & 31), ram) {
+        let chunk = 1 + usize::from(sel >> 5) * 37;
+        let mut start = 0u64;
+        while start < pages * 2 + 80 {
+            let mut out = vec![PageClass::Kernel; chunk];
+            c.classify(start, &mut out);
+            start += chunk as u64;
+        }
+        let _ = (c.limits(), c.anomalies());
     }
 });

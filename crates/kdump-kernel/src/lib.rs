@@ -11,6 +11,7 @@
 pub mod backtrace;
 pub mod kallsyms;
 pub mod memory;
+pub mod pages;
 pub mod printk;
 pub mod prstatus;
 pub mod vmcoreinfo;

@@ -63,8 +63,9 @@ impl X86_64Layout {
 pub struct KernelMemory<P> {
     phys: P,
     layout: X86_64Layout,
-    /// Last translated page (virtual page → physical page): reads are mostly sequential.
-    last: Option<(u64, u64)>,
+    /// Last translated mapping (virtual base, physical base, size: 4 KiB, 2 MiB or 1 GiB):
+    /// reads are mostly sequential, and vmemmap and the direct map use large pages.
+    last: Option<(u64, u64, u64)>,
 }
 
 impl<P: PhysRead> KernelMemory<P> {
@@ -85,18 +86,19 @@ impl<P: PhysRead> KernelMemory<P> {
 
     /// Translates a kernel virtual address by walking the page tables.
     pub fn translate(&mut self, vaddr: u64) -> Result<u64> {
-        let page = vaddr & !(PAGE_SIZE - 1);
-        if let Some((v, p)) = self.last
-            && v == page
+        if let Some((v, p, size)) = self.last
+            && vaddr.wrapping_sub(v) < size
         {
-            return Ok(p + (vaddr - page));
+            return Ok(p + (vaddr - v));
         }
-        let paddr = self.walk(vaddr)?;
-        self.last = Some((page, paddr & !(PAGE_SIZE - 1)));
+        let (paddr, size) = self.walk(vaddr)?;
+        let offset = vaddr & (size - 1);
+        self.last = Some((vaddr - offset, paddr - offset, size));
         Ok(paddr)
     }
 
-    fn walk(&mut self, vaddr: u64) -> Result<u64> {
+    /// The physical address and the size of the mapping that holds it.
+    fn walk(&mut self, vaddr: u64) -> Result<(u64, u64)> {
         let top = self.layout.text_to_phys(self.layout.top_pgt).ok_or_else(|| {
             Error::Corrupt(format!("init_top_pgt {:#x} is outside the kernel image", self.layout.top_pgt))
         })?;
@@ -113,7 +115,7 @@ impl<P: PhysRead> KernelMemory<P> {
             }
             let size = 1u64 << shift;
             if shift == 12 || ((shift == 21 || shift == 30) && entry & PAGE_SIZE_BIT != 0) {
-                return Ok((entry & mask & !(size - 1)) + (vaddr & (size - 1)));
+                return Ok(((entry & mask & !(size - 1)) + (vaddr & (size - 1)), size));
             }
             table = entry & mask;
         }

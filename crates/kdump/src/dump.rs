@@ -15,12 +15,18 @@ use kdump_save::{Progress, SaveOptions, SaveReport, save_kdump};
 
 use crate::dumpfile::{self, Dump, PhysAdapter};
 
+mod filter;
+
 /// makedumpfile's options, so distribution `core_collector` lines work unchanged.
 #[derive(Debug, ClapArgs)]
 pub struct DumpArgs {
-    /// Dump level (bitmask): 1 drops zero pages. Bits 2, 4, 8, 16 (cache, user and free pages) are not built yet.
+    /// Dump level (bitmask of pages to leave out): 1 zero, 2 cache without private, 4 all cache, 8 user,
+    /// 16 free; 31 is the usual choice. Classes the dump's VMCOREINFO cannot identify are kept, with a warning.
     #[arg(short = 'd', long = "dump-level", value_name = "LEVEL", default_value_t = 0)]
     pub level: u32,
+    /// Print pages per class (zero, cache, user, free, kernel) and the dump size of every level; writes nothing.
+    #[arg(long = "mem-usage")]
+    pub mem_usage: bool,
     /// Compress pages with zlib.
     #[arg(short = 'c')]
     pub zlib: bool,
@@ -90,15 +96,12 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
         let [source, dest] = a.files.as_slice() else { bail!("usage: kdump dump --dump-dmesg SOURCE LOGFILE") };
         return dump_dmesg(source, dest, a.force);
     }
+    if a.mem_usage {
+        let [source] = a.files.as_slice() else { bail!("usage: kdump dump --mem-usage SOURCE") };
+        return filter::mem_usage(source);
+    }
     if a.level > 31 {
         bail!("dump level {} is out of range: use 0 to 31", a.level);
-    }
-    if a.level & !1 != 0 {
-        bail!(
-            "dump level {} asks to drop page cache, user or free pages (bits 2, 4, 8, 16); that filtering is not built \
-             yet, so nothing would be dropped: use -d 1 (drop zero pages) or -d 0",
-            a.level
-        );
     }
     let codec = codec(a)?;
     if a.elf && (codec != Codec::None || a.flatten) {
@@ -117,16 +120,23 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
         bail!("{} exists: use -f to overwrite it", dest.display());
     }
     let mut dump = dumpfile::open(source)?;
+    let mut filter = filter::build(source, &dump, a.level)?;
+    if a.message_level > 0 {
+        for w in &filter.limits {
+            eprintln!("kdump: warning: {w}");
+        }
+    }
     if a.elf {
         let dest = dest.context("ELF output needs DEST")?;
-        return save_elf_file(&mut dump, dest, a);
+        return save_elf_file(&mut dump, dest, a, &mut filter);
     }
-    let config = config(&mut dump, codec, a.level)?;
+    // The header records the level actually applied (never more than was filtered).
+    let config = config(&mut dump, codec, filter.effective_level)?;
     let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
     let opts = SaveOptions { threads, ..SaveOptions::default() };
     // Level bit 1 is handled by the writer (zero pages share one block, as
-    // makedumpfile does); the other bits are refused above.
-    let keep = |_pfn: u64, _page: &[u8]| true;
+    // makedumpfile does); the other bits by the struct-page filter.
+    let keep = |pfn: u64, _page: &[u8]| filter.keep(pfn);
     let reporter = ProgressPrinter::new(a.message_level);
 
     match dest {
@@ -137,6 +147,7 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
             sink.finish()
                 .and_then(|mut w| w.flush())
                 .context("cannot finish the flattened stream on standard output")?;
+            filter_report(&filter, a.message_level);
             finish_report(&report, "standard output", a.message_level)
         }
         Some(dest) => {
@@ -154,6 +165,7 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
                     .with_context(|| format!("cannot rename {} to {}", partial.display(), dest.display()))?;
                 sync_parent(dest);
             }
+            filter_report(&filter, a.message_level);
             finish_report(&report, &dest.display().to_string(), a.message_level)
                 .with_context(|| format!("the pages written so far are in {} (marked incomplete)", partial.display()))
         }
@@ -161,7 +173,7 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
 }
 
 /// `kdump dump -E`: an ELF vmcore, for gdb and tools that read only ELF.
-fn save_elf_file(dump: &mut Dump, dest: &Path, a: &DumpArgs) -> anyhow::Result<()> {
+fn save_elf_file(dump: &mut Dump, dest: &Path, a: &DumpArgs, filter: &mut filter::Filter) -> anyhow::Result<()> {
     let page = dump.mem.page_size();
     // Segments: the source's own PT_LOADs (virtual addresses included), or its RAM.
     let segments: Vec<ElfSegment> = match &dump.elf_segments {
@@ -184,7 +196,7 @@ fn save_elf_file(dump: &mut Dump, dest: &Path, a: &DumpArgs) -> anyhow::Result<(
     let file = create_new(&partial, a.force)?;
     preallocate(&file, elf_metadata_len(segments.len(), dump.mem.notes().len(), page), &partial)?;
     let mut sink = SeekSink::new(file);
-    let report = save_elf(dump.mem.as_mut(), &mut sink, &segments, a.level & 1 != 0, |_, _| true)
+    let report = save_elf(dump.mem.as_mut(), &mut sink, &segments, a.level & 1 != 0, |pfn, _| filter.keep(pfn))
         .with_context(|| format!("cannot write {}", partial.display()))?;
     let file = sink.into_inner();
     if let Some(reason) = &report.incomplete_reason {
@@ -200,6 +212,7 @@ fn save_elf_file(dump: &mut Dump, dest: &Path, a: &DumpArgs) -> anyhow::Result<(
     std::fs::rename(&partial, dest)
         .with_context(|| format!("cannot rename {} to {}", partial.display(), dest.display()))?;
     sync_parent(dest);
+    filter_report(filter, a.message_level);
     if a.message_level > 0 {
         eprintln!(
             "kdump: saved {} pages in {} segments to {} ({} left out): {:.1} MiB",
@@ -265,6 +278,21 @@ fn sync_parent(path: &Path) {
         && let Ok(d) = File::open(dir)
     {
         let _ = d.sync_all();
+    }
+}
+
+/// Pages left out per class, and anything the filter had to keep.
+fn filter_report(filter: &filter::Filter, level: u32) {
+    if level == 0 {
+        return;
+    }
+    for w in filter.warnings().iter().skip(filter.limits.len()) {
+        eprintln!("kdump: warning: {w}");
+    }
+    let excluded = filter.excluded();
+    if !excluded.is_empty() {
+        let parts: Vec<String> = excluded.iter().map(|(c, n)| format!("{n} {}", c.name())).collect();
+        eprintln!("kdump: dump level {} left out {} pages", filter.effective_level, parts.join(", "));
     }
 }
 

@@ -1,0 +1,241 @@
+//! Dump-level filtering for `kdump dump -d`: a second reader of the source
+//! feeds `kdump_kernel::pages`, which classifies struct pages a cycle at a time
+//! while the save pipeline reads page contents through the first reader.
+
+use std::path::Path;
+
+use anyhow::Context;
+use kdump_dumpfile::PageState;
+use kdump_kernel::memory::X86_64Layout;
+use kdump_kernel::pages::{LevelFilter, PageClass, PageClassifier, level};
+use kdump_kernel::{KernelMemory, PhysRead, Vmcoreinfo};
+
+use crate::dumpfile::{self, Dump};
+
+/// Byte reads over a dump it owns, caching the last page (as `PhysAdapter`).
+pub struct OwnedPhys {
+    dump: Dump,
+    page: Vec<u8>,
+    cached: Option<u64>,
+}
+
+impl PhysRead for OwnedPhys {
+    fn read_phys(&mut self, paddr: u64, buf: &mut [u8]) -> kdump_kernel::Result<()> {
+        let size = self.page.len() as u64;
+        let mut done = 0usize;
+        while done < buf.len() {
+            let addr = paddr + done as u64;
+            let pfn = addr / size;
+            if self.cached != Some(pfn) {
+                self.cached = None;
+                let state = self
+                    .dump
+                    .mem
+                    .read_page(pfn, &mut self.page)
+                    .map_err(|e| kdump_kernel::Error::Read { addr, reason: e.to_string() })?;
+                if !matches!(state, PageState::Present | PageState::ZeroFilled) {
+                    return Err(kdump_kernel::Error::NotInDump(addr));
+                }
+                self.cached = Some(pfn);
+            }
+            let off = (addr % size) as usize;
+            let n = (self.page.len() - off).min(buf.len() - done);
+            buf[done..done + n].copy_from_slice(&self.page[off..off + n]);
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+/// The filter for one dump, and what it could not do.
+pub struct Filter {
+    pub inner: Option<LevelFilter<OwnedPhys>>,
+    /// The level actually applied: the requested one minus classes that cannot be decided.
+    pub effective_level: u32,
+    /// Why some pages the level asks to drop are kept (missing keys, no classifier).
+    pub limits: Vec<String>,
+    /// The kernel exports PG_hwpoison: the struct-page pass runs even at levels 0 and 1.
+    pub hwpoison_exported: bool,
+}
+
+impl Filter {
+    /// Keep-everything (levels 0 and 1 need no struct pages).
+    fn none(level: u32, limits: Vec<String>) -> Self {
+        Filter { inner: None, effective_level: level, limits, hwpoison_exported: false }
+    }
+
+    pub fn keep(&mut self, pfn: u64) -> bool {
+        self.inner.as_mut().is_none_or(|f| f.keep(pfn))
+    }
+
+    /// Pages excluded per class, for the report.
+    pub fn excluded(&self) -> Vec<(PageClass, u64)> {
+        let Some(f) = &self.inner else { return Vec::new() };
+        f.counts().into_iter().filter(|(c, n)| *n > 0 && c.excluded_at(self.effective_level)).collect()
+    }
+
+    /// Lines for stderr: what was not filtered and why, anomalies.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.limits.clone();
+        if let Some(f) = &self.inner {
+            let a = f.classifier().anomalies();
+            if a.unreadable_pages > 0 {
+                out.push(format!(
+                    "the struct pages of {} RAM pages could not be read ({}); those pages are kept",
+                    a.unreadable_pages,
+                    a.first_error.as_deref().unwrap_or("?")
+                ));
+            }
+            if a.bad_free_orders > 0 {
+                out.push(format!(
+                    "{} free-looking pages had an order not below LENGTH(zone.free_area) and were kept",
+                    a.bad_free_orders
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// Builds the filter for `level` on `source` (opened a second time for struct pages).
+pub fn build(source: &Path, dump: &Dump, level: u32) -> anyhow::Result<Filter> {
+    let wanted = level & level::STRUCT_PAGE_BITS;
+    let Some(raw) = dump.mem.vmcoreinfo() else {
+        if wanted == 0 {
+            return Ok(Filter::none(level, Vec::new()));
+        }
+        return Ok(Filter::none(
+            level & !wanted,
+            vec![format!(
+                "dump level {level}: the dump has no VMCOREINFO note, so page cache, user and free pages cannot be \
+                 told apart and are all kept (effective level {})",
+                level & !wanted
+            )],
+        ));
+    };
+    let info = Vmcoreinfo::parse(raw);
+    // Levels 0 and 1 still run the pass when the kernel exports PG_hwpoison, as makedumpfile does.
+    if wanted == 0 && info.number("PG_hwpoison").is_err() {
+        return Ok(Filter::none(level, Vec::new()));
+    }
+    let fail = |why: String| {
+        let effective = level & !wanted;
+        let msg = if wanted == 0 {
+            format!("hwpoisoned and offline pages cannot be found, so they are kept: {why}")
+        } else {
+            format!(
+                "dump level {level}: page cache, user and free pages cannot be classified, so they are all kept \
+                 (effective level {effective}): {why}"
+            )
+        };
+        Ok(Filter::none(effective, vec![msg]))
+    };
+    let layout = match X86_64Layout::from_vmcoreinfo(&info) {
+        Ok(l) => l,
+        Err(e) => return fail(e.to_string()),
+    };
+    let second = dumpfile::open(source).context("cannot open the source a second time to read struct pages")?;
+    let page = vec![0; second.mem.page_size() as usize];
+    let ram = dump.mem.ram_ranges().to_vec();
+    let mem = KernelMemory::new(OwnedPhys { dump: second, page, cached: None }, layout);
+    let classifier = match PageClassifier::new(mem, &info, level, ram) {
+        Ok(c) => c,
+        Err(e) => return fail(e.to_string()),
+    };
+    let rules = classifier.rules();
+    let mut effective = level;
+    if !rules.free {
+        effective &= !level::FREE;
+    }
+    if !rules.cache {
+        effective &= !level::CACHE;
+    }
+    if !rules.cache_private {
+        effective &= !level::CACHE_PRIVATE;
+    }
+    if !rules.user {
+        effective &= !level::USER;
+    }
+    let mut limits: Vec<String> = classifier.limits().to_vec();
+    if effective != level {
+        limits.push(format!("dump level {level} is applied as {effective}: the classes above are kept"));
+    }
+    Ok(Filter {
+        inner: Some(LevelFilter::new(classifier, effective)),
+        effective_level: effective,
+        limits,
+        hwpoison_exported: info.number("PG_hwpoison").is_ok(),
+    })
+}
+
+/// `kdump dump --mem-usage SOURCE`: pages per class and what each level would keep.
+pub fn mem_usage(source: &Path) -> anyhow::Result<()> {
+    let mut dump = dumpfile::open(source)?;
+    let mut filter = build(source, &dump, 31)?;
+    let page_size = dump.mem.page_size();
+    let ranges = dump.mem.ram_ranges().to_vec();
+    let mut counts = [0u64; PageClass::ALL.len()];
+    let mut zero = 0u64;
+    let mut absent = 0u64;
+    let mut buf = vec![0u8; page_size as usize];
+    for r in &ranges {
+        for pfn in r.clone() {
+            let class = filter.inner.as_mut().map_or(PageClass::Kernel, |f| f.class(pfn));
+            counts[class as usize] += 1;
+            if class.excluded_at(filter.effective_level) {
+                continue;
+            }
+            // Zero pages among those level 31 keeps, as makedumpfile counts them.
+            match dump.mem.read_page(pfn, &mut buf) {
+                Ok(PageState::Present | PageState::ZeroFilled) if buf.iter().all(|&b| b == 0) => zero += 1,
+                Ok(PageState::Present | PageState::ZeroFilled) => {}
+                _ => absent += 1,
+            }
+        }
+    }
+    let total: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+    let n = |c: PageClass| counts[c as usize];
+    println!("{:<14} {:>12} {:>10}  DESCRIPTION", "TYPE", "PAGES", "EXCLUDABLE");
+    println!("{}", "-".repeat(70));
+    let row = |name: &str, pages: u64, ex: bool, what: &str| {
+        println!("{name:<14} {pages:>12} {:>10}  {what}", if ex { "yes" } else { "no" });
+    };
+    row("ZERO", zero, true, "Pages filled with zero (among those level 31 keeps)");
+    row("NON_PRI_CACHE", n(PageClass::Cache), true, "Cache pages without private flag");
+    row("PRI_CACHE", n(PageClass::CachePrivate), true, "Cache pages with private flag");
+    row("USER", n(PageClass::User), true, "User process pages");
+    row("FREE", n(PageClass::Free), true, "Free pages");
+    row("HWPOISON", n(PageClass::Hwpoison), true, "Hardware-poisoned pages (always excluded)");
+    row("OFFLINE", n(PageClass::Offline), true, "Offline pages (always excluded)");
+    let kern = (n(PageClass::Kernel) + n(PageClass::NoMemMap) + n(PageClass::Unreadable)).saturating_sub(zero);
+    row("KERN_DATA", kern, false, "Dumpable kernel data");
+    println!();
+    println!("page size:              {page_size}");
+    println!("Total pages on system:  {total}");
+    println!("Total size on system:   {} Byte", total * page_size);
+    if absent > 0 {
+        println!("Pages not in the source (already filtered or lost): {absent}");
+    }
+    println!();
+    println!("Dump size per level (pages x page size, before compression; with bit 1, zero pages only among");
+    println!("those level 31 keeps are subtracted, so levels without every bit are upper bounds):");
+    println!("{:>5} {:>12} {:>12}", "LEVEL", "PAGES", "MiB");
+    for l in 0..32u32 {
+        let applied = l & (filter.effective_level | level::ZERO);
+        let mut pages = total;
+        for c in PageClass::ALL {
+            let pass_runs = applied & level::STRUCT_PAGE_BITS != 0 || filter.hwpoison_exported;
+            if pass_runs && c.excluded_at(applied) {
+                pages -= n(c);
+            }
+        }
+        if applied & level::ZERO != 0 {
+            pages = pages.saturating_sub(zero);
+        }
+        println!("{l:>5} {pages:>12} {:>12.1}", (pages * page_size) as f64 / (1 << 20) as f64);
+    }
+    for w in filter.warnings() {
+        eprintln!("kdump: warning: {w}");
+    }
+    Ok(())
+}
