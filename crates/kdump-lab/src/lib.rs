@@ -87,6 +87,9 @@ pub struct Vm {
     pub extra_cmdline: String,
     /// Size of the results disk in MiB (a sparse file).
     pub results_disk_mib: u32,
+    /// Size in MiB of a second, blank NVMe disk (`/dev/nvme1n1` in the guest,
+    /// [`Outcome::extra_disk`] on the host); 0 means none.
+    pub extra_disk_mib: u32,
     /// Kill the guest after this long.
     pub timeout: Duration,
 }
@@ -100,6 +103,7 @@ impl Default for Vm {
             crashkernel: Some("256M".to_string()),
             extra_cmdline: String::new(),
             results_disk_mib: 64,
+            extra_disk_mib: 0,
             timeout: Duration::from_secs(300),
         }
     }
@@ -115,6 +119,7 @@ pub struct Scenario {
     first: String,
     capture: Option<String>,
     expect_second_kernel: bool,
+    capture_is_ours: bool,
     vm: Vm,
     files: Vec<(String, Vec<u8>, u32)>,
 }
@@ -136,6 +141,11 @@ impl Outcome {
         self.results.join(name)
     }
 
+    /// The second disk's image on the host (see [`Vm::extra_disk_mib`]).
+    pub fn extra_disk(&self) -> PathBuf {
+        self.run_dir.join("extra.img")
+    }
+
     /// Reads a text file the guest wrote as `/results/<name>`.
     pub fn read_result(&self, name: &str) -> Result<String, LabError> {
         let path = self.result_path(name);
@@ -152,6 +162,7 @@ impl Scenario {
             first: script.to_string(),
             capture: None,
             expect_second_kernel: false,
+            capture_is_ours: false,
             vm: Vm::default(),
             files: Vec::new(),
         }
@@ -174,6 +185,20 @@ impl Scenario {
     pub fn carry_capture_kernel(mut self, script: &str) -> Self {
         self.capture = Some(script.to_string());
         self.expect_second_kernel = false;
+        self
+    }
+
+    /// The second kernel is not the lab's: the first script sets up its own
+    /// capture kernel (e.g. `kdump setup`, whose initramfs is our binary alone)
+    /// and crashes the machine. The first kernel's image carries `/lab/vmlinuz`
+    /// only; no lab markers are expected after the crash, and the run succeeds
+    /// when the machine powers off (or reboots) before the timeout. The
+    /// [`Outcome`] holds the console and the results disk read back, for the
+    /// test to judge.
+    pub fn capture_is_ours(mut self) -> Self {
+        self.capture = None;
+        self.expect_second_kernel = true;
+        self.capture_is_ours = true;
         self
     }
 

@@ -23,6 +23,8 @@ pub(crate) fn run(s: &Scenario) -> Result<Outcome, LabError> {
         files.push(("lab/vmlinuz".into(), kernel_bytes, 0o644));
         files.push(("lab/capture.img".into(), image, 0o644));
         files.push(("lab/capture.cmdline".into(), CAPTURE_CMDLINE.as_bytes().to_vec(), 0o644));
+    } else if s.capture_is_ours {
+        files.push(("lab/vmlinuz".into(), std::fs::read(&kernel).map_err(io_err(&kernel))?, 0o644));
     }
     let first = build(Role::First, &s.first, &files)?;
     let first_path = run_dir.join("first.img");
@@ -33,6 +35,12 @@ pub(crate) fn run(s: &Scenario) -> Result<Outcome, LabError> {
     file.set_len(u64::from(s.vm.results_disk_mib) << 20).map_err(io_err(&disk))?;
     drop(file);
     run_tool(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&disk), "mkfs.ext4 (install e2fsprogs)")?;
+
+    let extra = run_dir.join("extra.img");
+    if s.vm.extra_disk_mib > 0 {
+        let file = File::create(&extra).map_err(io_err(&extra))?;
+        file.set_len(u64::from(s.vm.extra_disk_mib) << 20).map_err(io_err(&extra))?;
+    }
 
     let mut cmdline = String::from("console=ttyS0 panic=-1");
     if let Some(ck) = &s.vm.crashkernel {
@@ -45,8 +53,8 @@ pub(crate) fn run(s: &Scenario) -> Result<Outcome, LabError> {
     let console_path = run_dir.join("console.log");
     let stderr_path = run_dir.join("qemu.stderr");
     let stderr = File::create(&stderr_path).map_err(io_err(&stderr_path))?;
-    let mut child = Command::new("qemu-system-x86_64")
-        .args(["-accel", "tcg", "-nodefaults", "-display", "none", "-no-reboot"])
+    let mut qemu = Command::new("qemu-system-x86_64");
+    qemu.args(["-accel", "tcg", "-nodefaults", "-display", "none", "-no-reboot"])
         .args(["-m", &s.vm.memory_mib.to_string(), "-smp", &s.vm.cpus.to_string(), "-cpu", &s.vm.cpu_model])
         .arg("-kernel")
         .arg(&kernel)
@@ -57,7 +65,13 @@ pub(crate) fn run(s: &Scenario) -> Result<Outcome, LabError> {
         .arg(format!("file:{}", console_path.display()))
         .arg("-drive")
         .arg(format!("file={},format=raw,if=none,id=results", disk.display()))
-        .args(["-device", "nvme,drive=results,serial=kdumplab"])
+        .args(["-device", "nvme,drive=results,serial=kdumplab"]);
+    if s.vm.extra_disk_mib > 0 {
+        qemu.arg("-drive")
+            .arg(format!("file={},format=raw,if=none,id=extra", extra.display()))
+            .args(["-device", "nvme,drive=extra,serial=kdumpextra"]);
+    }
+    let mut child = qemu
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr)
@@ -102,6 +116,10 @@ pub(crate) fn run(s: &Scenario) -> Result<Outcome, LabError> {
             return Err(fail("the first kernel never started its script".into()));
         }
         _ => {}
+    }
+    if s.capture_is_ours {
+        // The second kernel ran our own init: no markers; it powered the machine off in time.
+        return Ok(Outcome { console, results, run_dir });
     }
     match end_status(&console, last_role) {
         Some(0) => Ok(Outcome { console, results, run_dir }),

@@ -9,6 +9,7 @@
 pub mod kexec;
 mod machine;
 mod root;
+pub mod service;
 
 pub use machine::{LoaderInputs, collect_loader_inputs, collect_machine_info};
 pub use root::SysRoot;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
@@ -73,6 +73,11 @@ fn utc(secs: i64) -> String {
 }
 
 pub fn run(dump_path: &Path, json: bool, system_map: Option<&Path>) -> anyhow::Result<()> {
+    write(dump_path, json, system_map, &mut std::io::stdout().lock())
+}
+
+/// The report of `kdump info` written to `out` (the capture init writes `info.json` with it).
+pub fn write(dump_path: &Path, json: bool, system_map: Option<&Path>, out: &mut dyn Write) -> anyhow::Result<()> {
     let mut dump = dumpfile::open(dump_path)?;
     let info: Vmcoreinfo = dump.vmcoreinfo()?;
     let mut warnings = Vec::new();
@@ -155,9 +160,8 @@ pub fn run(dump_path: &Path, json: bool, system_map: Option<&Path>) -> anyhow::R
         backtrace: frames,
         warnings,
     };
-    let mut out = std::io::stdout().lock();
     if json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
+        serde_json::to_writer_pretty(&mut *out, &report)?;
         writeln!(out)?;
     } else {
         out.write_all(render(&report, symbols.as_ref()).as_bytes())?;

@@ -1,11 +1,13 @@
 //! `kdump`: the crash-dump tool. Subcommands wire the library crates together;
 //! no parsing or planning happens here.
 
+mod capture;
 mod dmesg;
 mod dump;
 mod dumpfile;
 mod info;
 mod kernel;
+mod service;
 mod sysinfo;
 
 use std::path::PathBuf;
@@ -53,9 +55,15 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         system_map: Option<PathBuf>,
     },
+    #[command(flatten)]
+    Service(service::ServiceCommand),
 }
 
 fn main() -> ExitCode {
+    // As /init of the capture initramfs that `kdump setup` builds: save the dump, never return.
+    if capture::is_capture_init() {
+        capture::run();
+    }
     // Answer to the names of the tools we replace.
     let argv0 = std::env::args_os().next().map(PathBuf::from);
     let name = argv0.as_deref().and_then(|p| p.file_name()).and_then(|n| n.to_str()).unwrap_or("kdump");
@@ -74,6 +82,7 @@ fn main() -> ExitCode {
         Command::Dmesg { dump, json } => dmesg::run(&dump, json),
         Command::Dump(args) => dump::run(&args),
         Command::Info { dump, json, system_map } => info::run(&dump, json, system_map.as_deref()),
+        Command::Service(cmd) => service::run(&cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

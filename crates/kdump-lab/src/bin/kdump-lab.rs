@@ -37,49 +37,81 @@ fn main() -> ExitCode {
     }
 }
 
-/// The first kernel's part of the demo.
-const DEMO_FIRST: &str = r#"
+/// The demo: kdump as a service, the whole cycle. The first kernel writes
+/// /etc/kdump.toml, `kdump setup` builds the capture initramfs (the static
+/// `kdump` alone) and loads it, `kdump test` crashes the machine; the capture
+/// kernel boots our binary as /init, which saves dump, log and report to the
+/// NVMe disk and powers off; the host then prints `kdump info` of the dump.
+fn demo() -> Result<(), String> {
+    const FIRST: &str = r#"
 echo "== step 1: what the running kernel offers kdump"
 kdump sysinfo
-echo "== step 2: load the capture kernel with our kexec (kexec_file_load)"
-kexec -d -p /lab/vmlinuz --initrd=/lab/capture.img --append="$(cat /lab/capture.cmdline)"
-kexec -S || true
-echo "== step 3: crash the kernel: echo c > /proc/sysrq-trigger"
+echo "== step 2: configure once: /etc/kdump.toml"
+mkdir -p /etc
+cat > /etc/kdump.toml <<CONFIG
+final_action = "poweroff"
+[target]
+device = "/dev/nvme0n1"
+path = "/var/crash"
+[dump]
+level = 1
+codec = "lzo"
+[capture]
+kernel = "/lab/vmlinuz"
+CONFIG
+cat /etc/kdump.toml
+echo "== step 3: kdump estimate (crashkernel= this machine needs)"
+kdump estimate
+echo "== step 4: kdump setup (build the capture initramfs, load it with kexec_file_load)"
+kdump setup
+kdump status
+echo "== step 5: kdump test: crash the kernel on purpose"
 sync
-echo c > /proc/sysrq-trigger
+kdump test --yes-crash-this-machine
 "#;
-
-/// The capture kernel's part of the demo.
-const DEMO_CAPTURE: &str = r#"
-echo "== step 4: the capture kernel is up"
-cat /proc/cmdline
-ls -l /proc/vmcore
-echo "== step 5: save the dump -- MISSING: kdump dump is not built yet"
-echo "== step 6: crash report -- MISSING: kdump info is not built yet"
-"#;
-
-fn demo() -> Result<(), String> {
-    println!("crash-lab demo: booting {} under QEMU (TCG)...", kernel_image().map_err(|e| e.to_string())?.display());
-    let outcome =
-        Scenario::new("demo", DEMO_FIRST).capture(DEMO_CAPTURE).vm(Vm::default()).run().map_err(|e| e.to_string())?;
+    let kernel = kernel_image().map_err(|e| e.to_string())?;
+    println!("crash-lab demo: booting {} under QEMU (TCG)...", kernel.display());
+    let vm = Vm { memory_mib: 512, crashkernel: Some("192M".into()), results_disk_mib: 1024, ..Vm::default() };
+    let outcome = Scenario::new("demo", FIRST).capture_is_ours().vm(vm).run().map_err(|e| e.to_string())?;
     let mut in_scenario = false;
+    let mut shown_capture = false;
     for line in outcome.console.lines() {
         if line.contains("LAB-SCENARIO-BEGIN") {
             in_scenario = true;
             continue;
         }
-        // The first script never ends: the panic hands over to the capture kernel.
-        if line.contains("LAB-SCENARIO-END") || line.contains("Kernel panic") {
+        if line.contains("Kernel panic") {
             in_scenario = false;
-            if line.contains("Kernel panic") {
-                println!("{line}");
-            }
+            println!("{line}");
         }
         if in_scenario && !line.starts_with("+ ") {
             println!("{line}");
         }
+        if let Some(at) = line.find("kdump-init: ") {
+            if !shown_capture {
+                println!("== step 6: the capture kernel runs our kdump as /init (no shell, no busybox)");
+                shown_capture = true;
+            }
+            println!("  {}", &line[at..]);
+        }
     }
-    println!("\nNot built yet: dump saving (kdump dump), crash report (kdump info), the kdump service.");
+    let base = outcome.result_path("var/crash");
+    let dir = std::fs::read_dir(&base)
+        .map_err(|e| format!("{}: {e}: the capture kernel saved nothing", base.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.is_dir())
+        .ok_or_else(|| format!("no crash directory in {}", base.display()))?;
+    let kdump = kdump_lab::static_tools().map_err(|e| e.to_string())?.kdump;
+    println!("\n== step 7: on the host, the saved crash: kdump list, then kdump info");
+    let show = |args: &[&std::ffi::OsStr]| -> Result<(), String> {
+        let out = std::process::Command::new(&kdump).args(args).output().map_err(|e| e.to_string())?;
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        if out.status.success() { Ok(()) } else { Err(format!("kdump {args:?} failed")) }
+    };
+    show(&["list".as_ref(), "--dir".as_ref(), base.as_os_str()])?;
+    show(&["info".as_ref(), dir.join("vmcore").as_os_str()])?;
+    println!("\nSaved by the capture kernel: {}", dir.display());
     println!("Serial console and images: {}", outcome.run_dir.display());
     Ok(())
 }

@@ -1,0 +1,331 @@
+//! Lab tests of `kdump` as a service: the first kernel writes /etc/kdump.toml,
+//! runs `kdump setup` (which builds the capture initramfs from the static
+//! `kdump` alone — no busybox on the capture side — and loads it with
+//! kexec_file_load), then `kdump test` crashes it. The capture kernel boots
+//! our binary as /init, which saves dump + log + info and powers off. The host
+//! then reads what it left on the NVMe results disk.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kdump_lab::{Outcome, Scenario, Vm, static_tools};
+
+fn run(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+/// The first kernel's script: write the config (`config` may use `$uuid`,
+/// the results disk's ext4 UUID read from its superblock with dd and od), set up,
+/// check idempotence and status, keep a copy of the initramfs, crash.
+fn first_script(config: &str) -> String {
+    format!(
+        r#"uuid=$(dd if=/dev/nvme0n1 bs=1 skip=1128 count=16 2>/dev/null | od -An -tx1 | tr -d ' \n')
+[ ${{#uuid}} = 32 ]
+mkdir -p /etc
+cat > /etc/kdump.toml <<CONFIG
+{config}
+[capture]
+kernel = "/lab/vmlinuz"
+initramfs = "/var/lib/kdump/initramfs.img"
+CONFIG
+kdump config > /results/config.txt
+kdump estimate | tee /results/estimate.txt
+kdump setup | tee /results/setup.txt
+kdump setup | tee /results/setup-again.txt
+kdump status | tee /results/status.txt
+cp /var/lib/kdump/initramfs.img /results/initramfs.img
+sync
+kdump test --yes-crash-this-machine
+"#
+    )
+}
+
+fn crash(name: &str, config: &str, vm: Vm) -> Outcome {
+    Scenario::new(name, &first_script(config)).capture_is_ours().vm(vm).run().expect("scenario")
+}
+
+/// The single crash directory under `results/crash`.
+fn crash_dir(outcome: &Outcome) -> PathBuf {
+    let base = outcome.result_path("crash");
+    let dirs: Vec<PathBuf> = std::fs::read_dir(&base)
+        .unwrap_or_else(|e| panic!("{}: {e}\nconsole:\n{}", base.display(), outcome.console))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(dirs.len(), 1, "one crash directory expected: {dirs:?}");
+    dirs.into_iter().next().unwrap()
+}
+
+fn initramfs_listing(img: &Path) -> Vec<String> {
+    let out = run(Command::new("cpio").args(["-it", "--quiet", "-F"]).arg(img));
+    String::from_utf8_lossy(&out).lines().map(str::to_string).collect()
+}
+
+fn check_setup_reports(outcome: &Outcome) {
+    let setup = outcome.read_result("setup.txt").unwrap();
+    assert!(setup.contains("capture kernel loaded"), "{setup}");
+    assert!(setup.contains("initramfs: ") && setup.contains(" bytes ("), "the size is printed: {setup}");
+    let again = outcome.read_result("setup-again.txt").unwrap();
+    assert!(again.contains("nothing to do"), "setup is idempotent: {again}");
+    let status = outcome.read_result("status.txt").unwrap();
+    assert!(status.contains("capture kernel:  loaded"), "{status}");
+    assert!(status.contains("reserved memory: ") && !status.contains("reserved memory: none"), "{status}");
+    let estimate = outcome.read_result("estimate.txt").unwrap();
+    for term in ["capture kernel", "initramfs", "page bitmaps", "codec buffers", "crashkernel="] {
+        assert!(estimate.contains(term), "estimate lacks {term}: {estimate}");
+    }
+    // No busybox on the capture side: the initramfs is our binary, the config, the module list.
+    let listing = initramfs_listing(&outcome.result_path("initramfs.img"));
+    let files: Vec<&str> = listing
+        .iter()
+        .map(String::as_str)
+        .filter(|f| !["dev", "proc", "sys", "mnt", "tmp", "etc", "lib", "lib/modules"].contains(f))
+        .collect();
+    assert_eq!(
+        files,
+        ["dev/console", "dev/null", "etc/kdump-modules", "etc/kdump.toml", "init"],
+        "nothing else is in the capture initramfs (NVMe and ext4 are built into Debian's kernel)"
+    );
+    let image = std::fs::read(outcome.result_path("initramfs.img")).unwrap();
+    let ours = std::fs::read(static_tools().unwrap().kdump).unwrap();
+    let head = &ours[..ours.len().min(4096)];
+    assert!(image.windows(head.len()).any(|w| w == head), "/init is our static kdump");
+}
+
+#[test]
+fn setup_crash_and_our_init_saves_dump_log_and_info_then_powers_off() {
+    let config = r#"final_action = "poweroff"
+[target]
+device = "UUID=$uuid"
+path = "/crash"
+wait_seconds = 30
+[dump]
+level = 1
+codec = "lzo"
+"#;
+    let vm = Vm { memory_mib: 512, crashkernel: Some("192M".into()), results_disk_mib: 1024, ..Vm::default() };
+    let outcome = crash("service-happy", config, vm);
+    check_setup_reports(&outcome);
+    let console = &outcome.console;
+    assert!(console.contains("sysrq: Trigger a crash"), "the first kernel crashed");
+    assert!(console.contains("kdump-init: kdump "), "our init ran in the capture kernel");
+    assert!(console.contains("kdump-init: done; final_action = poweroff"), "{console}");
+
+    let dir = crash_dir(&outcome);
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("localhost-20") && name.len() == "localhost-2026-11-26-05:41:46".len(), "{name}");
+    let vmcore = dir.join("vmcore");
+    assert!(vmcore.is_file() && !dir.join("vmcore.incomplete").exists(), "a complete dump");
+    let kdump = static_tools().unwrap().kdump;
+
+    // Our tools and Debian's makedumpfile read it; the logs agree with the saved dmesg.txt.
+    let ours = run(Command::new(&kdump).arg("dmesg").arg(&vmcore));
+    let theirs_path = outcome.run_dir.join("makedumpfile-dmesg.txt");
+    let _ = std::fs::remove_file(&theirs_path);
+    run(Command::new("makedumpfile").arg("--dump-dmesg").arg(&vmcore).arg(&theirs_path));
+    let theirs = std::fs::read(&theirs_path).unwrap();
+    assert!(ours == theirs, "kdump dmesg and makedumpfile --dump-dmesg differ on the saved dump");
+    assert!(std::fs::read(dir.join("dmesg.txt")).unwrap() == ours, "dmesg.txt is the crashed kernel's log");
+    assert!(String::from_utf8_lossy(&ours).contains("sysrq triggered crash"));
+
+    let info: serde_json::Value =
+        serde_json::from_slice(&run(Command::new(&kdump).args(["info", "--json"]).arg(&vmcore))).unwrap();
+    assert_eq!(info["format"]["complete"], true, "{info:#}");
+    assert_eq!(info["format"]["dump_level"], 1);
+    assert_eq!(info["panic"], "sysrq triggered crash");
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("info.json")).unwrap()).unwrap();
+    assert_eq!(saved["panic"], "sysrq triggered crash", "info.json: {saved:#}");
+    assert_eq!(saved["kernel"], info["kernel"]);
+
+    let log = std::fs::read_to_string(dir.join("kdump.log")).unwrap();
+    for wanted in ["mounted /dev/nvme0n1 (ext4)", "saved the kernel log", "saved the dump to /crash/", "final_action"] {
+        assert!(log.contains(wanted), "kdump.log lacks {wanted:?}:\n{log}");
+    }
+}
+
+#[test]
+fn absent_target_runs_failure_action_and_says_so() {
+    let config = r#"final_action = "reboot"
+failure_action = "poweroff"
+[target]
+device = "LABEL=no-such-disk"
+path = "/crash"
+wait_seconds = 3
+"#;
+    let vm = Vm { memory_mib: 512, crashkernel: Some("192M".into()), ..Vm::default() };
+    let outcome = crash("service-absent-target", config, vm);
+    let setup = outcome.read_result("setup.txt").unwrap();
+    assert!(setup.contains("LABEL=no-such-disk is not present now"), "setup warns: {setup}");
+    assert!(setup.contains("capture kernel loaded"), "and still loads: {setup}");
+    let status = outcome.read_result("status.txt").unwrap();
+    assert!(status.contains("LABEL=no-such-disk ABSENT"), "{status}");
+    let console = &outcome.console;
+    assert!(
+        console.contains("kdump-init: FAILED: the target LABEL=no-such-disk did not appear within 3 s"),
+        "{console}"
+    );
+    assert!(console.contains("kdump-init: failure_action = poweroff: poweroff now"), "{console}");
+    assert!(!outcome.result_path("crash").exists(), "nothing was written");
+}
+
+#[test]
+fn full_target_leaves_an_incomplete_dump_and_the_log_and_says_what_happened() {
+    // A 48 MiB filesystem cannot hold an uncompressed level-0 dump of 512 MiB.
+    let config = r#"final_action = "poweroff"
+failure_action = "save-log"
+[target]
+device = "/dev/nvme0n1"
+path = "/crash"
+[dump]
+level = 0
+codec = "none"
+"#;
+    let vm = Vm { memory_mib: 512, crashkernel: Some("192M".into()), results_disk_mib: 48, ..Vm::default() };
+    let outcome = crash("service-full-target", config, vm);
+    let console = &outcome.console;
+    assert!(console.contains("kdump-init: FAILED: the dump is INCOMPLETE"), "{console}");
+    assert!(console.contains("No space left on device"), "{console}");
+    assert!(console.contains("(marked incomplete)"), "{console}");
+    assert!(
+        console.contains("failure_action = save-log: kept what was saved; then final_action = poweroff"),
+        "{console}"
+    );
+
+    let dir = crash_dir(&outcome);
+    let partial = dir.join("vmcore.incomplete");
+    assert!(partial.is_file() && !dir.join("vmcore").exists());
+    let log = std::fs::read_to_string(dir.join("kdump.log")).unwrap();
+    assert!(log.contains("INCOMPLETE") && log.contains("No space left on device"), "{log}");
+    assert!(log.contains("failure_action = save-log"), "the log is complete to the end: {log}");
+    assert!(String::from_utf8_lossy(&std::fs::read(dir.join("dmesg.txt")).unwrap()).contains("sysrq triggered crash"));
+    let kdump = static_tools().unwrap().kdump;
+    let info: serde_json::Value =
+        serde_json::from_slice(&run(Command::new(&kdump).args(["info", "--json"]).arg(&partial))).unwrap();
+    assert_eq!(info["format"]["complete"], false, "{info:#}");
+}
+
+#[test]
+fn raw_device_target_holds_a_flattened_stream_that_kdump_extract_rebuilds() {
+    let config = r#"final_action = "poweroff"
+[target]
+device = "/dev/nvme1n1"
+raw = true
+[dump]
+level = 1
+codec = "zlib"
+"#;
+    let vm = Vm { memory_mib: 512, crashkernel: Some("192M".into()), extra_disk_mib: 512, ..Vm::default() };
+    let outcome = crash("service-raw-target", config, vm);
+    let setup = outcome.read_result("setup.txt").unwrap();
+    assert!(setup.contains("is /dev/nvme1n1 (raw device)"), "{setup}");
+    assert!(outcome.console.contains("kdump-init: saved the flattened dump on /dev/nvme1n1"), "{}", outcome.console);
+    assert!(outcome.console.contains("kdump-init: done; final_action = poweroff"));
+
+    let kdump = static_tools().unwrap().kdump;
+    let rebuilt = outcome.run_dir.join("extracted.kdump");
+    let _ = std::fs::remove_file(&rebuilt);
+    let said = run(Command::new(&kdump).arg("extract").arg(outcome.extra_disk()).arg(&rebuilt));
+    assert!(String::from_utf8_lossy(&said).contains("kdump extract: "), "{}", String::from_utf8_lossy(&said));
+    let ours = run(Command::new(&kdump).arg("dmesg").arg(&rebuilt));
+    let theirs_path = outcome.run_dir.join("makedumpfile-dmesg.txt");
+    let _ = std::fs::remove_file(&theirs_path);
+    run(Command::new("makedumpfile").arg("--dump-dmesg").arg(&rebuilt).arg(&theirs_path));
+    assert!(ours == std::fs::read(&theirs_path).unwrap(), "kdump dmesg and makedumpfile differ on the extracted dump");
+    assert!(String::from_utf8_lossy(&ours).contains("sysrq triggered crash"));
+    let info: serde_json::Value =
+        serde_json::from_slice(&run(Command::new(&kdump).args(["info", "--json"]).arg(&rebuilt))).unwrap();
+    assert_eq!(info["format"]["complete"], true, "{info:#}");
+    assert_eq!(info["panic"], "sysrq triggered crash");
+}
+
+/// `name=` and `depends=` of a module's .modinfo.
+fn modinfo(ko: &[u8], key: &str) -> Option<String> {
+    let pat = format!("\0{key}=");
+    let at = ko.windows(pat.len()).position(|w| w == pat.as_bytes())? + pat.len();
+    let end = ko[at..].iter().position(|&b| b == 0)?;
+    Some(String::from_utf8_lossy(&ko[at..at + end]).into_owned())
+}
+
+#[test]
+fn extra_modules_are_resolved_decompressed_and_loaded_by_our_init() {
+    // Debian's package ships no modules.dep (depmod runs at install): write one for
+    // net_failover (as .ko.zst) and its dependency failover (as .ko.xz).
+    let kernel = kdump_lab::kernel_image().unwrap();
+    let release = kernel.file_name().unwrap().to_string_lossy().trim_start_matches("vmlinuz-").to_string();
+    let mods = kernel.parent().unwrap().parent().unwrap().join("lib/modules").join(&release);
+    let failover = std::fs::read(mods.join("kernel/net/core/failover.ko")).unwrap();
+    let net_failover = std::fs::read(mods.join("kernel/drivers/net/net_failover.ko")).unwrap();
+    assert_eq!(modinfo(&net_failover, "depends").as_deref(), Some("failover"));
+    assert_eq!(modinfo(&failover, "depends").as_deref(), Some(""));
+    let dep =
+        "kernel/drivers/net/net_failover.ko.zst: kernel/net/core/failover.ko.xz\nkernel/net/core/failover.ko.xz:\n";
+    let mut failover_xz = Vec::new();
+    lzma_rs::xz_compress(&mut failover.as_slice(), &mut failover_xz).unwrap();
+    let config = r#"final_action = "poweroff"
+[target]
+device = "LABEL=kdump-modules-test"
+path = "/var/crash"
+wait_seconds = 1
+[capture]
+modules = ["net-failover"]
+modules_dir = "/lab/modules"
+"#;
+    // The target is deliberately absent: this test is about the modules, and is quick.
+    let first = first_script(config).replace("[capture]\nkernel", "kernel");
+    let outcome = Scenario::new("service-modules", &first)
+        .capture_is_ours()
+        .file("lab/modules/modules.dep", dep, 0o644)
+        .file("lab/modules/modules.builtin", "kernel/drivers/nvme/host/nvme.ko\n", 0o644)
+        .file("lab/modules/kernel/net/core/failover.ko.xz", failover_xz, 0o644)
+        .file(
+            "lab/modules/kernel/drivers/net/net_failover.ko.zst",
+            zstd::encode_all(net_failover.as_slice(), 3).unwrap(),
+            0o644,
+        )
+        .vm(Vm { memory_mib: 512, crashkernel: Some("192M".into()), ..Vm::default() })
+        .run()
+        .expect("scenario");
+    let setup = outcome.read_result("setup.txt").unwrap();
+    assert!(setup.contains("modules: failover, net_failover to load"), "{setup}");
+    let listing = initramfs_listing(&outcome.result_path("initramfs.img"));
+    assert!(listing.contains(&"lib/modules/00-failover.ko".to_string()), "{listing:?}");
+    assert!(listing.contains(&"lib/modules/01-net_failover.ko".to_string()), "{listing:?}");
+    let console = &outcome.console;
+    assert!(console.contains("kdump-init: loaded module 00-failover.ko"), "{console}");
+    assert!(console.contains("kdump-init: loaded module 01-net_failover.ko"), "{console}");
+    assert!(console.contains("did not appear within 1 s"), "{console}");
+}
+
+#[test]
+fn retry_stricter_saves_a_level_31_dump_where_level_0_did_not_fit() {
+    // Level 0 of 512 MiB does not fit in 48 MiB; level 31 (kernel pages only, LZO) does.
+    let config = r#"final_action = "poweroff"
+failure_action = "retry-stricter"
+[target]
+device = "/dev/nvme0n1"
+path = "/crash"
+[dump]
+level = 0
+codec = "lzo"
+"#;
+    let vm = Vm { memory_mib: 512, crashkernel: Some("192M".into()), results_disk_mib: 48, ..Vm::default() };
+    let outcome = crash("service-retry-stricter", config, vm);
+    let console = &outcome.console;
+    assert!(console.contains("kdump-init: the dump failed: "), "{console}");
+    assert!(console.contains("kdump-init: failure_action = retry-stricter: retrying at dump level 31"), "{console}");
+    assert!(console.contains("kdump-init: done; final_action = poweroff"), "{console}");
+
+    let dir = crash_dir(&outcome);
+    let vmcore = dir.join("vmcore");
+    assert!(vmcore.is_file() && !dir.join("vmcore.incomplete").exists(), "the retry replaced the partial dump");
+    let log = std::fs::read_to_string(dir.join("kdump.log")).unwrap();
+    assert!(log.contains("No space left on device") && log.contains("dump level 31"), "{log}");
+    let kdump = static_tools().unwrap().kdump;
+    let info: serde_json::Value =
+        serde_json::from_slice(&run(Command::new(&kdump).args(["info", "--json"]).arg(&vmcore))).unwrap();
+    assert_eq!(info["format"]["complete"], true, "{info:#}");
+    assert_eq!(info["format"]["dump_level"], 31);
+    assert_eq!(info["panic"], "sysrq triggered crash");
+}

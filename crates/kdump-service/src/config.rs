@@ -1,0 +1,452 @@
+//! `/etc/kdump.toml`: the one file a user edits. Every key has a default;
+//! [`DEFAULTS_TOML`] documents them all (printed by `kdump config --defaults`).
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Where the config lives on the running system and in the capture initramfs.
+pub const CONFIG_PATH: &str = "/etc/kdump.toml";
+
+/// The documented defaults: a valid config file equal to [`Config::default`]
+/// except for `target.device`, which has no default.
+pub const DEFAULTS_TOML: &str = r#"# /etc/kdump.toml: every key with its default. Only target.device is required.
+
+# What the capture kernel does after saving the dump: "reboot", "poweroff" or "halt".
+final_action = "reboot"
+# What it does when the dump cannot be saved:
+#   "retry-stricter"  retry once at dump level 31, then keep whatever was saved, then final_action
+#   "save-log"        keep whatever was saved (the kernel log, info.json, kdump.log), then final_action
+#   "reboot" | "poweroff" | "halt"   do that at once
+failure_action = "save-log"
+
+[target]
+# The filesystem (or raw device) that receives dumps: a device path ("/dev/nvme0n1p2"),
+# "UUID=<filesystem uuid>" or "LABEL=<filesystem label>" (ext2/3/4, XFS and btrfs superblocks are read).
+# No default: kdump setup refuses to run without it.
+# device = "LABEL=crash"
+# Directory on that filesystem; each crash gets <path>/<host>-<UTC time>/ (vmcore, dmesg.txt, info.json, kdump.log).
+path = "/var/crash"
+# Filesystem type to mount: "ext4", "ext3", "ext2", "xfs", "btrfs", or "auto" (from the superblock).
+fstype = "auto"
+# true: device is a raw block device; the dump is written to it as a flattened stream
+# (no log or info files), and `kdump extract DEVICE DEST` rebuilds a normal file after reboot.
+raw = false
+# Seconds the capture kernel waits for the device to appear.
+wait_seconds = 30
+
+[dump]
+# Dump level (makedumpfile -d bitmask, 0-31): 1 drops zero pages.
+level = 1
+# Page compression: "none", "zlib", "lzo", "snappy" or "zstd" (lzo and zlib are readable by every makedumpfile).
+codec = "lzo"
+# Compression threads in the capture kernel (it boots with nr_cpus=1).
+threads = 1
+
+[capture]
+# The capture kernel. "" means /boot/vmlinuz-<release of the running kernel>.
+kernel = ""
+# Where kdump setup writes the capture initramfs it builds.
+initramfs = "/var/lib/kdump/initramfs.img"
+# The capture kernel's command line. "" means the console= words of the running kernel's command line
+# and panic=10 (a capture kernel that panics reboots instead of hanging).
+# kdump always adds "irqpoll nr_cpus=1 reset_devices" (and the kernel adds elfcorehdr=).
+cmdline = ""
+# More words for the capture kernel's command line.
+append = ""
+# Kernel modules to load in the capture kernel besides the ones the target needs (found in sysfs).
+modules = []
+# Where modules.dep and the modules are. "" means /lib/modules/<release of the running kernel>.
+modules_dir = ""
+"#;
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// After a saved dump.
+    pub final_action: Action,
+    /// When the dump could not be saved.
+    pub failure_action: FailureAction,
+    /// Where dumps go.
+    pub target: Target,
+    /// How they are saved.
+    pub dump: DumpSettings,
+    /// The capture kernel.
+    pub capture: Capture,
+}
+
+/// `[target]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Target {
+    /// `/dev/...`, `UUID=...` or `LABEL=...`.
+    pub device: Option<String>,
+    /// Directory on the filesystem.
+    pub path: String,
+    /// Filesystem type, or `auto`.
+    pub fstype: String,
+    /// A raw block device receiving the flattened stream.
+    pub raw: bool,
+    /// Seconds to wait for the device.
+    pub wait_seconds: u32,
+}
+
+/// `[dump]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DumpSettings {
+    /// makedumpfile dump level.
+    pub level: u32,
+    /// Page compression.
+    pub codec: Codec,
+    /// Encoder threads.
+    pub threads: u32,
+}
+
+/// `[capture]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Capture {
+    /// Kernel image ("" = /boot/vmlinuz-<release>).
+    pub kernel: String,
+    /// Where the built initramfs is written.
+    pub initramfs: String,
+    /// Command line ("" = the running kernel's console= words).
+    pub cmdline: String,
+    /// Extra command-line words.
+    pub append: String,
+    /// Extra modules.
+    pub modules: Vec<String>,
+    /// Module directory ("" = /lib/modules/<release>).
+    pub modules_dir: String,
+}
+
+/// What the capture kernel does at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// reboot(2) RESTART.
+    Reboot,
+    /// reboot(2) POWER_OFF.
+    Poweroff,
+    /// reboot(2) HALT.
+    Halt,
+}
+
+/// What the capture kernel does when the dump fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureAction {
+    /// Retry once at dump level 31, then as `save-log`.
+    RetryStricter,
+    /// Keep what was saved, then `final_action`.
+    SaveLog,
+    /// Reboot at once.
+    Reboot,
+    /// Power off at once.
+    Poweroff,
+    /// Halt at once.
+    Halt,
+}
+
+/// Page compression of the saved dump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    /// Uncompressed.
+    None,
+    /// zlib (`makedumpfile -c`).
+    Zlib,
+    /// LZO (`-l`).
+    Lzo,
+    /// snappy (`-p`).
+    Snappy,
+    /// zstd (`-z`).
+    Zstd,
+}
+
+impl Codec {
+    /// The `kdump dump` / makedumpfile flag, if any.
+    pub fn flag(self) -> Option<&'static str> {
+        match self {
+            Codec::None => None,
+            Codec::Zlib => Some("-c"),
+            Codec::Lzo => Some("-l"),
+            Codec::Snappy => Some("-p"),
+            Codec::Zstd => Some("-z"),
+        }
+    }
+}
+
+impl fmt::Display for Codec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Codec::None => "none",
+            Codec::Zlib => "zlib",
+            Codec::Lzo => "lzo",
+            Codec::Snappy => "snappy",
+            Codec::Zstd => "zstd",
+        })
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Action::Reboot => "reboot",
+            Action::Poweroff => "poweroff",
+            Action::Halt => "halt",
+        })
+    }
+}
+
+impl fmt::Display for FailureAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FailureAction::RetryStricter => "retry-stricter",
+            FailureAction::SaveLog => "save-log",
+            FailureAction::Reboot => "reboot",
+            FailureAction::Poweroff => "poweroff",
+            FailureAction::Halt => "halt",
+        })
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            final_action: Action::Reboot,
+            failure_action: FailureAction::SaveLog,
+            target: Target::default(),
+            dump: DumpSettings::default(),
+            capture: Capture::default(),
+        }
+    }
+}
+
+impl Default for Target {
+    fn default() -> Self {
+        Self { device: None, path: "/var/crash".into(), fstype: "auto".into(), raw: false, wait_seconds: 30 }
+    }
+}
+
+impl Default for DumpSettings {
+    fn default() -> Self {
+        Self { level: 1, codec: Codec::Lzo, threads: 1 }
+    }
+}
+
+impl Default for Capture {
+    fn default() -> Self {
+        Self {
+            kernel: String::new(),
+            initramfs: "/var/lib/kdump/initramfs.img".into(),
+            cmdline: String::new(),
+            append: String::new(),
+            modules: Vec::new(),
+            modules_dir: String::new(),
+        }
+    }
+}
+
+/// How the target device is named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetSpec {
+    /// A device node path.
+    Path(PathBuf),
+    /// A filesystem UUID (lowercase, with dashes as printed by blkid).
+    Uuid(String),
+    /// A filesystem label.
+    Label(String),
+}
+
+impl TargetSpec {
+    /// Parses `/dev/...`, `UUID=...` or `LABEL=...`.
+    pub fn parse(s: &str) -> Result<Self, ConfigError> {
+        let s = s.trim();
+        if let Some(u) = s.strip_prefix("UUID=") {
+            let u = u.trim_matches('"').to_ascii_lowercase();
+            if u.is_empty() || !u.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+                return Err(ConfigError::Invalid(format!("target.device: {s:?} is not a filesystem UUID")));
+            }
+            Ok(TargetSpec::Uuid(u))
+        } else if let Some(l) = s.strip_prefix("LABEL=") {
+            let l = l.trim_matches('"');
+            if l.is_empty() {
+                return Err(ConfigError::Invalid("target.device: LABEL= needs a label".into()));
+            }
+            Ok(TargetSpec::Label(l.to_string()))
+        } else if s.starts_with('/') {
+            Ok(TargetSpec::Path(PathBuf::from(s)))
+        } else {
+            Err(ConfigError::Invalid(format!(
+                "target.device: {s:?} is not a device: write /dev/NAME, UUID=<uuid> or LABEL=<label>"
+            )))
+        }
+    }
+}
+
+impl fmt::Display for TargetSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TargetSpec::Path(p) => write!(f, "{}", p.display()),
+            TargetSpec::Uuid(u) => write!(f, "UUID={u}"),
+            TargetSpec::Label(l) => write!(f, "LABEL={l}"),
+        }
+    }
+}
+
+/// A config that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// Not TOML, or unknown keys / wrong types.
+    #[error("{0}")]
+    Syntax(String),
+    /// Well-formed but unusable.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Filesystem types the capture init can mount.
+pub const FSTYPES: &[&str] = &["auto", "ext4", "ext3", "ext2", "xfs", "btrfs"];
+
+impl Config {
+    /// Parses and validates a config file's text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The target device, parsed. Fails when it is not set.
+    pub fn target_spec(&self) -> Result<TargetSpec, ConfigError> {
+        let device = self.target.device.as_deref().ok_or_else(|| {
+            ConfigError::Invalid(
+                "target.device is not set: name the filesystem that receives dumps, e.g. \
+                 [target] device = \"LABEL=crash\" (see kdump config --defaults)"
+                    .into(),
+            )
+        })?;
+        TargetSpec::parse(device)
+    }
+
+    /// Every rule a config must follow, checked at once (the first problem is reported).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        let spec = self.target_spec()?;
+        if self.target.raw && !matches!(spec, TargetSpec::Path(_)) {
+            return invalid(
+                "target.raw = true needs a device path (/dev/NAME): a raw device has no UUID or label".into(),
+            );
+        }
+        if !self.target.path.starts_with('/') || self.target.path.split('/').any(|c| c == "..") {
+            return invalid(format!("target.path {:?} must be absolute and must not contain ..", self.target.path));
+        }
+        if !FSTYPES.contains(&self.target.fstype.as_str()) {
+            return invalid(format!("target.fstype {:?} is not one of {}", self.target.fstype, FSTYPES.join(", ")));
+        }
+        if self.target.wait_seconds > 3600 {
+            return invalid(format!("target.wait_seconds {} is more than an hour", self.target.wait_seconds));
+        }
+        if self.dump.level > 31 {
+            return invalid(format!("dump.level {} is out of range: use 0 to 31", self.dump.level));
+        }
+        if self.dump.threads == 0 || self.dump.threads > 256 {
+            return invalid(format!("dump.threads {} must be 1 to 256", self.dump.threads));
+        }
+        for m in &self.capture.modules {
+            if m.is_empty() || m.contains('/') || m.contains(char::is_whitespace) {
+                return invalid(format!("capture.modules: {m:?} is not a module name"));
+            }
+        }
+        if self.capture.initramfs.is_empty() || !self.capture.initramfs.starts_with('/') {
+            return invalid(format!("capture.initramfs {:?} must be an absolute path", self.capture.initramfs));
+        }
+        Ok(())
+    }
+
+    /// The config as TOML (what goes into the capture initramfs).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+}
+
+/// The capture kernel's command line when `capture.cmdline` is empty: the
+/// running kernel's `console=` words (the capture kernel then logs where the
+/// first one did) and `panic=10` (a capture kernel that panics reboots
+/// instead of hanging an unattended machine).
+pub fn default_capture_cmdline(running: &str) -> String {
+    let mut words: Vec<&str> = running.split_whitespace().filter(|w| w.starts_with("console=")).collect();
+    words.push("panic=10");
+    words.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_defaults_are_the_defaults() {
+        let text = DEFAULTS_TOML.replace("# device = \"LABEL=crash\"", "device = \"LABEL=crash\"");
+        let parsed = Config::parse(&text).unwrap();
+        let mut expected = Config::default();
+        expected.target.device = Some("LABEL=crash".into());
+        assert_eq!(parsed, expected);
+        // Every key is documented.
+        let toml = expected.to_toml();
+        for line in toml.lines().filter(|l| l.contains(" = ")) {
+            let key = line.split(" = ").next().unwrap();
+            assert!(DEFAULTS_TOML.contains(&format!("{key} = ")), "{key} is not documented");
+        }
+    }
+
+    #[test]
+    fn docs_config_md_shows_the_defaults() {
+        let doc = include_str!("../../../docs/CONFIG.md");
+        assert!(doc.contains(DEFAULTS_TOML), "docs/CONFIG.md is out of date: paste DEFAULTS_TOML into it");
+    }
+
+    #[test]
+    fn minimal_config_and_target_forms() {
+        let c = Config::parse("[target]\ndevice = \"UUID=0A1B-ff\"\n").unwrap();
+        assert_eq!(c.target_spec().unwrap(), TargetSpec::Uuid("0a1b-ff".into()));
+        assert_eq!(c.dump.codec, Codec::Lzo);
+        assert_eq!(TargetSpec::parse("LABEL=crash").unwrap(), TargetSpec::Label("crash".into()));
+        assert_eq!(TargetSpec::parse("/dev/sda1").unwrap(), TargetSpec::Path("/dev/sda1".into()));
+        assert!(TargetSpec::parse("sda1").is_err());
+        assert!(TargetSpec::parse("UUID=xyz").is_err());
+    }
+
+    #[test]
+    fn refusals_name_the_key() {
+        let err = |t: &str| Config::parse(t).unwrap_err().to_string();
+        assert!(err("").contains("target.device is not set"));
+        assert!(err("[target]\ndevice=\"/dev/x\"\n[dump]\nlevel=32\n").contains("dump.level"));
+        assert!(err("[target]\ndevice=\"/dev/x\"\nfstype=\"ntfs\"\n").contains("target.fstype"));
+        assert!(err("[target]\ndevice=\"LABEL=x\"\nraw=true\n").contains("target.raw"));
+        assert!(err("[target]\ndevice=\"/dev/x\"\npath=\"crash\"\n").contains("target.path"));
+        assert!(err("[target]\ndevice=\"/dev/x\"\n[dump]\ncodec=\"lz4\"\n").contains("codec"));
+        assert!(err("[target]\ndevice=\"/dev/x\"\nbogus=1\n").contains("bogus"));
+        assert!(err("final_action=\"explode\"\n[target]\ndevice=\"/dev/x\"\n").contains("explode"));
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let mut c = Config::default();
+        c.target.device = Some("/dev/nvme0n1".into());
+        c.failure_action = FailureAction::RetryStricter;
+        c.capture.modules = vec!["virtio_blk".into()];
+        assert_eq!(Config::parse(&c.to_toml()).unwrap(), c);
+    }
+
+    #[test]
+    fn capture_cmdline_keeps_consoles() {
+        assert_eq!(
+            default_capture_cmdline("BOOT_IMAGE=/vmlinuz root=/dev/sda1 console=tty0 console=ttyS0,115200 quiet"),
+            "console=tty0 console=ttyS0,115200 panic=10"
+        );
+        assert_eq!(default_capture_cmdline("root=/dev/sda1"), "panic=10");
+    }
+}

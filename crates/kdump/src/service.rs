@@ -1,0 +1,650 @@
+//! The kdump service: `kdump setup`, `unload`, `status`, `estimate`, `test`,
+//! `list`, `extract` and `config`. The pure parts are in `kdump-service`;
+//! the system calls in `kdump-sys::service`.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use kdump_kexec::BzImage;
+use kdump_kexec::cmdline::{self, CmdlineRequest};
+use kdump_kexec::errno::{Call, explain};
+use kdump_kexec::preflight::{LoadCheck, Syscall, check_load};
+use kdump_service::config::{CONFIG_PATH, DEFAULTS_TOML, default_capture_cmdline};
+use kdump_service::initramfs::{self, ModuleFile, is_static_elf};
+use kdump_service::modules::{self, Compression, ModuleIndex};
+use kdump_service::naming::CrashDirSummary;
+use kdump_service::superblock::{self, FsIdentity};
+use kdump_service::{Config, TargetSpec};
+use kdump_sys::service as sys;
+use kdump_sys::{SysRoot, collect_machine_info, kexec};
+
+/// The service's subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// Build the capture initramfs (this static binary as /init, the config, the target's modules)
+    /// and load it with the capture kernel (kexec_file_load). Idempotent.
+    Setup {
+        /// The config file.
+        #[arg(long, value_name = "FILE", default_value = CONFIG_PATH)]
+        config: PathBuf,
+        /// Build and report, but load nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Unload the capture kernel.
+    Unload,
+    /// Reserved memory, whether a capture kernel is loaded, the target, the last dumps.
+    Status {
+        /// The config file.
+        #[arg(long, value_name = "FILE", default_value = CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// The crashkernel= size this machine needs, with the arithmetic.
+    Estimate {
+        /// The config file.
+        #[arg(long, value_name = "FILE", default_value = CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Crash this machine on purpose (sysrq c) to test the capture kernel.
+    Test {
+        /// Required: the machine really crashes.
+        #[arg(long)]
+        yes_crash_this_machine: bool,
+    },
+    /// The saved dumps (the target's crash directories).
+    List {
+        /// The config file.
+        #[arg(long, value_name = "FILE", default_value = CONFIG_PATH)]
+        config: PathBuf,
+        /// List this directory instead of the configured target's.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Rebuild a normal dump file from the flattened stream on a raw target device.
+    Extract {
+        /// The raw device (or a file holding the stream).
+        device: PathBuf,
+        /// The dump file to write.
+        dest: PathBuf,
+        /// Overwrite DEST.
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+    /// Check the config file and print it with every default filled in.
+    Config {
+        /// The config file.
+        #[arg(long, value_name = "FILE", default_value = CONFIG_PATH)]
+        config: PathBuf,
+        /// Print every key with its default and what it means.
+        #[arg(long)]
+        defaults: bool,
+    },
+}
+
+pub fn run(cmd: &ServiceCommand) -> anyhow::Result<()> {
+    match cmd {
+        ServiceCommand::Setup { config, dry_run } => setup(config, *dry_run),
+        ServiceCommand::Unload => unload(),
+        ServiceCommand::Status { config } => status(config),
+        ServiceCommand::Estimate { config } => estimate(config),
+        ServiceCommand::Test { yes_crash_this_machine } => test(*yes_crash_this_machine),
+        ServiceCommand::List { config, dir } => list(config, dir.as_deref()),
+        ServiceCommand::Extract { device, dest, force } => extract(device, dest, *force),
+        ServiceCommand::Config { config, defaults } => {
+            if *defaults {
+                print!("{DEFAULTS_TOML}");
+                return Ok(());
+            }
+            let (cfg, _) = load_config(config)?;
+            print!("{}", cfg.to_toml());
+            Ok(())
+        }
+    }
+}
+
+pub fn load_config(path: &Path) -> anyhow::Result<(Config, String)> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!("cannot read {} (write one: kdump config --defaults shows every key)", path.display())
+    })?;
+    let cfg = Config::parse(&text).with_context(|| format!("{} is not a usable kdump config", path.display()))?;
+    Ok((cfg, text))
+}
+
+/// Finds the target device now: its node and, for filesystems, its superblock identity.
+pub fn find_target(root: &SysRoot, spec: &TargetSpec) -> Option<(PathBuf, Option<FsIdentity>)> {
+    match spec {
+        TargetSpec::Path(p) => {
+            if !p.exists() {
+                return None;
+            }
+            let id = sys::read_head(p, superblock::PROBE_LEN).ok().and_then(|h| superblock::identify(&h));
+            Some((p.clone(), id))
+        }
+        TargetSpec::Uuid(_) | TargetSpec::Label(_) => {
+            for dev in sys::block_devices(root).ok()? {
+                let node = PathBuf::from(format!("/dev/{}", dev.name));
+                let Ok(head) = sys::read_head(&node, superblock::PROBE_LEN) else { continue };
+                let Some(id) = superblock::identify(&head) else { continue };
+                let hit = match spec {
+                    TargetSpec::Uuid(u) => id.uuid.replace('-', "") == u.replace('-', ""),
+                    TargetSpec::Label(l) => &id.label == l,
+                    TargetSpec::Path(_) => false,
+                };
+                if hit {
+                    return Some((node, Some(id)));
+                }
+            }
+            None
+        }
+    }
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
+}
+
+struct Built {
+    initramfs: initramfs::Initramfs,
+    kernel: PathBuf,
+    cmdline: String,
+    report: Vec<String>,
+}
+
+/// Builds the capture initramfs for `cfg` (shared by setup and estimate).
+fn build(cfg: &Config, config_text: &str, root: &SysRoot) -> anyhow::Result<Built> {
+    let mut report = Vec::new();
+    let release = sys::kernel_release(root).context("cannot read the running kernel's release")?;
+    let kernel = if cfg.capture.kernel.is_empty() {
+        PathBuf::from(format!("/boot/vmlinuz-{release}"))
+    } else {
+        PathBuf::from(&cfg.capture.kernel)
+    };
+    let spec = cfg.target_spec()?;
+    let mut wanted: Vec<String> = Vec::new();
+    let mut from_config: Vec<String> = cfg.capture.modules.iter().map(|m| modules::normalize(m)).collect();
+    match find_target(root, &spec) {
+        Some((node, id)) => {
+            let name = sys::block_name_of(&node).unwrap_or_default();
+            let what = match &id {
+                Some(id) => format!("{} (UUID {}, label {:?})", id.fstype, id.uuid, id.label),
+                None if cfg.target.raw => "raw device".to_string(),
+                None => "no filesystem recognised".to_string(),
+            };
+            report.push(format!("target: {spec} is {} ({what})", node.display()));
+            if cfg.target.raw {
+                // The device itself, or one of its partitions (/sys/class/block/sdb/sdb1).
+                let mounted = sys::mounts(root).unwrap_or_default().into_iter().find(|m| {
+                    sys::block_name_of(Path::new(&m.source))
+                        .is_some_and(|m| m == name || root.exists(&format!("/sys/class/block/{name}/{m}")))
+                });
+                if let Some(m) = mounted {
+                    bail!(
+                        "target.raw: {} is mounted on {}: a crash would write the dump over that filesystem; \
+                         name an unused device",
+                        node.display(),
+                        m.target.display()
+                    );
+                }
+                if let Some(id) = &id {
+                    report.push(format!(
+                        "target: WARNING: {} holds {} filesystem (UUID {}): a crash will overwrite it",
+                        node.display(),
+                        id.fstype,
+                        id.uuid
+                    ));
+                }
+            }
+            wanted.extend(sys::block_device_modules(root, &name));
+            if !cfg.target.raw {
+                let fstype = if cfg.target.fstype == "auto" { id.map(|i| i.fstype.to_string()) } else { None }
+                    .unwrap_or_else(|| cfg.target.fstype.clone());
+                if fstype != "auto" {
+                    wanted.push(fstype);
+                }
+            }
+        }
+        None => {
+            report.push(format!(
+                "target: WARNING: {spec} is not present now; the capture kernel will wait {} s for it",
+                cfg.target.wait_seconds
+            ));
+            if cfg.target.fstype != "auto" {
+                wanted.push(cfg.target.fstype.clone());
+            }
+        }
+    }
+    wanted.append(&mut from_config.clone());
+    let mut dedup: Vec<String> = Vec::new();
+    for w in wanted.iter().map(|w| modules::normalize(w)) {
+        if !dedup.contains(&w) {
+            dedup.push(w);
+        }
+    }
+    let modules_dir = if cfg.capture.modules_dir.is_empty() {
+        PathBuf::from(format!("/lib/modules/{release}"))
+    } else {
+        PathBuf::from(&cfg.capture.modules_dir)
+    };
+    let mut files = Vec::new();
+    let dep = std::fs::read_to_string(modules_dir.join("modules.dep")).ok();
+    let builtin = std::fs::read_to_string(modules_dir.join("modules.builtin")).unwrap_or_default();
+    // A name that /sys/module shows with an initstate is a loaded module; without one, built in.
+    let is_loadable = |m: &str| root.exists(&format!("/sys/module/{m}/initstate"));
+    match dep {
+        None => {
+            from_config.retain(|m| !ModuleIndex::parse("", &builtin).is_builtin(m));
+            let needed: Vec<&String> = dedup.iter().filter(|m| from_config.contains(m) || is_loadable(m)).collect();
+            if !needed.is_empty() {
+                bail!(
+                    "the capture kernel needs the modules {needed:?} but {} has no modules.dep: run `depmod {release}` \
+                     (or set capture.modules_dir)",
+                    modules_dir.display()
+                );
+            }
+            report.push(format!("modules: none needed ({} built in)", dedup.join(", ")));
+        }
+        Some(dep) => {
+            let index = ModuleIndex::parse(&dep, &builtin);
+            let r = index.resolve(&dedup);
+            for m in &r.missing {
+                if from_config.contains(m) || is_loadable(m) {
+                    bail!("module {m} is not in {}/modules.dep", modules_dir.display());
+                }
+            }
+            for rel in &r.load {
+                let path = modules_dir.join(rel);
+                let raw = std::fs::read(&path).with_context(|| format!("cannot read the module {}", path.display()))?;
+                let data =
+                    decompress_module(rel, raw).with_context(|| format!("cannot decompress {}", path.display()))?;
+                files.push(ModuleFile { name: modules::name_of(rel), data });
+            }
+            let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+            report.push(format!(
+                "modules: {} to load{}{}",
+                if names.is_empty() { "none".to_string() } else { names.join(", ") },
+                if r.builtin.is_empty() { String::new() } else { format!("; built in: {}", r.builtin.join(", ")) },
+                if r.missing.is_empty() {
+                    String::new()
+                } else {
+                    format!("; not found (assumed built in): {}", r.missing.join(", "))
+                },
+            ));
+        }
+    }
+    let exe = std::fs::read("/proc/self/exe").context("cannot read this program (/proc/self/exe)")?;
+    if !is_static_elf(&exe) {
+        bail!(
+            "this kdump is dynamically linked and cannot be the capture kernel's /init: build the static one with \
+             RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target x86_64-unknown-linux-gnu"
+        );
+    }
+    let initramfs = initramfs::build(&exe, config_text, &files).context("cannot build the capture initramfs")?;
+    let running = root.read("/proc/cmdline").map(|s| s.trim().to_string()).unwrap_or_default();
+    let mut line =
+        if cfg.capture.cmdline.is_empty() { default_capture_cmdline(&running) } else { cfg.capture.cmdline.clone() };
+    if !cfg.capture.append.is_empty() {
+        line = format!("{line} {}", cfg.capture.append);
+    }
+    Ok(Built { initramfs, kernel, cmdline: line, report })
+}
+
+/// A module file's ELF bytes: `.ko` as is, `.ko.zst`, `.ko.xz` and `.ko.gz` decompressed
+/// (finit_module of the kernels we boot may not take compressed modules).
+fn decompress_module(rel: &str, raw: Vec<u8>) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    match modules::compression(rel) {
+        Compression::None => return Ok(raw),
+        Compression::Zstd => return Ok(zstd::decode_all(raw.as_slice())?),
+        Compression::Gzip => {
+            flate2::read::GzDecoder::new(raw.as_slice()).read_to_end(&mut out)?;
+        }
+        Compression::Xz => {
+            lzma_rs::xz_decompress(&mut std::io::BufReader::new(raw.as_slice()), &mut out)
+                .map_err(|e| anyhow::anyhow!("xz: {e:?}"))?;
+        }
+    }
+    Ok(out)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn setup(config_path: &Path, dry_run: bool) -> anyhow::Result<()> {
+    let (cfg, text) = load_config(config_path)?;
+    let root = SysRoot::host();
+    let built = build(&cfg, &text, &root)?;
+    println!("kdump setup: config {}", config_path.display());
+    for line in &built.report {
+        println!("  {line}");
+    }
+    for (path, size) in &built.initramfs.contents {
+        println!("  initramfs: {path:<32} {size:>10} bytes");
+    }
+    let out = PathBuf::from(&cfg.capture.initramfs);
+    println!(
+        "  initramfs: {} bytes ({}), {}",
+        built.initramfs.bytes.len(),
+        mib(built.initramfs.bytes.len() as u64),
+        out.display()
+    );
+
+    let raw = std::fs::read(&built.kernel)
+        .with_context(|| format!("cannot read the capture kernel {} (set capture.kernel)", built.kernel.display()))?;
+    let image = BzImage::parse(&raw).with_context(|| format!("{} cannot be loaded", built.kernel.display()))?;
+    let request =
+        CmdlineRequest { reuse: None, append: vec![built.cmdline.clone()], panic: true, capture_defaults: true };
+    let line = cmdline::build(&request, usize::try_from(image.cmdline_size).unwrap_or(usize::MAX))?;
+    println!("  kernel: {} ({})", built.kernel.display(), image.version.as_deref().unwrap_or("unknown version"));
+    println!("  command line: {line}");
+
+    let mut digest = kdump_sha256::Sha256::new();
+    digest.update(&raw);
+    digest.update(&built.initramfs.bytes);
+    digest.update(line.as_bytes());
+    let boot_id = root.read("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let stamp = format!("{} {}\n", boot_id.trim(), hex(&digest.finalize()));
+    let stamp_path = PathBuf::from(format!("{}.loaded", cfg.capture.initramfs));
+    let machine = collect_machine_info(&root).context("cannot read the machine description")?;
+    if machine.kexec.crash_loaded
+        && std::fs::read_to_string(&stamp_path).is_ok_and(|s| s == stamp)
+        && std::fs::read(&out).is_ok_and(|b| b == built.initramfs.bytes)
+    {
+        println!("kdump setup: already loaded with this kernel, initramfs and command line: nothing to do");
+        return Ok(());
+    }
+    let problems = check_load(&LoadCheck {
+        machine: &machine,
+        panic: true,
+        syscall: Syscall::File,
+        image: &image,
+        initrd_len: Some(built.initramfs.bytes.len() as u64),
+        cap_sys_boot: true,
+    });
+    if !problems.is_empty() {
+        let list: Vec<String> = problems.iter().map(|p| format!("\n  - {p}")).collect();
+        bail!("cannot load the capture kernel:{}", list.concat());
+    }
+    if dry_run {
+        println!("kdump setup: --dry-run: nothing written, nothing loaded");
+        return Ok(());
+    }
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let tmp = PathBuf::from(format!("{}.new", out.display()));
+    std::fs::write(&tmp, &built.initramfs.bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &out).with_context(|| format!("cannot rename {} to {}", tmp.display(), out.display()))?;
+    if machine.kexec.crash_loaded {
+        kexec::kexec_file_unload(true)
+            .map_err(|e| anyhow::anyhow!(explain(Call::FileUnload, true, e)))
+            .context("cannot unload the previous capture kernel")?;
+        println!("  unloaded the previous capture kernel");
+    }
+    let kernel = File::open(&built.kernel).with_context(|| format!("cannot open {}", built.kernel.display()))?;
+    let initrd = File::open(&out).with_context(|| format!("cannot open {}", out.display()))?;
+    let cline = CString::new(line).context("the command line contains a NUL byte")?;
+    kexec::kexec_file_load(&kernel, Some(&initrd), &cline, kexec::KEXEC_FILE_ON_CRASH).map_err(|e| {
+        anyhow::anyhow!("kexec_file_load refused the capture kernel: {}", explain(Call::FileLoad, true, e))
+    })?;
+    let loaded = root.read("/sys/kernel/kexec_crash_loaded").map(|s| s.trim() == "1").unwrap_or(false);
+    if !loaded {
+        bail!("kexec_file_load succeeded but /sys/kernel/kexec_crash_loaded does not read 1");
+    }
+    let _ = std::fs::write(&stamp_path, &stamp);
+    println!(
+        "kdump setup: capture kernel loaded ({} reserved); on a crash, dumps go to {}:{}",
+        mib(machine.crash_reserved()),
+        cfg.target_spec()?,
+        if cfg.target.raw { " (raw, flattened)".to_string() } else { cfg.target.path.clone() }
+    );
+    Ok(())
+}
+
+fn unload() -> anyhow::Result<()> {
+    let root = SysRoot::host();
+    let loaded = root.read("/sys/kernel/kexec_crash_loaded").map(|s| s.trim() == "1").unwrap_or(false);
+    if !loaded {
+        println!("kdump unload: no capture kernel is loaded: nothing to do");
+        return Ok(());
+    }
+    kexec::kexec_file_unload(true)
+        .or_else(|_| kexec::kexec_load_unload(true))
+        .map_err(|e| anyhow::anyhow!(explain(Call::FileUnload, true, e)))
+        .context("cannot unload the capture kernel")?;
+    println!("kdump unload: capture kernel unloaded");
+    Ok(())
+}
+
+/// Where the target's crash directories are on the running system, if it is mounted.
+fn mounted_crash_dir(root: &SysRoot, cfg: &Config) -> Option<PathBuf> {
+    let spec = cfg.target_spec().ok()?;
+    let (node, _) = find_target(root, &spec)?;
+    let name = sys::block_name_of(&node)?;
+    let mounts = sys::mounts(root).ok()?;
+    let m = mounts.iter().find(|m| sys::block_name_of(Path::new(&m.source)).as_deref() == Some(name.as_str()))?;
+    Some(m.target.join(cfg.target.path.trim_start_matches('/')))
+}
+
+fn summaries(dir: &Path) -> anyhow::Result<Vec<CrashDirSummary>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let files: Vec<(String, u64)> = std::fs::read_dir(entry.path())?
+            .filter_map(|e| e.ok())
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().map(|m| m.len()).unwrap_or(0)))
+            .collect();
+        if files.iter().any(|(f, _)| f.starts_with("vmcore") || f == "kdump.log") {
+            out.push(CrashDirSummary::from_files(&entry.file_name().to_string_lossy(), &files));
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+fn status(config_path: &Path) -> anyhow::Result<()> {
+    let root = SysRoot::host();
+    let machine = collect_machine_info(&root).context("cannot read the machine description")?;
+    println!(
+        "reserved memory: {}",
+        if machine.crash_regions.is_empty() {
+            "none (add crashkernel= to the kernel command line; kdump estimate says how much)".to_string()
+        } else {
+            mib(machine.crash_reserved())
+        }
+    );
+    println!("capture kernel:  {}", if machine.kexec.crash_loaded { "loaded" } else { "NOT loaded (run kdump setup)" });
+    let (cfg, _) = match load_config(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("config:          {e:#}");
+            return Ok(());
+        }
+    };
+    let spec = cfg.target_spec()?;
+    match find_target(&root, &spec) {
+        Some((node, _)) => println!("target:          {spec} present ({})", node.display()),
+        None => println!("target:          {spec} ABSENT"),
+    }
+    match mounted_crash_dir(&root, &cfg) {
+        Some(dir) if dir.is_dir() => {
+            let list = summaries(&dir)?;
+            println!("dumps in {}: {}", dir.display(), list.len());
+            for s in list.iter().rev().take(5) {
+                println!("  {}", s.line());
+            }
+        }
+        Some(dir) => println!("dumps:           none yet ({} does not exist)", dir.display()),
+        None => println!("dumps:           the target is not mounted here: kdump list --dir DIR"),
+    }
+    Ok(())
+}
+
+fn list(config_path: &Path, dir: Option<&Path>) -> anyhow::Result<()> {
+    let dir = match dir {
+        Some(d) => d.to_path_buf(),
+        None => {
+            let (cfg, _) = load_config(config_path)?;
+            mounted_crash_dir(&SysRoot::host(), &cfg).context(
+                "the configured target is not mounted on this system: mount it, or give --dir <mountpoint>/<path>",
+            )?
+        }
+    };
+    let list = summaries(&dir)?;
+    if list.is_empty() {
+        println!("no dumps in {}", dir.display());
+    }
+    for s in &list {
+        println!("{}", s.line());
+    }
+    Ok(())
+}
+
+fn estimate(config_path: &Path) -> anyhow::Result<()> {
+    let (cfg, text) = load_config(config_path)?;
+    let root = SysRoot::host();
+    let built = build(&cfg, &text, &root)?;
+    let raw = std::fs::read(&built.kernel).with_context(|| format!("cannot read {}", built.kernel.display()))?;
+    let image = BzImage::parse(&raw)?;
+    let machine = collect_machine_info(&root).context("cannot read the machine description")?;
+    let max_pfn = machine.system_ram.iter().map(|r| r.end / 4096 + 1).max().unwrap_or(0);
+    let e = kdump_service::estimate::estimate(&kdump_service::estimate::EstimateInput {
+        kernel_init_size: u64::from(image.init_size),
+        initramfs_len: built.initramfs.bytes.len() as u64,
+        max_pfn,
+        page_size: 4096,
+        threads: u64::from(cfg.dump.threads),
+    });
+    println!("crashkernel estimate for {} of RAM (max PFN {max_pfn:#x}):", mib(machine.ram_total()));
+    print!("{}", e.render());
+    let reserved = machine.crash_reserved();
+    if reserved == 0 {
+        println!("now reserved: none");
+    } else if reserved < e.total {
+        println!("now reserved: {} — TOO SMALL: use crashkernel={}M", mib(reserved), e.crashkernel_mib);
+    } else {
+        println!("now reserved: {} — enough", mib(reserved));
+    }
+    Ok(())
+}
+
+fn test(yes: bool) -> anyhow::Result<()> {
+    if !yes {
+        bail!("kdump test crashes this machine on purpose: run it as `kdump test --yes-crash-this-machine`");
+    }
+    let root = SysRoot::host();
+    let loaded = root.read("/sys/kernel/kexec_crash_loaded").map(|s| s.trim() == "1").unwrap_or(false);
+    if !loaded {
+        bail!("no capture kernel is loaded: run kdump setup first (the crash would save nothing)");
+    }
+    println!("kdump test: crashing the machine now (sysrq c)");
+    let err = sys::crash_now();
+    Err(err).context("cannot trigger the crash through /proc/sysrq-trigger")
+}
+
+fn extract(device: &Path, dest: &Path, force: bool) -> anyhow::Result<()> {
+    if dest.exists() && !force {
+        bail!("{} exists: use -f to overwrite it", dest.display());
+    }
+    let input = File::open(device).with_context(|| format!("cannot open {}", device.display()))?;
+    let out = File::create(dest).with_context(|| format!("cannot create {}", dest.display()))?;
+    let mut w = std::io::BufWriter::new(out);
+    let len = kdump_dumpfile::rebuild_flattened(std::io::BufReader::with_capacity(1 << 20, input), &mut w)
+        .with_context(|| format!("{} holds no complete flattened dump", device.display()))?;
+    let out = w.into_inner().map_err(|e| e.into_error())?;
+    out.sync_all()?;
+    println!("kdump extract: {} bytes from {} into {}", len, device.display(), dest.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kdump_dumpfile::{FlatWriter, WriteAt};
+
+    #[test]
+    fn extract_rebuilds_a_stream_followed_by_old_device_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = FlatWriter::new(Vec::new()).unwrap();
+        w.write_at(4096, b"second").unwrap();
+        w.write_at(0, b"first").unwrap();
+        let mut device = w.finish().unwrap();
+        device.extend(std::iter::repeat_n(0xAAu8, 1 << 16)); // the rest of the raw device
+        let dev = dir.path().join("device");
+        std::fs::write(&dev, &device).unwrap();
+        let dest = dir.path().join("vmcore");
+        extract(&dev, &dest, false).unwrap();
+        let out = std::fs::read(&dest).unwrap();
+        assert_eq!(out.len(), 4096 + 6);
+        assert_eq!(&out[..5], b"first");
+        assert_eq!(&out[4096..], b"second");
+        assert!(extract(&dev, &dest, false).unwrap_err().to_string().contains("-f"), "no silent overwrite");
+        std::fs::write(&dev, vec![0u8; 8192]).unwrap();
+        let err = format!("{:#}", extract(&dev, &dir.path().join("x"), false).unwrap_err());
+        assert!(err.contains("holds no complete flattened dump"), "{err}");
+    }
+
+    #[test]
+    fn modules_are_decompressed_by_their_suffix() {
+        let plain = b"\x7fELF module bytes ".repeat(4);
+        // python3: lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC32), as the kernel's xz --check=crc32.
+        let xz: &[u8] = &[
+            0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x0, 0x0, 0x1, 0x69, 0x22, 0xde, 0x36, 0x2, 0x0, 0x21, 0x1, 0x16, 0x0, 0x0,
+            0x0, 0x74, 0x2f, 0xe5, 0xa3, 0xe0, 0x0, 0x47, 0x0, 0x1a, 0x5d, 0x0, 0x3f, 0x91, 0x45, 0x84, 0x69, 0x4d,
+            0x97, 0x1d, 0x12, 0xf2, 0x65, 0xff, 0x65, 0xfb, 0xc0, 0x90, 0xb3, 0x11, 0xce, 0xfa, 0xd, 0x5a, 0x54, 0xd0,
+            0x0, 0x0, 0x0, 0x0, 0x0, 0x63, 0x97, 0x93, 0x8d, 0x0, 0x1, 0x32, 0x48, 0xf8, 0x28, 0xf1, 0xb5, 0x90, 0x42,
+            0x99, 0xd, 0x1, 0x0, 0x0, 0x0, 0x0, 0x1, 0x59, 0x5a,
+        ];
+        assert_eq!(decompress_module("m.ko.xz", xz.to_vec()).unwrap(), plain);
+        let zst = zstd::encode_all(plain.as_slice(), 3).unwrap();
+        assert_eq!(decompress_module("m.ko.zst", zst).unwrap(), plain);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, &plain).unwrap();
+        assert_eq!(decompress_module("m.ko.gz", gz.finish().unwrap()).unwrap(), plain);
+        assert_eq!(decompress_module("m.ko", plain.clone()).unwrap(), plain);
+        assert!(decompress_module("m.ko.xz", b"not xz".to_vec()).is_err());
+    }
+
+    #[test]
+    fn list_summarises_crash_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("web1-2026-11-26-05:41:46");
+        let b = dir.path().join("web1-2026-11-27-01:00:00");
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        std::fs::create_dir_all(dir.path().join("lost+found")).unwrap();
+        std::fs::write(a.join("vmcore"), vec![0u8; 1 << 20]).unwrap();
+        std::fs::write(a.join("dmesg.txt"), "x").unwrap();
+        std::fs::write(b.join("vmcore.incomplete"), "x").unwrap();
+        std::fs::write(b.join("kdump.log"), "x").unwrap();
+        let list = summaries(dir.path()).unwrap();
+        assert_eq!(list.len(), 2, "lost+found is not a crash");
+        assert!(list[0].complete && list[0].dmesg && list[0].vmcore_bytes == 1 << 20);
+        assert!(list[1].incomplete && !list[1].complete);
+    }
+
+    #[test]
+    fn device_path_targets_are_found_only_when_present() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = SysRoot::at(dir.path());
+        let dev = dir.path().join("disk.img");
+        let mut img = vec![0u8; 4096];
+        img[1024 + 0x38] = 0x53;
+        img[1024 + 0x39] = 0xef;
+        img[1024 + 0x78..1024 + 0x7d].copy_from_slice(b"crash");
+        std::fs::write(&dev, &img).unwrap();
+        let (node, id) = find_target(&root, &TargetSpec::Path(dev.clone())).unwrap();
+        assert_eq!(node, dev);
+        assert_eq!(id.unwrap().label, "crash");
+        assert!(find_target(&root, &TargetSpec::Path(dir.path().join("nope"))).is_none());
+        // No /sys/class/block under this root: labels resolve to nothing.
+        assert!(find_target(&root, &TargetSpec::Label("crash".into())).is_none());
+    }
+}
