@@ -66,22 +66,9 @@ pub fn busybox() -> Result<PathBuf, LabError> {
     Ok(path)
 }
 
-/// True for a 64-bit little-endian ELF executable without a PT_INTERP
-/// program header (no dynamic loader needed). Static-PIE counts as static.
-pub fn is_static_elf(bytes: &[u8]) -> bool {
-    const PT_INTERP: u32 = 3;
-    if bytes.len() < 64 || &bytes[..4] != b"\x7fELF" || bytes[4] != 2 || bytes[5] != 1 {
-        return false;
-    }
-    let u16_at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]);
-    let phoff = u64::from_le_bytes(bytes[32..40].try_into().unwrap_or_default());
-    let (phentsize, phnum) = (usize::from(u16_at(54)), usize::from(u16_at(56)));
-    let Ok(phoff) = usize::try_from(phoff) else { return false };
-    (0..phnum).all(|i| {
-        let at = phoff + i * phentsize;
-        bytes.get(at..at + 4).is_some_and(|t| u32::from_le_bytes([t[0], t[1], t[2], t[3]]) != PT_INTERP)
-    })
-}
+/// True for an ELF executable that names no dynamic loader (the same check
+/// `kdump setup` makes before using its own binary as the capture init).
+pub use kdump_service::initramfs::is_static_elf;
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,6 @@
 //! Opens a dump in any format we read and adapts it for the kernel decoders.
 
+use std::borrow::BorrowMut;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek};
 use std::path::Path;
@@ -115,21 +116,22 @@ impl Seek for SequentialReader {
     }
 }
 
-/// Byte-addressed reads over a page-based dump, caching the last page.
-pub struct PhysAdapter<'a> {
-    mem: &'a mut dyn PhysMem,
+/// Byte-addressed reads over a page-based dump, caching the last page. `M`
+/// is a borrowed (`&mut dyn PhysMem`) or owned (`Box<dyn PhysMem>`) dump.
+pub struct PhysAdapter<M> {
+    mem: M,
     page: Vec<u8>,
     cached: Option<u64>,
 }
 
-impl<'a> PhysAdapter<'a> {
-    pub fn new(mem: &'a mut dyn PhysMem) -> Self {
-        let size = mem.page_size() as usize;
+impl<M: BorrowMut<dyn PhysMem>> PhysAdapter<M> {
+    pub fn new(mem: M) -> Self {
+        let size = mem.borrow().page_size() as usize;
         Self { mem, page: vec![0; size], cached: None }
     }
 }
 
-impl PhysRead for PhysAdapter<'_> {
+impl<M: BorrowMut<dyn PhysMem>> PhysRead for PhysAdapter<M> {
     fn read_phys(&mut self, paddr: u64, buf: &mut [u8]) -> kdump_kernel::Result<()> {
         let size = self.page.len() as u64;
         let mut done = 0usize;
@@ -140,6 +142,7 @@ impl PhysRead for PhysAdapter<'_> {
                 self.cached = None;
                 let state = self
                     .mem
+                    .borrow_mut()
                     .read_page(pfn, &mut self.page)
                     .map_err(|e| kdump_kernel::Error::Read { addr, reason: e.to_string() })?;
                 match state {

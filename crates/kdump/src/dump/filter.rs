@@ -5,47 +5,15 @@
 use std::path::Path;
 
 use anyhow::Context;
-use kdump_dumpfile::PageState;
+use kdump_dumpfile::{PageState, PhysMem};
 use kdump_kernel::memory::X86_64Layout;
 use kdump_kernel::pages::{LevelFilter, PageClass, PageClassifier, level};
-use kdump_kernel::{KernelMemory, PhysRead, Vmcoreinfo};
+use kdump_kernel::{KernelMemory, Vmcoreinfo};
 
-use crate::dumpfile::{self, Dump};
+use crate::dumpfile::{self, Dump, PhysAdapter};
 
-/// Byte reads over a dump it owns, caching the last page (as `PhysAdapter`).
-pub struct OwnedPhys {
-    dump: Dump,
-    page: Vec<u8>,
-    cached: Option<u64>,
-}
-
-impl PhysRead for OwnedPhys {
-    fn read_phys(&mut self, paddr: u64, buf: &mut [u8]) -> kdump_kernel::Result<()> {
-        let size = self.page.len() as u64;
-        let mut done = 0usize;
-        while done < buf.len() {
-            let addr = paddr + done as u64;
-            let pfn = addr / size;
-            if self.cached != Some(pfn) {
-                self.cached = None;
-                let state = self
-                    .dump
-                    .mem
-                    .read_page(pfn, &mut self.page)
-                    .map_err(|e| kdump_kernel::Error::Read { addr, reason: e.to_string() })?;
-                if !matches!(state, PageState::Present | PageState::ZeroFilled) {
-                    return Err(kdump_kernel::Error::NotInDump(addr));
-                }
-                self.cached = Some(pfn);
-            }
-            let off = (addr % size) as usize;
-            let n = (self.page.len() - off).min(buf.len() - done);
-            buf[done..done + n].copy_from_slice(&self.page[off..off + n]);
-            done += n;
-        }
-        Ok(())
-    }
-}
+/// Byte reads over a second handle on the dump, owned by the filter.
+pub type OwnedPhys = PhysAdapter<Box<dyn PhysMem>>;
 
 /// The filter for one dump, and what it could not do.
 pub struct Filter {
@@ -135,9 +103,8 @@ pub fn build(source: &Path, dump: &Dump, level: u32) -> anyhow::Result<Filter> {
         Err(e) => return fail(e.to_string()),
     };
     let second = dumpfile::open(source).context("cannot open the source a second time to read struct pages")?;
-    let page = vec![0; second.mem.page_size() as usize];
     let ram = dump.mem.ram_ranges().to_vec();
-    let mem = KernelMemory::new(OwnedPhys { dump: second, page, cached: None }, layout);
+    let mem = KernelMemory::new(PhysAdapter::new(second.mem), layout);
     let classifier = match PageClassifier::new(mem, &info, level, ram) {
         Ok(c) => c,
         Err(e) => return fail(e.to_string()),
