@@ -388,6 +388,10 @@ pub struct KdumpConfig {
     /// VMCOREINFO text; appended to the notes as a `VMCOREINFO` note unless the notes already
     /// have one.
     pub vmcoreinfo: Option<Vec<u8>>,
+    /// At most this many pages will be appended: the page-descriptor table is sized for it
+    /// (24 bytes a page) instead of for every RAM page. A filtered dump counts its pages first
+    /// and passes the count, so excluded pages cost nothing on disk.
+    pub descriptor_slots: Option<u64>,
 }
 
 impl KdumpConfig {
@@ -407,6 +411,7 @@ impl KdumpConfig {
             phys_base: 0,
             notes: Vec::new(),
             vmcoreinfo: None,
+            descriptor_slots: None,
         }
     }
 }
@@ -443,6 +448,8 @@ pub struct KdumpWriter<S: WriteAt> {
     desc_off: u64,
     /// End of the descriptor table: where page data may start.
     metadata_end: u64,
+    /// Descriptors the table holds.
+    descriptor_slots: u64,
     zero_off: Option<u64>,
     encoder: PageEncoder,
     enc_buf: Vec<u8>,
@@ -502,7 +509,8 @@ impl<S: WriteAt> KdumpWriter<S> {
         let bitmap2_off = bitmap1_off + bitmap_bytes;
         let desc_off = bitmap2_off + bitmap_bytes;
         let n_ram: u64 = ram.iter().map(|r| r.end - r.start).sum();
-        let mut data_off = desc_off + n_ram * PageDesc::SIZE as u64;
+        let n_desc = cfg.descriptor_slots.map_or(n_ram, |n| n.min(n_ram));
+        let mut data_off = desc_off + n_desc * PageDesc::SIZE as u64;
 
         let mut sub = KdumpSubHeader {
             phys_base: cfg.phys_base,
@@ -582,7 +590,8 @@ impl<S: WriteAt> KdumpWriter<S> {
             bitmap2_off,
             bitmap_bytes,
             desc_off,
-            metadata_end: desc_off + n_ram * PageDesc::SIZE as u64,
+            metadata_end: desc_off + n_desc * PageDesc::SIZE as u64,
+            descriptor_slots: n_desc,
             zero_off,
             encoder: PageEncoder::new(cfg.codec, cfg.share_zero_pages)?,
             enc_buf: Vec::with_capacity(ps as usize * 2),
@@ -646,6 +655,12 @@ impl<S: WriteAt> KdumpWriter<S> {
         }
         if self.ram.get(self.ram_cursor).is_none_or(|r| r.start > pfn) {
             return Err(Error::InvalidArgument(format!("page {pfn:#x} is not in a declared RAM range")));
+        }
+        if self.rank >= self.descriptor_slots {
+            return Err(Error::Usage(format!(
+                "page {pfn:#x} is one more than the {} pages the descriptor table was sized for",
+                self.descriptor_slots
+            )));
         }
         let desc = match enc {
             Encoded::Zero => {
@@ -767,7 +782,14 @@ impl<S: WriteAt> KdumpWriter<S> {
     /// set, descriptor offset 0) and the header gets `DUMP_DH_COMPRESSED_INCOMPLETE`.
     ///
     /// Also usable without an error to end a dump early on purpose.
-    pub fn finish_incomplete(mut self) -> Result<(S, WriteSummary)> {
+    pub fn finish_incomplete(self) -> Result<(S, WriteSummary)> {
+        self.finish_incomplete_with(|_| true)
+    }
+
+    /// Like [`finish_incomplete`](Self::finish_incomplete), but only the pages not yet
+    /// appended for which `would_keep(pfn)` is true are marked lost (the others were going to
+    /// be excluded anyway), and never more than the descriptor table holds.
+    pub fn finish_incomplete_with(mut self, mut would_keep: impl FnMut(u64) -> bool) -> Result<(S, WriteSummary)> {
         // Try to get buffered data out; if that fails, forget descriptors pointing into it.
         if !self.data_buf.is_empty() && self.sink.write_at(self.data_buf_off, &self.data_buf).is_ok() {
             self.data_buf_off += self.data_buf.len() as u64;
@@ -786,7 +808,9 @@ impl<S: WriteAt> KdumpWriter<S> {
             self.sink.write_at(off, &self.desc_buf)?;
             self.desc_buf.clear();
         }
-        // The rest of RAM, from next_pfn on: lost.
+        // The rest of the pages to dump, from next_pfn on: lost (their descriptors stay zero).
+        let spare = self.descriptor_slots - self.rank;
+        let mut lost = 0u64;
         let ps = self.block;
         let bits = ps * 8;
         let blocks = self.bitmap_bytes / ps;
@@ -800,8 +824,14 @@ impl<S: WriteAt> KdumpWriter<S> {
             for r in &self.ram {
                 let s = r.start.max(lo).max(self.next_pfn);
                 let e = r.end.min(hi);
-                if s < e {
-                    set_bits(&mut self.blk, s - lo, e - lo);
+                for pfn in s..e {
+                    if lost >= spare {
+                        break;
+                    }
+                    if would_keep(pfn) {
+                        set_bits(&mut self.blk, pfn - lo, pfn - lo + 1);
+                        lost += 1;
+                    }
                 }
             }
             self.sink.write_at(self.bitmap2_off + b * ps, &self.blk)?;

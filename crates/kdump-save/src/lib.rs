@@ -86,7 +86,8 @@ struct EncodedBatch {
 
 /// Copies every RAM page of `src` into `writer`, compressing on
 /// `opts.threads` threads. `keep(pfn, page)` decides whether a page is
-/// dumped (dump-level filtering). Returns the finished writer's sink and a
+/// dumped (dump-level filtering); after a write error it is also asked, with
+/// an empty page, about the pages never read, which are then marked lost. Returns the finished writer's sink and a
 /// report; a write error finishes the file as incomplete and reports why.
 pub fn save_kdump<M, S, K, P>(
     src: &mut M,
@@ -133,9 +134,20 @@ where
         (writer_handle.join(), std::mem::take(&mut report))
     });
     let mut report = reader_report;
-    let (sink, summary, reason) = match writer_result {
-        Ok(r) => r?,
+    let written = match writer_result {
+        Ok(r) => r,
         Err(panic) => std::panic::resume_unwind(panic),
+    };
+    let (sink, summary, reason) = match written {
+        Written::Finished(writer) => {
+            let (sink, summary) = writer.finish()?;
+            (sink, summary, None)
+        }
+        // The pages never read that the filter would have kept are marked lost.
+        Written::Failed(writer, reason) => {
+            let (sink, summary) = writer.finish_incomplete_with(|pfn| keep(pfn, &[]))?;
+            (sink, summary, Some(reason))
+        }
     };
     report.written = summary;
     report.incomplete_reason = reason;
@@ -240,9 +252,13 @@ fn encode_loop(encoder: &mut kdump_dumpfile::PageEncoder, rx: &Mutex<Receiver<Ba
     }
 }
 
-type WriteResult<S> = Result<(S, WriteSummary, Option<String>), SaveError>;
+/// The writer after the last batch: ready to finish, or stopped by a write error.
+enum Written<S: WriteAt> {
+    Finished(KdumpWriter<S>),
+    Failed(KdumpWriter<S>, String),
+}
 
-fn write_loop<S: WriteAt>(mut writer: KdumpWriter<S>, rx: Receiver<EncodedBatch>, stop: &AtomicBool) -> WriteResult<S> {
+fn write_loop<S: WriteAt>(mut writer: KdumpWriter<S>, rx: Receiver<EncodedBatch>, stop: &AtomicBool) -> Written<S> {
     let mut next = 0u64;
     let mut waiting: BTreeMap<u64, EncodedBatch> = BTreeMap::new();
     let mut failure: Option<String> = None;
@@ -259,16 +275,10 @@ fn write_loop<S: WriteAt>(mut writer: KdumpWriter<S>, rx: Receiver<EncodedBatch>
             }
         }
     }
-    // Drain so the encoders and the reader can finish.
+    // Dropping the receiver lets the encoders, then the reader, stop.
     drop(rx);
     match failure {
-        None => {
-            let (sink, summary) = writer.finish().map_err(SaveError::from)?;
-            Ok((sink, summary, None))
-        }
-        Some(reason) => {
-            let (sink, summary) = writer.finish_incomplete().map_err(SaveError::from)?;
-            Ok((sink, summary, Some(reason)))
-        }
+        None => Written::Finished(writer),
+        Some(reason) => Written::Failed(writer, reason),
     }
 }

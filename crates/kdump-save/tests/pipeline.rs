@@ -198,3 +198,51 @@ fn a_full_disk_early_in_a_long_dump_does_not_hang() {
         assert!(report.pages_scanned < 4096, "the reader stopped early");
     }
 }
+
+#[test]
+fn a_table_sized_for_the_kept_pages_is_smaller_and_still_marks_lost_pages() {
+    let keep_even = |pfn: u64, _: &[u8]| pfn % 2 == 0;
+    let kept = 384u64; // half of the 768 RAM pages
+    let full = save(1, Codec::None);
+
+    // Complete: descriptors only for kept pages.
+    let mut src = source();
+    let mut cfg = config(&src, Codec::None);
+    cfg.descriptor_slots = Some(kept);
+    let writer = KdumpWriter::new(SeekSink::new(Cursor::new(Vec::new())), cfg.clone()).unwrap();
+    let (sink, report) = save_kdump(&mut src, writer, &SaveOptions::default(), keep_even, |_| {}).unwrap();
+    assert_eq!(report.written.pages, kept);
+    let bytes = sink.into_inner().into_inner();
+    let mut reader = KdumpReader::open(Cursor::new(bytes)).unwrap();
+    let mut b = vec![0u8; PAGE];
+    assert_eq!(reader.read_page(0x100, &mut b).unwrap(), PageState::Present);
+    assert_eq!(reader.read_page(0x101, &mut b).unwrap(), PageState::Excluded);
+
+    // Too many pages for the table: refused, not overflowed.
+    let mut src = source();
+    let writer = KdumpWriter::new(SeekSink::new(Cursor::new(Vec::new())), cfg.clone()).unwrap();
+    let (_, report) = save_kdump(&mut src, writer, &SaveOptions::default(), |_, _| true, |_| {}).unwrap();
+    assert!(report.incomplete_reason.unwrap().contains("descriptor table"));
+
+    // A full disk: kept pages never written are lost, the others excluded.
+    let mut src = source();
+    let sink = FullDisk { inner: SeekSink::new(Cursor::new(Vec::new())), limit: 600 << 10, slow: false };
+    let writer = KdumpWriter::new(sink, cfg).unwrap();
+    let (sink, report) = save_kdump(&mut src, writer, &SaveOptions::default(), keep_even, |_| {}).unwrap();
+    assert!(report.incomplete_reason.is_some());
+    let bytes = sink.inner.into_inner().into_inner();
+    assert!(bytes.len() < full.len());
+    let mut reader = KdumpReader::open(Cursor::new(bytes)).unwrap();
+    let (mut lost, mut excluded_odd) = (0, 0);
+    for pfn in 0x1000..0x1200 {
+        match reader.read_page(pfn, &mut b).unwrap() {
+            PageState::Lost => {
+                assert_eq!(pfn % 2, 0, "only kept pages are lost");
+                lost += 1;
+            }
+            PageState::Excluded => excluded_odd += u64::from(pfn % 2 == 1),
+            _ => {}
+        }
+    }
+    assert!(lost > 0 && excluded_odd == 256, "lost {lost}, excluded odd {excluded_odd}");
+}

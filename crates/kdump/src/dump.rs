@@ -131,7 +131,8 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
         return save_elf_file(&mut dump, dest, a, &mut filter);
     }
     // The header records the level actually applied (never more than was filtered).
-    let config = config(&mut dump, codec, filter.effective_level)?;
+    let mut config = config(&mut dump, codec, filter.effective_level)?;
+    config.descriptor_slots = filter::count_kept(source, &dump, a.level)?;
     let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
     let opts = SaveOptions { threads, ..SaveOptions::default() };
     // Level bit 1 is handled by the writer (zero pages share one block, as

@@ -206,3 +206,21 @@ pub fn mem_usage(source: &Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Counts the pages a dump at `level` will hold, with a filter of its own (a
+/// second struct-page pass, as makedumpfile makes): the writer sizes its page
+/// table by it, so excluded pages take no space. `None` when nothing is
+/// filtered by struct page (every RAM page may be dumped).
+pub fn count_kept(source: &Path, dump: &Dump, level: u32) -> anyhow::Result<Option<u64>> {
+    let mut counter = build(source, dump, level)?;
+    if counter.inner.is_none() {
+        return Ok(None);
+    }
+    let mut kept = 0u64;
+    for range in dump.mem.ram_ranges() {
+        for pfn in range.clone() {
+            kept += u64::from(counter.keep(pfn));
+        }
+    }
+    Ok(Some(kept))
+}
