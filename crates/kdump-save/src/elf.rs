@@ -120,8 +120,8 @@ struct OpenLoad {
     offset: u64,
 }
 
-/// Writes an ELF64 vmcore of `segments` of `src` into `sink`. `keep(pfn,
-/// page)` decides which pages are dumped; `drop_zero` drops all-zero pages.
+/// Writes an ELF64 vmcore of `segments` of `src` into `sink`. `keep(pfn)`
+/// decides which pages are dumped (before they are read); `drop_zero` drops all-zero pages.
 /// A write error stops the dump; the file then describes only the data that
 /// reached the sink and has [`ELF_FLAG_INCOMPLETE`] set.
 pub fn save_elf<M, S, K>(
@@ -134,7 +134,7 @@ pub fn save_elf<M, S, K>(
 where
     M: PhysMem + ?Sized,
     S: WriteAt,
-    K: FnMut(u64, &[u8]) -> bool,
+    K: FnMut(u64) -> bool,
 {
     let page = src.page_size();
     let notes = src.notes().to_vec();
@@ -164,8 +164,10 @@ where
                 break;
             }
             let pfn = seg.paddr / page + i;
-            let present = matches!(src.read_page(pfn, &mut buf), Ok(PageState::Present | PageState::ZeroFilled));
-            if !(present && !(drop_zero && buf == zeros) && keep(pfn, &buf)) {
+            let wanted = keep(pfn)
+                && matches!(src.read_page(pfn, &mut buf), Ok(PageState::Present | PageState::ZeroFilled))
+                && !(drop_zero && buf == zeros);
+            if !wanted {
                 report.pages_dropped += 1;
                 dropped_run += 1;
                 continue;

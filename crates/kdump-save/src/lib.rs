@@ -85,9 +85,10 @@ struct EncodedBatch {
 }
 
 /// Copies every RAM page of `src` into `writer`, compressing on
-/// `opts.threads` threads. `keep(pfn, page)` decides whether a page is
-/// dumped (dump-level filtering); after a write error it is also asked, with
-/// an empty page, about the pages never read, which are then marked lost. Returns the finished writer's sink and a
+/// `opts.threads` threads. `keep(pfn)` decides whether a page is dumped
+/// (dump-level filtering) before it is read, so excluded pages cost no I/O;
+/// after a write error it is asked about the pages never read, and those it
+/// keeps are marked lost. Returns the finished writer's sink and a
 /// report; a write error finishes the file as incomplete and reports why.
 pub fn save_kdump<M, S, K, P>(
     src: &mut M,
@@ -99,7 +100,7 @@ pub fn save_kdump<M, S, K, P>(
 where
     M: PhysMem + ?Sized,
     S: WriteAt + Send,
-    K: FnMut(u64, &[u8]) -> bool,
+    K: FnMut(u64) -> bool,
     P: FnMut(Progress),
 {
     let threads = opts.threads.max(1);
@@ -145,7 +146,7 @@ where
         }
         // The pages never read that the filter would have kept are marked lost.
         Written::Failed(writer, reason) => {
-            let (sink, summary) = writer.finish_incomplete_with(|pfn| keep(pfn, &[]))?;
+            let (sink, summary) = writer.finish_incomplete_with(&mut keep)?;
             (sink, summary, Some(reason))
         }
     };
@@ -168,7 +169,7 @@ fn read_loop<M, K, P>(
     opts: &SaveOptions,
 ) where
     M: PhysMem + ?Sized,
-    K: FnMut(u64, &[u8]) -> bool,
+    K: FnMut(u64) -> bool,
     P: FnMut(Progress),
 {
     let mut seq = 0;
@@ -182,12 +183,14 @@ fn read_loop<M, K, P>(
             }
             done += 1;
             report.pages_scanned = done;
+            if !keep(pfn) {
+                continue;
+            }
             let at = data.len();
             data.resize(at + page_size, 0);
             let page = &mut data[at..];
             match src.read_page(pfn, page) {
-                Ok(PageState::Present | PageState::ZeroFilled) if keep(pfn, page) => pfns.push(pfn),
-                Ok(PageState::Present | PageState::ZeroFilled) => data.truncate(at),
+                Ok(PageState::Present | PageState::ZeroFilled) => pfns.push(pfn),
                 Ok(_) => {
                     report.pages_absent += 1;
                     data.truncate(at);

@@ -32,7 +32,7 @@ fn segments() -> Vec<ElfSegment> {
 fn pages_read_back_and_long_zero_runs_split_segments() {
     let mut src = source();
     let mut sink = SeekSink::new(Cursor::new(Vec::new()));
-    let report = save_elf(&mut src, &mut sink, &segments(), true, |_, _| true).unwrap();
+    let report = save_elf(&mut src, &mut sink, &segments(), true, |_| true).unwrap();
     assert_eq!(report.incomplete_reason, None);
     assert_eq!(report.segments, 2, "the 300-page zero run splits; the 10-page one does not");
     assert_eq!(report.pages_dropped, 300 + 24, "the long run and the zero tail");
@@ -72,7 +72,7 @@ impl WriteAt for FullDisk {
 fn a_full_disk_marks_the_file_incomplete_and_describes_only_written_data() {
     let mut src = source();
     let mut sink = FullDisk { inner: SeekSink::new(Cursor::new(Vec::new())), limit: 2 << 20 };
-    let report = save_elf(&mut src, &mut sink, &segments(), true, |_, _| true).unwrap();
+    let report = save_elf(&mut src, &mut sink, &segments(), true, |_| true).unwrap();
     assert!(report.incomplete_reason.is_some());
     let mut out = ElfVmcore::open(Cursor::new(sink.inner.into_inner().into_inner())).unwrap();
     assert_eq!(out.e_flags() & ELF_FLAG_INCOMPLETE, ELF_FLAG_INCOMPLETE);

@@ -50,7 +50,7 @@ fn save(threads: usize, codec: Codec) -> Vec<u8> {
     let mut src = source();
     let writer = KdumpWriter::new(SeekSink::new(Cursor::new(Vec::new())), config(&src, codec)).unwrap();
     let opts = SaveOptions { threads, ..SaveOptions::default() };
-    let (sink, report) = save_kdump(&mut src, writer, &opts, |_, _| true, |_| {}).unwrap();
+    let (sink, report) = save_kdump(&mut src, writer, &opts, |_| true, |_| {}).unwrap();
     assert_eq!(report.incomplete_reason, None);
     assert_eq!(report.pages_scanned, 768);
     sink.into_inner().into_inner()
@@ -106,7 +106,7 @@ fn a_full_disk_leaves_an_incomplete_but_readable_file() {
     let sink = FullDisk { inner: SeekSink::new(Cursor::new(Vec::new())), limit: 900 << 10, slow: false };
     let writer = KdumpWriter::new(sink, config(&src, Codec::None)).unwrap();
     let opts = SaveOptions { threads: 2, ..SaveOptions::default() };
-    let (sink, report) = save_kdump(&mut src, writer, &opts, |_, _| true, |_| {}).unwrap();
+    let (sink, report) = save_kdump(&mut src, writer, &opts, |_| true, |_| {}).unwrap();
     let reason = report.incomplete_reason.expect("the dump is incomplete");
     assert!(reason.contains("No space left") || reason.contains("os error 28"), "{reason}");
     let bytes = sink.inner.into_inner().into_inner();
@@ -160,7 +160,7 @@ impl PhysMem for Flaky {
 fn unreadable_source_pages_are_recorded_and_left_out() {
     let mut src = Flaky(source());
     let writer = KdumpWriter::new(SeekSink::new(Cursor::new(Vec::new())), config(&src, Codec::Zstd)).unwrap();
-    let (sink, report) = save_kdump(&mut src, writer, &SaveOptions::default(), |_, _| true, |_| {}).unwrap();
+    let (sink, report) = save_kdump(&mut src, writer, &SaveOptions::default(), |_| true, |_| {}).unwrap();
     assert_eq!(report.unreadable, vec![0x105]);
     assert_eq!(report.unreadable_count, 1);
     assert_eq!(report.incomplete_reason, None);
@@ -193,7 +193,7 @@ fn a_full_disk_early_in_a_long_dump_does_not_hang() {
         let sink = FullDisk { inner: SeekSink::new(Cursor::new(Vec::new())), limit: 512 << 10, slow: true };
         let writer = KdumpWriter::new(sink, config(&src, Codec::None)).unwrap();
         let opts = SaveOptions { threads, ..SaveOptions::default() };
-        let (_, report) = save_kdump(&mut src, writer, &opts, |_, _| true, |_| {}).unwrap();
+        let (_, report) = save_kdump(&mut src, writer, &opts, |_| true, |_| {}).unwrap();
         assert!(report.incomplete_reason.is_some(), "{threads} threads");
         assert!(report.pages_scanned < 4096, "the reader stopped early");
     }
@@ -201,7 +201,7 @@ fn a_full_disk_early_in_a_long_dump_does_not_hang() {
 
 #[test]
 fn a_table_sized_for_the_kept_pages_is_smaller_and_still_marks_lost_pages() {
-    let keep_even = |pfn: u64, _: &[u8]| pfn % 2 == 0;
+    let keep_even = |pfn: u64| pfn.is_multiple_of(2);
     let kept = 384u64; // half of the 768 RAM pages
     let full = save(1, Codec::None);
 
@@ -221,7 +221,7 @@ fn a_table_sized_for_the_kept_pages_is_smaller_and_still_marks_lost_pages() {
     // Too many pages for the table: refused, not overflowed.
     let mut src = source();
     let writer = KdumpWriter::new(SeekSink::new(Cursor::new(Vec::new())), cfg.clone()).unwrap();
-    let (_, report) = save_kdump(&mut src, writer, &SaveOptions::default(), |_, _| true, |_| {}).unwrap();
+    let (_, report) = save_kdump(&mut src, writer, &SaveOptions::default(), |_| true, |_| {}).unwrap();
     assert!(report.incomplete_reason.unwrap().contains("descriptor table"));
 
     // A full disk: kept pages never written are lost, the others excluded.

@@ -137,7 +137,7 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
     let opts = SaveOptions { threads, ..SaveOptions::default() };
     // Level bit 1 is handled by the writer (zero pages share one block, as
     // makedumpfile does); the other bits by the struct-page filter.
-    let keep = |pfn: u64, _page: &[u8]| filter.keep(pfn);
+    let keep = |pfn: u64| filter.keep(pfn);
     let reporter = ProgressPrinter::new(a.message_level);
 
     match dest {
@@ -197,7 +197,7 @@ fn save_elf_file(dump: &mut Dump, dest: &Path, a: &DumpArgs, filter: &mut filter
     let file = create_new(&partial, a.force)?;
     preallocate(&file, elf_metadata_len(segments.len(), dump.mem.notes().len(), page), &partial)?;
     let mut sink = SeekSink::new(file);
-    let report = save_elf(dump.mem.as_mut(), &mut sink, &segments, a.level & 1 != 0, |pfn, _| filter.keep(pfn))
+    let report = save_elf(dump.mem.as_mut(), &mut sink, &segments, a.level & 1 != 0, |pfn| filter.keep(pfn))
         .with_context(|| format!("cannot write {}", partial.display()))?;
     let file = sink.into_inner();
     if let Some(reason) = &report.incomplete_reason {
