@@ -12,7 +12,8 @@
 //! ```
 //!
 //! The [`KdumpWriter`] writes in a single pass with bounded memory: it reserves one
-//! descriptor per RAM page (an upper bound; absolute data offsets make the unused tail of the
+//! descriptor per RAM page, or per page the caller says it will append (`descriptor_slots`)
+//! (an upper bound; absolute data offsets make the unused tail of the
 //! table harmless), writes the 1st bitmap up front and the 2nd bitmap block by block as pages
 //! are appended in PFN order. Pages that are never appended are excluded.
 
@@ -468,8 +469,8 @@ pub struct KdumpWriter<S: WriteAt> {
 }
 
 impl<S: WriteAt> KdumpWriter<S> {
-    /// Starts a dump: writes the headers, notes and 1st bitmap and reserves one page
-    /// descriptor per RAM page. Then call [`append_page`](Self::append_page) or
+    /// Starts a dump: writes the headers, notes and 1st bitmap and reserves the page
+    /// descriptors (one per RAM page, or `descriptor_slots`). Then call [`append_page`](Self::append_page) or
     /// [`append_encoded`](Self::append_encoded) in increasing PFN order, then
     /// [`finish`](Self::finish) (or [`finish_incomplete`](Self::finish_incomplete) after an error).
     pub fn new(mut sink: S, cfg: KdumpConfig) -> Result<Self> {
@@ -618,7 +619,7 @@ impl<S: WriteAt> KdumpWriter<S> {
 
     /// Page size.
     /// Bytes from the start of the file to the end of the descriptor table:
-    /// headers, notes, both bitmaps and one descriptor per RAM page. A caller
+    /// headers, notes, both bitmaps and the descriptor table. A caller
     /// writing to a file can preallocate them, so that finishing an
     /// incomplete dump after the disk fills up needs no new space.
     pub fn metadata_len(&self) -> u64 {
