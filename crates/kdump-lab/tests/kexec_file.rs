@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Phdr, minus, notes, program_headers};
+use common::{Phdr, check_vmcore_notes, minus, program_headers};
 use kdump_lab::{Scenario, Vm};
 use kdump_machine::{MachineInfo, PhysRange};
 
@@ -49,22 +49,7 @@ dd if=/proc/vmcore of=/results/vmcore-head bs=4096 count=64
     let head = std::fs::read(outcome.result_path("vmcore-head")).unwrap();
     let phdrs = program_headers(&head);
 
-    // One PT_NOTE with NT_PRSTATUS per CPU and the VMCOREINFO note.
-    let note_seg: Vec<&Phdr> = phdrs.iter().filter(|p| p.p_type == 4).collect();
-    assert_eq!(note_seg.len(), 1, "/proc/vmcore merges the notes into one PT_NOTE");
-    let seg = &head[note_seg[0].offset as usize..(note_seg[0].offset + note_seg[0].filesz) as usize];
-    let all = notes(seg);
-    let prstatus = all.iter().filter(|(n, t, _)| n == "CORE" && *t == 1).count();
-    assert_eq!(
-        prstatus,
-        info.possible_cpus.len(),
-        "one NT_PRSTATUS per CPU: {:?}",
-        all.iter().map(|n| (&n.0, n.1)).collect::<Vec<_>>()
-    );
-    let vmcoreinfo = all.iter().find(|(n, _, _)| n == "VMCOREINFO").expect("VMCOREINFO note");
-    let text = String::from_utf8_lossy(&vmcoreinfo.2);
-    assert!(text.contains(&format!("OSRELEASE={}", info.kernel_release.as_deref().unwrap())), "{text}");
-    assert!(text.contains("CRASHTIME="), "{text}");
+    check_vmcore_notes(&head, &phdrs, &info);
 
     // PT_LOADs: one for the kernel text (mapped at __START_KERNEL_map), and
     // the first kernel's RAM minus the crash region (the kernel also leaves

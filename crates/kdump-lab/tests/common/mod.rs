@@ -2,7 +2,7 @@
 //! independently of the product's, so the checks do not trust the code they check.
 #![allow(dead_code)]
 
-use kdump_machine::PhysRange;
+use kdump_machine::{MachineInfo, PhysRange};
 
 #[derive(Debug)]
 pub struct Phdr {
@@ -81,4 +81,27 @@ pub fn minus(ranges: &[PhysRange], holes: &[PhysRange]) -> Vec<PhysRange> {
             .collect();
     }
     out
+}
+
+/// Checks the notes of a capture kernel's /proc/vmcore (its first pages in
+/// `head`): one merged PT_NOTE holding an NT_PRSTATUS per possible CPU of the
+/// first kernel, and a VMCOREINFO note naming its release and crash time.
+/// Returns the VMCOREINFO text.
+pub fn check_vmcore_notes(head: &[u8], phdrs: &[Phdr], info: &MachineInfo) -> String {
+    let note_seg: Vec<&Phdr> = phdrs.iter().filter(|p| p.p_type == 4).collect();
+    assert_eq!(note_seg.len(), 1, "/proc/vmcore merges the notes into one PT_NOTE");
+    let seg = &head[note_seg[0].offset as usize..(note_seg[0].offset + note_seg[0].filesz) as usize];
+    let all = notes(seg);
+    let prstatus = all.iter().filter(|(n, t, _)| n == "CORE" && *t == 1).count();
+    assert_eq!(
+        prstatus,
+        info.possible_cpus.len(),
+        "one NT_PRSTATUS per CPU: {:?}",
+        all.iter().map(|n| (&n.0, n.1)).collect::<Vec<_>>()
+    );
+    let vmcoreinfo = all.iter().find(|(n, _, _)| n == "VMCOREINFO").expect("VMCOREINFO note");
+    let text = String::from_utf8_lossy(&vmcoreinfo.2);
+    assert!(text.contains(&format!("OSRELEASE={}", info.kernel_release.as_deref().unwrap())), "{text}");
+    assert!(text.contains("CRASHTIME="), "{text}");
+    text.into_owned()
 }
