@@ -37,8 +37,10 @@ raw = false
 wait_seconds = 30
 
 [dump]
-# Dump level (makedumpfile -d bitmask, 0-31): 1 drops zero pages.
-level = 1
+# Dump level (makedumpfile -d bitmask, 0-31): 1 zero pages, 2 cache without private, 4 all
+# cache, 8 user memory, 16 free pages are left out. 31 keeps only kernel memory, what a crash
+# needs, as every distribution does by default; 1 keeps everything but zero pages.
+level = 31
 # Page compression: "none", "zlib", "lzo", "snappy" or "zstd" (lzo and zlib are readable by every makedumpfile).
 codec = "lzo"
 # Compression threads in the capture kernel (it boots with nr_cpus=1).
@@ -234,7 +236,7 @@ impl Default for Target {
 
 impl Default for DumpSettings {
     fn default() -> Self {
-        Self { level: 1, codec: Codec::Lzo, threads: 1 }
+        Self { level: 31, codec: Codec::Lzo, threads: 1 }
     }
 }
 
