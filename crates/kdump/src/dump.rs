@@ -60,6 +60,9 @@ pub struct DumpArgs {
     /// Save the crashed kernel's log to DEST instead of a dump.
     #[arg(long = "dump-dmesg")]
     pub dump_dmesg: bool,
+    /// Exclude the struct pages of excluded memory (not built yet).
+    #[arg(short = 'e')]
+    pub exclude_vmemmap: bool,
     /// Split the dump into several files (not built yet).
     #[arg(long = "split")]
     pub split: bool,
@@ -85,6 +88,11 @@ fn codec(a: &DumpArgs) -> anyhow::Result<Codec> {
 }
 
 pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
+    if a.exclude_vmemmap {
+        bail!(
+            "-e (exclude the struct pages of excluded memory) is not built yet: leave it out; the dump then keeps those struct pages, as makedumpfile does without -e"
+        );
+    }
     if a.split || a.reassemble {
         bail!("--split and --reassemble are not built yet: write one file (or -F to a pipe)");
     }

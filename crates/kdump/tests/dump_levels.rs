@@ -155,3 +155,16 @@ fn mem_usage_counts_pages_per_class_and_sizes_every_level() {
     assert_eq!(level(16), 60);
     assert_eq!(level(31), 64 - 7 - 2);
 }
+
+#[test]
+fn exclude_vmemmap_is_refused_not_ignored() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kdump"))
+        .args(["dump", "-e", "-d", "31", "/nonexistent", "/tmp/never-written"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("-e (exclude the struct pages of excluded memory) is not built yet")
+    );
+}
