@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Phdr, check_vmcore_notes, minus, program_headers};
+use common::{Phdr, START_KERNEL_MAP, check_vmcore_notes, minus, phys_ranges, program_headers, ram_loads};
 use kdump_lab::{Scenario, Vm};
 use kdump_machine::{MachineInfo, PhysRange};
 
@@ -54,16 +54,10 @@ dd if=/proc/vmcore of=/results/vmcore-head bs=4096 count=64
     // PT_LOADs: one for the kernel text (mapped at __START_KERNEL_map), and
     // the first kernel's RAM minus the crash region (the kernel also leaves
     // out the low 1 MiB).
-    const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
     let text: Vec<&Phdr> = phdrs.iter().filter(|p| p.p_type == 1 && p.vaddr >= START_KERNEL_MAP).collect();
     assert_eq!(text.len(), 1, "one kernel-text PT_LOAD");
     assert_eq!(text[0].paddr, info.kernel_code.unwrap().start, "kernel text starts at Kernel code");
-    let mut loads: Vec<PhysRange> = phdrs
-        .iter()
-        .filter(|p| p.p_type == 1 && p.vaddr < START_KERNEL_MAP)
-        .map(|p| PhysRange { start: p.paddr, end: p.paddr + p.filesz - 1 })
-        .collect();
-    loads.sort();
+    let loads = phys_ranges(&ram_loads(&phdrs));
     let low_mib = PhysRange { start: 0, end: (1 << 20) - 1 };
     let mut holes = info.crash_regions.clone();
     holes.push(low_mib);

@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::{Phdr, check_vmcore_notes, minus, program_headers};
+use common::{Phdr, START_KERNEL_MAP, check_vmcore_notes, minus, phys_ranges, program_headers, ram_loads};
 use kdump_lab::{Scenario, Vm};
-use kdump_machine::{MachineInfo, PhysRange};
+use kdump_machine::MachineInfo;
 
 /// Shell helpers for the guest: `phys_off FILE PADDR` prints the file offset of physical
 /// address PADDR in an ELF core file (/proc/kcore, /proc/vmcore), from its PT_LOADs.
@@ -106,7 +106,6 @@ low /proc/kcore /results/low-capture
     let text = check_vmcore_notes(&head, &phdrs, &info);
 
     // Kernel text at its (KASLR) virtual address, from /proc/kcore.
-    const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
     let ktext: Vec<&Phdr> = phdrs.iter().filter(|p| p.p_type == 1 && p.vaddr >= START_KERNEL_MAP).collect();
     assert_eq!(ktext.len(), 1, "one kernel-text PT_LOAD");
     assert_eq!(ktext[0].paddr, info.kernel_code.unwrap().start, "kernel text starts at Kernel code");
@@ -122,13 +121,11 @@ low /proc/kcore /results/low-capture
 
     // RAM PT_LOADs: exactly System RAM minus the crash region, in the direct map.
     let base = hex(&plan["machine"]["direct_map_base"]);
-    let ram: Vec<&Phdr> = phdrs.iter().filter(|p| p.p_type == 1 && p.vaddr < START_KERNEL_MAP).collect();
+    let ram = ram_loads(&phdrs);
     for p in &ram {
         assert_eq!(p.vaddr, base.wrapping_add(p.paddr), "{p:?}: p_vaddr in the direct map");
     }
-    let mut loads: Vec<PhysRange> =
-        ram.iter().map(|p| PhysRange { start: p.paddr, end: p.paddr + p.filesz - 1 }).collect();
-    loads.sort();
+    let loads = phys_ranges(&ram);
     assert_eq!(loads, minus(&info.system_ram, &info.crash_regions), "PT_LOADs vs System RAM minus the crash region");
 
     // Backup region: /proc/vmcore shows what the first kernel had in [0x1000, 0x9fc00) just
@@ -276,12 +273,6 @@ dd if=/proc/vmcore of=/results/vmcore-head bs=4096 count=64
     let cmdline = outcome.read_result("capture-cmdline").unwrap();
     assert!(cmdline.contains(&format!("elfcorehdr={}K", hex(&plan["elfcorehdr"]) / 1024)), "{cmdline}");
     let phdrs = program_headers(&std::fs::read(outcome.result_path("vmcore-head")).unwrap());
-    const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
-    let mut loads: Vec<PhysRange> = phdrs
-        .iter()
-        .filter(|p| p.p_type == 1 && p.vaddr < START_KERNEL_MAP)
-        .map(|p| PhysRange { start: p.paddr, end: p.paddr + p.filesz - 1 })
-        .collect();
-    loads.sort();
+    let loads = phys_ranges(&ram_loads(&phdrs));
     assert_eq!(loads, minus(&info.system_ram, &info.crash_regions), "PT_LOADs skip both crash regions");
 }

@@ -105,3 +105,19 @@ pub fn check_vmcore_notes(head: &[u8], phdrs: &[Phdr], info: &MachineInfo) -> St
     assert!(text.contains("CRASHTIME="), "{text}");
     text.into_owned()
 }
+
+/// Where the kernel text is mapped on x86_64 (`__START_KERNEL_map`).
+pub const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
+
+/// The PT_LOADs of RAM (everything but the kernel-text mapping).
+pub fn ram_loads(phdrs: &[Phdr]) -> Vec<&Phdr> {
+    phdrs.iter().filter(|p| p.p_type == 1 && p.vaddr < START_KERNEL_MAP).collect()
+}
+
+/// The physical ranges of PT_LOADs, sorted.
+pub fn phys_ranges(loads: &[&Phdr]) -> Vec<PhysRange> {
+    let mut ranges: Vec<PhysRange> =
+        loads.iter().map(|p| PhysRange { start: p.paddr, end: p.paddr + p.filesz - 1 }).collect();
+    ranges.sort();
+    ranges
+}
