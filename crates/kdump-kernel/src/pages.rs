@@ -33,6 +33,9 @@ use crate::memory::{KernelMemory, PhysRead};
 use crate::vmcoreinfo::Vmcoreinfo;
 use crate::{Error, Result};
 
+mod keep;
+pub use keep::{KEEP_MAP_MAX_PAGES, KeepMap};
+
 /// Struct pages read per batch (makedumpfile's `PGMM_CACHED`).
 pub const PAGE_BATCH: u64 = 512;
 

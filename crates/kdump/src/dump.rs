@@ -4,6 +4,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{IsTerminal, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args as ClapArgs;
@@ -12,6 +13,8 @@ use kdump_kernel::memory::X86_64Layout;
 use kdump_kernel::{KernelMemory, Vmcoreinfo};
 use kdump_save::elf::{ElfSegment, elf_metadata_len, save_elf};
 use kdump_save::{Progress, SaveOptions, SaveReport, save_kdump};
+use kdump_sys::mapped::{PathTracker, ReadMode};
+use kdump_sys::usage::{peak_rss_bytes, thread_cpu_time};
 
 use crate::dumpfile::{self, Dump, PhysAdapter};
 
@@ -51,12 +54,19 @@ pub struct DumpArgs {
     /// Overwrite DEST if it exists.
     #[arg(short = 'f')]
     pub force: bool,
-    /// Compression threads (default: every CPU).
+    /// Compression threads (default: every CPU; with one CPU, none: one thread reads, compresses and writes).
     #[arg(long = "num-threads", value_name = "N")]
     pub threads: Option<usize>,
     /// 0 prints nothing but errors; progress is shown at the default (7) and above.
     #[arg(long = "message-level", value_name = "N", default_value_t = 7)]
     pub message_level: u32,
+    /// Read the source with read() instead of mmap (also: KDUMP_NO_MMAP=1).
+    #[arg(long = "non-mmap")]
+    pub non_mmap: bool,
+    /// Print the time and throughput of each stage (classification, reading, compression, writing,
+    /// fsync) and the peak memory; also printed at a message level with bit 16 (e.g. 31).
+    #[arg(long = "timings")]
+    pub timings: bool,
     /// Save the crashed kernel's log to DEST instead of a dump.
     #[arg(long = "dump-dmesg")]
     pub dump_dmesg: bool,
@@ -87,7 +97,15 @@ fn codec(a: &DumpArgs) -> anyhow::Result<Codec> {
     }
 }
 
+/// makedumpfile's message-level bit for debug messages: our timings go there.
+const ML_PRINT_DEBUG_MSG: u32 = 16;
+
+fn read_mode(a: &DumpArgs) -> ReadMode {
+    if a.non_mmap { ReadMode::Read } else { dumpfile::read_mode_from_env() }
+}
+
 pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
     if a.exclude_vmemmap {
         bail!(
             "-e (exclude the struct pages of excluded memory) is not built yet: leave it out; the dump then keeps those struct pages, as makedumpfile does without -e"
@@ -106,7 +124,7 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
     }
     if a.mem_usage {
         let [source] = a.files.as_slice() else { bail!("usage: kdump dump --mem-usage SOURCE") };
-        return filter::mem_usage(source);
+        return filter::mem_usage(source, read_mode(a));
     }
     if a.level > 31 {
         bail!("dump level {} is out of range: use 0 to 31", a.level);
@@ -127,22 +145,30 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
     {
         bail!("{} exists: use -f to overwrite it", dest.display());
     }
-    let mut dump = dumpfile::open(source)?;
-    let mut filter = filter::build(source, &dump, a.level)?;
+    let mode = read_mode(a);
+    let mut dump = dumpfile::open_with(source, mode)?;
+    let mut filter = filter::build(source, &dump, a.level, mode)?;
     if a.message_level > 0 {
         for w in &filter.limits {
             eprintln!("kdump: warning: {w}");
         }
     }
+    // One struct-page pass decides every page before any is read.
+    let classifying = Instant::now();
+    let kept = filter.decide_all(source, &dump, a.level, mode)?;
+    let mut timings = Timings::new(started, a, &dump);
+    timings.classification = Some((classifying.elapsed(), dump.mem.ram_ranges().iter().map(|r| r.end - r.start).sum()));
     if a.elf {
         let dest = dest.context("ELF output needs DEST")?;
-        return save_elf_file(&mut dump, dest, a, &mut filter);
+        return save_elf_file(&mut dump, dest, a, &mut filter, timings);
     }
     // The header records the level actually applied (never more than was filtered).
     let mut config = config(&mut dump, codec, filter.effective_level)?;
-    config.descriptor_slots = filter::count_kept(source, &dump, a.level)?;
-    let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
-    let opts = SaveOptions { threads, ..SaveOptions::default() };
+    config.descriptor_slots = kept;
+    // One CPU (the capture kernel's nr_cpus=1): read, compress and write on one thread.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = a.threads.map_or(if cpus == 1 { 0 } else { cpus }, |n| n.max(1));
+    let opts = SaveOptions { threads, clock: thread_cpu_time, ..SaveOptions::default() };
     // Level bit 1 is handled by the writer (zero pages share one block, as
     // makedumpfile does); the other bits by the struct-page filter.
     let keep = |pfn: u64| filter.keep(pfn);
@@ -157,6 +183,7 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
                 .and_then(|mut w| w.flush())
                 .context("cannot finish the flattened stream on standard output")?;
             filter_report(&filter, a.message_level);
+            timings.show(Some(&report), report.written.file_size, None);
             finish_report(&report, "standard output", a.message_level)
         }
         Some(dest) => {
@@ -167,7 +194,9 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
             preallocate(&handle, writer.metadata_len(), &partial)?;
             let (sink, report) = save_kdump(dump.mem.as_mut(), writer, &opts, keep, |p| reporter.show(p))?;
             let file = sink.into_inner();
+            let syncing = Instant::now();
             let synced = file.sync_all();
+            let fsync = syncing.elapsed();
             if report.incomplete_reason.is_none() {
                 synced.with_context(|| format!("cannot flush {}", partial.display()))?;
                 std::fs::rename(&partial, dest)
@@ -175,6 +204,7 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
                 sync_parent(dest);
             }
             filter_report(&filter, a.message_level);
+            timings.show(Some(&report), report.written.file_size, Some(fsync));
             finish_report(&report, &dest.display().to_string(), a.message_level)
                 .with_context(|| format!("the pages written so far are in {} (marked incomplete)", partial.display()))
         }
@@ -182,7 +212,13 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
 }
 
 /// `kdump dump -E`: an ELF vmcore, for gdb and tools that read only ELF.
-fn save_elf_file(dump: &mut Dump, dest: &Path, a: &DumpArgs, filter: &mut filter::Filter) -> anyhow::Result<()> {
+fn save_elf_file(
+    dump: &mut Dump,
+    dest: &Path,
+    a: &DumpArgs,
+    filter: &mut filter::Filter,
+    timings: Timings,
+) -> anyhow::Result<()> {
     let page = dump.mem.page_size();
     // Segments: the source's own PT_LOADs (virtual addresses included), or its RAM.
     let segments: Vec<ElfSegment> = match &dump.elf_segments {
@@ -217,11 +253,14 @@ fn save_elf_file(dump: &mut Dump, dest: &Path, a: &DumpArgs, filter: &mut filter
             partial.display()
         );
     }
+    let syncing = Instant::now();
     file.sync_all().with_context(|| format!("cannot flush {}", partial.display()))?;
+    let fsync = syncing.elapsed();
     std::fs::rename(&partial, dest)
         .with_context(|| format!("cannot rename {} to {}", partial.display(), dest.display()))?;
     sync_parent(dest);
     filter_report(filter, a.message_level);
+    timings.show(None, report.file_size, Some(fsync));
     if a.message_level > 0 {
         eprintln!(
             "kdump: saved {} pages in {} segments to {} ({} left out): {:.1} MiB",
@@ -426,5 +465,88 @@ impl ProgressPrinter {
                 let _ = writeln!(err, "kdump: {}% ({} of {} pages)", step * 10, p.done, p.total);
             }
         }
+    }
+}
+
+/// Per-stage times for `--timings` (or message level bit 16).
+struct Timings {
+    on: bool,
+    started: Instant,
+    /// The struct-page pass: its time and the RAM pages it decided.
+    classification: Option<(Duration, u64)>,
+    page_size: u64,
+    source: PathTracker,
+}
+
+impl Timings {
+    fn new(started: Instant, a: &DumpArgs, dump: &Dump) -> Self {
+        Self {
+            on: a.timings || a.message_level & ML_PRINT_DEBUG_MSG != 0,
+            started,
+            classification: None,
+            page_size: dump.mem.page_size(),
+            source: dump.read_path.clone(),
+        }
+    }
+
+    fn show(&self, report: Option<&SaveReport>, out_bytes: u64, fsync: Option<Duration>) {
+        if !self.on {
+            return;
+        }
+        let mb = |b: u64| b as f64 / 1e6;
+        let rate = |b: u64, d: Duration| {
+            let s = d.as_secs_f64();
+            if s > 0.0 { format!("{:.1} MB/s", mb(b) / s) } else { "-".to_string() }
+        };
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(
+            err,
+            "kdump: timings (source read by {}; stages in CPU seconds of their threads):",
+            self.source.get()
+        );
+        if let Some((d, pages)) = self.classification {
+            let ram = pages * self.page_size;
+            let _ = writeln!(
+                err,
+                "kdump:   classification {:8.3} s  {:>10.1} MB of RAM  {}",
+                d.as_secs_f64(),
+                mb(ram),
+                rate(ram, d)
+            );
+        }
+        if let Some(r) = report {
+            let t = &r.times;
+            let read = t.bytes_read;
+            let _ = writeln!(
+                err,
+                "kdump:   reading        {:8.3} s  {:>10.1} MB          {}",
+                t.reading.as_secs_f64(),
+                mb(read),
+                rate(read, t.reading)
+            );
+            let _ = writeln!(
+                err,
+                "kdump:   compression    {:8.3} s  {:>10.1} MB in       {}",
+                t.encoding.as_secs_f64(),
+                mb(read),
+                rate(read, t.encoding)
+            );
+            let _ = writeln!(
+                err,
+                "kdump:   writing        {:8.3} s  {:>10.1} MB out      {}",
+                t.writing.as_secs_f64(),
+                mb(out_bytes),
+                rate(out_bytes, t.writing)
+            );
+        }
+        if let Some(d) = fsync {
+            let _ = writeln!(err, "kdump:   fsync          {:8.3} s", d.as_secs_f64());
+        }
+        let _ = writeln!(
+            err,
+            "kdump:   total          {:8.3} s  peak RSS {:.1} MiB",
+            self.started.elapsed().as_secs_f64(),
+            peak_rss_bytes().map_or(f64::NAN, |b| b as f64 / (1 << 20) as f64)
+        );
     }
 }

@@ -2,12 +2,13 @@
 
 use std::borrow::BorrowMut;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek};
+use std::io::{Read, Seek};
 use std::path::Path;
 
 use anyhow::Context;
 use kdump_dumpfile::{AnyDump, KdumpReader, PageState, PhysMem, open_dump};
 use kdump_kernel::{PhysRead, Vmcoreinfo};
+use kdump_sys::mapped::{MappedReader, PathTracker, ReadMode};
 
 /// An open dump: its physical memory and what kind of file it is.
 pub struct Dump {
@@ -15,6 +16,8 @@ pub struct Dump {
     pub format: DumpFormat,
     /// The source's PT_LOADs as (paddr, vaddr, memsz), for an ELF source.
     pub elf_segments: Option<Vec<(u64, u64, u64)>>,
+    /// How the file is being read (mmap or read()), for reports.
+    pub read_path: PathTracker,
 }
 
 /// What the file is, for reports.
@@ -52,11 +55,28 @@ fn kdump_format<R: Read + Seek>(r: &KdumpReader<R>, kind: &'static str) -> DumpF
     }
 }
 
+/// The environment variable that turns off `mmap` of dump sources (as `--non-mmap` does).
+pub const NO_MMAP_ENV: &str = "KDUMP_NO_MMAP";
+
+/// How sources are read: `mmap` windows unless `KDUMP_NO_MMAP` is set (to anything but `0` or empty).
+pub fn read_mode_from_env() -> ReadMode {
+    match std::env::var_os(NO_MMAP_ENV) {
+        Some(v) if !v.is_empty() && v != "0" => ReadMode::Read,
+        _ => ReadMode::Auto,
+    }
+}
+
 /// Opens `path`, recognising ELF vmcores, kdump-compressed and flattened files.
 pub fn open(path: &Path) -> anyhow::Result<Dump> {
+    open_with(path, read_mode_from_env())
+}
+
+/// Like [`open`], reading the file as `mode` says.
+pub fn open_with(path: &Path, mode: ReadMode) -> anyhow::Result<Dump> {
     let file = File::open(path).with_context(|| format!("cannot open the dump {}", path.display()))?;
-    let dump =
-        open_dump(SequentialReader::new(file)).with_context(|| format!("cannot read the dump {}", path.display()))?;
+    let reader = MappedReader::new(file, mode).with_context(|| format!("cannot open the dump {}", path.display()))?;
+    let read_path = reader.tracker();
+    let dump = open_dump(reader).with_context(|| format!("cannot read the dump {}", path.display()))?;
     let elf_segments = match &dump {
         AnyDump::Elf(elf) => Some(elf.segments().iter().map(|s| (s.paddr, s.vaddr, s.memsz)).collect()),
         _ => None,
@@ -68,7 +88,7 @@ pub fn open(path: &Path) -> anyhow::Result<Dump> {
         AnyDump::Kdump(r) => kdump_format(r, "kdump-compressed"),
         AnyDump::Flattened(r) => kdump_format(r, "flattened"),
     };
-    Ok(Dump { mem: Box::new(dump), format, elf_segments })
+    Ok(Dump { mem: Box::new(dump), format, elf_segments, read_path })
 }
 
 impl Dump {
@@ -76,43 +96,6 @@ impl Dump {
     pub fn vmcoreinfo(&self) -> anyhow::Result<Vmcoreinfo> {
         let raw = self.mem.vmcoreinfo().context("the dump has no VMCOREINFO note: it cannot be decoded without one")?;
         Ok(Vmcoreinfo::parse(raw))
-    }
-}
-
-/// A buffered file reader whose seeks to where it already is, or a little
-/// ahead, keep the buffer: readers seek before every page, and a dump is
-/// mostly read in order. Without this each page costs an lseek and a refill.
-pub struct SequentialReader {
-    inner: BufReader<File>,
-    pos: u64,
-}
-
-impl SequentialReader {
-    pub fn new(file: File) -> Self {
-        Self { inner: BufReader::with_capacity(1 << 20, file), pos: 0 }
-    }
-}
-
-impl Read for SequentialReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-impl Seek for SequentialReader {
-    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
-        if let std::io::SeekFrom::Start(target) = to {
-            let ahead = target.wrapping_sub(self.pos);
-            if target >= self.pos && ahead <= self.inner.buffer().len() as u64 {
-                self.inner.consume(ahead as usize);
-                self.pos = target;
-                return Ok(target);
-            }
-        }
-        self.pos = self.inner.seek(to)?;
-        Ok(self.pos)
     }
 }
 

@@ -293,3 +293,48 @@ fn a_compound_head_on_a_batch_boundary_sees_its_order() {
     assert!(out[1536..1544].iter().all(|&c| c == PageClass::User), "{:?}", &out[1535..1545]);
     assert_eq!(out[1544], PageClass::Kernel);
 }
+
+#[test]
+fn one_pass_keep_map_equals_asking_page_by_page() {
+    let ram = vec![0..1024, 1280..MAX_PFN];
+    let filter = |level| {
+        let km = KernelMemory::new(Machine::populated(false).mem, layout(false));
+        LevelFilter::new(
+            PageClassifier::new(km, &Vmcoreinfo::parse(INFO.as_bytes()), level, ram.clone()).unwrap(),
+            level,
+        )
+    };
+    for level in [31, 17, 2, 4, 8, 16] {
+        let (mut by_page, mut one_pass) = (filter(level), filter(level));
+        let map = one_pass.decide_all(&ram).expect("small machine");
+        let mut kept = 0;
+        for pfn in 0..MAX_PFN + 64 {
+            let in_ram = ram.iter().any(|r| r.contains(&pfn));
+            let want = in_ram && by_page.keep(pfn);
+            assert_eq!(map.keep(pfn), want, "level {level} pfn {pfn}");
+            kept += u64::from(want);
+        }
+        assert_eq!(map.kept(), kept, "level {level}");
+        assert_eq!(one_pass.counts(), by_page.counts(), "level {level}: the report's counts are the same");
+    }
+    let map = filter(31).decide_all(&ram).unwrap();
+    assert!(!map.keep(600) && !map.keep(610) && map.keep(620) && !map.keep(1100) && !map.keep(u64::MAX));
+}
+
+#[test]
+fn keep_map_memory_is_one_bit_per_page_and_capped() {
+    // 1 TiB of 4 KiB pages: 32 MiB of bits, an eighth of a 256 MiB capture kernel.
+    let tib: u64 = 1 << 28;
+    let whole = |end: u64| std::iter::once(0..end).collect::<Vec<_>>();
+    assert_eq!(KeepMap::memory_bytes(&whole(tib)), 32 << 20);
+    assert_eq!(KeepMap::memory_bytes(&[]), 0);
+    // Beyond the cap the map is refused before anything is read (the caller then
+    // classifies cycle by cycle, as before).
+    let km = KernelMemory::new(Machine::populated(false).mem, layout(false));
+    let huge = vec![0..1024, KEEP_MAP_MAX_PAGES..KEEP_MAP_MAX_PAGES + 1];
+    let c = PageClassifier::new(km, &Vmcoreinfo::parse(INFO.as_bytes()), 31, huge.clone()).unwrap();
+    let mut f = LevelFilter::new(c, 31);
+    assert!(f.decide_all(&huge).is_none());
+    assert!(f.counts().iter().all(|&(_, n)| n == 0), "nothing classified");
+    assert!(KeepMap::memory_bytes(&whole(KEEP_MAP_MAX_PAGES)) <= 64 << 20);
+}
