@@ -20,6 +20,11 @@ use std::os::unix::fs::FileExt;
 /// page copies) and would add to the resident set on regular files.
 pub const DEFAULT_WINDOW: usize = 4 << 20;
 
+/// Bytes read at a time without a mapping: what the buffered reader before
+/// the mapping read. Scattered reads (page-table walks, struct pages of
+/// sparse sections) would pay for a whole mapping window each.
+pub const READ_WINDOW: usize = 1 << 20;
+
 /// How to read the source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadMode {
@@ -230,6 +235,9 @@ impl MappedReader {
                 }
             }
         }
+        let read_window = READ_WINDOW.min(self.window_size) as u64;
+        let off = self.pos - self.pos % read_window;
+        let len = (self.len - off).min(read_window) as usize;
         let mut buf = std::mem::take(&mut self.buffer);
         buf.resize(len, 0);
         let mut done = 0;
