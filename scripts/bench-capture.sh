@@ -6,6 +6,8 @@
 #   KDUMP_BENCH_BASE=/path/to/static/kdump   also times an older kdump binary
 #   KDUMP_BENCH_LEVELS="31 1"                 dump levels to run (default both)
 #   KDUMP_BENCH_CODECS=lz                     lzo and zstd only (zlib and snappy take minutes under TCG)
+#   KDUMP_BENCH_ROUNDS=3                      rounds of makedumpfile -l / kdump -l / kdump -z, interleaved;
+#                                             the table shows the best (the host's load varies)
 #
 # Each size boots a guest, fills it (random data in tmpfs, page cache,
 # anonymous memory with transparent huge pages), crashes it with sysrq, and in
@@ -25,10 +27,15 @@ for mib in "${sizes[@]}"; do
     bench_capture_kernel 2>/dev/null | grep -E '^(RUN|kdump:|AnonHugePages)' > "$out"
   echo "### ${mib} MiB guest"
   echo
-  echo "| run | wall s | peak RSS MiB | output MiB |"
-  echo "|---|---|---|---|"
+  echo "| run | runs | best wall s | all wall s | peak RSS MiB | output MiB |"
+  echo "|---|---|---|---|---|---|"
   awk -F' [|] ' '/^RUN / {
       name = substr($1, 5); split($2, t, "m "); wall = t[1] * 60 + t[2]
-      printf "| %s | %.2f | %.1f | %.1f |\n", name, wall, $3 / 1024, $4 / 1048576 }' "$out"
+      if (!(name in n)) order[++k] = name
+      n[name]++; all[name] = all[name] (n[name] > 1 ? " " : "") sprintf("%.2f", wall)
+      if (!(name in best) || wall < best[name]) best[name] = wall
+      if ($3 > rss[name]) rss[name] = $3; size[name] = $4 }
+    END { for (i = 1; i <= k; i++) { m = order[i]
+      printf "| %s | %d | %.2f | %s | %.1f | %.1f |\n", m, n[m], best[m], all[m], rss[m] / 1024, size[m] / 1048576 } }' "$out"
   echo
 done
