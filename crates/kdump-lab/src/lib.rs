@@ -27,7 +27,7 @@ mod vm;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use kernel::kernel_image;
+pub use kernel::{LabKernel, kernel_image};
 pub use paths::{cache_dir, runs_dir, workspace_root};
 pub use tools::{StaticTools, busybox, static_tools};
 
@@ -75,11 +75,14 @@ pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) ->
 /// The virtual machine a scenario runs on.
 #[derive(Debug, Clone)]
 pub struct Vm {
+    /// The kernel it boots (the first kernel, and the capture kernel the lab loads).
+    pub kernel: LabKernel,
     /// RAM in MiB.
     pub memory_mib: u32,
     /// Number of virtual CPUs.
     pub cpus: u32,
-    /// QEMU CPU model: `max` gives 5-level paging, `Haswell-v4` 4-level.
+    /// QEMU CPU model: `max` gives 5-level paging, `Haswell-v4` 4-level
+    /// (see [`LabKernel::cpu_model`]).
     pub cpu_model: String,
     /// `crashkernel=` value, if any.
     pub crashkernel: Option<String>,
@@ -97,6 +100,7 @@ pub struct Vm {
 impl Default for Vm {
     fn default() -> Self {
         Self {
+            kernel: LabKernel::Bookworm,
             memory_mib: 1024,
             cpus: 2,
             cpu_model: "max".to_string(),
@@ -107,6 +111,63 @@ impl Default for Vm {
             timeout: Duration::from_secs(300),
         }
     }
+}
+
+impl Vm {
+    /// The default machine booting `kernel`, with the CPU model it supports.
+    pub fn on(kernel: LabKernel) -> Self {
+        Self { kernel, cpu_model: kernel.cpu_model().to_string(), ..Self::default() }
+    }
+}
+
+/// Whether the matrix tests run on `kernel` (see [`LabKernel::matrix_from_env`]);
+/// prints why when they do not.
+pub fn in_matrix(kernel: LabKernel) -> bool {
+    let selected = LabKernel::matrix_from_env().unwrap_or_else(|e| panic!("{e}")).contains(&kernel);
+    if !selected {
+        eprintln!("skipped: {kernel} is not in KDUMP_LAB_MATRIX");
+    }
+    selected
+}
+
+/// Declares a lab test once and runs it on every kernel of the matrix: one
+/// `#[test]` per kernel, named `<test>::<suite>`, so they run in parallel and
+/// a failure names its kernel. `KDUMP_LAB_MATRIX=bullseye,sid` narrows it.
+///
+/// ```no_run
+/// kdump_lab::kernel_matrix! {
+///     fn boots(kernel) {
+///         let vm = kdump_lab::Vm::on(kernel);
+///         kdump_lab::Scenario::new(&format!("boots-{kernel}"), "true").vm(vm).run().unwrap();
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! kernel_matrix {
+    ($(#[$meta:meta])* fn $name:ident($kernel:ident) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            fn body($kernel: $crate::LabKernel) $body
+            #[test]
+            fn bullseye() {
+                if $crate::in_matrix($crate::LabKernel::Bullseye) { body($crate::LabKernel::Bullseye) }
+            }
+            #[test]
+            fn bookworm() {
+                if $crate::in_matrix($crate::LabKernel::Bookworm) { body($crate::LabKernel::Bookworm) }
+            }
+            #[test]
+            fn trixie() {
+                if $crate::in_matrix($crate::LabKernel::Trixie) { body($crate::LabKernel::Trixie) }
+            }
+            #[test]
+            fn sid() {
+                if $crate::in_matrix($crate::LabKernel::Sid) { body($crate::LabKernel::Sid) }
+            }
+        }
+    };
 }
 
 /// The command line the capture kernel boots with by default in the lab.

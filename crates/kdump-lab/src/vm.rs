@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::image::{Role, build};
-use crate::kernel::{kernel_image, run as run_tool};
+use crate::kernel::run as run_tool;
 use crate::paths::runs_dir;
 use crate::{CAPTURE_CMDLINE, LabError, Outcome, Scenario, io_err, write_file};
 
@@ -15,7 +15,7 @@ pub(crate) fn run(s: &Scenario) -> Result<Outcome, LabError> {
     let _ = std::fs::remove_dir_all(&run_dir);
     std::fs::create_dir_all(&run_dir).map_err(io_err(&run_dir))?;
 
-    let kernel = kernel_image()?;
+    let kernel = s.vm.kernel.image()?;
     let mut files = s.files.clone();
     if let Some(capture) = &s.capture {
         let image = build(Role::Capture, capture, &[])?;
