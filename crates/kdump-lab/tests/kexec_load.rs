@@ -63,7 +63,7 @@ fn hex(v: &serde_json::Value) -> u64 {
 
 /// Loads the lab's capture kernel with `kexec -c -p`, crashes, and checks what the capture
 /// kernel's /proc/vmcore shows against the first kernel's own description of itself.
-fn legacy_crash(name: &str, cpu_model: &str, levels: u8) {
+fn legacy_crash(name: &str, vm: Vm, levels: u8) {
     let marker = format!("lab.backup_marker={name}");
     let first = format!(
         "{ELF_SH}kexec -c -p --print-plan {LOAD_ARGS} > /results/plan.json
@@ -82,7 +82,7 @@ low /proc/vmcore /results/low-vmcore
 low /proc/kcore /results/low-capture
 "
     );
-    let vm = Vm { cpu_model: cpu_model.into(), extra_cmdline: marker.clone(), ..Vm::default() };
+    let vm = Vm { extra_cmdline: marker.clone(), ..vm };
     // (The first script fails, and the run with it, if kexec -c refuses or the crash does not
     // hand over; the lab prints the serial console then.)
     let outcome = Scenario::new(name, &first).capture(&capture).vm(vm).run().expect("scenario");
@@ -152,14 +152,17 @@ low /proc/kcore /results/low-capture
     eprintln!("{name}: {changed} bytes of low memory changed under the capture kernel; vmcore shows the saved copy");
 }
 
-#[test]
-fn legacy_panic_load_crash_5level() {
-    legacy_crash("kexec-c-crash-max", "max", 5);
+kdump_lab::kernel_matrix! {
+    /// With the CPU model each kernel supports best: 5-level paging except on 5.10.
+    fn legacy_panic_load_crash(kernel) {
+        let levels = if kernel.cpu_model() == "max" { 5 } else { 4 };
+        legacy_crash(&format!("kexec-c-crash-{kernel}"), Vm::on(kernel), levels);
+    }
 }
 
 #[test]
 fn legacy_panic_load_crash_4level() {
-    legacy_crash("kexec-c-crash-haswell", "Haswell-v4", 4);
+    legacy_crash("kexec-c-crash-haswell", Vm { cpu_model: "Haswell-v4".into(), ..Vm::default() }, 4);
 }
 
 /// `-a` (the default) falls back to kexec_load when kexec_file_load refuses the image with

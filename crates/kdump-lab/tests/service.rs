@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kdump_lab::{Outcome, Scenario, Vm, static_tools};
+use kdump_lab::{LabKernel, Outcome, Scenario, Vm, static_tools};
 
 fn run(cmd: &mut Command) -> Vec<u8> {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -94,8 +94,13 @@ fn check_setup_reports(outcome: &Outcome) {
     assert!(image.windows(head.len()).any(|w| w == head), "/init is our static kdump");
 }
 
-#[test]
-fn setup_crash_and_our_init_saves_dump_log_and_info_then_powers_off() {
+kdump_lab::kernel_matrix! {
+    fn setup_crash_and_our_init_saves_dump_log_and_info_then_powers_off(kernel) {
+        service_cycle(kernel);
+    }
+}
+
+fn service_cycle(kernel: LabKernel) {
     let config = r#"final_action = "poweroff"
 [target]
 device = "UUID=$uuid"
@@ -105,8 +110,8 @@ wait_seconds = 30
 level = 1
 codec = "lzo"
 "#;
-    let vm = Vm { memory_mib: 512, crashkernel: Some("192M".into()), results_disk_mib: 1024, ..Vm::default() };
-    let outcome = crash("service-happy", config, vm);
+    let vm = Vm { memory_mib: 512, crashkernel: Some("192M".into()), results_disk_mib: 1024, ..Vm::on(kernel) };
+    let outcome = crash(&format!("service-happy-{kernel}"), config, vm);
     check_setup_reports(&outcome);
     let console = &outcome.console;
     assert!(console.contains("sysrq: Trigger a crash"), "the first kernel crashed");
