@@ -171,7 +171,7 @@ macro_rules! kernel_matrix {
 }
 
 /// The command line the capture kernel boots with by default in the lab.
-pub const CAPTURE_CMDLINE: &str = "console=ttyS0 irqpoll nr_cpus=1 reset_devices panic=-1";
+pub const CAPTURE_CMDLINE: &str = "console=ttyS0 irqpoll nr_cpus=1 reset_devices panic=-1 cryptomgr.notests";
 
 /// A script to run in the first kernel, and optionally one for the capture kernel.
 #[derive(Debug, Clone)]
