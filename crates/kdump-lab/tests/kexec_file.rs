@@ -117,7 +117,7 @@ fn bad_input_is_refused_and_nothing_is_loaded() {
     let first = format!(
         "{REFUSE}refuse not-a-kernel kexec -p /bin/busybox --initrd=/lab/capture.img
 refuse missing-initrd kexec -p /lab/vmlinuz --initrd=/lab/no-such-initrd
-refuse legacy kexec -c -p --mem-min=0x1000000 /lab/vmlinuz --initrd=/lab/capture.img
+refuse window kexec -c -p --mem-max=0x1000000 /lab/vmlinuz --initrd=/lab/capture.img
 cat /sys/kernel/kexec_crash_loaded > /results/crash_loaded
 "
     );
@@ -125,7 +125,7 @@ cat /sys/kernel/kexec_crash_loaded > /results/crash_loaded
     for (name, needle) in [
         ("not-a-kernel", "ELF file (an uncompressed vmlinux?), not a bzImage"),
         ("missing-initrd", "cannot open the initrd /lab/no-such-initrd"),
-        ("legacy", "--mem-min/--mem-max are not supported by kexec -c yet"),
+        ("window", "leave nothing of the load region"),
     ] {
         assert_eq!(outcome.read_result(&format!("{name}.rc")).unwrap().trim(), "1", "{name}");
         let err = outcome.read_result(&format!("{name}.err")).unwrap();

@@ -87,6 +87,7 @@ fn main() -> anyhow::Result<()> {
         backup: true,
         memmap_cmdline: false,
         skip_checks: false,
+        window: None,
     };
 
     let mut plan_times = Vec::new();
