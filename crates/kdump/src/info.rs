@@ -7,6 +7,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use kdump_kernel::backtrace::{Frame, backtrace};
+use kdump_kernel::crashing::{CrashingCpuMethod, crashing_cpu};
 use kdump_kernel::kallsyms::SymbolTable;
 use kdump_kernel::memory::X86_64Layout;
 use kdump_kernel::printk::Record;
@@ -35,6 +36,8 @@ struct Report {
     uptime_seconds: Option<f64>,
     panic: Option<String>,
     crashing_cpu: Option<usize>,
+    /// How the crashing CPU was found.
+    crashing_cpu_found_by: Option<CrashingCpuMethod>,
     cpus: Vec<Cpu>,
     symbols: Option<String>,
     backtrace: Vec<Frame>,
@@ -96,26 +99,23 @@ pub fn write(dump_path: &Path, json: bool, system_map: Option<&Path>, out: &mut 
                 Some(format!("{} (KASLR offset {offset:#x})", path.display())),
             )
         }
-        None => match SymbolTable::from_kallsyms(&mut mem, &info) {
-            Ok(t) => (Some(t), Some("kallsyms tables in the dump".to_string())),
+        None => match SymbolTable::from_dump(&mut mem, &info) {
+            Ok((t, from)) => (Some(t), Some(from.describe().to_string())),
             Err(e) => {
-                warnings
-                    .push(format!("no symbols: {e} (give --system-map for a kernel without kallsyms in VMCOREINFO)"));
+                warnings.push(format!("no symbols: {e} (give --system-map for this kernel)"));
                 (None, None)
             }
         },
     };
 
     let states = cpu_states(&notes);
-    let panic_cpu =
-        symbols.as_ref().and_then(|s| s.address_of("panic_cpu")).and_then(|a| crate::kernel::read_cpu(&mut mem, a));
-    let crashing_cpu = match panic_cpu {
-        Some(c) if (c as usize) < states.len() => Some(c as usize),
-        _ => {
-            warnings.push("panic_cpu is unknown; guessing the crashing CPU as the one running a task".to_string());
-            states.iter().find(|s| s.pid != 0).or(states.first()).map(|s| s.index)
-        }
-    };
+    let crashing = crashing_cpu(&mut mem, symbols.as_ref(), &states);
+    if let Some(c) = crashing
+        && c.method == CrashingCpuMethod::Guess
+    {
+        warnings.push(format!("the crashing CPU is {}", c.method.describe()));
+    }
+    let crashing_cpu = crashing.map(|c| c.index);
 
     let mut frames = Vec::new();
     if let (Some(cpu), Some(syms)) = (crashing_cpu.and_then(|c| states.get(c)), symbols.as_ref()) {
@@ -144,6 +144,7 @@ pub fn write(dump_path: &Path, json: bool, system_map: Option<&Path>, out: &mut 
         uptime_seconds: records.last().map(|r| r.ts_nsec as f64 / 1e9),
         panic: panic_message(&records),
         crashing_cpu,
+        crashing_cpu_found_by: crashing.map(|c| c.method),
         cpus,
         symbols: source,
         backtrace: frames,
@@ -179,7 +180,10 @@ fn render(r: &Report, symbols: Option<&SymbolTable>) -> String {
         r.uptime_seconds.map(|u| format!("{u:.3} s")).unwrap_or_else(|| "unknown".into())
     );
     let _ = writeln!(s, "panic:       {}", or(&r.panic));
-    let _ = writeln!(s, "crashing CPU: {}", r.crashing_cpu.map(|c| c.to_string()).unwrap_or_else(|| "unknown".into()));
+    let _ = match (r.crashing_cpu, r.crashing_cpu_found_by) {
+        (Some(c), Some(how)) => writeln!(s, "crashing CPU: {c} (found by {})", how.describe()),
+        _ => writeln!(s, "crashing CPU: unknown"),
+    };
     let _ = writeln!(s, "\nbacktrace of the crashing CPU ({}):", r.symbols.as_deref().unwrap_or("no symbols"));
     for f in &r.backtrace {
         let _ = writeln!(s, "  {}", f.display());
