@@ -21,12 +21,13 @@
 //! 5. The offsets: each candidate layout must put the decoded `_stext` exactly
 //!    at VMCOREINFO's `SYMBOL(_stext)`.
 //!
-//! The work is bounded: the image is read once in 1 MiB chunks up to a limit,
+//! The work is bounded: the image is read once in 1 MiB chunks up to a limit
+//! (pages missing from the dump are skipped),
 //! at most [`MAX_CANDIDATES`] matches are examined, and every length read
 //! from memory is checked before use.
 
 use super::{
-    Addressing, KallsymsTables, MAX_ENTRY_BYTES, MAX_SYMBOLS, address, check_stext, decode_names, read_backward,
+    Addressing, KallsymsTables, MAX_ENTRY_BYTES, MAX_SYMBOLS, PAGE, address, check_stext, decode_names, read_backward,
     read_forward,
 };
 use crate::memory::{KernelMemory, PhysRead};
@@ -47,12 +48,23 @@ pub fn scan_image<P: PhysRead>(mem: &mut KernelMemory<P>, start: u64, len: u64, 
     let mut carry: Vec<u8> = Vec::new();
     let mut examined = 0usize;
     let mut last_error: Option<Error> = None;
+    let mut missing = 0u64;
     while at < end {
         let n = CHUNK.min(end - at);
         let mut chunk = vec![0u8; n as usize];
         if mem.read(at, &mut chunk).is_err() {
-            break; // the end of what the dump holds of the image
+            // Pages the kernel freed (the text/rodata gap, init memory) are
+            // filtered out of dumps: search the pages that are there.
+            chunk = read_forward(mem, at, n);
+            if chunk.is_empty() {
+                carry.clear();
+                let next = (at | (PAGE - 1)) + 1;
+                missing += next - at;
+                at = next;
+                continue;
+            }
         }
+        let n = chunk.len() as u64;
         let base = at - carry.len() as u64;
         let mut hay = std::mem::take(&mut carry);
         hay.extend_from_slice(&chunk);
@@ -71,7 +83,7 @@ pub fn scan_image<P: PhysRead>(mem: &mut KernelMemory<P>, start: u64, len: u64, 
         carry = hay[hay.len().saturating_sub(DIGIT_TOKENS.len() - 1)..].to_vec();
         at += n;
     }
-    let scanned = (at - start) >> 20;
+    let scanned = (at - start - missing) >> 20;
     Err(Error::Corrupt(match last_error {
         Some(e) => format!(
             "no kallsyms tables in {scanned} MiB of kernel image from {start:#x} ({examined} candidates; the last: {e})"

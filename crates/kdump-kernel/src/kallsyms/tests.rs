@@ -220,6 +220,35 @@ fn finds_the_tables_in_the_image_without_vmcoreinfo_keys() {
     }
 }
 
+/// Memory with pages missing, as in a filtered dump.
+struct Holes {
+    mem: FlatMemory,
+    missing: std::ops::Range<u64>,
+}
+
+impl PhysRead for Holes {
+    fn read_phys(&mut self, paddr: u64, buf: &mut [u8]) -> Result<()> {
+        let end = paddr + buf.len() as u64;
+        if paddr < self.missing.end && end > self.missing.start {
+            return Err(Error::NotInDump(paddr.max(self.missing.start)));
+        }
+        self.mem.read_phys(paddr, buf)
+    }
+}
+
+#[test]
+fn pages_missing_before_the_tables_are_skipped() {
+    // The kernel frees the text/rodata gap, so -d 16 dumps lack it.
+    let syms = symbols(300);
+    let img = image(&syms, Layout::AbsolutePercpu, true);
+    let missing = STEXT + 0x2_3000..STEXT + 0x1a_0000;
+    let mut km = KernelMemory::new(Holes { mem: img.mem, missing }, layout_4());
+    let info = Vmcoreinfo::parse(format!("SYMBOL(_stext)={:x}\n", K + STEXT).as_bytes());
+    let (table, source) = SymbolTable::from_dump(&mut km, &info).unwrap();
+    assert_eq!(source, SymbolSource::ImageScan);
+    check(&table, &syms);
+}
+
 /// A tiny deterministic generator: tests must not depend on a seed source.
 fn xorshift(state: &mut u64) -> u64 {
     *state ^= *state << 13;
