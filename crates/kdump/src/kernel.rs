@@ -59,3 +59,49 @@ pub fn crashing<P: PhysRead>(mem: &mut KernelMemory<P>, info: &Vmcoreinfo, cpus:
     let symbols = SymbolTable::from_dump(mem, info).ok().map(|(t, _)| t);
     crashing_cpu(mem, symbols.as_ref(), cpus)
 }
+
+#[cfg(test)]
+mod tests {
+    use kdump_kernel::memory::{FlatMemory, START_KERNEL_MAP, X86_64Layout};
+
+    use super::*;
+
+    fn memory_with_uts(name_at: usize) -> KernelMemory<FlatMemory> {
+        let mut mem = FlatMemory { bytes: vec![0; 0x4000], base: 0 };
+        let fields = ["Linux", "crashbox", "5.10.0-32-cloud-amd64", "#1 SMP Debian 5.10.223-1", "x86_64", "(none)"];
+        for (i, f) in fields.iter().enumerate() {
+            let at = 0x2000 + name_at + i * UTS_LEN as usize;
+            mem.bytes[at..at + f.len()].copy_from_slice(f.as_bytes());
+        }
+        let layout = X86_64Layout {
+            phys_base: 0,
+            top_pgt: START_KERNEL_MAP + 0x1000,
+            five_level: false,
+            sme_mask: 0,
+            kernel_image_size: 1 << 30,
+        };
+        KernelMemory::new(mem, layout)
+    }
+
+    #[test]
+    fn finds_the_uts_name_without_its_offset_in_vmcoreinfo() {
+        // 5.10: uts_namespace starts with a 4-byte kref and VMCOREINFO has no OFFSET(uts_namespace.name).
+        let mut mem = memory_with_uts(4);
+        let uts = START_KERNEL_MAP + 0x2000;
+        let info =
+            Vmcoreinfo::parse(format!("OSRELEASE=5.10.0-32-cloud-amd64\nSYMBOL(init_uts_ns)={uts:x}\n").as_bytes());
+        let id = identity(&mut mem, &info);
+        assert_eq!(id.nodename.as_deref(), Some("crashbox"));
+        assert_eq!(id.version.as_deref(), Some("#1 SMP Debian 5.10.223-1"));
+        assert_eq!(id.machine.as_deref(), Some("x86_64"));
+        // The exported offset wins; a wrong release finds nothing and keeps OSRELEASE.
+        let info = Vmcoreinfo::parse(
+            format!("OSRELEASE=5.10.0-32-cloud-amd64\nSYMBOL(init_uts_ns)={uts:x}\nOFFSET(uts_namespace.name)=4\n")
+                .as_bytes(),
+        );
+        assert_eq!(identity(&mut mem, &info).nodename.as_deref(), Some("crashbox"));
+        let info = Vmcoreinfo::parse(format!("OSRELEASE=6.1.0\nSYMBOL(init_uts_ns)={uts:x}\n").as_bytes());
+        let id = identity(&mut mem, &info);
+        assert_eq!((id.release.as_deref(), id.nodename), (Some("6.1.0"), None));
+    }
+}
