@@ -84,6 +84,8 @@ pub enum SymbolSource {
     VmcoreinfoKallsyms,
     /// The kallsyms tables found by scanning the kernel image in the dump.
     ImageScan,
+    /// The running kernel's /proc/kallsyms, saved by `kdump setup` in the capture initramfs.
+    Saved,
 }
 
 impl SymbolSource {
@@ -92,6 +94,7 @@ impl SymbolSource {
         match self {
             Self::VmcoreinfoKallsyms => "kallsyms tables in the dump (located by VMCOREINFO)",
             Self::ImageScan => "kallsyms tables in the dump (found by scanning the kernel image)",
+            Self::Saved => "the crashed kernel's /proc/kallsyms, saved by kdump setup (same release and _stext)",
         }
     }
 }
@@ -402,6 +405,75 @@ fn read_backward<P: PhysRead>(mem: &mut KernelMemory<P>, end: u64, max: u64) -> 
         pages.push(page);
     }
     pages.into_iter().rev().flatten().collect()
+}
+
+/// First line of the symbols `kdump setup` saves; the release follows.
+const SAVED_HEADER: &str = "# kdump-rs: /proc/kallsyms of ";
+
+/// The running kernel's `/proc/kallsyms` reduced to what a crash report needs
+/// (text symbols, with their module, and the few data symbols `kdump info`
+/// reads), headed by its release, for the capture initramfs. Refused when
+/// the addresses are hidden (`kptr_restrict`), since they would tie nothing.
+pub fn saved_symbols(proc_kallsyms: &str, release: &str) -> Result<String> {
+    let mut out = format!("{SAVED_HEADER}{release}\n");
+    let mut stext = None;
+    for line in proc_kallsyms.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(addr), Some(kind), Some(name)) = (f.next(), f.next(), f.next()) else { continue };
+        let wanted = matches!(kind, "T" | "t" | "W" | "w") || matches!(name, "panic_cpu" | "crashing_cpu");
+        if !wanted {
+            continue;
+        }
+        if name == "_stext" {
+            stext = u64::from_str_radix(addr, 16).ok();
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    match stext {
+        Some(a) if a != 0 => Ok(out),
+        Some(_) => Err(Error::Corrupt(
+            "/proc/kallsyms shows zero addresses (kernel.kptr_restrict): run as root with kptr_restrict below 2".into(),
+        )),
+        None => Err(Error::Corrupt("/proc/kallsyms has no _stext".into())),
+    }
+}
+
+impl SymbolTable {
+    /// The symbols [`saved_symbols`] wrote, if they are the crashed kernel's:
+    /// its release is VMCOREINFO's `OSRELEASE` and its `_stext` is
+    /// `SYMBOL(_stext)` (the same boot, so the same KASLR offset).
+    pub fn from_saved(text: &str, info: &Vmcoreinfo) -> Result<Self> {
+        let mut lines = text.lines();
+        let release = lines
+            .next()
+            .and_then(|l| l.strip_prefix(SAVED_HEADER))
+            .ok_or_else(|| Error::Corrupt("not a symbols file written by kdump setup".into()))?;
+        if let Some(crashed) = info.osrelease()
+            && crashed != release
+        {
+            return Err(Error::Corrupt(format!("the saved symbols are of {release}, the crashed kernel is {crashed}")));
+        }
+        let mut symbols = Vec::new();
+        for line in lines {
+            let mut f = line.split_whitespace();
+            let (Some(addr), Some(kind), Some(name)) = (f.next(), f.next(), f.next()) else { continue };
+            let Ok(address) = u64::from_str_radix(addr, 16) else { continue };
+            let name = match f.next() {
+                Some(module) => format!("{name} {module}"),
+                None => name.to_string(),
+            };
+            symbols.push(Symbol { address, kind: kind.chars().next().unwrap_or('?'), name });
+        }
+        let table = Self::new(symbols);
+        let stext = info.symbol("_stext")?;
+        match table.address_of("_stext") {
+            Some(a) if a == stext => Ok(table),
+            a => Err(Error::Corrupt(format!(
+                "the saved symbols put _stext at {a:x?}, the crashed kernel at {stext:#x}: they are of another boot"
+            ))),
+        }
+    }
 }
 
 #[cfg(test)]

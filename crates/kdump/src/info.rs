@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::Context;
 use kdump_kernel::backtrace::{Frame, backtrace};
 use kdump_kernel::crashing::{CrashingCpuMethod, crashing_cpu};
-use kdump_kernel::kallsyms::SymbolTable;
+use kdump_kernel::kallsyms::{SymbolSource, SymbolTable};
 use kdump_kernel::memory::X86_64Layout;
 use kdump_kernel::printk::Record;
 use kdump_kernel::prstatus::{REGISTER_NAMES, cpu_states};
@@ -65,11 +65,27 @@ fn utc(secs: i64) -> String {
 }
 
 pub fn run(dump_path: &Path, json: bool, system_map: Option<&Path>) -> anyhow::Result<()> {
-    write(dump_path, json, system_map, &mut std::io::stdout().lock())
+    write(dump_path, json, system_map, None, &mut std::io::stdout().lock())
 }
 
-/// The report of `kdump info` written to `out` (the capture init writes `info.json` with it).
-pub fn write(dump_path: &Path, json: bool, system_map: Option<&Path>, out: &mut dyn Write) -> anyhow::Result<()> {
+/// The symbols `kdump setup` saved in the capture initramfs (zstd), if they
+/// are the crashed kernel's (same release and `_stext`).
+fn saved_symbols(path: &Path, info: &Vmcoreinfo) -> anyhow::Result<SymbolTable> {
+    let raw = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = zstd::stream::decode_all(raw.as_slice()).with_context(|| format!("{} is not zstd", path.display()))?;
+    Ok(SymbolTable::from_saved(&String::from_utf8_lossy(&text), info)?)
+}
+
+/// The report of `kdump info` written to `out`. The capture init writes
+/// `info.json` with it, passing the symbols `kdump setup` saved
+/// (`saved_symbols`, used when they are the crashed kernel's).
+pub fn write(
+    dump_path: &Path,
+    json: bool,
+    system_map: Option<&Path>,
+    saved: Option<&Path>,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     let mut dump = dumpfile::open(dump_path)?;
     let info: Vmcoreinfo = dump.vmcoreinfo()?;
     let mut warnings = Vec::new();
@@ -99,11 +115,19 @@ pub fn write(dump_path: &Path, json: bool, system_map: Option<&Path>, out: &mut 
                 Some(format!("{} (KASLR offset {offset:#x})", path.display())),
             )
         }
-        None => match SymbolTable::from_dump(&mut mem, &info) {
-            Ok((t, from)) => (Some(t), Some(from.describe().to_string())),
-            Err(e) => {
-                warnings.push(format!("no symbols: {e} (give --system-map for this kernel)"));
-                (None, None)
+        None => match saved.filter(|p| p.exists()).map(|p| saved_symbols(p, &info)) {
+            Some(Ok(t)) => (Some(t), Some(SymbolSource::Saved.describe().to_string())),
+            other => {
+                if let Some(Err(e)) = other {
+                    warnings.push(format!("saved symbols not used: {e:#}"));
+                }
+                match SymbolTable::from_dump(&mut mem, &info) {
+                    Ok((t, from)) => (Some(t), Some(from.describe().to_string())),
+                    Err(e) => {
+                        warnings.push(format!("no symbols: {e} (give --system-map for this kernel)"));
+                        (None, None)
+                    }
+                }
             }
         },
     };

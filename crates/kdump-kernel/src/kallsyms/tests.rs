@@ -311,3 +311,26 @@ fn system_map_with_kaslr_offset() {
     assert!(SymbolTable::from_system_map(placeholder, 0).unwrap_err().to_string().contains("-dbg"));
     assert!(SymbolTable::from_system_map("", 0).is_err());
 }
+
+#[test]
+fn symbols_saved_by_setup_are_used_only_for_the_same_kernel_and_boot() {
+    let proc = "ffffffff9a000000 T _stext\nffffffff9a000100 t panic\nffffffff9b000000 D jiffies\n\
+ffffffff9b000040 d panic_cpu\nffffffffc0100000 t virtblk_probe\t[virtio_blk]\nffffffffc0100200 t virtblk_remove\t[virtio_blk]\nffffffff9a100000 T _etext\n";
+    let saved = saved_symbols(proc, "6.1.0-57-cloud-amd64").unwrap();
+    assert!(!saved.contains("jiffies"), "data symbols a report does not read are left out");
+    let info = |release: &str, stext: u64| {
+        Vmcoreinfo::parse(format!("OSRELEASE={release}\nSYMBOL(_stext)={stext:x}\n").as_bytes())
+    };
+    let table = SymbolTable::from_saved(&saved, &info("6.1.0-57-cloud-amd64", 0xffff_ffff_9a00_0000)).unwrap();
+    assert_eq!(table.address_of("panic_cpu"), Some(0xffff_ffff_9b00_0040));
+    let (s, off, _) = table.lookup_text(0xffff_ffff_c010_0010).unwrap();
+    assert_eq!((s.name.as_str(), off), ("virtblk_probe [virtio_blk]", 0x10));
+    // Another boot (KASLR moved _stext) or another kernel: refused.
+    let other_boot = SymbolTable::from_saved(&saved, &info("6.1.0-57-cloud-amd64", 0xffff_ffff_8a00_0000));
+    assert!(other_boot.unwrap_err().to_string().contains("another boot"));
+    assert!(SymbolTable::from_saved(&saved, &info("6.12.0", 0xffff_ffff_9a00_0000)).is_err());
+    assert!(SymbolTable::from_saved("garbage", &info("6.1", 0)).is_err());
+    // kptr_restrict: addresses shown as zeros tie nothing.
+    let hidden = "0000000000000000 T _stext\n0000000000000000 t panic\n";
+    assert!(saved_symbols(hidden, "6.1").unwrap_err().to_string().contains("kptr_restrict"));
+}
