@@ -63,17 +63,7 @@ pub fn crashing_cpu<P: PhysRead>(
                 return Some(CrashingCpu { index: cpu as usize, method });
             }
         }
-        let in_crash_kexec: Vec<usize> = cpus
-            .iter()
-            .filter(|c| {
-                c.register("rip").and_then(|rip| symbols.lookup_text(rip)).is_some_and(|(s, _, _)| {
-                    let base = s.name.split('.').next().unwrap_or_default();
-                    base == "__crash_kexec" || base == "crash_kexec"
-                })
-            })
-            .map(|c| c.index)
-            .collect();
-        if let [index] = in_crash_kexec[..] {
+        if let Some(index) = registers_in_crash_kexec(symbols, cpus) {
             return Some(CrashingCpu { index, method: CrashingCpuMethod::RegistersInCrashKexec });
         }
     }
@@ -81,6 +71,25 @@ pub fn crashing_cpu<P: PhysRead>(
         .find(|s| s.pid != 0)
         .or(cpus.first())
         .map(|s| CrashingCpu { index: s.index, method: CrashingCpuMethod::Guess })
+}
+
+/// The one CPU whose saved RIP is in `__crash_kexec` or `crash_kexec` (or a
+/// compiler-made `.cold`/`.isra` part of them), if exactly one is.
+pub fn registers_in_crash_kexec(symbols: &SymbolTable, cpus: &[CpuState]) -> Option<usize> {
+    let in_crash_kexec: Vec<usize> = cpus
+        .iter()
+        .filter(|c| {
+            c.register("rip").and_then(|rip| symbols.lookup_text(rip)).is_some_and(|(s, _, _)| {
+                let base = s.name.split('.').next().unwrap_or_default();
+                base == "__crash_kexec" || base == "crash_kexec"
+            })
+        })
+        .map(|c| c.index)
+        .collect();
+    match in_crash_kexec[..] {
+        [index] => Some(index),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -143,5 +152,7 @@ mod tests {
         let two = [cpu(0, 7, K + 0x1210), cpu(1, 0, K + 0x1220)];
         assert_eq!(crashing_cpu(&mut m, Some(&t), &two).unwrap().method, CrashingCpuMethod::Guess);
         assert_eq!(crashing_cpu(&mut m, Some(&t), &[]), None);
+        assert_eq!(registers_in_crash_kexec(&t, &cpus), Some(2));
+        assert_eq!(registers_in_crash_kexec(&t, &two), None);
     }
 }

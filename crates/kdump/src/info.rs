@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use kdump_kernel::backtrace::{Frame, backtrace};
-use kdump_kernel::crashing::{CrashingCpuMethod, crashing_cpu};
+use kdump_kernel::crashing::{CrashingCpuMethod, crashing_cpu, registers_in_crash_kexec};
 use kdump_kernel::kallsyms::{SymbolSource, SymbolTable};
 use kdump_kernel::memory::X86_64Layout;
 use kdump_kernel::printk::Record;
@@ -138,6 +138,17 @@ pub fn write(
         && c.method == CrashingCpuMethod::Guess
     {
         warnings.push(format!("the crashing CPU is {}", c.method.describe()));
+    }
+    // The crashing CPU saved its own registers in __crash_kexec: a variable that names another CPU is stale.
+    if let (Some(c), Some(syms)) = (crashing, symbols.as_ref())
+        && let Some(by_registers) = registers_in_crash_kexec(syms, &states)
+        && by_registers != c.index
+    {
+        warnings.push(format!(
+            "{} says CPU {}, but CPU {by_registers} saved its registers in __crash_kexec",
+            c.method.describe(),
+            c.index
+        ));
     }
     let crashing_cpu = crashing.map(|c| c.index);
 
