@@ -27,8 +27,8 @@
 //! from memory is checked before use.
 
 use super::{
-    Addressing, KallsymsTables, MAX_ENTRY_BYTES, MAX_SYMBOLS, PAGE, address, check_stext, decode_names, read_backward,
-    read_forward,
+    Addressing, KallsymsTables, MAX_ENTRY_BYTES, MAX_NAMES_BYTES, MAX_SYMBOLS, PAGE, address, check_stext,
+    decode_names, read_backward, read_forward,
 };
 use crate::memory::{KernelMemory, PhysRead};
 use crate::{Error, Result};
@@ -226,6 +226,9 @@ fn marker_candidates<P: PhysRead>(mem: &mut KernelMemory<P>, token_table: u64) -
 fn names_before<P: PhysRead>(mem: &mut KernelMemory<P>, markers_at: u64, marks: &[u64]) -> Result<(u64, u64, u64)> {
     let count = marks.len() as u64;
     let last = *marks.last().unwrap_or(&0);
+    if last > MAX_NAMES_BYTES {
+        return Err(Error::Corrupt(format!("kallsyms_markers at {markers_at:#x} claim {last} bytes of names")));
+    }
     // The last block is 1..=256 entries after marks[last]; a word before the names holds num_syms.
     let span = last + 256 * MAX_ENTRY_BYTES + 8;
     let region = read_backward(mem, markers_at, span);

@@ -117,8 +117,14 @@ fn image(syms: &[(u64, char, String)], layout: Layout, pre_6: bool) -> Image {
     };
     let (names, markers) = names_stream(syms);
     let (table, index) = token_blobs();
-    let num = (syms.len() as u32).to_le_bytes();
-    let marker_bytes: Vec<u8> = markers.iter().flat_map(|m| m.to_le_bytes()).collect();
+    // Old kernels (here: those with kallsyms_addresses) wrote num_syms and the markers as pointers.
+    let old = layout == Layout::Absolute;
+    let num = if old { (syms.len() as u64).to_le_bytes().to_vec() } else { (syms.len() as u32).to_le_bytes().to_vec() };
+    let marker_bytes: Vec<u8> = if old {
+        markers.iter().flat_map(|m| u64::from(*m).to_le_bytes()).collect()
+    } else {
+        markers.iter().flat_map(|m| m.to_le_bytes()).collect()
+    };
     let align = if pre_6 { 8 } else { 4 };
     if pre_6 {
         if layout == Layout::Absolute {
