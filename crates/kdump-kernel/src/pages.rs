@@ -23,8 +23,8 @@
 //! The per-page decision follows makedumpfile (`__exclude_unnecessary_pages`),
 //! first match wins: compound tail pages are skipped (their head decides for
 //! them), then free (buddy, `_mapcount == PAGE_BUDDY_MAPCOUNT_VALUE`, not slab,
-//! `2^private` pages), cache without private, cache, user (`mapping & 1`, or a
-//! hugetlb compound head), hwpoison, offline. A compound head that is
+//! `2^private` pages), cache without private, cache, user (`mapping & 1` on a
+//! page that is not slab, or a hugetlb compound head), hwpoison, offline. A compound head that is
 //! excluded takes its `2^order` pages with it.
 
 use std::ops::Range;
@@ -713,7 +713,10 @@ impl<P: PhysRead> PageClassifier<P> {
             }
         }
         let slab = bit(flags, p.pg_slab) || p.slab_value.is_some_and(|v| v == mapcount);
-        let anon = mapping & 1 != 0;
+        // A slab page is kernel memory whatever `mapping` holds: since 6.10 slab is a page
+        // type in `_mapcount`, and struct slab's own fields overlay `page.mapping` (on 6.12
+        // a partial-list count), so its bit 0 means nothing there.
+        let anon = mapping & 1 != 0 && !slab;
         let cache = bit(flags, p.pg_lru)
             || (bit(flags, p.pg_swapcache) && (p.pg_swapbacked.is_none() || bit(flags, p.pg_swapbacked)));
         let private_flag = bit(flags, p.pg_private);
