@@ -226,9 +226,9 @@ impl PageFlagsSnapshot {
     }
 }
 
-/// A page the dump left out although the oracle says the level keeps it.
+/// A page on which the dump and the oracle disagree.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Dropped {
+pub struct Disagreement {
     /// The PFN.
     pub pfn: u64,
     /// The oracle's class.
@@ -251,20 +251,25 @@ pub struct LevelReport {
     /// Pages the oracle keeps at this level.
     pub kept_by_oracle: u64,
     /// (a) Pages the dump drops that the oracle keeps (should be ~0; each one explained).
-    pub dropped_but_kept: Vec<Dropped>,
-    /// (b) Pages the dump keeps that the oracle drops, per oracle class (races, pcp lists).
-    pub kept_but_droppable: BTreeMap<OracleClass, u64>,
+    pub dropped_but_kept: Vec<Disagreement>,
+    /// (b) Pages the dump keeps that the oracle drops (state changed after the snapshot).
+    pub kept_but_droppable: Vec<Disagreement>,
 }
 
 impl LevelReport {
-    /// Pages the dump keeps that the oracle drops.
-    pub fn kept_but_droppable_total(&self) -> u64 {
-        self.kept_but_droppable.values().sum()
+    /// Pages the dump keeps that the oracle drops, per oracle class.
+    pub fn kept_but_droppable_by_class(&self) -> BTreeMap<OracleClass, u64> {
+        let mut m = BTreeMap::new();
+        for d in &self.kept_but_droppable {
+            *m.entry(d.class).or_insert(0) += 1;
+        }
+        m
     }
 
     /// One line for a report.
     pub fn summary(&self) -> String {
-        let extra: Vec<String> = self.kept_but_droppable.iter().map(|(c, n)| format!("{} {n}", c.name())).collect();
+        let extra: Vec<String> =
+            self.kept_but_droppable_by_class().iter().map(|(c, n)| format!("{} {n}", c.name())).collect();
         format!(
             "-d {:2}: dump keeps {:6} of {} pages, oracle keeps {:6}; dropped but kept by oracle: {}; \
              kept but droppable: {} ({})",
@@ -273,7 +278,7 @@ impl LevelReport {
             self.ram_pages,
             self.kept_by_oracle,
             self.dropped_but_kept.len(),
-            self.kept_but_droppable_total(),
+            self.kept_but_droppable.len(),
             extra.join(", ")
         )
     }
@@ -296,7 +301,7 @@ pub fn compare_level(
         kept_by_dump: 0,
         kept_by_oracle: 0,
         dropped_but_kept: Vec::new(),
-        kept_but_droppable: BTreeMap::new(),
+        kept_but_droppable: Vec::new(),
     };
     for pfn in ram.iter().flat_map(|r| r.clone()) {
         report.ram_pages += 1;
@@ -306,15 +311,11 @@ pub fn compare_level(
         let ours = kept(pfn);
         report.kept_by_dump += u64::from(ours);
         report.kept_by_oracle += u64::from(oracle_keeps);
+        let disagreement = || Disagreement { pfn, class, flags: snapshot.flags(pfn), count: snapshot.count(pfn) };
         if oracle_keeps && !ours {
-            report.dropped_but_kept.push(Dropped {
-                pfn,
-                class,
-                flags: snapshot.flags(pfn),
-                count: snapshot.count(pfn),
-            });
+            report.dropped_but_kept.push(disagreement());
         } else if ours && !oracle_keeps {
-            *report.kept_but_droppable.entry(class).or_insert(0) += 1;
+            report.kept_but_droppable.push(disagreement());
         }
     }
     report
@@ -379,10 +380,10 @@ mod tests {
         let r = compare_level(&s, &classes, 16, &ram, &kept, &|_| false);
         assert_eq!((r.kept_by_dump, r.kept_by_oracle), (3, 3));
         assert_eq!(r.dropped_but_kept.iter().map(|d| d.pfn).collect::<Vec<_>>(), [0]);
-        assert_eq!(r.kept_but_droppable.get(&OracleClass::Free), Some(&1));
+        assert_eq!(r.kept_but_droppable_by_class().get(&OracleClass::Free), Some(&1));
         // Level 1: PFN 3 is zero by content, so the oracle drops it; the dump keeps it.
         let r = compare_level(&s, &classes, 1, &ram, &|_| true, &|pfn| pfn == 3);
         assert_eq!(r.kept_by_oracle, 3);
-        assert_eq!(r.kept_but_droppable.get(&OracleClass::Kernel), Some(&1));
+        assert_eq!(r.kept_but_droppable_by_class().get(&OracleClass::Kernel), Some(&1));
     }
 }
