@@ -324,6 +324,9 @@ impl StructPage {
             mapping: off("page.mapping"),
             mapcount: off("page._mapcount"),
             private: off("page.private"),
+            // 7.1 renamed it `compound_info`. Bit 0 still marks a tail in both encodings
+            // (head address | 1, or with HVO and a power-of-two struct page an address
+            // mask | 1); the rest is never followed: a head decides for its 2^order pages.
             compound_head: off("page.compound_head").or_else(|| off("page.compound_info")),
             head_mask: info.number("PG_head_mask").ok().map(|v| v as u64),
             compound,
@@ -397,9 +400,16 @@ impl StructPage {
             r.cache_private = ok && level & level::CACHE_PRIVATE != 0;
         }
         if level & level::USER != 0 {
+            // Without a slab key a slab page whose overlay sets bit 0 of `mapping` (6.12) would
+            // pass for anonymous memory: keep user pages rather than guess.
+            let slab_known = self.pg_slab.is_some() || (self.slab_value.is_some() && self.mapcount.is_some());
             r.user = need(
                 "user pages",
-                &[("OFFSET(page.compound_head)", head), ("OFFSET(page.mapping)", self.mapping.is_some())],
+                &[
+                    ("OFFSET(page.compound_head)", head),
+                    ("OFFSET(page.mapping)", self.mapping.is_some()),
+                    ("NUMBER(PG_slab) or NUMBER(PAGE_SLAB_MAPCOUNT_VALUE)", slab_known),
+                ],
             );
             let dtor_ok = match self.compound {
                 Some(CompoundInfo::Bytes { dtor, .. }) => dtor.is_some() && self.hugetlb_dtor.is_some(),

@@ -223,6 +223,13 @@ fn missing_keys_are_named_and_their_classes_kept() {
     assert_eq!(out[721], PageClass::Kernel);
     assert!(out[608..616].iter().all(|&c| c == PageClass::Free));
 
+    let info = without(&["NUMBER(PG_slab)"]);
+    let mut c = Machine::populated(false).classifier(&info, 8);
+    let limits = c.limits().join("\n");
+    assert!(limits.contains("user pages are kept: VMCOREINFO has no NUMBER(PG_slab)"), "{limits}");
+    c.classify(0, &mut out);
+    assert_eq!(out[602], PageClass::Kernel, "anonymous memory kept when slab cannot be told apart");
+
     let info = without(&["SYMBOL(mem_section)", "NUMBER(SECTION_SIZE_BITS)"]);
     let km = KernelMemory::new(Machine::new(false).mem, layout(false));
     let err = PageClassifier::new(km, &Vmcoreinfo::parse(info.as_bytes()), 31, std::iter::once(0..MAX_PFN).collect())
