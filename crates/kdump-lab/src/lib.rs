@@ -20,6 +20,7 @@
 
 mod image;
 mod kernel;
+pub mod oracle;
 mod paths;
 mod tools;
 mod vm;
