@@ -20,6 +20,9 @@ pub fn records(dump: &mut Dump) -> anyhow::Result<Vec<Record>> {
 
 pub fn run(dump_path: &Path, json: bool) -> anyhow::Result<()> {
     let mut dump = dumpfile::open(dump_path)?;
+    if let Some(at) = dump.resolve_vmcoreinfo()? {
+        eprintln!("kdump: VMCOREINFO {}", dumpfile::found_in_memory(at));
+    }
     let records = records(&mut dump)?;
     let mut out = std::io::stdout().lock();
     if json {

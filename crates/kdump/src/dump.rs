@@ -128,6 +128,14 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
         bail!("{} exists: use -f to overwrite it", dest.display());
     }
     let mut dump = dumpfile::open(source)?;
+    // A dump without a VMCOREINFO note (QEMU's) is still filtered, and the
+    // output carries the note, when the kernel's own is found in memory.
+    match dump.resolve_vmcoreinfo() {
+        Ok(Some(at)) if a.message_level > 0 => eprintln!("kdump: VMCOREINFO {}", dumpfile::found_in_memory(at)),
+        Ok(_) => {}
+        Err(e) if a.message_level > 0 => eprintln!("kdump: warning: {e:#}"),
+        Err(_) => {}
+    }
     let mut filter = filter::build(source, &dump, a.level)?;
     if a.message_level > 0 {
         for w in &filter.limits {
@@ -338,7 +346,7 @@ fn config(dump: &mut Dump, codec: Codec, level: u32) -> anyhow::Result<KdumpConf
     cfg.share_zero_pages = level & 1 != 0;
     cfg.dump_level = level as i32;
     cfg.notes = dump.mem.notes().to_vec();
-    cfg.vmcoreinfo = dump.mem.vmcoreinfo().map(<[u8]>::to_vec);
+    cfg.vmcoreinfo = dump.vmcoreinfo_raw().map(<[u8]>::to_vec);
     cfg.nr_cpus = kdump_kernel::prstatus::cpu_states(&cfg.notes).len().max(1) as i32;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     cfg.timestamp = (now.as_secs() as i64, i64::from(now.subsec_micros()));
