@@ -183,7 +183,7 @@ mod tests {
     }
 
     fn memory(pages: u64) -> Pages {
-        Pages { bytes: vec![0; pages as usize * 4096], ranges: Vec::from([0..pages]), absent: Vec::new() }
+        Pages { bytes: vec![0; pages as usize * 4096], ranges: std::iter::once(0..pages).collect(), absent: Vec::new() }
     }
 
     fn put_note(mem: &mut Pages, at: usize, text: &[u8]) {
