@@ -134,6 +134,15 @@ kdump info --json /proc/vmcore > /results/vmcore-info.json
     let _ = std::fs::remove_file(&theirs);
     run(Command::new("makedumpfile").arg("--dump-dmesg").arg(&filtered).arg(&theirs));
     assert_eq!(std::fs::read(&theirs).unwrap(), elf_log, "makedumpfile's log of our -d 31 output differs");
+    // The same as ELF (-E): the note is written there too.
+    let filtered_elf = dir.join("qemu-d31.elf");
+    let _ = std::fs::remove_file(&filtered_elf);
+    run(Command::new(&kdump).args(["dump", "-E", "-d", "31"]).arg(&elf).arg(&filtered_elf));
+    assert!(elf_note_names(&filtered_elf).iter().any(|n| n == "VMCOREINFO"));
+    let theirs_elf = dir.join("qemu-d31-elf.makedumpfile-dmesg");
+    let _ = std::fs::remove_file(&theirs_elf);
+    run(Command::new("makedumpfile").arg("--dump-dmesg").arg(&filtered_elf).arg(&theirs_elf));
+    assert_eq!(std::fs::read(&theirs_elf).unwrap(), elf_log, "makedumpfile's log of our -E -d 31 output differs");
     let kept = std::fs::metadata(&filtered).unwrap().len();
     let whole = std::fs::metadata(&elf).unwrap().len();
     assert!(kept < whole / 2, "-d 31 kept {kept} of {whole} bytes");
