@@ -5,6 +5,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+mod common;
+
 use kdump_lab::{LOAD_CAPTURE_KERNEL, MonitorStep, Scenario, Vm, static_tools};
 
 const HOST: &str = "qemudump-lab";
@@ -22,33 +24,19 @@ fn info_json(kdump: &Path, dump: &Path) -> serde_json::Value {
     serde_json::from_slice(&run(Command::new(kdump).args(["info", "--json"]).arg(dump)).stdout).unwrap()
 }
 
-/// The names of the ELF notes of an ELF core file, read by this test alone (the notes
-/// come first in QEMU's file, so only its start is read).
+/// The names of the ELF notes of an ELF core file, read with the tests' own parser
+/// (`common`); the notes come first in the file, so only its start is read.
 fn elf_note_names(path: &Path) -> Vec<String> {
     use std::io::Read;
     let mut head = vec![0u8; 1 << 20];
     let n = std::fs::File::open(path).unwrap().read(&mut head).unwrap();
     let head = &head[..n];
-    assert_eq!(&head[..4], b"\x7fELF");
-    let u16_at = |o: usize| usize::from(u16::from_le_bytes([head[o], head[o + 1]]));
-    let u32_at = |o: usize| u32::from_le_bytes(head[o..o + 4].try_into().unwrap()) as usize;
-    let u64_at = |o: usize| u64::from_le_bytes(head[o..o + 8].try_into().unwrap()) as usize;
-    let (phoff, phentsize, phnum) = (u64_at(32), u16_at(54), u16_at(56));
-    let mut names = Vec::new();
-    for i in 0..phnum {
-        let h = phoff + i * phentsize;
-        if u32_at(h) != 4 {
-            continue; // not PT_NOTE
-        }
-        let (mut at, end) = (u64_at(h + 8), u64_at(h + 8) + u64_at(h + 32));
-        while at + 12 <= end {
-            let (namesz, descsz) = (u32_at(at), u32_at(at + 4));
-            let name = &head[at + 12..at + 12 + namesz];
-            names.push(String::from_utf8_lossy(name.strip_suffix(b"\0").unwrap_or(name)).into_owned());
-            at += 12 + namesz.next_multiple_of(4) + descsz.next_multiple_of(4);
-        }
-    }
-    names
+    common::program_headers(head)
+        .iter()
+        .filter(|p| p.p_type == 4) // PT_NOTE
+        .flat_map(|p| common::notes(&head[p.offset as usize..(p.offset + p.filesz) as usize]))
+        .map(|(name, _, _)| name)
+        .collect()
 }
 
 /// Boots `vm` with the capture kernel loaded, has QEMU dump the running guest after it
