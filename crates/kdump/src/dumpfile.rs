@@ -2,7 +2,7 @@
 
 use std::borrow::BorrowMut;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek};
+use std::io::{BufReader, Read, Seek};
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -170,13 +170,15 @@ impl Read for SequentialReader {
 
 impl Seek for SequentialReader {
     fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
-        if let std::io::SeekFrom::Start(target) = to {
-            let ahead = target.wrapping_sub(self.pos);
-            if target >= self.pos && ahead <= self.inner.buffer().len() as u64 {
-                self.inner.consume(ahead as usize);
-                self.pos = target;
-                return Ok(target);
-            }
+        // `seek_relative` keeps the buffer when the target is in it, behind the
+        // position too: kdump-compressed files written by QEMU (flattened) put a
+        // block of page descriptors after the pages they describe.
+        if let std::io::SeekFrom::Start(target) = to
+            && let Ok(delta) = i64::try_from(i128::from(target) - i128::from(self.pos))
+        {
+            self.inner.seek_relative(delta)?;
+            self.pos = target;
+            return Ok(target);
         }
         self.pos = self.inner.seek(to)?;
         Ok(self.pos)
