@@ -99,7 +99,8 @@ pub(crate) fn run(s: &Scenario) -> Result<Outcome, LabError> {
         if let Err(e) = monitor.poll(&console_path) {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(e);
+            let console = read_lossy(&console_path);
+            return Err(LabError::ScenarioFailed { scenario: s.name.clone(), reason: e.to_string(), console });
         }
         std::thread::sleep(Duration::from_millis(100));
     };
@@ -119,7 +120,9 @@ pub(crate) fn run(s: &Scenario) -> Result<Outcome, LabError> {
     )?;
 
     let fail = |reason: String| LabError::ScenarioFailed { scenario: s.name.clone(), reason, console: console.clone() };
-    write_file(&run_dir.join("monitor.log"), monitor.transcript().as_bytes())?;
+    if !s.monitor.is_empty() {
+        write_file(&run_dir.join("monitor.log"), monitor.transcript().as_bytes())?;
+    }
     if let Some(marker) = monitor.not_run().first() {
         return Err(fail(format!("the monitor step waiting for `{marker}` on the console never ran")));
     }

@@ -83,7 +83,8 @@ impl Dump {
     /// Makes sure VMCOREINFO is known: the dump's note, else the kernel's own note
     /// found by scanning the dump's memory (dumps made by QEMU carry none). Returns
     /// the physical address it was found at, or `None` for the dump's note. The
-    /// scan reads every RAM page once and runs at most once per `Dump`.
+    /// scan reads RAM pages in address order until a note validates (all of them
+    /// when none does), at most once per `Dump`.
     pub fn resolve_vmcoreinfo(&mut self) -> anyhow::Result<Option<u64>> {
         if self.mem.vmcoreinfo().is_some() {
             return Ok(None);
