@@ -139,7 +139,8 @@ kdump info --json /proc/vmcore > /results/vmcore-info.json
     let _ = std::fs::remove_file(&elf);
 }
 
-#[test]
-fn qemu_dump_guest_memory_without_vmcoreinfo_note() {
-    qemu_dumps_read_like_the_vmcore("qemu-dump", Vm::default());
+kdump_lab::kernel_matrix! {
+    fn qemu_dump_guest_memory_without_vmcoreinfo_note(kernel) {
+        qemu_dumps_read_like_the_vmcore(&format!("qemu-dump-{kernel}"), Vm::on(kernel));
+    }
 }
