@@ -36,10 +36,10 @@ fn header_descsz(page: &[u8]) -> Option<usize> {
     usize::try_from(word(4)).ok()
 }
 
-/// Whether `text` reads as VMCOREINFO: printable `KEY=VALUE` lines, each ending in a newline.
+/// Whether `text` reads as VMCOREINFO: printable `KEY=VALUE` lines (the last one's
+/// newline may be missing: old kernels appended CRASHTIME without one).
 fn well_formed(text: &[u8]) -> bool {
     text.starts_with(FIRST_KEY)
-        && text.ends_with(b"\n")
         && text
             .split(|&b| b == b'\n')
             .all(|line| line.is_empty() || (line.contains(&b'=') && line.iter().all(|&b| (0x20..0x7f).contains(&b))))
@@ -227,7 +227,7 @@ mod tests {
     fn rejects_what_only_looks_like_a_note() {
         let mut mem = memory(8);
         // Raw text without a note header (vmcoreinfo_data), not page aligned, wrong type,
-        // binary text, descsz past one page, unterminated text.
+        // binary text, descsz past one page, a line that is not KEY=VALUE.
         mem.bytes[4096..4096 + TEXT.len()].copy_from_slice(TEXT);
         put_note(&mut mem, 2 * 4096 + 64, TEXT);
         put_note(&mut mem, 3 * 4096, TEXT);
@@ -235,9 +235,12 @@ mod tests {
         put_note(&mut mem, 4 * 4096, b"OSRELEASE=6.1\n\x01\x02=\n");
         put_note(&mut mem, 5 * 4096, TEXT);
         mem.bytes[5 * 4096 + 4..5 * 4096 + 8].copy_from_slice(&8192u32.to_le_bytes());
-        put_note(&mut mem, 6 * 4096, b"OSRELEASE=6.1\nPAGESIZE=4096");
+        put_note(&mut mem, 6 * 4096, b"OSRELEASE=6.1\nnot a key\n");
         let (found, _, _) = scan(&mut mem, 4);
         assert!(found.is_empty(), "{found:?}");
+        // An unterminated last line is still VMCOREINFO.
+        put_note(&mut mem, 7 * 4096, b"OSRELEASE=6.1\nCRASHTIME=1700000000");
+        assert_eq!(scan(&mut mem, 4).0.iter().map(|f| f.paddr).collect::<Vec<_>>(), vec![7 * 4096]);
     }
 
     #[test]
