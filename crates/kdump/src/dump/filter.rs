@@ -68,7 +68,7 @@ impl Filter {
 /// Builds the filter for `level` on `source` (opened a second time for struct pages).
 pub fn build(source: &Path, dump: &Dump, level: u32) -> anyhow::Result<Filter> {
     let wanted = level & level::STRUCT_PAGE_BITS;
-    let Some(raw) = dump.mem.vmcoreinfo() else {
+    let Some(raw) = dump.vmcoreinfo_raw() else {
         if wanted == 0 {
             return Ok(Filter::none(level, Vec::new()));
         }
@@ -138,6 +138,9 @@ pub fn build(source: &Path, dump: &Dump, level: u32) -> anyhow::Result<Filter> {
 /// `kdump dump --mem-usage SOURCE`: pages per class and what each level would keep.
 pub fn mem_usage(source: &Path) -> anyhow::Result<()> {
     let mut dump = dumpfile::open(source)?;
+    if let Some(at) = dump.resolve_vmcoreinfo()? {
+        eprintln!("kdump: VMCOREINFO {}", dumpfile::found_in_memory(at));
+    }
     let mut filter = build(source, &dump, 31)?;
     let page_size = dump.mem.page_size();
     let ranges = dump.mem.ram_ranges().to_vec();
