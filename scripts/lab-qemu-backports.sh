@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
 # A newer QEMU for the crash lab, without touching the system's packages: Debian 12's QEMU 7.2
 # does not emulate the SHA extensions under TCG (QEMU 8.1 and later do), so the lab's SHA-NI
-# purgatory test needs this. Downloads qemu-system-x86, qemu-system-data and seabios from
-# bookworm-backports with apt-get and a private package list, unpacks them with dpkg -x into
-# target/qemu-backports and writes a qemu-system-x86_64 wrapper there. Prints the directory to
-# put first in PATH:
-#
-#   PATH=$(scripts/lab-qemu-backports.sh):$PATH cargo test -p kdump-lab --test kexec_load purgatory_
+# purgatory tests (crates/kdump-lab/tests/kexec_load.rs) run it when PATH has no QEMU 8.1+.
+# Downloads qemu-system-x86, qemu-system-data and seabios from bookworm-backports with apt-get
+# and a private package list (the system's apt state is not touched), unpacks them with dpkg -x
+# into target/qemu-backports and writes a qemu-system-x86_64 wrapper there. Prints the wrapper's
+# directory, e.g. to put first in PATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD/target/qemu-backports

@@ -374,6 +374,39 @@ struct PanicToCapture {
     qemu_cpu: std::time::Duration,
 }
 
+/// A QEMU whose TCG emulates the SHA extensions (8.1 or later): the one in PATH if it is new
+/// enough, else QEMU from Debian's bookworm-backports, unpacked into target/ by
+/// scripts/lab-qemu-backports.sh (apt-get download on first use, as the lab fetches its kernel).
+fn qemu_with_sha_ni() -> std::path::PathBuf {
+    use std::process::Command;
+    let version = Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let numbers: Vec<u32> = version
+        .split("version ")
+        .nth(1)
+        .unwrap_or("")
+        .split(|c: char| !c.is_ascii_digit())
+        .take(2)
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    if numbers.len() == 2 && (numbers[0], numbers[1]) >= (8, 1) {
+        return "qemu-system-x86_64".into();
+    }
+    let script = kdump_lab::workspace_root().join("scripts/lab-qemu-backports.sh");
+    let out = Command::new(&script).output().unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "QEMU in PATH ({}) does not emulate SHA-NI (needs 8.1+), and {} failed:\n{}",
+        version.lines().next().unwrap_or("none"),
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("qemu-system-x86_64")
+}
+
 /// A panic load with `kexec -c -p` (plus `extra_flags`) on a CPU with (`max` under QEMU >= 8.1)
 /// or without (`max,-sha-ni`) the SHA extensions: the purgatory verifies the segments on the
 /// matching SHA-256 path and the capture kernel boots. Measures, from the host, the time from
@@ -389,16 +422,19 @@ echo c > /proc/sysrq-trigger
 "#
     );
     let capture = "echo capture-ok > /results/capture-ok\n";
-    let vm = Vm { cpu_model: cpu_model.into(), ..Vm::default() };
+    // One QEMU for both paths, so they differ only in the CPU model.
+    let qemu = qemu_with_sha_ni();
+    let vm = Vm { cpu_model: cpu_model.into(), qemu: qemu.clone(), ..Vm::default() };
     let clock = ConsoleClock::start(name);
     let outcome = Scenario::new(name, &first).capture(capture).vm(vm).run();
     let samples = clock.finish();
     let outcome = outcome.expect("scenario");
     let guest_sha_ni = outcome.read_result("sha_ni").unwrap().trim() == "yes";
     assert_eq!(
-        guest_sha_ni, expect_sha_ni,
-        "SHA-NI in the guest's /proc/cpuinfo with -cpu {cpu_model}: QEMU's TCG emulates the SHA extensions \
-         from QEMU 8.1 on (Debian 12 ships 7.2); put a newer qemu-system-x86_64 first in PATH (docs/PERFORMANCE.md)"
+        guest_sha_ni,
+        expect_sha_ni,
+        "SHA-NI in the guest's /proc/cpuinfo with {} -cpu {cpu_model}",
+        qemu.display()
     );
     assert_eq!(outcome.read_result("capture-ok").unwrap().trim(), "capture-ok");
 
@@ -432,7 +468,7 @@ fn purgatory_portable_path_boots_the_capture_kernel() {
 /// docs/PERFORMANCE.md, "panic to capture kernel": `ROUNDS` (default 3) rounds of the SHA-NI
 /// path, the portable path and `-i` (no verification), one VM at a time; medians and minima.
 #[test]
-#[ignore = "timing, several minutes; needs QEMU >= 8.1 first in PATH; run by hand"]
+#[ignore = "timing, several minutes; run by hand"]
 fn panic_to_capture_kernel_timing() {
     let rounds: usize = std::env::var("ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
     let cases = [
