@@ -483,6 +483,14 @@ fn panic_to_capture_kernel_timing() {
         }
     }
     let ms = |d: std::time::Duration| format!("{:.0}", d.as_secs_f64() * 1e3);
+    let median_cpu = |t: &[PanicToCapture]| {
+        let mut cpu: Vec<_> = t.iter().map(|t| t.qemu_cpu).collect();
+        cpu.sort();
+        cpu[cpu.len() / 2]
+    };
+    // Even emulated, the three paths differ in work done: no hash < SHA-NI < portable.
+    let (sha_ni, portable, none) = (median_cpu(&times[0]), median_cpu(&times[1]), median_cpu(&times[2]));
+    assert!(none < sha_ni && sha_ni < portable, "QEMU CPU: -i {none:?}, SHA-NI {sha_ni:?}, portable {portable:?}");
     eprintln!("| path | wall ms median (min) | QEMU CPU ms median (min) |");
     eprintln!("|---|---|---|");
     for ((label, ..), t) in cases.iter().zip(&times) {
