@@ -100,6 +100,8 @@ pub struct Vm {
     pub extra_disk_mib: u32,
     /// Kill the guest after this long.
     pub timeout: Duration,
+    /// The QEMU binary (`qemu-system-x86_64` from PATH unless a test needs another version).
+    pub qemu: PathBuf,
 }
 
 impl Default for Vm {
@@ -115,6 +117,7 @@ impl Default for Vm {
             results_disk_mib: 64,
             extra_disk_mib: 0,
             timeout: Duration::from_secs(300),
+            qemu: PathBuf::from("qemu-system-x86_64"),
         }
     }
 }

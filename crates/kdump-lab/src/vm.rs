@@ -59,7 +59,7 @@ pub(crate) fn run(s: &Scenario) -> Result<Outcome, LabError> {
     let console_path = run_dir.join("console.log");
     let stderr_path = run_dir.join("qemu.stderr");
     let stderr = File::create(&stderr_path).map_err(io_err(&stderr_path))?;
-    let mut qemu = Command::new("qemu-system-x86_64");
+    let mut qemu = Command::new(&s.vm.qemu);
     qemu.args(["-accel", "tcg", "-nodefaults", "-display", "none", "-no-reboot"])
         .args(["-m", &s.vm.memory_mib.to_string(), "-smp", &s.vm.cpus.to_string(), "-cpu", &s.vm.cpu_model])
         .arg("-kernel")
@@ -79,12 +79,9 @@ pub(crate) fn run(s: &Scenario) -> Result<Outcome, LabError> {
     }
     let mut monitor = crate::monitor::Session::new(&s.monitor, &run_dir)?;
     qemu.args(monitor.qemu_args());
-    let mut child = qemu
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .map_err(|e| LabError::Setup(format!("cannot start qemu-system-x86_64 (install qemu-system-x86): {e}")))?;
+    let mut child = qemu.stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr).spawn().map_err(|e| {
+        LabError::Setup(format!("cannot start {} (install qemu-system-x86): {e}", s.vm.qemu.display()))
+    })?;
 
     let deadline = Instant::now() + s.vm.timeout;
     let status = loop {
