@@ -79,9 +79,10 @@ pub(crate) fn run(s: &Scenario) -> Result<Outcome, LabError> {
     }
     let mut monitor = crate::monitor::Session::new(&s.monitor, &run_dir)?;
     qemu.args(monitor.qemu_args());
-    let mut child = qemu.stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr).spawn().map_err(|e| {
-        LabError::Setup(format!("cannot start {} (install qemu-system-x86): {e}", s.vm.qemu.display()))
-    })?;
+    let mut child =
+        qemu.stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr).spawn().map_err(|e| {
+            LabError::Setup(format!("cannot start {} (install qemu-system-x86): {e}", s.vm.qemu.display()))
+        })?;
 
     let deadline = Instant::now() + s.vm.timeout;
     let status = loop {
