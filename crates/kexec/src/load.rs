@@ -144,14 +144,8 @@ pub fn load(args: &Args, root: &SysRoot) -> anyhow::Result<()> {
         capture_defaults: !args.no_capture_defaults,
     };
     let line = cmdline::build(&request, usize::try_from(image.cmdline_size).unwrap_or(usize::MAX))?;
-    let legacy = Legacy {
-        args,
-        root,
-        machine: &machine,
-        kernel: &kernel_bytes,
-        initrd: initrd.as_ref().map(|i| i.0),
-        window,
-    };
+    let legacy =
+        Legacy { args, root, machine: &machine, kernel: &kernel_bytes, initrd: initrd.as_ref().map(|i| i.0), window };
     if choice == SyscallChoice::Legacy {
         return legacy.load(&line, &problems);
     }
