@@ -59,8 +59,10 @@ pub(crate) fn run(s: &Scenario) -> Result<Outcome, LabError> {
     let console_path = run_dir.join("console.log");
     let stderr_path = run_dir.join("qemu.stderr");
     let stderr = File::create(&stderr_path).map_err(io_err(&stderr_path))?;
+    // One host thread for all vCPUs: multi-threaded TCG has been seen to race the guest's
+    // own code patching (an int3 Oops in early boot, a hang in alg_test) on a loaded host.
     let mut qemu = Command::new(&s.vm.qemu);
-    qemu.args(["-accel", "tcg", "-nodefaults", "-display", "none", "-no-reboot"])
+    qemu.args(["-accel", "tcg,thread=single", "-nodefaults", "-display", "none", "-no-reboot"])
         .args(["-m", &s.vm.memory_mib.to_string(), "-smp", &s.vm.cpus.to_string(), "-cpu", &s.vm.cpu_model])
         .arg("-kernel")
         .arg(&kernel)
