@@ -206,6 +206,18 @@ pub struct Outcome {
     pub run_dir: PathBuf,
 }
 
+/// A passed test leaves nothing behind: a run directory holds hundreds of MiB
+/// (vmcores, makedumpfile's dumps for comparison) and a full lab suite would
+/// otherwise fill CI's disk. A failing test unwinds with the files in place for
+/// inspection, and `KDUMP_LAB_KEEP=1` keeps every run.
+impl Drop for Outcome {
+    fn drop(&mut self) {
+        if !std::thread::panicking() && std::env::var_os("KDUMP_LAB_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.run_dir);
+        }
+    }
+}
+
 impl Outcome {
     /// Path of a file the guest wrote as `/results/<name>`.
     pub fn result_path(&self, name: &str) -> PathBuf {

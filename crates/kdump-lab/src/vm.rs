@@ -118,6 +118,9 @@ pub(crate) fn run(s: &Scenario) -> Result<Outcome, LabError> {
         Command::new("debugfs").arg("-R").arg(format!("rdump / {}", results.display())).arg(&disk),
         "debugfs rdump (install e2fsprogs)",
     )?;
+    // Copied out: the image would only double the run's disk use.
+    let _ = std::fs::remove_file(&disk);
+    let _ = std::fs::remove_file(&first_path);
 
     let fail = |reason: String| LabError::ScenarioFailed { scenario: s.name.clone(), reason, console: console.clone() };
     if !s.monitor.is_empty() {
