@@ -139,6 +139,9 @@ pub struct Options {
     pub memmap_cmdline: bool,
     /// `-i/--no-checks`: the purgatory does not verify the segments.
     pub skip_checks: bool,
+    /// `--mem-min`/`--mem-max`: every segment lies within these bounds (inclusive);
+    /// the new kernel's memory map still covers the whole load region.
+    pub window: Option<PhysRange>,
 }
 
 /// One `kexec_load` segment.
@@ -265,6 +268,21 @@ pub enum PlanError {
         pref: u64,
         /// init_size.
         size: u64,
+    },
+    /// `--mem-min`/`--mem-max` leave nothing of the load region.
+    #[error(
+        "--mem-min/--mem-max ({min:#x}-{max:#x}) leave nothing of the load region {start:#x}-{end:#x} \
+         (for -p: the crash region; see kexec --print-ckr-size and /proc/iomem)"
+    )]
+    EmptyWindow {
+        /// `--mem-min`.
+        min: u64,
+        /// `--mem-max`.
+        max: u64,
+        /// Region start.
+        start: u64,
+        /// Region end.
+        end: u64,
     },
     /// Kernel placement impossible.
     #[error("{0}")]
@@ -401,6 +419,17 @@ fn plan_load(
             })
             .ok_or(PlanError::NoRoomForKernel { pref: image.pref_address, size: kernel_memsz_early })?
     };
+    // The segments go where --mem-min/--mem-max allow; `region` stays the new kernel's memory.
+    let place = match opts.window {
+        None => region,
+        Some(w) => {
+            let (start, end) = (region.start.max(w.start), region.end.min(w.end));
+            if start > end {
+                return Err(PlanError::EmptyWindow { min: w.start, max: w.end, start: region.start, end: region.end });
+            }
+            PhysRange { start, end }
+        }
+    };
     let above_4g = image.xloadflags & XLF_CAN_BE_LOADED_ABOVE_4G != 0;
     let relocatable = kernel.get(0x234).copied().unwrap_or(0) != 0;
     let initrd_addr_max = kernel
@@ -414,7 +443,7 @@ fn plan_load(
     if !align.is_power_of_two() {
         return Err(PlanError::Kernel(format!("kernel_alignment {align:#x} is not a power of two")));
     }
-    let kernel_addr = align_up(region.start.max(image.pref_address), align);
+    let kernel_addr = align_up(place.start.max(image.pref_address), align);
     if !relocatable && kernel_addr != image.pref_address {
         return Err(PlanError::Kernel(format!(
             "this kernel is not relocatable and must load at {:#x}, which is not where the crash region allows",
@@ -423,12 +452,12 @@ fn plan_load(
     }
     let kernel_memsz = page_up(u64::from(image.init_size).max(payload.len() as u64));
     let kernel_end = kernel_addr + kernel_memsz;
-    if kernel_end - 1 > region.end {
+    if kernel_end - 1 > place.end {
         return Err(PlanError::DoesNotFit {
             what: "kernel (init_size at or above pref_address)",
             size: kernel_memsz,
-            start: region.start,
-            end: region.end,
+            start: place.start,
+            end: place.end,
         });
     }
     if kernel_end > 1 << 32 && !above_4g {
@@ -474,20 +503,20 @@ fn plan_load(
     let purgatory = Purgatory::builtin()?;
     let blob_len = kdump_purgatory::BLOB.len() as u64;
 
-    let mut alloc = Allocator { region, floor: kernel_end, top: region.end + 1 };
-    let purgatory_addr = alloc.take("purgatory", blob_len, region.end)?;
-    let boot_params_addr = alloc.take("boot parameters", boot_params_size, region.end)?;
-    let elfcorehdr_addr = if panic { Some(alloc.take("ELF core headers", elfcorehdr_size, region.end)?) } else { None };
+    let mut alloc = Allocator { region: place, floor: kernel_end, top: place.end + 1 };
+    let purgatory_addr = alloc.take("purgatory", blob_len, place.end)?;
+    let boot_params_addr = alloc.take("boot parameters", boot_params_size, place.end)?;
+    let elfcorehdr_addr = if panic { Some(alloc.take("ELF core headers", elfcorehdr_size, place.end)?) } else { None };
     let backup = match backup_src {
         Some(src) => {
-            let dst = alloc.take("backup of the first 640 KiB", src.len(), region.end)?;
+            let dst = alloc.take("backup of the first 640 KiB", src.len(), place.end)?;
             Some(Backup { src: Hex(src.start), dst: Hex(dst), len: Hex(src.len()) })
         }
         None => None,
     };
     let initrd_addr = match initrd {
         Some(bytes) => {
-            let max_end = if above_4g { region.end } else { region.end.min(initrd_addr_max) };
+            let max_end = if above_4g { place.end } else { place.end.min(initrd_addr_max) };
             Some(alloc.take("initrd", bytes.len() as u64, max_end)?)
         }
         None => None,
@@ -802,7 +831,30 @@ mod tests {
             backup: true,
             memmap_cmdline: false,
             skip_checks: false,
+            window: None,
         }
+    }
+
+    #[test]
+    fn mem_min_and_mem_max_bound_every_segment_but_not_the_capture_kernels_memory() {
+        let crash = PhysRange { start: 0x2300_0000, end: 0x32ff_ffff };
+        let window = PhysRange { start: 0x2800_0000, end: 0x2fff_ffff };
+        let opts = Options { window: Some(window), ..opts() };
+        let plan = plan_crash_load(&machine(crash), &kernel(), Some(&[7u8; 10_000]), &opts).unwrap();
+        assert_eq!(plan.kernel.load.0, 0x2800_0000, "the kernel at the bottom of the window");
+        for s in &plan.segments {
+            assert!(window.contains_range(&s.range().unwrap()), "{} outside the window", s.name);
+        }
+        // The capture kernel still gets the whole crash region (minus headers and backup) as RAM.
+        let ram_end = plan.e820.iter().filter(|e| e.kind == 1).map(|e| e.addr.0 + e.size.0).max().unwrap();
+        assert_eq!(ram_end, crash.end + 1);
+
+        let outside = Options { window: Some(PhysRange { start: 0x4000_0000, end: 0x5000_0000 }), ..opts.clone() };
+        let err = plan_crash_load(&machine(crash), &kernel(), None, &outside).unwrap_err();
+        assert!(matches!(err, PlanError::EmptyWindow { .. }), "{err}");
+        let tiny = Options { window: Some(PhysRange { start: 0x2300_0000, end: 0x2310_0000 }), ..opts };
+        let err = plan_crash_load(&machine(crash), &kernel(), None, &tiny).unwrap_err();
+        assert!(matches!(err, PlanError::DoesNotFit { .. }), "{err}");
     }
 
     fn kernel() -> Vec<u8> {

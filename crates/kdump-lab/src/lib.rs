@@ -20,6 +20,8 @@
 
 mod image;
 mod kernel;
+mod monitor;
+pub mod oracle;
 mod paths;
 mod tools;
 mod vm;
@@ -27,7 +29,8 @@ mod vm;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use kernel::kernel_image;
+pub use kernel::{LabKernel, kernel_image};
+pub use monitor::MonitorStep;
 pub use paths::{cache_dir, runs_dir, workspace_root};
 pub use tools::{StaticTools, busybox, static_tools};
 
@@ -75,11 +78,16 @@ pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) ->
 /// The virtual machine a scenario runs on.
 #[derive(Debug, Clone)]
 pub struct Vm {
+    /// The kernel it boots (the first kernel, and the capture kernel the lab loads).
+    pub kernel: LabKernel,
+    /// Another release as the capture kernel (`/lab/vmlinuz`), for kernel skew; None: `kernel`.
+    pub capture_kernel: Option<LabKernel>,
     /// RAM in MiB.
     pub memory_mib: u32,
     /// Number of virtual CPUs.
     pub cpus: u32,
-    /// QEMU CPU model: `max` gives 5-level paging, `Haswell-v4` 4-level.
+    /// QEMU CPU model: `max` gives 5-level paging, `Haswell-v4` 4-level
+    /// (see [`LabKernel::cpu_model`]).
     pub cpu_model: String,
     /// `crashkernel=` value, if any.
     pub crashkernel: Option<String>,
@@ -92,11 +100,15 @@ pub struct Vm {
     pub extra_disk_mib: u32,
     /// Kill the guest after this long.
     pub timeout: Duration,
+    /// The QEMU binary (`qemu-system-x86_64` from PATH unless a test needs another version).
+    pub qemu: PathBuf,
 }
 
 impl Default for Vm {
     fn default() -> Self {
         Self {
+            kernel: LabKernel::Bookworm,
+            capture_kernel: None,
             memory_mib: 1024,
             cpus: 2,
             cpu_model: "max".to_string(),
@@ -105,12 +117,70 @@ impl Default for Vm {
             results_disk_mib: 64,
             extra_disk_mib: 0,
             timeout: Duration::from_secs(300),
+            qemu: PathBuf::from("qemu-system-x86_64"),
         }
     }
 }
 
+impl Vm {
+    /// The default machine booting `kernel`, with the CPU model it supports.
+    pub fn on(kernel: LabKernel) -> Self {
+        Self { kernel, cpu_model: kernel.cpu_model().to_string(), ..Self::default() }
+    }
+}
+
+/// Whether the matrix tests run on `kernel` (see [`LabKernel::matrix_from_env`]);
+/// prints why when they do not.
+pub fn in_matrix(kernel: LabKernel) -> bool {
+    let selected = LabKernel::matrix_from_env().unwrap_or_else(|e| panic!("{e}")).contains(&kernel);
+    if !selected {
+        eprintln!("skipped: {kernel} is not in KDUMP_LAB_MATRIX");
+    }
+    selected
+}
+
+/// Declares a lab test once and runs it on every kernel of the matrix: one
+/// `#[test]` per kernel, named `<test>::<suite>`, so they run in parallel and
+/// a failure names its kernel. `KDUMP_LAB_MATRIX=bullseye,sid` narrows it.
+///
+/// ```no_run
+/// kdump_lab::kernel_matrix! {
+///     fn boots(kernel) {
+///         let vm = kdump_lab::Vm::on(kernel);
+///         kdump_lab::Scenario::new(&format!("boots-{kernel}"), "true").vm(vm).run().unwrap();
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! kernel_matrix {
+    ($(#[$meta:meta])* fn $name:ident($kernel:ident) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            fn body($kernel: $crate::LabKernel) $body
+            #[test]
+            fn bullseye() {
+                if $crate::in_matrix($crate::LabKernel::Bullseye) { body($crate::LabKernel::Bullseye) }
+            }
+            #[test]
+            fn bookworm() {
+                if $crate::in_matrix($crate::LabKernel::Bookworm) { body($crate::LabKernel::Bookworm) }
+            }
+            #[test]
+            fn trixie() {
+                if $crate::in_matrix($crate::LabKernel::Trixie) { body($crate::LabKernel::Trixie) }
+            }
+            #[test]
+            fn sid() {
+                if $crate::in_matrix($crate::LabKernel::Sid) { body($crate::LabKernel::Sid) }
+            }
+        }
+    };
+}
+
 /// The command line the capture kernel boots with by default in the lab.
-pub const CAPTURE_CMDLINE: &str = "console=ttyS0 irqpoll nr_cpus=1 reset_devices panic=-1";
+pub const CAPTURE_CMDLINE: &str = "console=ttyS0 irqpoll nr_cpus=1 reset_devices panic=-1 cryptomgr.notests";
 
 /// A script to run in the first kernel, and optionally one for the capture kernel.
 #[derive(Debug, Clone)]
@@ -122,6 +192,7 @@ pub struct Scenario {
     capture_is_ours: bool,
     vm: Vm,
     files: Vec<(String, Vec<u8>, u32)>,
+    monitor: Vec<MonitorStep>,
 }
 
 /// What a finished scenario left behind.
@@ -133,6 +204,18 @@ pub struct Outcome {
     pub results: PathBuf,
     /// The run directory (images, disk, console log).
     pub run_dir: PathBuf,
+}
+
+/// A passed test leaves nothing behind: a run directory holds hundreds of MiB
+/// (vmcores, makedumpfile's dumps for comparison) and a full lab suite would
+/// otherwise fill CI's disk. A failing test unwinds with the files in place for
+/// inspection, and `KDUMP_LAB_KEEP=1` keeps every run.
+impl Drop for Outcome {
+    fn drop(&mut self) {
+        if !std::thread::panicking() && std::env::var_os("KDUMP_LAB_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.run_dir);
+        }
+    }
 }
 
 impl Outcome {
@@ -165,6 +248,7 @@ impl Scenario {
             capture_is_ours: false,
             vm: Vm::default(),
             files: Vec::new(),
+            monitor: Vec::new(),
         }
     }
 
@@ -205,6 +289,14 @@ impl Scenario {
     /// Sets the machine.
     pub fn vm(mut self, vm: Vm) -> Self {
         self.vm = vm;
+        self
+    }
+
+    /// Runs QEMU monitor commands during the run when the console shows a marker, then
+    /// writes a reply to the guest's `/dev/ttyS1` (see [`MonitorStep`]). Steps run in
+    /// order; a step that never runs fails the scenario.
+    pub fn monitor(mut self, step: MonitorStep) -> Self {
+        self.monitor.push(step);
         self
     }
 

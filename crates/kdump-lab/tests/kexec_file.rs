@@ -4,7 +4,7 @@
 mod common;
 
 use common::{Phdr, START_KERNEL_MAP, check_vmcore_notes, minus, phys_ranges, program_headers, ram_loads};
-use kdump_lab::{Scenario, Vm};
+use kdump_lab::{LabKernel, Scenario, Vm};
 use kdump_machine::{MachineInfo, PhysRange};
 
 /// Loads the lab's capture kernel with our kexec; `$1` adds options.
@@ -15,8 +15,13 @@ const LOAD: &str = r#"load() { kexec "$@" /lab/vmlinuz --initrd=/lab/capture.img
 const REFUSE: &str = r#"refuse() { name=$1; shift; set +e; "$@" 2>/results/$name.err; echo $? >/results/$name.rc; set -e; cat /results/$name.err; }
 "#;
 
-#[test]
-fn panic_load_crash_boots_capture_kernel_with_vmcore() {
+kdump_lab::kernel_matrix! {
+    fn panic_load_crash_boots_capture_kernel_with_vmcore(kernel) {
+        panic_load_crash(kernel);
+    }
+}
+
+fn panic_load_crash(kernel: LabKernel) {
     let first = format!(
         "{LOAD}load -s -p --append=lab.load=first
 # Loading again replaces the capture kernel: the crash must boot this one.
@@ -33,8 +38,11 @@ cat /proc/cmdline > /results/capture-cmdline
 ls -l /proc/vmcore
 dd if=/proc/vmcore of=/results/vmcore-head bs=4096 count=64
 ";
-    let outcome =
-        Scenario::new("kexec-panic-crash", &first).capture(capture).vm(Vm::default()).run().expect("scenario");
+    let outcome = Scenario::new(&format!("kexec-panic-crash-{kernel}"), &first)
+        .capture(capture)
+        .vm(Vm::on(kernel))
+        .run()
+        .expect("scenario");
 
     assert_eq!(outcome.read_result("status.rc").unwrap().trim(), "1", "kexec -S exits 1 when loaded");
     assert_eq!(outcome.read_result("crash_loaded").unwrap().trim(), "1");
@@ -109,7 +117,7 @@ fn bad_input_is_refused_and_nothing_is_loaded() {
     let first = format!(
         "{REFUSE}refuse not-a-kernel kexec -p /bin/busybox --initrd=/lab/capture.img
 refuse missing-initrd kexec -p /lab/vmlinuz --initrd=/lab/no-such-initrd
-refuse legacy kexec -c -p --mem-min=0x1000000 /lab/vmlinuz --initrd=/lab/capture.img
+refuse window kexec -c -p --mem-max=0x1000000 /lab/vmlinuz --initrd=/lab/capture.img
 cat /sys/kernel/kexec_crash_loaded > /results/crash_loaded
 "
     );
@@ -117,7 +125,7 @@ cat /sys/kernel/kexec_crash_loaded > /results/crash_loaded
     for (name, needle) in [
         ("not-a-kernel", "ELF file (an uncompressed vmlinux?), not a bzImage"),
         ("missing-initrd", "cannot open the initrd /lab/no-such-initrd"),
-        ("legacy", "--mem-min/--mem-max are not supported by kexec -c yet"),
+        ("window", "leave nothing of the load region"),
     ] {
         assert_eq!(outcome.read_result(&format!("{name}.rc")).unwrap().trim(), "1", "{name}");
         let err = outcome.read_result(&format!("{name}.err")).unwrap();

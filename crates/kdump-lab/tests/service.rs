@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kdump_lab::{Outcome, Scenario, Vm, static_tools};
+use kdump_lab::{LabKernel, Outcome, Scenario, Vm, static_tools};
 
 fn run(cmd: &mut Command) -> Vec<u8> {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -67,6 +67,7 @@ fn check_setup_reports(outcome: &Outcome) {
     let setup = outcome.read_result("setup.txt").unwrap();
     assert!(setup.contains("capture kernel loaded"), "{setup}");
     assert!(setup.contains("initramfs: ") && setup.contains(" bytes ("), "the size is printed: {setup}");
+    assert!(setup.contains("symbols: ") && setup.contains(" of the running kernel ("), "{setup}");
     let again = outcome.read_result("setup-again.txt").unwrap();
     assert!(again.contains("nothing to do"), "setup is idempotent: {again}");
     let status = outcome.read_result("status.txt").unwrap();
@@ -85,7 +86,7 @@ fn check_setup_reports(outcome: &Outcome) {
         .collect();
     assert_eq!(
         files,
-        ["dev/console", "dev/null", "etc/kdump-modules", "etc/kdump.toml", "init"],
+        ["dev/console", "dev/null", "etc/kdump-kallsyms.zst", "etc/kdump-modules", "etc/kdump.toml", "init"],
         "nothing else is in the capture initramfs (NVMe and ext4 are built into Debian's kernel)"
     );
     let image = std::fs::read(outcome.result_path("initramfs.img")).unwrap();
@@ -94,8 +95,13 @@ fn check_setup_reports(outcome: &Outcome) {
     assert!(image.windows(head.len()).any(|w| w == head), "/init is our static kdump");
 }
 
-#[test]
-fn setup_crash_and_our_init_saves_dump_log_and_info_then_powers_off() {
+kdump_lab::kernel_matrix! {
+    fn setup_crash_and_our_init_saves_dump_log_and_info_then_powers_off(kernel) {
+        service_cycle(kernel);
+    }
+}
+
+fn service_cycle(kernel: LabKernel) {
     let config = r#"final_action = "poweroff"
 [target]
 device = "UUID=$uuid"
@@ -105,8 +111,8 @@ wait_seconds = 30
 level = 1
 codec = "lzo"
 "#;
-    let vm = Vm { memory_mib: 512, crashkernel: Some("192M".into()), results_disk_mib: 1024, ..Vm::default() };
-    let outcome = crash("service-happy", config, vm);
+    let vm = Vm { memory_mib: 512, crashkernel: Some("192M".into()), results_disk_mib: 1024, ..Vm::on(kernel) };
+    let outcome = crash(&format!("service-happy-{kernel}"), config, vm);
     check_setup_reports(&outcome);
     let console = &outcome.console;
     assert!(console.contains("sysrq: Trigger a crash"), "the first kernel crashed");
@@ -138,6 +144,12 @@ codec = "lzo"
     let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("info.json")).unwrap()).unwrap();
     assert_eq!(saved["panic"], "sysrq triggered crash", "info.json: {saved:#}");
     assert_eq!(saved["kernel"], info["kernel"]);
+    // The capture init symbolized info.json with the symbols kdump setup saved from /proc/kallsyms.
+    let source = saved["symbols"].as_str().unwrap_or_default();
+    assert!(source.starts_with("the crashed kernel's /proc/kallsyms, saved by kdump setup"), "info.json: {saved:#}");
+    let frames = saved["backtrace"].to_string();
+    assert!(frames.contains("sysrq_handle_crash+"), "info.json backtrace: {frames}");
+    assert!(saved["warnings"].as_array().is_some_and(|w| w.is_empty()), "info.json: {saved:#}");
 
     let log = std::fs::read_to_string(dir.join("kdump.log")).unwrap();
     for wanted in ["mounted /dev/nvme0n1 (ext4)", "saved the kernel log", "saved the dump to /crash/", "final_action"] {

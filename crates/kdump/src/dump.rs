@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args as ClapArgs;
-use kdump_dumpfile::{Codec, FlatWriter, KdumpConfig, KdumpWriter, SeekSink, rebuild_flattened};
+use kdump_dumpfile::notes::{VMCOREINFO_NAME, find_vmcoreinfo, push_note};
+use kdump_dumpfile::{
+    Codec, FlatWriter, KdumpConfig, KdumpWriter, PageState, PfnRange, PhysMem, SeekSink, rebuild_flattened,
+};
 use kdump_kernel::memory::X86_64Layout;
 use kdump_kernel::{KernelMemory, Vmcoreinfo};
 use kdump_save::elf::{ElfSegment, elf_metadata_len, save_elf};
@@ -147,6 +150,14 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
     }
     let mode = read_mode(a);
     let mut dump = dumpfile::open_with(source, mode)?;
+    // A dump without a VMCOREINFO note (QEMU's) is still filtered, and the
+    // output carries the note, when the kernel's own is found in memory.
+    match dump.resolve_vmcoreinfo() {
+        Ok(Some(at)) if a.message_level > 0 => eprintln!("kdump: VMCOREINFO {}", dumpfile::found_in_memory(at)),
+        Ok(_) => {}
+        Err(e) if a.message_level > 0 => eprintln!("kdump: warning: {e:#}"),
+        Err(_) => {}
+    }
     let mut filter = filter::build(source, &dump, a.level, mode)?;
     if a.message_level > 0 {
         for w in &filter.limits {
@@ -239,9 +250,18 @@ fn save_elf_file(
     };
     let partial = partial_name(dest);
     let file = create_new(&partial, a.force)?;
-    preallocate(&file, elf_metadata_len(segments.len(), dump.mem.notes().len(), page), &partial)?;
+    // A VMCOREINFO found in memory becomes a note of the output, as in kdump-compressed output.
+    let mut notes = dump.mem.notes().to_vec();
+    if dump.mem.vmcoreinfo().is_none()
+        && let Some(found) = dump.vmcoreinfo_raw()
+    {
+        notes.resize(notes.len().next_multiple_of(4), 0);
+        push_note(&mut notes, VMCOREINFO_NAME, 0, found);
+    }
+    preallocate(&file, elf_metadata_len(segments.len(), notes.len(), page), &partial)?;
     let mut sink = SeekSink::new(file);
-    let report = save_elf(dump.mem.as_mut(), &mut sink, &segments, a.level & 1 != 0, |pfn| filter.keep(pfn))
+    let mut source = WithNotes { mem: dump.mem.as_mut(), notes };
+    let report = save_elf(&mut source, &mut sink, &segments, a.level & 1 != 0, |pfn| filter.keep(pfn))
         .with_context(|| format!("cannot write {}", partial.display()))?;
     let file = sink.into_inner();
     if let Some(reason) = &report.incomplete_reason {
@@ -272,6 +292,33 @@ fn save_elf_file(
         );
     }
     Ok(())
+}
+
+/// A dump whose notes are replaced (pages and ranges are the dump's own).
+struct WithNotes<'a> {
+    mem: &'a mut dyn PhysMem,
+    notes: Vec<u8>,
+}
+
+impl PhysMem for WithNotes<'_> {
+    fn page_size(&self) -> u64 {
+        self.mem.page_size()
+    }
+    fn max_pfn(&self) -> u64 {
+        self.mem.max_pfn()
+    }
+    fn ram_ranges(&self) -> &[PfnRange] {
+        self.mem.ram_ranges()
+    }
+    fn read_page(&mut self, pfn: u64, buf: &mut [u8]) -> kdump_dumpfile::Result<PageState> {
+        self.mem.read_page(pfn, buf)
+    }
+    fn notes(&self) -> &[u8] {
+        &self.notes
+    }
+    fn vmcoreinfo(&self) -> Option<&[u8]> {
+        find_vmcoreinfo(&self.notes, true).map(|(_, v)| v)
+    }
 }
 
 /// `DEST.incomplete`: where the dump is written until it is complete.
@@ -377,7 +424,7 @@ fn config(dump: &mut Dump, codec: Codec, level: u32) -> anyhow::Result<KdumpConf
     cfg.share_zero_pages = level & 1 != 0;
     cfg.dump_level = level as i32;
     cfg.notes = dump.mem.notes().to_vec();
-    cfg.vmcoreinfo = dump.mem.vmcoreinfo().map(<[u8]>::to_vec);
+    cfg.vmcoreinfo = dump.vmcoreinfo_raw().map(<[u8]>::to_vec);
     cfg.nr_cpus = kdump_kernel::prstatus::cpu_states(&cfg.notes).len().max(1) as i32;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     cfg.timestamp = (now.as_secs() as i64, i64::from(now.subsec_micros()));
@@ -391,8 +438,11 @@ fn config(dump: &mut Dump, codec: Codec, level: u32) -> anyhow::Result<KdumpConf
             cfg.utsname.version = id.version.unwrap_or_default();
             cfg.utsname.machine = id.machine.unwrap_or_default();
             cfg.utsname.nodename = id.nodename.unwrap_or_default();
-            if let Some(cpu) = crate::kernel::panic_cpu(&mut mem, &info) {
-                cfg.current_cpu = cpu;
+            let cpus = kdump_kernel::prstatus::cpu_states(&cfg.notes);
+            if let Some(cpu) = crate::kernel::crashing(&mut mem, &info, &cpus)
+                && cpu.method != kdump_kernel::crashing::CrashingCpuMethod::Guess
+            {
+                cfg.current_cpu = cpu.index as u32;
             }
         }
     }

@@ -30,6 +30,32 @@ fn has_cap_sys_boot(root: &SysRoot) -> bool {
     }
 }
 
+/// An address as kexec-tools takes it (`strtoul` base 0): `0x…` hex, `0…` octal, else decimal.
+fn parse_address(flag: &str, text: &str) -> anyhow::Result<u64> {
+    let t = text.trim();
+    let parsed = if let Some(hex) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        u64::from_str_radix(hex, 16)
+    } else if t.len() > 1 && t.starts_with('0') {
+        u64::from_str_radix(&t[1..], 8)
+    } else {
+        t.parse()
+    };
+    parsed.with_context(|| format!("{flag}={text:?} is not an address (e.g. 0x30000000 or 805306368)"))
+}
+
+/// The `--mem-min`/`--mem-max` bounds, if either is given.
+fn segment_window(args: &Args) -> anyhow::Result<Option<PhysRange>> {
+    if args.mem_min.is_none() && args.mem_max.is_none() {
+        return Ok(None);
+    }
+    let start = args.mem_min.as_deref().map(|t| parse_address("--mem-min", t)).transpose()?.unwrap_or(0);
+    let end = args.mem_max.as_deref().map(|t| parse_address("--mem-max", t)).transpose()?.unwrap_or(u64::MAX);
+    if start > end {
+        bail!("--mem-min {start:#x} is above --mem-max {end:#x}");
+    }
+    Ok(Some(PhysRange { start, end }))
+}
+
 pub fn load(args: &Args, root: &SysRoot) -> anyhow::Result<()> {
     let what = if args.panic { "capture kernel" } else { "kernel" };
     let kernel_path = args.kernel.as_deref().with_context(|| {
@@ -78,11 +104,20 @@ pub fn load(args: &Args, root: &SysRoot) -> anyhow::Result<()> {
             _ => {}
         }
     }
-    if choice == SyscallChoice::Legacy && (args.mem_min.is_some() || args.mem_max.is_some()) {
-        bail!(
-            "--mem-min/--mem-max are not supported by kexec -c yet: the planner places the segments \
-             (inside the crash region for -p)"
-        );
+    let window = segment_window(args)?;
+    if window.is_some() {
+        // Only kexec_load lets user space choose where segments go.
+        match choice {
+            SyscallChoice::File => bail!(
+                "--mem-min/--mem-max place segments, which only kexec_load (-c) lets user space do: \
+                 with kexec_file_load (-s) the kernel places them; drop -s or the bounds"
+            ),
+            SyscallChoice::Auto => {
+                eprintln!("kexec: --mem-min/--mem-max given: loading with kexec_load (-c), which honours them");
+                choice = SyscallChoice::Legacy;
+            }
+            _ => {}
+        }
     }
     let machine = collect_machine_info(root).context("cannot read the machine description")?;
     let problems_for = |syscall| {
@@ -109,9 +144,9 @@ pub fn load(args: &Args, root: &SysRoot) -> anyhow::Result<()> {
         capture_defaults: !args.no_capture_defaults,
     };
     let line = cmdline::build(&request, usize::try_from(image.cmdline_size).unwrap_or(usize::MAX))?;
+    let legacy =
+        Legacy { args, root, machine: &machine, kernel: &kernel_bytes, initrd: initrd.as_ref().map(|i| i.0), window };
     if choice == SyscallChoice::Legacy {
-        let legacy =
-            Legacy { args, root, machine: &machine, kernel: &kernel_bytes, initrd: initrd.as_ref().map(|i| i.0) };
         return legacy.load(&line, &problems);
     }
     let flags = if args.panic { sys::KEXEC_FILE_ON_CRASH } else { 0 }
@@ -151,8 +186,6 @@ pub fn load(args: &Args, root: &SysRoot) -> anyhow::Result<()> {
                 explain(Call::FileLoad, args.panic, e)
             );
             let problems = problems_for(Syscall::Legacy);
-            let legacy =
-                Legacy { args, root, machine: &machine, kernel: &kernel_bytes, initrd: initrd.as_ref().map(|i| i.0) };
             return legacy
                 .load(line.to_str().unwrap_or_default(), &problems)
                 .with_context(|| format!("kexec_file_load failed first: {}", explain(Call::FileLoad, args.panic, e)));
@@ -179,6 +212,8 @@ struct Legacy<'a> {
     machine: &'a kdump_machine::MachineInfo,
     kernel: &'a [u8],
     initrd: Option<&'a Path>,
+    /// `--mem-min`/`--mem-max`.
+    window: Option<PhysRange>,
 }
 
 impl Legacy<'_> {
@@ -201,6 +236,7 @@ impl Legacy<'_> {
             backup: !args.no_backup,
             memmap_cmdline: args.pass_memmap_cmdline,
             skip_checks: args.no_checks,
+            window: self.window,
         };
         let started = std::time::Instant::now();
         let plan = if args.panic {

@@ -107,10 +107,10 @@ pub struct Args {
     /// Print the size of the crash region in bytes.
     #[arg(long = "print-ckr-size")]
     pub print_ckr_size: bool,
-    /// Lowest address for segments (kexec_load only).
+    /// Lowest address for segments (kexec_load: -a switches to it); hex (0x…) or decimal.
     #[arg(long = "mem-min", value_name = "ADDR")]
     pub mem_min: Option<String>,
-    /// Highest address for segments (kexec_load only).
+    /// Highest address for segments (kexec_load: -a switches to it); hex (0x…) or decimal.
     #[arg(long = "mem-max", value_name = "ADDR")]
     pub mem_max: Option<String>,
     /// Read /proc and /sys under this directory (testing).

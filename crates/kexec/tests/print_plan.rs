@@ -166,6 +166,41 @@ fn qemu_4level_capture_and_variants() {
     golden("qemu-1g-2cpu-crash256m-4level-normal-load", &v);
 }
 
+/// `--mem-min`/`--mem-max` bound every segment; the capture kernel's memory map is unchanged.
+#[test]
+fn mem_min_and_mem_max_bound_the_segments() {
+    let whole = plan("qemu-1g-2cpu-crash256m-4level", &[]);
+    let region = (hex(&whole["load_region"]["start"]), hex(&whole["load_region"]["end"]));
+    let (min, max) = (region.0 + (64 << 20), region.0 + (192 << 20) - 1);
+    let v = plan("qemu-1g-2cpu-crash256m-4level", &["--mem-min", &format!("{min:#x}"), "--mem-max", &max.to_string()]);
+    check(&v);
+    for s in v["segments"].as_array().unwrap() {
+        let (mem, memsz) = (hex(&s["mem"]), hex(&s["memsz"]));
+        assert!(min <= mem && mem + memsz - 1 <= max, "{s} outside {min:#x}-{max:#x}");
+    }
+    assert_eq!(hex(&v["kernel"]["load"]), min, "the kernel at the bottom of the window");
+    // The capture kernel still gets the whole crash region as RAM (less headers and backup).
+    let ram: Vec<(u64, u64)> = v["e820"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == 1)
+        .map(|e| (hex(&e["addr"]), hex(&e["addr"]) + hex(&e["size"])))
+        .collect();
+    assert!(ram.iter().any(|&(start, _)| start == region.0), "{ram:x?}");
+    assert!(ram.iter().any(|&(_, end)| end == region.1 + 1), "{ram:x?}");
+
+    // Bounds outside the crash region, or reversed, are refused with the reason.
+    let out = run("qemu-1g-2cpu-crash256m-4level", &["--mem-max", "0x100000"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("leave nothing of the load region"), "{err}");
+    let out = run("qemu-1g-2cpu-crash256m-4level", &["--mem-min", "0x2000", "--mem-max", "0x1000"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is above --mem-max"));
+    let out = run("qemu-1g-2cpu-crash256m-4level", &["--mem-min", "lots"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not an address"));
+}
+
 #[test]
 fn crash_region_high_and_low() {
     let v = plan("synth-8g-4cpu-crash-high-low", &[]);

@@ -2,9 +2,10 @@
 
 use std::process::ExitCode;
 
-use kdump_lab::{Scenario, Vm, crash_and_save_vmcore, kernel_image};
+use kdump_lab::{LabKernel, Scenario, Vm, crash_and_save_vmcore, kernel_image};
 
-const USAGE: &str = "usage: kdump-lab demo | kdump-lab kernel | kdump-lab vmcore OUT [MEMORY_MIB] [CPU_MODEL] [--fill]";
+const USAGE: &str = "usage: kdump-lab demo | kdump-lab kernel [SUITE] | kdump-lab vmcore OUT [MEMORY_MIB] [CPU_MODEL] [--fill] [--kernel SUITE]\n\
+  SUITE: bullseye (5.10), bookworm (6.1, the default), trixie (6.12), sid (newest)";
 
 /// Fills a machine of `$MEM` MiB like a busy server before the crash: a
 /// quarter of RAM of random data in tmpfs (incompressible), an eighth of
@@ -25,7 +26,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("demo") => demo(),
         Some("vmcore") => vmcore(&args[1..]),
-        Some("kernel") => kernel_image().map(|p| println!("{}", p.display())).map_err(|e| e.to_string()),
+        Some("kernel") => {
+            suite(args.get(1)).and_then(|k| k.image().map_err(|e| e.to_string())).map(|p| println!("{}", p.display()))
+        }
         _ => Err(USAGE.to_string()),
     };
     match result {
@@ -116,6 +119,14 @@ kdump test --yes-crash-this-machine
     Ok(())
 }
 
+/// The kernel a suite name picks (the default kernel when none is given).
+fn suite(name: Option<&String>) -> Result<LabKernel, String> {
+    match name {
+        None => Ok(LabKernel::Bookworm),
+        Some(name) => LabKernel::from_suite(name).ok_or_else(|| format!("unknown suite {name:?}\n{USAGE}")),
+    }
+}
+
 /// Crashes a lab machine and copies its raw ELF /proc/vmcore to `OUT`.
 fn vmcore(args: &[String]) -> Result<(), String> {
     let out = args.first().ok_or(USAGE)?;
@@ -123,9 +134,12 @@ fn vmcore(args: &[String]) -> Result<(), String> {
         Some(m) => m.parse().map_err(|_| format!("MEMORY_MIB {m:?} is not a number"))?,
         None => 1024,
     };
-    let cpu_model = args.get(2).filter(|a| !a.starts_with("--")).cloned().unwrap_or_else(|| "max".to_string());
+    let kernel = suite(args.iter().position(|a| a == "--kernel").map(|i| args.get(i + 1).ok_or(USAGE)).transpose()?)?;
+    let cpu_model =
+        args.get(2).filter(|a| !a.starts_with("--")).cloned().unwrap_or_else(|| kernel.cpu_model().to_string());
     let fill = args.iter().any(|a| a == "--fill");
     let vm = Vm {
+        kernel,
         memory_mib,
         cpu_model,
         results_disk_mib: memory_mib * 2 + 256,

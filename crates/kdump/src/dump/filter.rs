@@ -97,7 +97,7 @@ impl Filter {
 /// Builds the filter for `level` on `source` (opened a second time for struct pages).
 pub fn build(source: &Path, dump: &Dump, level: u32, mode: ReadMode) -> anyhow::Result<Filter> {
     let wanted = level & level::STRUCT_PAGE_BITS;
-    let Some(raw) = dump.mem.vmcoreinfo() else {
+    let Some(raw) = dump.vmcoreinfo_raw() else {
         if wanted == 0 {
             return Ok(Filter::none(level, Vec::new()));
         }
@@ -169,6 +169,9 @@ pub fn build(source: &Path, dump: &Dump, level: u32, mode: ReadMode) -> anyhow::
 /// `kdump dump --mem-usage SOURCE`: pages per class and what each level would keep.
 pub fn mem_usage(source: &Path, mode: ReadMode) -> anyhow::Result<()> {
     let mut dump = dumpfile::open_with(source, mode)?;
+    if let Some(at) = dump.resolve_vmcoreinfo()? {
+        eprintln!("kdump: VMCOREINFO {}", dumpfile::found_in_memory(at));
+    }
     let mut filter = build(source, &dump, 31, mode)?;
     let page_size = dump.mem.page_size();
     let ranges = dump.mem.ram_ranges().to_vec();
