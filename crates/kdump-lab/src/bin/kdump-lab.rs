@@ -75,7 +75,7 @@ kdump test --yes-crash-this-machine
     let kernel = kernel_image().map_err(|e| e.to_string())?;
     println!("crash-lab demo: booting {} under QEMU (TCG)...", kernel.display());
     let vm = Vm { memory_mib: 512, crashkernel: Some("192M".into()), results_disk_mib: 1024, ..Vm::default() };
-    let outcome = Scenario::new("demo", FIRST).capture_is_ours().vm(vm).run().map_err(|e| e.to_string())?;
+    let outcome = Scenario::new("demo", FIRST).capture_is_ours().vm(vm).run().map_err(|e| e.to_string())?.keep();
     let mut in_scenario = false;
     let mut shown_capture = false;
     for line in outcome.console.lines() {
