@@ -29,7 +29,7 @@ mod vm;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use kernel::{LabKernel, kernel_image};
+pub use kernel::{LabKernel, foreign_makedumpfile, kernel_image};
 pub use monitor::MonitorStep;
 pub use paths::{cache_dir, runs_dir, workspace_root};
 pub use tools::{StaticTools, busybox, static_tools};
