@@ -104,6 +104,7 @@ pub struct PageEncoder {
     zlib: Option<Compress>,
     zstd: Option<zstd::bulk::Compressor<'static>>,
     snappy: Option<snap::raw::Encoder>,
+    lzo: Option<crate::lzo::Lzo1x1>,
 }
 
 impl std::fmt::Debug for PageEncoder {
@@ -116,7 +117,7 @@ impl PageEncoder {
     /// A new encoder. With `share_zero`, all-zero pages encode as [`Encoded::Zero`]
     /// (makedumpfile's dump level bit 1 in the kdump format).
     pub fn new(codec: Codec, share_zero: bool) -> Result<Self> {
-        let mut e = PageEncoder { codec, share_zero, zlib: None, zstd: None, snappy: None };
+        let mut e = PageEncoder { codec, share_zero, zlib: None, zstd: None, snappy: None, lzo: None };
         match codec {
             Codec::None => {}
             Codec::Zlib => e.zlib = Some(Compress::new(Compression::new(1), true)),
@@ -126,7 +127,7 @@ impl PageEncoder {
                         .map_err(|err| Error::Compress { codec: "zstd", detail: err.to_string() })?,
                 )
             }
-            Codec::Lzo => {}
+            Codec::Lzo => e.lzo = Some(crate::lzo::Lzo1x1::new()),
             Codec::Snappy => e.snappy = Some(snap::raw::Encoder::new()),
         }
         Ok(e)
@@ -170,14 +171,10 @@ impl PageEncoder {
                 }
             }
             Codec::Lzo => {
-                // LZO1X-1, the level makedumpfile uses (lzo1x_1_compress).
-                let v = lzo1x::compress(page, lzo1x::CompressLevel::new(1));
-                if v.len() < n {
-                    out.extend_from_slice(&v);
-                    true
-                } else {
-                    false
-                }
+                // LZO1X-1, what makedumpfile writes (lzo1x_1_compress).
+                let l = self.lzo.as_mut().expect("lzo state exists for Codec::Lzo");
+                l.compress(page, out);
+                out.len() < n
             }
         };
         if ok {

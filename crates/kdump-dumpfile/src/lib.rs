@@ -29,6 +29,7 @@ pub mod elf;
 pub mod error;
 pub mod flat;
 pub mod kdump;
+pub mod lzo;
 pub mod notes;
 pub mod physmem;
 pub mod scan;
