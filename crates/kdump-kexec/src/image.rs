@@ -4,6 +4,17 @@
 
 use serde::Serialize;
 
+/// A `.lzma` header has no magic: properties byte (lc+lp*9+pb*45 < 225), a dictionary
+/// size, and an unpacked size that is either known or all ones. `xz --format=lzma` writes
+/// properties 0x5d and an unknown size; accept what the properties say is valid and a
+/// dictionary of at most 1.5 GiB, so random bytes are rarely taken for lzma.
+fn is_lzma_alone(bytes: &[u8]) -> bool {
+    let Some(head) = bytes.get(..13) else { return false };
+    let dict = u32::from_le_bytes([head[1], head[2], head[3], head[4]]);
+    let size = u64::from_le_bytes([head[5], head[6], head[7], head[8], head[9], head[10], head[11], head[12]]);
+    head[0] < 225 && (4096..=3 << 29).contains(&dict) && (size == u64::MAX || size <= MAX_DECOMPRESSED)
+}
+
 /// What a file looks like, for messages when it is not a usable bzImage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum ImageKind {
@@ -17,6 +28,12 @@ pub enum ImageKind {
     Zstd,
     /// xz-compressed data.
     Xz,
+    /// Legacy `.lzma` (LZMA-alone) data.
+    Lzma,
+    /// lz4 frames (what the `lz4` command writes).
+    Lz4,
+    /// bzip2-compressed data.
+    Bzip2,
     /// A cpio archive (an initramfs given as the kernel by mistake).
     Cpio,
     /// Nothing recognised.
@@ -37,8 +54,14 @@ impl ImageKind {
             ImageKind::Zstd
         } else if starts(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
             ImageKind::Xz
+        } else if starts(&[0x04, 0x22, 0x4d, 0x18]) {
+            ImageKind::Lz4
+        } else if bytes.len() >= 4 && starts(b"BZh") && (b'1'..=b'9').contains(&bytes[3]) {
+            ImageKind::Bzip2
         } else if starts(b"070701") || starts(b"070702") {
             ImageKind::Cpio
+        } else if is_lzma_alone(bytes) {
+            ImageKind::Lzma
         } else {
             ImageKind::Unknown
         }
@@ -78,32 +101,50 @@ pub enum ImageError {
 /// Largest kernel a compressed image may expand to (guards against decompression bombs).
 pub const MAX_DECOMPRESSED: u64 = 512 << 20;
 
-/// Decompresses a gzip- or zstd-compressed kernel file (kexec-tools accepts those for any
-/// image type); `Ok(None)` when `bytes` is not compressed. xz is refused for now.
+/// Decompresses a whole compressed file (a kernel, as kexec-tools accepts for any image
+/// type, or a kernel module): gzip, zstd, xz, lzma, lz4 (frame format) or bzip2, recognised
+/// by its magic; `Ok(None)` when `bytes` is not compressed. Output beyond
+/// [`MAX_DECOMPRESSED`] is refused as it is produced, so a decompression bomb costs at most
+/// that much memory.
 pub fn decompress(bytes: &[u8]) -> Result<Option<Vec<u8>>, ImageError> {
+    decompress_within(bytes, MAX_DECOMPRESSED)
+}
+
+fn decompress_within(bytes: &[u8], limit: u64) -> Result<Option<Vec<u8>>, ImageError> {
     use std::io::Read as _;
     let kind = ImageKind::sniff(bytes);
     let fail = |reason: String| ImageError::Decompress { kind, reason };
+    let too_big = || fail(format!("it expands to more than {} MiB", limit.div_ceil(1 << 20)));
     let mut out = Vec::new();
-    match kind {
-        ImageKind::Gzip => {
-            flate2::read::MultiGzDecoder::new(bytes)
-                .take(MAX_DECOMPRESSED + 1)
-                .read_to_end(&mut out)
-                .map_err(|e| fail(e.to_string()))?;
+    let read_bounded = |mut reader: Box<dyn std::io::Read + '_>, out: &mut Vec<u8>| {
+        reader.by_ref().take(limit + 1).read_to_end(out).map(|_| ()).map_err(|e| e.to_string())
+    };
+    let result = match kind {
+        ImageKind::Gzip => read_bounded(Box::new(flate2::read::MultiGzDecoder::new(bytes)), &mut out),
+        ImageKind::Zstd => match zstd::stream::read::Decoder::new(bytes) {
+            Ok(decoder) => read_bounded(Box::new(decoder), &mut out),
+            Err(e) => Err(e.to_string()),
+        },
+        ImageKind::Lz4 => read_bounded(Box::new(lz4_flex::frame::FrameDecoder::new(bytes)), &mut out),
+        ImageKind::Bzip2 => read_bounded(Box::new(bzip2::read::MultiBzDecoder::new(bytes)), &mut out),
+        ImageKind::Xz | ImageKind::Lzma => {
+            // liblzma's own limit bounds the dictionary (xz allows 1.5 GiB); take() bounds the output.
+            let memlimit = MAX_DECOMPRESSED;
+            let stream = if kind == ImageKind::Xz {
+                liblzma::stream::Stream::new_stream_decoder(memlimit, liblzma::stream::CONCATENATED)
+            } else {
+                liblzma::stream::Stream::new_lzma_decoder(memlimit)
+            };
+            match stream {
+                Ok(stream) => read_bounded(Box::new(liblzma::read::XzDecoder::new_stream(bytes, stream)), &mut out),
+                Err(e) => Err(e.to_string()),
+            }
         }
-        ImageKind::Zstd => {
-            zstd::stream::read::Decoder::new(bytes)
-                .map_err(|e| fail(e.to_string()))?
-                .take(MAX_DECOMPRESSED + 1)
-                .read_to_end(&mut out)
-                .map_err(|e| fail(e.to_string()))?;
-        }
-        ImageKind::Xz => return Err(fail("xz is not supported yet: decompress it with unxz first".into())),
         _ => return Ok(None),
-    }
-    if out.len() as u64 > MAX_DECOMPRESSED {
-        return Err(fail(format!("it expands to more than {} MiB", MAX_DECOMPRESSED >> 20)));
+    };
+    result.map_err(fail)?;
+    if out.len() as u64 > limit {
+        return Err(too_big());
     }
     Ok(Some(out))
 }
@@ -113,7 +154,7 @@ fn not_a_kernel_message(kind: ImageKind) -> String {
         ImageKind::Elf => "this is an ELF file (an uncompressed vmlinux?), not a bzImage: kexec_file_load takes \
                            the compressed bzImage from /boot (vmlinuz-*)"
             .to_string(),
-        ImageKind::Gzip | ImageKind::Zstd | ImageKind::Xz => {
+        ImageKind::Gzip | ImageKind::Zstd | ImageKind::Xz | ImageKind::Lzma | ImageKind::Lz4 | ImageKind::Bzip2 => {
             format!("this is {kind:?}-compressed data, not a bzImage: decompress it, or give the vmlinuz-* from /boot")
         }
         ImageKind::Cpio => "this is a cpio archive (an initramfs?), not a kernel: give it with --initrd".to_string(),
@@ -267,19 +308,64 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn decompresses_gzip_and_zstd_and_refuses_xz() {
+    fn decompresses_every_format() {
         use std::io::Write as _;
         let plain = fake_bzimage();
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&plain).unwrap();
         let gz = gz.finish().unwrap();
-        assert_eq!(decompress(&gz).unwrap().as_deref(), Some(plain.as_slice()));
         let zst = zstd::encode_all(plain.as_slice(), 1).unwrap();
-        assert_eq!(decompress(&zst).unwrap().as_deref(), Some(plain.as_slice()));
+        let mut xz = Vec::new();
+        lzma_rs::xz_compress(&mut plain.as_slice(), &mut xz).unwrap();
+        let mut lzma = Vec::new();
+        lzma_rs::lzma_compress(&mut plain.as_slice(), &mut lzma).unwrap();
+        let mut lz4 = lz4_flex::frame::FrameEncoder::new(Vec::new());
+        lz4.write_all(&plain).unwrap();
+        let lz4 = lz4.finish().unwrap();
+        let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+        bz.write_all(&plain).unwrap();
+        let bz = bz.finish().unwrap();
+        let cases = [
+            (ImageKind::Gzip, gz),
+            (ImageKind::Zstd, zst),
+            (ImageKind::Xz, xz),
+            (ImageKind::Lzma, lzma),
+            (ImageKind::Lz4, lz4),
+            (ImageKind::Bzip2, bz),
+        ];
+        for (kind, packed) in &cases {
+            assert_eq!(ImageKind::sniff(packed), *kind);
+            assert_eq!(decompress(packed).unwrap().as_deref(), Some(plain.as_slice()), "{kind:?}");
+            let cut = &packed[..packed.len() / 2];
+            assert!(matches!(decompress(cut), Err(ImageError::Decompress { .. })), "{kind:?} cut short");
+            for len in 0..packed.len().min(64) {
+                let _ = decompress(&packed[..len]);
+            }
+        }
         assert_eq!(decompress(&plain).unwrap(), None);
-        let err = decompress(&[0xfd, b'7', b'z', b'X', b'Z', 0, 1]).unwrap_err();
-        assert!(err.to_string().contains("unxz"), "{err}");
-        assert!(matches!(decompress(&gz[..gz.len() / 2]), Err(ImageError::Decompress { .. })));
+        assert_eq!(decompress(b"\x7fELF\x02\x01\x01").unwrap(), None);
+    }
+
+    #[test]
+    fn decompression_stops_at_the_limit() {
+        use std::io::Write as _;
+        let zeros = vec![0u8; 3 << 20];
+        let mut xz = Vec::new();
+        lzma_rs::xz_compress(&mut zeros.as_slice(), &mut xz).unwrap();
+        let mut lzma = Vec::new();
+        lzma_rs::lzma_compress(&mut zeros.as_slice(), &mut lzma).unwrap();
+        let mut lz4 = lz4_flex::frame::FrameEncoder::new(Vec::new());
+        lz4.write_all(&zeros).unwrap();
+        let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+        bz.write_all(&zeros).unwrap();
+        for packed in
+            [zstd::encode_all(zeros.as_slice(), 1).unwrap(), xz, lzma, lz4.finish().unwrap(), bz.finish().unwrap()]
+        {
+            let kind = ImageKind::sniff(&packed);
+            assert_eq!(decompress_within(&packed, 3 << 20).unwrap().map(|v| v.len()), Some(3 << 20), "{kind:?}");
+            let err = decompress_within(&packed, 2 << 20).unwrap_err();
+            assert!(err.to_string().contains("more than 2 MiB"), "{kind:?}: {err}");
+        }
     }
 
     #[test]

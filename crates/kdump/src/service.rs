@@ -292,22 +292,14 @@ fn build(cfg: &Config, config_text: &str, root: &SysRoot) -> anyhow::Result<Buil
 }
 
 /// A module file's ELF bytes: `.ko` as is, `.ko.zst`, `.ko.xz` and `.ko.gz` decompressed
-/// (finit_module of the kernels we boot may not take compressed modules).
+/// (finit_module of the kernels we boot may not take compressed modules), through the same
+/// bounded decompression as compressed kernels.
 fn decompress_module(rel: &str, raw: Vec<u8>) -> anyhow::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut out = Vec::new();
-    match modules::compression(rel) {
-        Compression::None => return Ok(raw),
-        Compression::Zstd => return Ok(zstd::decode_all(raw.as_slice())?),
-        Compression::Gzip => {
-            flate2::read::GzDecoder::new(raw.as_slice()).read_to_end(&mut out)?;
-        }
-        Compression::Xz => {
-            lzma_rs::xz_decompress(&mut std::io::BufReader::new(raw.as_slice()), &mut out)
-                .map_err(|e| anyhow::anyhow!("xz: {e:?}"))?;
-        }
+    match kdump_kexec::image::decompress(&raw)? {
+        Some(plain) => Ok(plain),
+        None if modules::compression(rel) == Compression::None => Ok(raw),
+        None => bail!("the file name says {:?}-compressed but its bytes are not", modules::compression(rel)),
     }
-    Ok(out)
 }
 
 fn hex(bytes: &[u8]) -> String {

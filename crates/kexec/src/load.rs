@@ -71,7 +71,7 @@ pub fn load(args: &Args, root: &SysRoot) -> anyhow::Result<()> {
     let kernel_bytes = decompressed.unwrap_or(raw);
     let image = BzImage::parse(&kernel_bytes).with_context(|| {
         let legacy = if args.syscall() == SyscallChoice::Legacy {
-            " (kexec -c loads bzImages, plain or gzip/zstd-compressed: ELF vmlinux and xz kernels are not supported yet)"
+            " (kexec -c loads bzImages, plain or gzip/zstd/xz/lzma/lz4/bzip2-compressed: ELF vmlinux is not supported yet)"
         } else {
             ""
         };
