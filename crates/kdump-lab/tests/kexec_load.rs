@@ -279,3 +279,25 @@ dd if=/proc/vmcore of=/results/vmcore-head bs=4096 count=64
     let loads = phys_ranges(&ram_loads(&phdrs));
     assert_eq!(loads, minus(&info.system_ram, &info.crash_regions), "PT_LOADs skip both crash regions");
 }
+
+/// `kexec -c -p` of an xz-compressed bzImage (`xz` on the host, CRC64 as the CLI writes):
+/// decompressed in user space, loaded with kexec_load, and the crash boots the capture kernel.
+#[test]
+fn legacy_xz_compressed_kernel_crash() {
+    let image = Vm::default().kernel.image().expect("lab kernel");
+    let out = std::process::Command::new("xz").args(["-c", "-T1", "-3"]).arg(&image).output().expect("xz");
+    assert!(out.status.success(), "xz failed");
+    let first = r#"kexec -c -p /lab/vmlinuz.xz --initrd=/lab/capture.img --append="$(cat /lab/capture.cmdline)"
+cat /sys/kernel/kexec_crash_loaded > /results/crash_loaded
+sync
+echo c > /proc/sysrq-trigger
+"#;
+    let capture = "test -e /proc/vmcore && echo yes > /results/vmcore-present\n";
+    let outcome = Scenario::new("kexec-c-xz", first)
+        .file("/lab/vmlinuz.xz", out.stdout, 0o644)
+        .capture(capture)
+        .run()
+        .expect("scenario");
+    assert_eq!(outcome.read_result("crash_loaded").unwrap().trim(), "1");
+    assert_eq!(outcome.read_result("vmcore-present").unwrap().trim(), "yes", "{}", outcome.console);
+}
