@@ -20,6 +20,8 @@
 
 mod image;
 mod kernel;
+mod monitor;
+pub mod oracle;
 mod paths;
 mod tools;
 mod vm;
@@ -28,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use kernel::{LabKernel, kernel_image};
+pub use monitor::MonitorStep;
 pub use paths::{cache_dir, runs_dir, workspace_root};
 pub use tools::{StaticTools, busybox, static_tools};
 
@@ -97,6 +100,8 @@ pub struct Vm {
     pub extra_disk_mib: u32,
     /// Kill the guest after this long.
     pub timeout: Duration,
+    /// The QEMU binary (`qemu-system-x86_64` from PATH unless a test needs another version).
+    pub qemu: PathBuf,
 }
 
 impl Default for Vm {
@@ -112,6 +117,7 @@ impl Default for Vm {
             results_disk_mib: 64,
             extra_disk_mib: 0,
             timeout: Duration::from_secs(300),
+            qemu: PathBuf::from("qemu-system-x86_64"),
         }
     }
 }
@@ -186,6 +192,7 @@ pub struct Scenario {
     capture_is_ours: bool,
     vm: Vm,
     files: Vec<(String, Vec<u8>, u32)>,
+    monitor: Vec<MonitorStep>,
 }
 
 /// What a finished scenario left behind.
@@ -197,6 +204,18 @@ pub struct Outcome {
     pub results: PathBuf,
     /// The run directory (images, disk, console log).
     pub run_dir: PathBuf,
+}
+
+/// A passed test leaves nothing behind: a run directory holds hundreds of MiB
+/// (vmcores, makedumpfile's dumps for comparison) and a full lab suite would
+/// otherwise fill CI's disk. A failing test unwinds with the files in place for
+/// inspection, and `KDUMP_LAB_KEEP=1` keeps every run.
+impl Drop for Outcome {
+    fn drop(&mut self) {
+        if !std::thread::panicking() && std::env::var_os("KDUMP_LAB_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.run_dir);
+        }
+    }
 }
 
 impl Outcome {
@@ -229,6 +248,7 @@ impl Scenario {
             capture_is_ours: false,
             vm: Vm::default(),
             files: Vec::new(),
+            monitor: Vec::new(),
         }
     }
 
@@ -269,6 +289,14 @@ impl Scenario {
     /// Sets the machine.
     pub fn vm(mut self, vm: Vm) -> Self {
         self.vm = vm;
+        self
+    }
+
+    /// Runs QEMU monitor commands during the run when the console shows a marker, then
+    /// writes a reply to the guest's `/dev/ttyS1` (see [`MonitorStep`]). Steps run in
+    /// order; a step that never runs fails the scenario.
+    pub fn monitor(mut self, step: MonitorStep) -> Self {
+        self.monitor.push(step);
         self
     }
 

@@ -8,8 +8,10 @@
 
 pub mod kexec;
 mod machine;
+pub mod mapped;
 mod root;
 pub mod service;
+pub mod usage;
 
 pub use machine::{LoaderInputs, collect_loader_inputs, collect_machine_info};
 pub use root::SysRoot;
