@@ -88,6 +88,9 @@ pub enum ImageError {
     /// The setup header points outside the file.
     #[error("the bzImage is truncated or corrupt: {0}")]
     Corrupt(&'static str),
+    /// An ELF file that is not a loadable x86_64 vmlinux.
+    #[error("this ELF file is not an x86_64 vmlinux kexec can load: {0}")]
+    BadVmlinux(String),
     /// A compressed kernel that could not be decompressed.
     #[error("cannot decompress the {kind:?}-compressed kernel: {reason}")]
     Decompress {
@@ -152,9 +155,14 @@ fn decompress_within(bytes: &[u8], limit: u64) -> Result<Option<Vec<u8>>, ImageE
 fn not_a_kernel_message(kind: ImageKind) -> String {
     match kind {
         ImageKind::Elf => "this is an ELF file (an uncompressed vmlinux?), not a bzImage: kexec_file_load takes \
-                           the compressed bzImage from /boot (vmlinuz-*)"
+                           the compressed bzImage from /boot (vmlinuz-*); kexec -c loads a vmlinux"
             .to_string(),
-        ImageKind::Gzip | ImageKind::Zstd | ImageKind::Xz | ImageKind::Lzma | ImageKind::Lz4 | ImageKind::Bzip2 => {
+        ImageKind::Gzip
+        | ImageKind::Zstd
+        | ImageKind::Xz
+        | ImageKind::Lzma
+        | ImageKind::Lz4
+        | ImageKind::Bzip2 => {
             format!("this is {kind:?}-compressed data, not a bzImage: decompress it, or give the vmlinuz-* from /boot")
         }
         ImageKind::Cpio => "this is a cpio archive (an initramfs?), not a kernel: give it with --initrd".to_string(),
@@ -241,6 +249,237 @@ impl BzImage {
     pub fn protocol_string(&self) -> String {
         let [minor, major] = self.protocol.to_le_bytes();
         format!("{major}.{minor:02}")
+    }
+}
+
+/// Alignment of the physical load offset of an ELF vmlinux: `startup_64` rebuilds its
+/// page tables for the load delta with 2 MiB pages and halts if the delta is not a
+/// multiple of that.
+pub const VMLINUX_ALIGN: u64 = 2 << 20;
+/// Largest span of a vmlinux's PT_LOADs (`KERNEL_IMAGE_SIZE` is at most 1 GiB).
+pub const VMLINUX_MAX_SPAN: u64 = 1 << 30;
+/// `COMMAND_LINE_SIZE` of x86, less the NUL: what a vmlinux takes (it has no setup header to say).
+pub const VMLINUX_CMDLINE_SIZE: u32 = 2047;
+
+/// One PT_LOAD of a vmlinux, by its physical address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct VmlinuxLoad {
+    /// Offset of its bytes in the file.
+    pub offset: u64,
+    /// Physical address it is linked for.
+    pub paddr: u64,
+    /// Bytes in the file.
+    pub filesz: u64,
+    /// Bytes in memory (the rest zero: .bss).
+    pub memsz: u64,
+}
+
+/// An uncompressed x86_64 kernel (`vmlinux`, ET_EXEC): what the bzImage's decompressor
+/// would have placed, and where it starts. It is physically relocatable as a whole
+/// (`startup_64` fixes its page tables for the load delta), so it loads at its linked
+/// physical addresses shifted by one [`VMLINUX_ALIGN`]-aligned delta.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Vmlinux {
+    /// `e_entry`: the physical address of `startup_64`.
+    pub entry: u64,
+    /// Lowest physical address of the PT_LOADs.
+    pub base: u64,
+    /// From `base` to the end of the highest PT_LOAD in memory: the memory the kernel needs.
+    pub span: u64,
+    /// The PT_LOADs, by physical address.
+    pub loads: Vec<VmlinuxLoad>,
+    /// `Linux version …` found in the image, if any.
+    pub version: Option<String>,
+}
+
+impl Vmlinux {
+    /// Parses the ELF headers; any inconsistency is an error, never a panic.
+    pub fn parse(bytes: &[u8]) -> Result<Self, ImageError> {
+        let bad = |why: String| ImageError::BadVmlinux(why);
+        if ImageKind::sniff(bytes) != ImageKind::Elf {
+            return Err(ImageError::NotBzImage(ImageKind::sniff(bytes)));
+        }
+        let u16_at = |o: usize| bytes.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+        let u32_at = |o: usize| bytes.get(o..o + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        let u64_at = |o: usize| {
+            bytes.get(o..o + 8).map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+        };
+        let short = || bad("the ELF header is cut short".into());
+        if bytes.get(4) != Some(&2) {
+            return Err(bad("it is a 32-bit ELF file (ELFCLASS32): a 64-bit x86 kernel is needed".into()));
+        }
+        if bytes.get(5) != Some(&1) {
+            return Err(bad("it is big-endian".into()));
+        }
+        let machine = u16_at(18).ok_or_else(short)?;
+        if machine != 62 {
+            return Err(bad(format!("e_machine is {machine}, not x86_64 (62)")));
+        }
+        let kind = u16_at(16).ok_or_else(short)?;
+        if kind != 2 {
+            return Err(bad(format!(
+                "e_type is {kind}, not ET_EXEC (2): a module, core file or shared object is not a kernel"
+            )));
+        }
+        let entry = u64_at(24).ok_or_else(short)?;
+        let phoff = u64_at(32).ok_or_else(short)?;
+        let phentsize = u16_at(54).ok_or_else(short)?;
+        let phnum = u16_at(56).ok_or_else(short)?;
+        if phentsize != 56 {
+            return Err(bad(format!("e_phentsize is {phentsize}, not 56")));
+        }
+        let mut loads = Vec::new();
+        for i in 0..u64::from(phnum) {
+            let at = phoff
+                .checked_add(i * 56)
+                .and_then(|a| usize::try_from(a).ok())
+                .filter(|&a| a.checked_add(56).is_some_and(|end| end <= bytes.len()))
+                .ok_or_else(|| bad(format!("program header {i} lies outside the file")))?;
+            if u32_at(at) != Some(1) {
+                continue;
+            }
+            let load = VmlinuxLoad {
+                offset: u64_at(at + 8).ok_or_else(short)?,
+                paddr: u64_at(at + 24).ok_or_else(short)?,
+                filesz: u64_at(at + 32).ok_or_else(short)?,
+                memsz: u64_at(at + 40).ok_or_else(short)?,
+            };
+            if load.memsz == 0 {
+                continue;
+            }
+            if load.filesz > load.memsz {
+                return Err(bad(format!("PT_LOAD {i} has more bytes in the file than in memory")));
+            }
+            if load.offset.checked_add(load.filesz).is_none_or(|end| end > bytes.len() as u64) {
+                return Err(bad(format!("PT_LOAD {i} lies past the end of the file (truncated?)")));
+            }
+            if load.paddr.checked_add(load.memsz).is_none() {
+                return Err(bad(format!("PT_LOAD {i} wraps around the address space")));
+            }
+            loads.push(load);
+        }
+        loads.sort_by_key(|l| l.paddr);
+        let (Some(first), Some(end)) = (loads.first(), loads.iter().map(|l| l.paddr + l.memsz).max()) else {
+            return Err(bad("it has no PT_LOAD segment".into()));
+        };
+        let base = first.paddr;
+        let span = end - base;
+        if span > VMLINUX_MAX_SPAN {
+            return Err(bad(format!(
+                "its PT_LOADs span {span:#x} bytes of physical memory (from {base:#x}): more than a kernel image \
+                 (1 GiB); is p_paddr filled in?"
+            )));
+        }
+        if !loads.iter().any(|l| l.paddr <= entry && entry < l.paddr + l.memsz) {
+            return Err(bad(format!(
+                "the entry point {entry:#x} is in no PT_LOAD's physical range: not a vmlinux (e_entry is \
+                 startup_64's physical address in one)"
+            )));
+        }
+        let version = find_version(bytes);
+        Ok(Vmlinux { entry, base, span, loads, version })
+    }
+
+    /// The setup header a bzImage of this kernel would carry, as far as the kernel reads
+    /// it from boot_params: protocol 2.15 (so `acpi_rsdp_addr` and the `ext_*` fields
+    /// count), loaded high, a 64-bit relocatable kernel that may sit above 4 GiB. Bytes
+    /// 0x1f1.. of a zero page, with the jump at 0x200 saying where the header ends.
+    pub fn setup_header(&self) -> Vec<u8> {
+        let mut b = vec![0u8; SYNTHETIC_HEADER_END];
+        let mut put = |off: usize, v: &[u8]| b[off..off + v.len()].copy_from_slice(v);
+        put(0x1fe, &[0x55, 0xaa]);
+        put(0x200, &[0xeb, (SYNTHETIC_HEADER_END - 0x202) as u8]);
+        put(0x202, b"HdrS");
+        put(0x206, &SYNTHETIC_PROTOCOL.to_le_bytes());
+        put(0x211, &[LOADED_HIGH]);
+        put(0x22c, &u32::MAX.to_le_bytes());
+        put(0x230, &(VMLINUX_ALIGN as u32).to_le_bytes());
+        put(0x234, &[1]);
+        put(0x236, &(XLF_KERNEL_64 | XLF_CAN_BE_LOADED_ABOVE_4G).to_le_bytes());
+        put(0x238, &VMLINUX_CMDLINE_SIZE.to_le_bytes());
+        put(0x258, &self.base.to_le_bytes());
+        put(0x260, &u32::try_from(self.span).unwrap_or(u32::MAX).to_le_bytes());
+        b
+    }
+
+    /// The same fields as a parsed header, for the checks shared with bzImages. 5-level
+    /// support cannot be read from a vmlinux: it is reported as present, and the planner
+    /// warns on 5-level machines.
+    pub fn header(&self) -> BzImage {
+        BzImage {
+            protocol: SYNTHETIC_PROTOCOL,
+            setup_sects: 0,
+            loadflags: LOADED_HIGH,
+            xloadflags: XLF_KERNEL_64 | XLF_CAN_BE_LOADED_ABOVE_4G | XLF_5LEVEL,
+            kernel_alignment: VMLINUX_ALIGN as u32,
+            pref_address: self.base,
+            init_size: u32::try_from(self.span).unwrap_or(u32::MAX),
+            cmdline_size: VMLINUX_CMDLINE_SIZE,
+            version: self.version.clone(),
+        }
+    }
+
+    /// The kernel's bytes as one buffer from `base`: every PT_LOAD's file bytes at its
+    /// offset from `base`, zeros between and after (the rest of `span` is .bss).
+    pub fn image(&self, bytes: &[u8]) -> Vec<u8> {
+        let filled = self.loads.iter().map(|l| l.paddr - self.base + l.filesz).max().unwrap_or(0);
+        let mut out = vec![0u8; usize::try_from(filled).unwrap_or(0)];
+        for l in &self.loads {
+            // Bounds were checked in parse().
+            let (Ok(src), Ok(dst), Ok(len)) =
+                (usize::try_from(l.offset), usize::try_from(l.paddr - self.base), usize::try_from(l.filesz))
+            else {
+                continue;
+            };
+            if let (Some(from), Some(to)) = (bytes.get(src..src + len), out.get_mut(dst..dst + len)) {
+                to.copy_from_slice(from);
+            }
+        }
+        out
+    }
+}
+
+/// Protocol version written into a vmlinux's synthesised setup header.
+pub const SYNTHETIC_PROTOCOL: u16 = 0x020f;
+/// End of the synthesised setup header (`pref_address`, `init_size` included).
+const SYNTHETIC_HEADER_END: usize = 0x268;
+/// loadflags bit: the protected-mode code is loaded at 0x100000 or above.
+const LOADED_HIGH: u8 = 1;
+
+/// The kernel's banner, `Linux version X (…`, reduced to X.
+fn find_version(bytes: &[u8]) -> Option<String> {
+    const BANNER: &[u8] = b"Linux version ";
+    let at = bytes.windows(BANNER.len()).position(|w| w == BANNER)? + BANNER.len();
+    let tail = bytes.get(at..at + 128.min(bytes.len() - at))?;
+    let end = tail.iter().position(|&b| b == b' ' || b == 0 || b == b'\n')?;
+    let text = std::str::from_utf8(&tail[..end]).ok()?;
+    (!text.is_empty() && text.chars().all(|c| c.is_ascii_graphic())).then(|| text.to_string())
+}
+
+/// A kernel `kexec -c` can load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelImage {
+    /// A bzImage.
+    BzImage(BzImage),
+    /// An ELF vmlinux.
+    Vmlinux(Vmlinux),
+}
+
+impl KernelImage {
+    /// A bzImage or, for an ELF file, a vmlinux.
+    pub fn parse(bytes: &[u8]) -> Result<Self, ImageError> {
+        match ImageKind::sniff(bytes) {
+            ImageKind::Elf => Vmlinux::parse(bytes).map(KernelImage::Vmlinux),
+            _ => BzImage::parse(bytes).map(KernelImage::BzImage),
+        }
+    }
+
+    /// The setup-header fields (synthesised for a vmlinux).
+    pub fn header(&self) -> BzImage {
+        match self {
+            KernelImage::BzImage(b) => b.clone(),
+            KernelImage::Vmlinux(v) => v.header(),
+        }
     }
 }
 
@@ -358,8 +597,7 @@ pub(crate) mod tests {
         lz4.write_all(&zeros).unwrap();
         let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
         bz.write_all(&zeros).unwrap();
-        for packed in
-            [zstd::encode_all(zeros.as_slice(), 1).unwrap(), xz, lzma, lz4.finish().unwrap(), bz.finish().unwrap()]
+        for packed in [zstd::encode_all(zeros.as_slice(), 1).unwrap(), xz, lzma, lz4.finish().unwrap(), bz.finish().unwrap()]
         {
             let kind = ImageKind::sniff(&packed);
             assert_eq!(decompress_within(&packed, 3 << 20).unwrap().map(|v| v.len()), Some(3 << 20), "{kind:?}");
