@@ -157,12 +157,7 @@ fn not_a_kernel_message(kind: ImageKind) -> String {
         ImageKind::Elf => "this is an ELF file (an uncompressed vmlinux?), not a bzImage: kexec_file_load takes \
                            the compressed bzImage from /boot (vmlinuz-*); kexec -c loads a vmlinux"
             .to_string(),
-        ImageKind::Gzip
-        | ImageKind::Zstd
-        | ImageKind::Xz
-        | ImageKind::Lzma
-        | ImageKind::Lz4
-        | ImageKind::Bzip2 => {
+        ImageKind::Gzip | ImageKind::Zstd | ImageKind::Xz | ImageKind::Lzma | ImageKind::Lz4 | ImageKind::Bzip2 => {
             format!("this is {kind:?}-compressed data, not a bzImage: decompress it, or give the vmlinuz-* from /boot")
         }
         ImageKind::Cpio => "this is a cpio archive (an initramfs?), not a kernel: give it with --initrd".to_string(),
@@ -305,6 +300,9 @@ impl Vmlinux {
             bytes.get(o..o + 8).map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
         };
         let short = || bad("the ELF header is cut short".into());
+        if bytes.len() < 64 {
+            return Err(short());
+        }
         if bytes.get(4) != Some(&2) {
             return Err(bad("it is a 32-bit ELF file (ELFCLASS32): a 64-bit x86 kernel is needed".into()));
         }
@@ -363,6 +361,12 @@ impl Vmlinux {
             return Err(bad("it has no PT_LOAD segment".into()));
         };
         let base = first.paddr;
+        if base % VMLINUX_ALIGN != 0 {
+            return Err(bad(format!(
+                "its lowest PT_LOAD is at physical {base:#x}, not a multiple of 2 MiB: startup_64 can only run \
+                 2 MiB-aligned"
+            )));
+        }
         let span = end - base;
         if span > VMLINUX_MAX_SPAN {
             return Err(bad(format!(
@@ -481,7 +485,49 @@ impl KernelImage {
             KernelImage::Vmlinux(v) => v.header(),
         }
     }
+
+    /// `bzImage` or `ELF vmlinux`, for messages and plans.
+    pub fn format(&self) -> &'static str {
+        match self {
+            KernelImage::BzImage(_) => "bzImage",
+            KernelImage::Vmlinux(_) => "ELF vmlinux",
+        }
+    }
+
+    /// Bytes from offset 0 whose setup header (0x1f1 up to the end its jump at 0x200 gives)
+    /// goes into boot_params: the bzImage itself, or the header synthesised for a vmlinux.
+    pub fn setup_bytes<'a>(&self, bytes: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        match self {
+            KernelImage::BzImage(_) => std::borrow::Cow::Borrowed(bytes),
+            KernelImage::Vmlinux(v) => std::borrow::Cow::Owned(v.setup_header()),
+        }
+    }
+
+    /// What is copied to the kernel's load address: a bzImage's protected-mode part (after
+    /// the setup sectors), or a vmlinux's PT_LOADs laid out from their lowest address.
+    pub fn payload<'a>(&self, bytes: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        match self {
+            KernelImage::BzImage(b) => {
+                let setup_len = (usize::from(b.setup_sects.max(4)) + 1) * 512;
+                std::borrow::Cow::Borrowed(bytes.get(setup_len..).unwrap_or_default())
+            }
+            KernelImage::Vmlinux(v) => std::borrow::Cow::Owned(v.image(bytes)),
+        }
+    }
+
+    /// Offset of the 64-bit entry from the load address: 0x200 in a bzImage (its
+    /// decompressor's `startup_64`), `e_entry` less the lowest PT_LOAD in a vmlinux (the
+    /// kernel's own `startup_64`). Both take boot_params in `%rsi`.
+    pub fn entry_offset(&self) -> u64 {
+        match self {
+            KernelImage::BzImage(_) => BZIMAGE_ENTRY64_OFFSET,
+            KernelImage::Vmlinux(v) => v.entry - v.base,
+        }
+    }
 }
+
+/// Offset of the 64-bit entry point in a bzImage's protected-mode part.
+pub const BZIMAGE_ENTRY64_OFFSET: u64 = 0x200;
 
 fn version_string(bytes: &[u8], at: usize) -> Option<String> {
     let tail = bytes.get(at..)?;
@@ -511,6 +557,92 @@ pub(crate) mod tests {
         b[0x258..0x260].copy_from_slice(&0x100_0000u64.to_le_bytes());
         b[0x260..0x264].copy_from_slice(&0x337_8000u32.to_le_bytes());
         b
+    }
+
+    /// An x86_64 vmlinux as the kernel links it: text at 16 MiB with `startup_64` 0xc40 in,
+    /// data above, a zero-based per-CPU segment (vaddr 0, paddr after data) and
+    /// init + .bss (memsz past filesz), plus a PT_NOTE.
+    pub(crate) fn fake_vmlinux() -> Vec<u8> {
+        const LOADS: [(u64, u64, u64, u64, u64); 4] = [
+            // (offset, vaddr, paddr, filesz, memsz)
+            (0x1000, 0xffff_ffff_8100_0000, 0x100_0000, 0x3000, 0x3000),
+            (0x4000, 0xffff_ffff_8120_0000, 0x120_0000, 0x1000, 0x1000),
+            (0x5000, 0, 0x120_1000, 0x1000, 0x1000),
+            (0x6000, 0xffff_ffff_8140_0000, 0x140_0000, 0x1000, 0x8000),
+        ];
+        let mut b = vec![0u8; 0x7000];
+        b[..4].copy_from_slice(b"\x7fELF");
+        b[4] = 2;
+        b[5] = 1;
+        b[6] = 1;
+        b[16..18].copy_from_slice(&2u16.to_le_bytes());
+        b[18..20].copy_from_slice(&62u16.to_le_bytes());
+        b[24..32].copy_from_slice(&0x100_0c40u64.to_le_bytes());
+        b[32..40].copy_from_slice(&64u64.to_le_bytes());
+        b[54..56].copy_from_slice(&56u16.to_le_bytes());
+        b[56..58].copy_from_slice(&(LOADS.len() as u16 + 1).to_le_bytes());
+        for (i, (offset, vaddr, paddr, filesz, memsz)) in LOADS.into_iter().enumerate() {
+            let at = 64 + i * 56;
+            b[at..at + 4].copy_from_slice(&1u32.to_le_bytes());
+            for (field, v) in [(8, offset), (16, vaddr), (24, paddr), (32, filesz), (40, memsz)] {
+                b[at + field..at + field + 8].copy_from_slice(&v.to_le_bytes());
+            }
+            // Each segment's bytes say which it is.
+            b[offset as usize..(offset + filesz) as usize].fill(0x10 + i as u8);
+        }
+        let note = 64 + LOADS.len() * 56;
+        b[note..note + 4].copy_from_slice(&4u32.to_le_bytes());
+        b[0x1100..0x1127].copy_from_slice(b"Linux version 6.12.0-test (gcc) #1 SMP\0");
+        b
+    }
+
+    #[test]
+    fn parses_a_vmlinux() {
+        let bytes = fake_vmlinux();
+        let v = Vmlinux::parse(&bytes).unwrap();
+        assert_eq!((v.entry, v.base, v.span), (0x100_0c40, 0x100_0000, 0x40_8000));
+        assert_eq!(v.loads.len(), 4);
+        assert_eq!(v.version.as_deref(), Some("6.12.0-test"));
+        let image = v.image(&bytes);
+        assert_eq!(image.len(), 0x40_1000, "file bytes up to the last PT_LOAD's filesz; .bss is memsz");
+        assert_eq!((image[0], image[0x2fff], image[0x3000]), (0x10, 0x10, 0));
+        assert_eq!((image[0x20_0000], image[0x20_1000], image[0x40_0fff]), (0x11, 0x12, 0x13));
+        let k = KernelImage::parse(&bytes).unwrap();
+        assert_eq!((k.format(), k.entry_offset(), k.payload(&bytes).len()), ("ELF vmlinux", 0xc40, 0x40_1000));
+        let header = k.header();
+        assert_eq!((header.init_size, header.pref_address, header.kernel_alignment), (0x40_8000, 0x100_0000, 2 << 20));
+        // The synthesised setup header reads back as a bzImage's would.
+        let mut zero_page = k.setup_bytes(&bytes).into_owned();
+        zero_page.resize(0x1000, 0xff);
+        let parsed = BzImage::parse(&zero_page).unwrap();
+        assert_eq!(parsed.protocol, SYNTHETIC_PROTOCOL);
+        assert_eq!(parsed.xloadflags, XLF_KERNEL_64 | XLF_CAN_BE_LOADED_ABOVE_4G);
+        assert_eq!((parsed.init_size, parsed.pref_address, parsed.cmdline_size), (0x40_8000, 0x100_0000, 2047));
+        assert_eq!(zero_page[0x234], 1, "relocatable");
+        assert_eq!(crate::bootparams::setup_header_end(&zero_page), 0x268);
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_loadable_vmlinux() {
+        let good = fake_vmlinux();
+        let with = |at: usize, v: &[u8]| {
+            let mut b = good.clone();
+            b[at..at + v.len()].copy_from_slice(v);
+            b
+        };
+        let why = |b: &[u8]| Vmlinux::parse(b).unwrap_err().to_string();
+        assert!(why(&with(4, &[1])).contains("32-bit"));
+        assert!(why(&with(18, &183u16.to_le_bytes())).contains("not x86_64"));
+        assert!(why(&with(16, &1u16.to_le_bytes())).contains("ET_EXEC"));
+        assert!(why(&with(24, &0x9000_0000u64.to_le_bytes())).contains("entry point"));
+        assert!(why(&with(64 + 24, &0x100_1000u64.to_le_bytes())).contains("2 MiB"));
+        assert!(why(&with(64 + 24, &0x8000_0000_0000u64.to_le_bytes())).contains("span"));
+        assert!(why(&with(64 + 32, &0x10_0000u64.to_le_bytes())).contains("more bytes in the file"));
+        assert!(why(&good[..0x6800]).contains("past the end"));
+        assert!(why(&with(56, &2000u16.to_le_bytes())).contains("outside the file"));
+        for len in 0..0x200 {
+            let _ = Vmlinux::parse(&good[..len]);
+        }
     }
 
     #[test]
@@ -597,7 +729,8 @@ pub(crate) mod tests {
         lz4.write_all(&zeros).unwrap();
         let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
         bz.write_all(&zeros).unwrap();
-        for packed in [zstd::encode_all(zeros.as_slice(), 1).unwrap(), xz, lzma, lz4.finish().unwrap(), bz.finish().unwrap()]
+        for packed in
+            [zstd::encode_all(zeros.as_slice(), 1).unwrap(), xz, lzma, lz4.finish().unwrap(), bz.finish().unwrap()]
         {
             let kind = ImageKind::sniff(&packed);
             assert_eq!(decompress_within(&packed, 3 << 20).unwrap().map(|v| v.len()), Some(3 << 20), "{kind:?}");
