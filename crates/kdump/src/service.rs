@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use kdump_kexec::cmdline::{self, CmdlineRequest};
-use kdump_kexec::errno::{Call, allows_fallback, explain, is_signature_error};
+use kdump_kexec::errno::{self, Call, allows_fallback, explain, is_signature_error};
 use kdump_kexec::image::KernelImage;
 use kdump_kexec::plan::Options;
 use kdump_kexec::preflight::{LoadCheck, Syscall, check_load};
@@ -425,12 +425,12 @@ fn setup(config_path: &Path, dry_run: bool) -> anyhow::Result<()> {
             println!(
                 "  kexec_file_load refused the capture kernel ({}): loading it with kexec_load, with our own ELF \
                  core headers and purgatory",
-                errno_name(e)
+                errno::name(e)
             );
             load_with_kexec_load(&root, &machine, kernel_bytes, &built.initramfs.bytes, &line).with_context(|| {
-                format!("kexec_file_load refused the capture kernel first ({}): {why}", errno_name(e))
+                format!("kexec_file_load refused the capture kernel first ({}): {why}", errno::name(e))
             })?;
-            format!("kexec_load (kexec_file_load refused the {} with {})", kernel_image.format(), errno_name(e))
+            format!("kexec_load (kexec_file_load refused the {} with {})", kernel_image.format(), errno::name(e))
         }
         Err(e) => bail!("kexec_file_load refused the capture kernel: {}", explain(Call::FileLoad, true, e)),
     };
@@ -456,18 +456,6 @@ fn loaded_stamp_path(cfg: &Config) -> PathBuf {
 
 /// The stamp line that says which syscall loaded the capture kernel.
 const LOADED_WITH: &str = "loaded with: ";
-
-/// The errno's symbolic name, for one-line reports.
-fn errno_name(errno: i32) -> String {
-    let name = match errno {
-        libc::ENOEXEC => "ENOEXEC",
-        libc::ENOSYS => "ENOSYS",
-        libc::EINVAL => "EINVAL",
-        libc::EOPNOTSUPP => "EOPNOTSUPP",
-        _ => return format!("errno {errno}"),
-    };
-    name.to_string()
-}
 
 /// The fallback: the capture kernel through kexec_load, by the same loader as `kexec -c -p`
 /// (our ELF core headers, boot_params and purgatory).
