@@ -10,7 +10,8 @@
 # and at -d 31 (cache, user, free and zero pages left out, classified from the
 # struct pages through VMCOREINFO) with lzo and zstd;
 # the table shows wall and CPU time, peak RSS and output size, with ratios to
-# makedumpfile -l. The page cache is warm for every run (the vmcore is read
+# makedumpfile -l (Debian 12's 1.7.2, no zstd); sid's makedumpfile (zstd) runs
+# too, with its own libraries (`kdump-lab makedumpfile sid`). The page cache is warm for every run (the vmcore is read
 # once first), so the numbers compare the tools, not the disk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,9 @@ if [ ! -s "$VMCORE" ]; then
 fi
 cargo build --quiet --release -p kdump
 KDUMP=$PWD/target/release/kdump
+# A zstd-capable makedumpfile: sid's package run with its own libraries.
+MDF_SID=$(cargo run --quiet --release -p kdump-lab --bin kdump-lab -- makedumpfile sid) || MDF_SID=
+MDF_SID_VERSION=$([ -n "$MDF_SID" ] && "$MDF_SID" -v 2>&1 | sed -n 's/.*version \([0-9.]*\).*/\1/p')
 cat "$VMCORE" > /dev/null
 
 row() { # name, command...
@@ -43,6 +47,10 @@ row() { # name, command...
   row "makedumpfile -l -d 1" makedumpfile -l -d 1 "$VMCORE" "$OUT/out"
   row "makedumpfile -c -d 1" makedumpfile -c -d 1 "$VMCORE" "$OUT/out"
   row "makedumpfile -l -d 1 --num-threads 2" makedumpfile -l -d 1 --num-threads 2 "$VMCORE" "$OUT/out"
+  if [ -n "$MDF_SID" ]; then
+    row "makedumpfile $MDF_SID_VERSION -z -d 1" "$MDF_SID" -z -d 1 "$VMCORE" "$OUT/out"
+    row "makedumpfile $MDF_SID_VERSION -l -d 1" "$MDF_SID" -l -d 1 "$VMCORE" "$OUT/out"
+  fi
   for codec in z l c p; do
     for threads in 1 2; do
       row "kdump dump -$codec -d 1 --num-threads $threads" "$KDUMP" dump -$codec -d 1 --num-threads $threads --message-level 0 "$VMCORE" "$OUT/out"
@@ -51,6 +59,9 @@ row() { # name, command...
   row "makedumpfile -l -d 31" makedumpfile -l -d 31 "$VMCORE" "$OUT/out"
   row "makedumpfile -c -d 31" makedumpfile -c -d 31 "$VMCORE" "$OUT/out"
   row "makedumpfile -l -d 31 --num-threads 2" makedumpfile -l -d 31 --num-threads 2 "$VMCORE" "$OUT/out"
+  if [ -n "$MDF_SID" ]; then
+    row "makedumpfile $MDF_SID_VERSION -z -d 31" "$MDF_SID" -z -d 31 "$VMCORE" "$OUT/out"
+  fi
   for codec in l z; do
     for threads in 1 2; do
       row "kdump dump -$codec -d 31 --num-threads $threads" "$KDUMP" dump -$codec -d 31 --num-threads $threads --message-level 0 "$VMCORE" "$OUT/out"

@@ -27,7 +27,7 @@ cargo run --quiet --release -p kexec --example bench_kexec_c -- "$kernel" "$init
 
 if [ "${BENCH_LAB:-0}" = 1 ]; then
   echo "== crash lab (QEMU TCG): kexec -c -p -d inside the guest"
-  cargo test --quiet -p kdump-lab --test kexec_load legacy_panic_load_crash -- --test-threads=2 >/dev/null
+  KDUMP_LAB_KEEP=1 cargo test --quiet -p kdump-lab --test kexec_load legacy_panic_load_crash -- --test-threads=2 >/dev/null
   for run in target/lab-runs/kexec-c-crash-*; do
     echo "$(basename "$run"): $(grep -ao 'plan [0-9.]* ms, syscall [0-9.]* ms' "$run/console.log")"
   done

@@ -2,9 +2,13 @@
 
 use serde::Serialize;
 
-use crate::kallsyms::SymbolTable;
+use std::ops::Range;
+
+use crate::Result;
+use crate::kallsyms::{self, KallsymsTables, SymbolTable};
 use crate::memory::{KernelMemory, PhysRead};
 use crate::prstatus::CpuState;
+use crate::vmcoreinfo::Vmcoreinfo;
 
 /// How the crashing CPU was found, most direct first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -43,19 +47,73 @@ pub struct CrashingCpu {
     pub method: CrashingCpuMethod,
 }
 
+/// The kernel symbols that locate the crashing CPU.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CrashSymbols {
+    /// Address of `panic_cpu`.
+    pub panic_cpu: Option<u64>,
+    /// Address of x86's `crashing_cpu`.
+    pub crashing_cpu: Option<u64>,
+    /// Where the code of `__crash_kexec` and `crash_kexec` lies (with any
+    /// compiler-made `.cold`/`.isra` parts).
+    pub crash_kexec: Vec<Range<u64>>,
+}
+
+impl CrashSymbols {
+    fn is_crash_kexec(name: &str) -> bool {
+        matches!(name.split('.').next(), Some("__crash_kexec" | "crash_kexec"))
+    }
+
+    fn wanted(name: &str) -> bool {
+        name == "panic_cpu" || name == "crashing_cpu" || Self::is_crash_kexec(name)
+    }
+
+    /// Picked from a whole symbol table.
+    pub fn from_table(table: &SymbolTable) -> Self {
+        let crash_kexec = table
+            .iter()
+            .filter(|s| Self::is_crash_kexec(&s.name))
+            .filter_map(|s| table.lookup_text(s.address).map(|(_, _, size)| s.address..s.address + size))
+            .collect();
+        Self { panic_cpu: table.address_of("panic_cpu"), crashing_cpu: table.address_of("crashing_cpu"), crash_kexec }
+    }
+
+    /// Read from the dump's kallsyms tables without decoding the whole table
+    /// (what `kdump dump` needs for its header, in a capture kernel's memory).
+    pub fn from_dump<P: PhysRead>(mem: &mut KernelMemory<P>, info: &Vmcoreinfo) -> Result<Self> {
+        let (found, _) =
+            KallsymsTables::in_dump(mem, info, |mem, tables, stext| kallsyms::find(mem, tables, stext, Self::wanted))?;
+        let mut symbols = Self::default();
+        for (symbol, size) in found {
+            match symbol.name.as_str() {
+                "panic_cpu" => symbols.panic_cpu = Some(symbol.address),
+                "crashing_cpu" => symbols.crashing_cpu = Some(symbol.address),
+                _ if matches!(symbol.kind, 'T' | 't' | 'W' | 'w') => {
+                    if let Some(size) = size {
+                        symbols.crash_kexec.push(symbol.address..symbol.address + size);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(symbols)
+    }
+}
+
 /// Finds the crashing CPU among `cpus`. With symbols: `panic_cpu`, then
 /// `crashing_cpu` (each an `int`, -1 when unset), then the registers; without
 /// them only a guess is possible.
 pub fn crashing_cpu<P: PhysRead>(
     mem: &mut KernelMemory<P>,
-    symbols: Option<&SymbolTable>,
+    symbols: Option<&CrashSymbols>,
     cpus: &[CpuState],
 ) -> Option<CrashingCpu> {
     if let Some(symbols) = symbols {
-        for (name, method) in
-            [("panic_cpu", CrashingCpuMethod::PanicCpu), ("crashing_cpu", CrashingCpuMethod::CrashingCpuVariable)]
-        {
-            let value = symbols.address_of(name).and_then(|a| mem.read_u32(a).ok()).map(|v| v as i32);
+        for (at, method) in [
+            (symbols.panic_cpu, CrashingCpuMethod::PanicCpu),
+            (symbols.crashing_cpu, CrashingCpuMethod::CrashingCpuVariable),
+        ] {
+            let value = at.and_then(|a| mem.read_u32(a).ok()).map(|v| v as i32);
             if let Some(cpu) = value
                 && cpu >= 0
                 && (cpu as usize) < cpus.len()
@@ -75,15 +133,10 @@ pub fn crashing_cpu<P: PhysRead>(
 
 /// The one CPU whose saved RIP is in `__crash_kexec` or `crash_kexec` (or a
 /// compiler-made `.cold`/`.isra` part of them), if exactly one is.
-pub fn registers_in_crash_kexec(symbols: &SymbolTable, cpus: &[CpuState]) -> Option<usize> {
+pub fn registers_in_crash_kexec(symbols: &CrashSymbols, cpus: &[CpuState]) -> Option<usize> {
     let in_crash_kexec: Vec<usize> = cpus
         .iter()
-        .filter(|c| {
-            c.register("rip").and_then(|rip| symbols.lookup_text(rip)).is_some_and(|(s, _, _)| {
-                let base = s.name.split('.').next().unwrap_or_default();
-                base == "__crash_kexec" || base == "crash_kexec"
-            })
-        })
+        .filter(|c| c.register("rip").is_some_and(|rip| symbols.crash_kexec.iter().any(|r| r.contains(&rip))))
         .map(|c| c.index)
         .collect();
     match in_crash_kexec[..] {
@@ -107,7 +160,7 @@ mod tests {
         CpuState { index, pid, registers }
     }
 
-    fn table(with: &[(&str, u64)]) -> SymbolTable {
+    fn table(with: &[(&str, u64)]) -> CrashSymbols {
         let mut v: Vec<Symbol> = [
             ("_stext", 0x1000),
             ("default_idle", 0x1100),
@@ -119,7 +172,7 @@ mod tests {
         .map(|(n, a)| Symbol { address: K + a, kind: 'T', name: n.to_string() })
         .collect();
         v.extend(with.iter().map(|(n, a)| Symbol { address: K + a, kind: 'D', name: n.to_string() }));
-        SymbolTable::new(v)
+        CrashSymbols::from_table(&SymbolTable::new(v))
     }
 
     fn mem(words: &[(u64, i32)]) -> KernelMemory<FlatMemory> {
@@ -134,7 +187,7 @@ mod tests {
     fn each_method_in_order() {
         // CPU 0 runs a task in default_idle's range (stopped by NMI); CPU 2 saved its registers in __crash_kexec.
         let cpus = [cpu(0, 7, K + 0x1110), cpu(1, 0, K + 0x1108), cpu(2, 9, K + 0x1234)];
-        let found = |m: &mut KernelMemory<FlatMemory>, t: Option<&SymbolTable>| crashing_cpu(m, t, &cpus).unwrap();
+        let found = |m: &mut KernelMemory<FlatMemory>, t: Option<&CrashSymbols>| crashing_cpu(m, t, &cpus).unwrap();
 
         let t = table(&[("panic_cpu", 0x3000), ("crashing_cpu", 0x3004)]);
         let mut m = mem(&[(0x3000, 1), (0x3004, 2)]);

@@ -184,23 +184,41 @@ impl SymbolTable {
     /// The crashed kernel's symbols from the dump alone: the tables VMCOREINFO
     /// points at, else the tables found by scanning the kernel image.
     pub fn from_dump<P: PhysRead>(mem: &mut KernelMemory<P>, info: &Vmcoreinfo) -> Result<(Self, SymbolSource)> {
-        let exported = match Self::from_kallsyms(mem, info) {
-            Ok(t) => return Ok((t, SymbolSource::VmcoreinfoKallsyms)),
+        KallsymsTables::in_dump(mem, info, |mem, tables, stext| decode(mem, tables, stext))
+    }
+
+    /// Every symbol, by address.
+    pub fn iter(&self) -> impl Iterator<Item = &Symbol> {
+        self.symbols.iter()
+    }
+}
+
+impl KallsymsTables {
+    /// Runs `use_tables` on the tables VMCOREINFO points at, else on the tables
+    /// found by scanning the kernel image, whichever first gives an answer.
+    pub fn in_dump<P: PhysRead, T>(
+        mem: &mut KernelMemory<P>,
+        info: &Vmcoreinfo,
+        mut use_tables: impl FnMut(&mut KernelMemory<P>, &KallsymsTables, Option<u64>) -> Result<T>,
+    ) -> Result<(T, SymbolSource)> {
+        let exported = match Self::from_vmcoreinfo(mem, info) {
+            Ok(tables) => match use_tables(mem, &tables, info.symbol("_stext").ok()) {
+                Ok(t) => return Ok((t, SymbolSource::VmcoreinfoKallsyms)),
+                Err(e) => e,
+            },
             Err(e) => e,
         };
         let stext = info.symbol("_stext").map_err(|_| {
             Error::Corrupt(format!("{exported}; and without SYMBOL(_stext) the kernel image cannot be searched"))
         })?;
         let found = scan_image(mem, stext, SCAN_LIMIT.min(mem.layout().kernel_image_size), stext)
-            .and_then(|tables| decode(mem, &tables, Some(stext)));
+            .and_then(|tables| use_tables(mem, &tables, Some(stext)));
         match found {
             Ok(t) => Ok((t, SymbolSource::ImageScan)),
             Err(e) => Err(Error::Corrupt(format!("{exported}; searching the kernel image: {e}"))),
         }
     }
-}
 
-impl KallsymsTables {
     /// The tables VMCOREINFO names. A `kallsyms_relative_base` key means
     /// base-relative offsets; its absence (7.x) means place-relative ones.
     pub fn from_vmcoreinfo<P: PhysRead>(mem: &mut KernelMemory<P>, info: &Vmcoreinfo) -> Result<Self> {
@@ -242,12 +260,59 @@ pub fn decode<P: PhysRead>(
     Ok(SymbolTable::new(symbols))
 }
 
+/// The symbols whose names `wanted` accepts, each with its extent up to the
+/// next symbol's address (`None` for the last), in one pass over the names
+/// that keeps no other: a distribution kernel's whole table is tens of MiB of
+/// strings, too much for a capture kernel that needs three symbols. With
+/// `stext`, checks the decoded `_stext` as [`decode`] does.
+pub fn find<P: PhysRead>(
+    mem: &mut KernelMemory<P>,
+    tables: &KallsymsTables,
+    stext: Option<u64>,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<Vec<(Symbol, Option<u64>)>> {
+    let num = tables.num_syms;
+    if num == 0 || num > MAX_SYMBOLS {
+        return Err(Error::Corrupt(format!("kallsyms_num_syms is {num}")));
+    }
+    let tokens = read_tokens(mem, tables.token_table, tables.token_index)?;
+    let mut kept: Vec<(usize, u8, String)> = Vec::new();
+    let mut stext_index = None;
+    for_each_name(mem, tables.names, num, &tokens, |i, kind, name| {
+        if name == b"_stext" {
+            stext_index = Some(i);
+        }
+        let name = String::from_utf8_lossy(name);
+        if wanted(&name) {
+            kept.push((i, kind, name.into_owned()));
+        }
+    })?;
+    let addresses = addresses(mem, tables, num)?;
+    if let Some(stext) = stext {
+        let Some(i) = stext_index else {
+            return Err(Error::Corrupt("the decoded kallsyms names have no _stext".into()));
+        };
+        check_stext_address(addresses[i], stext)?;
+    }
+    Ok(kept
+        .into_iter()
+        .map(|(i, kind, name)| {
+            let address = addresses[i];
+            let end = addresses.iter().copied().filter(|&a| a > address).min();
+            (Symbol { address, kind: char::from(kind), name }, end.map(|e| e - address))
+        })
+        .collect())
+}
+
 /// The decoded `_stext` must be VMCOREINFO's.
 fn check_stext(names: &[(u8, String)], address: impl FnOnce(usize) -> Result<u64>, stext: u64) -> Result<()> {
     let Some(i) = names.iter().position(|(_, n)| n == "_stext") else {
         return Err(Error::Corrupt("the decoded kallsyms names have no _stext".into()));
     };
-    let got = address(i)?;
+    check_stext_address(address(i)?, stext)
+}
+
+fn check_stext_address(got: u64, stext: u64) -> Result<()> {
     if got != stext {
         return Err(Error::Corrupt(format!(
             "the decoded _stext is at {got:#x} but VMCOREINFO says {stext:#x}: the kallsyms addressing is not understood"
@@ -283,8 +348,23 @@ fn decode_names<P: PhysRead>(
     num: u64,
     tokens: &[Vec<u8>],
 ) -> Result<Vec<(u8, String)>> {
-    let mut names = NameStream { start: names_at, at: names_at, buf: Vec::new(), pos: 0 };
     let mut out = Vec::with_capacity(num as usize);
+    for_each_name(mem, names_at, num, tokens, |_, kind, name| {
+        out.push((kind, String::from_utf8_lossy(name).into_owned()));
+    })?;
+    Ok(out)
+}
+
+/// Calls `visit(index, type, name)` for each of the `num` entries of `kallsyms_names`.
+fn for_each_name<P: PhysRead>(
+    mem: &mut KernelMemory<P>,
+    names_at: u64,
+    num: u64,
+    tokens: &[Vec<u8>],
+    mut visit: impl FnMut(usize, u8, &[u8]),
+) -> Result<()> {
+    let mut names = NameStream { start: names_at, at: names_at, buf: Vec::new(), pos: 0 };
+    let mut name = Vec::new();
     for i in 0..num {
         let mut len = usize::from(names.byte(mem)?);
         if len & 0x80 != 0 {
@@ -296,16 +376,16 @@ fn decode_names<P: PhysRead>(
         if names.consumed() > MAX_NAMES_BYTES {
             return Err(Error::Corrupt(format!("kallsyms_names runs past {MAX_NAMES_BYTES} bytes")));
         }
-        let mut name = Vec::new();
+        name.clear();
         for _ in 0..len {
             name.extend_from_slice(&tokens[usize::from(names.byte(mem)?)]);
         }
         let Some((&kind, rest)) = name.split_first() else {
             return Err(Error::Corrupt(format!("kallsyms entry {i} is empty")));
         };
-        out.push((kind, String::from_utf8_lossy(rest).into_owned()));
+        visit(i as usize, kind, rest);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Every symbol's address.

@@ -156,6 +156,70 @@ fn fetch(suite: Option<&str>) -> Result<PathBuf, LabError> {
     find_vmlinuz(&unpacked).ok_or_else(|| LabError::Setup(format!("{package} holds no vmlinuz")))
 }
 
+/// makedumpfile as packaged in another Debian `suite` (e.g. sid's, which has
+/// zstd and knows newer kernels' page types), runnable on this machine: the
+/// package and its libraries (with that suite's libc) unpacked into the cache
+/// and started through that libc's own dynamic loader. Returns a wrapper
+/// script that takes makedumpfile's arguments. A test oracle and benchmark
+/// reference only; the product never runs it.
+pub fn foreign_makedumpfile(suite: &str) -> Result<PathBuf, LabError> {
+    let _guard = FETCH.lock().unwrap_or_else(|p| p.into_inner());
+    let cache = cache_dir().join("kernel");
+    std::fs::create_dir_all(&cache).map_err(io_err(&cache))?;
+    let lock_path = cache.join(".lock");
+    let lock = File::create(&lock_path).map_err(io_err(&lock_path))?;
+    lock.lock().map_err(io_err(&lock_path))?;
+
+    let root = cache_dir().join(format!("makedumpfile-{suite}"));
+    let wrapper = root.join("makedumpfile");
+    if wrapper.is_file() {
+        return Ok(wrapper);
+    }
+    let apt = Apt::private(&cache, suite)?;
+    // The package and two levels of its dependencies (libdw's compressors, libc's
+    // libgcc); virtual packages and perl (only for its helper script) are left out.
+    let mut packages = vec!["makedumpfile".to_string()];
+    let mut level = packages.clone();
+    for _ in 0..2 {
+        let mut next = Vec::new();
+        for p in &level {
+            for d in apt.depends(p)? {
+                if !d.starts_with('<') && !d.starts_with("perl") && !packages.contains(&d) {
+                    packages.push(d.clone());
+                    next.push(d);
+                }
+            }
+        }
+        level = next;
+    }
+    let staging = root.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&staging);
+    for package in &packages {
+        apt.unpack(package, &cache, &staging)?;
+    }
+    let lib = root.join("usr/lib/x86_64-linux-gnu");
+    // Newer suites ship it in /usr/bin, older ones in /usr/sbin.
+    let binary = ["usr/bin/makedumpfile", "usr/sbin/makedumpfile"]
+        .into_iter()
+        .find(|b| staging.join(b).is_file())
+        .ok_or_else(|| LabError::Setup(format!("Debian {suite}'s makedumpfile package holds no makedumpfile")))?;
+    let script = format!(
+        "#!/bin/sh\n# makedumpfile from Debian {suite}, with its own libraries ({}).\n\
+         exec {lib}/ld-linux-x86-64.so.2 --library-path {lib}:{root}/lib/x86_64-linux-gnu {root}/{binary} \"$@\"\n",
+        packages.join(" "),
+        lib = lib.display(),
+        root = root.display(),
+    );
+    let staged_wrapper = staging.join("makedumpfile");
+    std::fs::write(&staged_wrapper, script).map_err(io_err(&staged_wrapper))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&staged_wrapper, std::fs::Permissions::from_mode(0o755))
+        .map_err(io_err(&staged_wrapper))?;
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::rename(&staging, &root).map_err(io_err(&root))?;
+    Ok(wrapper)
+}
+
 /// apt, with the machine's state or a private one for another suite.
 struct Apt {
     options: Vec<String>,

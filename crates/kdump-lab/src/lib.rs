@@ -29,7 +29,7 @@ mod vm;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use kernel::{LabKernel, kernel_image};
+pub use kernel::{LabKernel, foreign_makedumpfile, kernel_image};
 pub use monitor::MonitorStep;
 pub use paths::{cache_dir, runs_dir, workspace_root};
 pub use tools::{StaticTools, busybox, static_tools};
@@ -204,6 +204,8 @@ pub struct Outcome {
     pub results: PathBuf,
     /// The run directory (images, disk, console log).
     pub run_dir: PathBuf,
+    /// Leave `run_dir` in place when dropped (see [`Outcome::keep`]).
+    pub(crate) keep: bool,
 }
 
 /// A passed test leaves nothing behind: a run directory holds hundreds of MiB
@@ -212,13 +214,19 @@ pub struct Outcome {
 /// inspection, and `KDUMP_LAB_KEEP=1` keeps every run.
 impl Drop for Outcome {
     fn drop(&mut self) {
-        if !std::thread::panicking() && std::env::var_os("KDUMP_LAB_KEEP").is_none() {
+        if !self.keep && !std::thread::panicking() && std::env::var_os("KDUMP_LAB_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.run_dir);
         }
     }
 }
 
 impl Outcome {
+    /// Keeps the run directory after the outcome is dropped (a demo shows it to the user).
+    pub fn keep(mut self) -> Self {
+        self.keep = true;
+        self
+    }
+
     /// Path of a file the guest wrote as `/results/<name>`.
     pub fn result_path(&self, name: &str) -> PathBuf {
         self.results.join(name)

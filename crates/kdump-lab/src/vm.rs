@@ -142,10 +142,10 @@ pub(crate) fn run(s: &Scenario) -> Result<Outcome, LabError> {
     }
     if s.capture_is_ours {
         // The second kernel ran our own init: no markers; it powered the machine off in time.
-        return Ok(Outcome { console, results, run_dir });
+        return Ok(Outcome { console, results, run_dir, keep: false });
     }
     match end_status(&console, last_role) {
-        Some(0) => Ok(Outcome { console, results, run_dir }),
+        Some(0) => Ok(Outcome { console, results, run_dir, keep: false }),
         Some(rc) => Err(fail(format!("the {} kernel's script exited with status {rc}", last_role.name()))),
         None if last_role == Role::Capture && !console.contains("LAB-SCENARIO-BEGIN capture") => {
             Err(fail("the second kernel never started its script (did the crash or kexec -e hand over to it?)".into()))

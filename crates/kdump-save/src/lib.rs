@@ -22,6 +22,11 @@ use kdump_dumpfile::{Encoded, KdumpWriter, PageState, PhysMem, WriteAt, WriteSum
 /// Pages per batch handed to an encoder (1 MiB of 4 KiB pages).
 pub const BATCH_PAGES: usize = 256;
 
+/// Pages per batch when one thread reads, compresses and writes: no thread
+/// waits for a batch, so a small one costs nothing and keeps the capture
+/// kernel's resident set small (256 KiB read, its encoding, then written).
+pub const SINGLE_THREAD_BATCH_PAGES: usize = 64;
+
 /// How to save.
 #[derive(Debug, Clone)]
 pub struct SaveOptions {
@@ -167,7 +172,8 @@ where
 
         // The reader runs here: the source need not be Send.
         let mut send = |batch: Batch| batch_tx.send(batch).is_ok();
-        read_loop(src, &ranges, page_size, total, &mut send, &stop, &mut keep, &mut progress, &mut report, opts);
+        let batch = BATCH_PAGES;
+        read_loop(src, &ranges, page_size, batch, total, &mut send, &stop, &mut keep, &mut progress, &mut report, opts);
         drop(batch_tx);
         (writer_handle.join(), std::mem::take(&mut report))
     });
@@ -201,6 +207,7 @@ fn read_loop<M, K, P>(
     src: &mut M,
     ranges: &[kdump_dumpfile::PfnRange],
     page_size: usize,
+    batch_pages: usize,
     total: u64,
     deliver: &mut dyn FnMut(Batch) -> bool,
     stop: &AtomicBool,
@@ -217,7 +224,7 @@ fn read_loop<M, K, P>(
     let started = clock();
     let mut waiting = Duration::ZERO;
     let mut seq = 0;
-    let new_batch = || (Vec::with_capacity(BATCH_PAGES), Vec::with_capacity(BATCH_PAGES * page_size));
+    let new_batch = || (Vec::with_capacity(batch_pages), Vec::with_capacity(batch_pages * page_size));
     let (mut pfns, mut data): (Vec<u64>, Vec<u8>) = new_batch();
     let mut done = 0u64;
     for range in ranges {
@@ -250,7 +257,7 @@ fn read_loop<M, K, P>(
                     data.truncate(at);
                 }
             }
-            if pfns.len() == BATCH_PAGES {
+            if pfns.len() == batch_pages {
                 let (next_pfns, next_data) = new_batch();
                 let batch = Batch {
                     seq,
@@ -368,7 +375,8 @@ where
             }
         }
     };
-    read_loop(src, ranges, page_size, total, &mut deliver, &stop, &mut keep, &mut progress, &mut report, opts);
+    let batch = SINGLE_THREAD_BATCH_PAGES;
+    read_loop(src, ranges, page_size, batch, total, &mut deliver, &stop, &mut keep, &mut progress, &mut report, opts);
     let t = clock();
     let (sink, summary) = match &failure {
         None => writer.finish()?,

@@ -57,7 +57,8 @@ pub struct DumpArgs {
     /// Overwrite DEST if it exists.
     #[arg(short = 'f')]
     pub force: bool,
-    /// Compression threads (default: every CPU; with one CPU, none: one thread reads, compresses and writes).
+    /// Compression threads (default: every CPU; with one CPU, 0). 0, as in makedumpfile: no
+    /// threads, one reads, compresses and writes (the least memory).
     #[arg(long = "num-threads", value_name = "N")]
     pub threads: Option<usize>,
     /// 0 prints nothing but errors; progress is shown at the default (7) and above.
@@ -178,7 +179,7 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
     config.descriptor_slots = kept;
     // One CPU (the capture kernel's nr_cpus=1): read, compress and write on one thread.
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = a.threads.map_or(if cpus == 1 { 0 } else { cpus }, |n| n.max(1));
+    let threads = a.threads.unwrap_or(if cpus == 1 { 0 } else { cpus });
     let opts = SaveOptions { threads, clock: thread_cpu_time, ..SaveOptions::default() };
     // Level bit 1 is handled by the writer (zero pages share one block, as
     // makedumpfile does); the other bits by the struct-page filter.

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use kdump_kernel::backtrace::{Frame, backtrace};
-use kdump_kernel::crashing::{CrashingCpuMethod, crashing_cpu, registers_in_crash_kexec};
+use kdump_kernel::crashing::{CrashSymbols, CrashingCpuMethod, crashing_cpu, registers_in_crash_kexec};
 use kdump_kernel::kallsyms::{SymbolSource, SymbolTable};
 use kdump_kernel::memory::X86_64Layout;
 use kdump_kernel::printk::Record;
@@ -145,14 +145,15 @@ pub fn write(
     };
 
     let states = cpu_states(&notes);
-    let crashing = crashing_cpu(&mut mem, symbols.as_ref(), &states);
+    let crash_symbols = symbols.as_ref().map(CrashSymbols::from_table);
+    let crashing = crashing_cpu(&mut mem, crash_symbols.as_ref(), &states);
     if let Some(c) = crashing
         && c.method == CrashingCpuMethod::Guess
     {
         warnings.push(format!("the crashing CPU is {}", c.method.describe()));
     }
     // The crashing CPU saved its own registers in __crash_kexec: a variable that names another CPU is stale.
-    if let (Some(c), Some(syms)) = (crashing, symbols.as_ref())
+    if let (Some(c), Some(syms)) = (crashing, crash_symbols.as_ref())
         && let Some(by_registers) = registers_in_crash_kexec(syms, &states)
         && by_registers != c.index
     {

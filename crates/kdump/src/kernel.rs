@@ -1,7 +1,6 @@
 //! Facts about the crashed kernel that several subcommands report.
 
-use kdump_kernel::crashing::{CrashingCpu, crashing_cpu};
-use kdump_kernel::kallsyms::SymbolTable;
+use kdump_kernel::crashing::{CrashSymbols, CrashingCpu, crashing_cpu};
 use kdump_kernel::prstatus::CpuState;
 use kdump_kernel::{KernelMemory, PhysRead, Vmcoreinfo};
 use serde::Serialize;
@@ -54,9 +53,10 @@ pub fn identity<P: PhysRead>(mem: &mut KernelMemory<P>, info: &Vmcoreinfo) -> Ke
     }
 }
 
-/// The CPU that crashed and how it was found, with the kernel's symbols from the dump.
+/// The CPU that crashed and how it was found, with the few kernel symbols that
+/// tell, read from the dump (not the whole table: see [`CrashSymbols::from_dump`]).
 pub fn crashing<P: PhysRead>(mem: &mut KernelMemory<P>, info: &Vmcoreinfo, cpus: &[CpuState]) -> Option<CrashingCpu> {
-    let symbols = SymbolTable::from_dump(mem, info).ok().map(|(t, _)| t);
+    let symbols = CrashSymbols::from_dump(mem, info).ok();
     crashing_cpu(mem, symbols.as_ref(), cpus)
 }
 

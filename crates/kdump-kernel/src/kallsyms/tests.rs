@@ -340,3 +340,26 @@ ffffffff9b000040 d panic_cpu\nffffffffc0100000 t virtblk_probe\t[virtio_blk]\nff
     let hidden = "0000000000000000 T _stext\n0000000000000000 t panic\n";
     assert!(saved_symbols(hidden, "6.1").unwrap_err().to_string().contains("kptr_restrict"));
 }
+
+#[test]
+fn find_keeps_only_the_wanted_symbols_with_the_sizes_of_the_whole_table() {
+    for layout in [Layout::AbsolutePercpu, Layout::Unsigned, Layout::PlaceRelative] {
+        let syms = symbols(300);
+        let img = image(&syms, layout, false);
+        let info = img.vmcoreinfo();
+        let mut km = KernelMemory::new(img.mem, layout_4());
+        let (table, _) = SymbolTable::from_dump(&mut km, &info).unwrap();
+        let wanted: Vec<&str> = syms.iter().step_by(37).map(|(_, _, n)| n.as_str()).collect();
+        let tables = KallsymsTables::from_vmcoreinfo(&mut km, &info).unwrap();
+        let found = find(&mut km, &tables, Some(K + STEXT), |n| wanted.contains(&n)).unwrap();
+        assert_eq!(found.len(), wanted.len(), "{layout:?}");
+        for (symbol, size) in found {
+            assert_eq!(table.address_of(&symbol.name), Some(symbol.address), "{}", symbol.name);
+            if let Some((s, 0, whole)) = table.lookup_text(symbol.address) {
+                assert_eq!((s.name.as_str(), Some(whole)), (symbol.name.as_str(), size), "{layout:?}");
+            }
+        }
+        // A wrong _stext is refused, as the whole decode refuses it.
+        assert!(find(&mut km, &tables, Some(K + STEXT + 8), |_| false).is_err());
+    }
+}

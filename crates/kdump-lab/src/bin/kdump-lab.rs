@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use kdump_lab::{LabKernel, Scenario, Vm, crash_and_save_vmcore, kernel_image};
 
-const USAGE: &str = "usage: kdump-lab demo | kdump-lab kernel [SUITE] | kdump-lab vmcore OUT [MEMORY_MIB] [CPU_MODEL] [--fill] [--kernel SUITE]\n\
+const USAGE: &str = "usage: kdump-lab demo | kdump-lab kernel [SUITE] | kdump-lab makedumpfile [SUITE] | kdump-lab vmcore OUT [MEMORY_MIB] [CPU_MODEL] [--fill] [--kernel SUITE]\n\
   SUITE: bullseye (5.10), bookworm (6.1, the default), trixie (6.12), sid (newest)";
 
 /// Fills a machine of `$MEM` MiB like a busy server before the crash: a
@@ -26,6 +26,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("demo") => demo(),
         Some("vmcore") => vmcore(&args[1..]),
+        Some("makedumpfile") => kdump_lab::foreign_makedumpfile(args.get(1).map_or("sid", String::as_str))
+            .map(|p| println!("{}", p.display()))
+            .map_err(|e| e.to_string()),
         Some("kernel") => {
             suite(args.get(1)).and_then(|k| k.image().map_err(|e| e.to_string())).map(|p| println!("{}", p.display()))
         }
@@ -75,7 +78,7 @@ kdump test --yes-crash-this-machine
     let kernel = kernel_image().map_err(|e| e.to_string())?;
     println!("crash-lab demo: booting {} under QEMU (TCG)...", kernel.display());
     let vm = Vm { memory_mib: 512, crashkernel: Some("192M".into()), results_disk_mib: 1024, ..Vm::default() };
-    let outcome = Scenario::new("demo", FIRST).capture_is_ours().vm(vm).run().map_err(|e| e.to_string())?;
+    let outcome = Scenario::new("demo", FIRST).capture_is_ours().vm(vm).run().map_err(|e| e.to_string())?.keep();
     let mut in_scenario = false;
     let mut shown_capture = false;
     for line in outcome.console.lines() {
