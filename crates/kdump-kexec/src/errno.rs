@@ -58,6 +58,31 @@ pub fn is_signature_error(errno: i32) -> bool {
     matches!(errno, EKEYREJECTED | ENOKEY | EBADMSG | EMSGSIZE | ELIBBAD | ENOPKG)
 }
 
+/// The errno's symbolic name (`ENOEXEC`), or `errno N` for one not listed here.
+pub fn name(errno: i32) -> String {
+    let known = [
+        (EPERM, "EPERM"),
+        (ENOENT, "ENOENT"),
+        (ENOEXEC, "ENOEXEC"),
+        (ENOMEM, "ENOMEM"),
+        (EBUSY, "EBUSY"),
+        (EINVAL, "EINVAL"),
+        (ETXTBSY, "ETXTBSY"),
+        (EFBIG, "EFBIG"),
+        (ENOSYS, "ENOSYS"),
+        (ENOPKG, "ENOPKG"),
+        (EBADMSG, "EBADMSG"),
+        (ELIBBAD, "ELIBBAD"),
+        (EMSGSIZE, "EMSGSIZE"),
+        (EOPNOTSUPP, "EOPNOTSUPP"),
+        (EADDRNOTAVAIL, "EADDRNOTAVAIL"),
+        (ENOKEY, "ENOKEY"),
+        (EKEYREJECTED, "EKEYREJECTED"),
+        (ENOTSUPP_KERNEL, "ENOTSUPP"),
+    ];
+    known.iter().find(|(e, _)| *e == errno).map_or_else(|| format!("errno {errno}"), |(_, n)| n.to_string())
+}
+
 /// Whether `-a` may retry with kexec_load after kexec_file_load failed with
 /// `errno` (the same set kexec-tools uses).
 pub fn allows_fallback(errno: i32) -> bool {
@@ -139,5 +164,9 @@ mod tests {
         for e in [EKEYREJECTED, ENOKEY, EBADMSG, EMSGSIZE, ELIBBAD, ENOPKG, EPERM, EADDRNOTAVAIL] {
             assert!(!allows_fallback(e), "{e}");
         }
+        assert_eq!(
+            (name(ENOEXEC), name(EKEYREJECTED), name(4242)),
+            ("ENOEXEC".into(), "EKEYREJECTED".into(), "errno 4242".into())
+        );
     }
 }

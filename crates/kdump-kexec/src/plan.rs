@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::bootparams::{self, BootParamsInput, E820Entry};
 use crate::elfcore::{self, ElfClass, PT_LOAD, PT_NOTE, Phdr};
 use crate::hex::Hex;
-use crate::image::{BzImage, ImageError, XLF_CAN_BE_LOADED_ABOVE_4G};
+use crate::image::{ImageError, KernelImage, XLF_CAN_BE_LOADED_ABOVE_4G};
 
 /// Page size.
 pub const PAGE: u64 = 4096;
@@ -29,8 +29,6 @@ pub const KEXEC_SEGMENT_MAX: usize = 16;
 pub const BACKUP_END: u64 = 0xa0000;
 /// Minimum size of the ELF-header segment (kexec-tools pads to 16 KiB).
 pub const ELFCOREHDR_MIN: u64 = 16 << 10;
-/// Offset of the 64-bit entry point in the protected-mode kernel.
-pub const ENTRY64_OFFSET: u64 = 0x200;
 /// `__START_KERNEL` without KASLR, used when /proc/kcore is unreadable.
 pub const DEFAULT_KERNEL_TEXT_VADDR: u64 = 0xffff_ffff_8100_0000;
 /// `PAGE_OFFSET` with 4-level paging and no KASLR, used when /proc/kcore is unreadable.
@@ -181,9 +179,12 @@ pub struct Backup {
 /// Where the kernel went.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct KernelPlacement {
-    /// Physical load address of the protected-mode part.
+    /// `bzImage` or `ELF vmlinux`.
+    pub format: &'static str,
+    /// Physical load address of the protected-mode part (a vmlinux: of its lowest PT_LOAD).
     pub load: Hex,
-    /// 64-bit entry (load + 0x200), where the purgatory jumps.
+    /// 64-bit entry, where the purgatory jumps: load + 0x200 in a bzImage, `startup_64`
+    /// (`e_entry` moved with the PT_LOADs) in a vmlinux.
     pub entry64: Hex,
     /// `init_size` (the memory reserved for it).
     pub init_size: Hex,
@@ -397,14 +398,26 @@ fn plan_load(
     opts: &Options,
     panic: bool,
 ) -> Result<Plan, PlanError> {
-    let image = BzImage::parse(kernel)?;
+    let kernel_image = KernelImage::parse(kernel)?;
+    let image = kernel_image.header();
     if machine.paging_levels == 5 && !image.supports_5level() {
         return Err(PlanError::No5Level);
     }
-    let setup_len_early = (usize::from(image.setup_sects.max(4)) + 1) * 512;
+    let mut warnings = Vec::new();
+    if machine.paging_levels == 5 && matches!(kernel_image, KernelImage::Vmlinux(_)) {
+        // A bzImage says so in xloadflags; a vmlinux has no header, and its startup_64 keeps
+        // the paging mode it is entered in.
+        warnings.push(
+            "the running kernel uses 5-level paging and a vmlinux cannot say whether it supports it: a kernel \
+             built without CONFIG_X86_5LEVEL will not boot (use its bzImage, or boot the first kernel with no5lvl)"
+                .to_string(),
+        );
+    }
+    // boot_params takes its setup header from here; the kernel's bytes go to its load address.
+    let setup = kernel_image.setup_bytes(kernel);
+    let payload = kernel_image.payload(kernel);
     let align_early = u64::from(image.kernel_alignment).max(PAGE);
-    let kernel_memsz_early =
-        page_up(u64::from(image.init_size).max(kernel.len().saturating_sub(setup_len_early) as u64));
+    let kernel_memsz_early = page_up(u64::from(image.init_size).max(payload.len() as u64));
     let region = if panic {
         machine.crash_regions.iter().max_by_key(|r| r.start).copied().ok_or(PlanError::NoCrashRegion)?
     } else {
@@ -431,12 +444,10 @@ fn plan_load(
         }
     };
     let above_4g = image.xloadflags & XLF_CAN_BE_LOADED_ABOVE_4G != 0;
-    let relocatable = kernel.get(0x234).copied().unwrap_or(0) != 0;
-    let initrd_addr_max = kernel
+    let relocatable = setup.get(0x234).copied().unwrap_or(0) != 0;
+    let initrd_addr_max = setup
         .get(0x22c..0x230)
         .map_or(0x37ff_ffff, |b| u64::from(u32::from_le_bytes(b.try_into().unwrap_or([0xff, 0xff, 0xff, 0x37]))));
-    let setup_len = (usize::from(image.setup_sects.max(4)) + 1) * 512;
-    let payload = &kernel[setup_len..];
 
     // Kernel at the bottom.
     let align = u64::from(image.kernel_alignment).max(PAGE);
@@ -622,7 +633,7 @@ fn plan_load(
     }
 
     let boot_params = bootparams::build(&BootParamsInput {
-        kernel,
+        kernel: &setup,
         kernel_addr,
         addr: boot_params_addr,
         cmdline: &cmdline,
@@ -639,7 +650,7 @@ fn plan_load(
             mem: Hex(kernel_addr),
             memsz: Hex(kernel_memsz),
             bufsz: Hex(payload.len() as u64),
-            buf: payload.to_vec(),
+            buf: payload.into_owned(),
         },
         Segment {
             name: "boot_params",
@@ -682,10 +693,14 @@ fn plan_load(
     if opts.skip_checks {
         flags |= kdump_purgatory::abi::FLAG_SKIP_CHECKS;
     }
-    let mut purgatory =
-        purgatory.with_flags(flags).with_entry(kernel_addr + ENTRY64_OFFSET, boot_params_addr).with_segments(
-            segments.iter().map(|s| kdump_purgatory::Segment { mem: s.mem.0, buf: &s.buf, memsz: s.memsz.0 }),
-        );
+    let mut purgatory = purgatory
+        .with_flags(flags)
+        .with_entry(kernel_addr + kernel_image.entry_offset(), boot_params_addr)
+        .with_segments(segments.iter().map(|s| kdump_purgatory::Segment {
+            mem: s.mem.0,
+            buf: &s.buf,
+            memsz: s.memsz.0,
+        }));
     if let Some(b) = backup {
         purgatory = purgatory.with_backup(b.src.0, b.dst.0, b.len.0);
     }
@@ -699,15 +714,16 @@ fn plan_load(
     });
     segments.sort_by_key(|s| s.mem);
 
-    let plan = Plan {
+    let mut plan = Plan {
         syscall: "kexec_load",
         flags: Hex(if panic { KEXEC_ON_CRASH } else { 0 } | KEXEC_ARCH_X86_64),
         entry: Hex(purgatory_addr),
         panic,
         load_region: HexRange { start: Hex(region.start), end: Hex(region.end) },
         kernel: KernelPlacement {
+            format: kernel_image.format(),
             load: Hex(kernel_addr),
-            entry64: Hex(kernel_addr + ENTRY64_OFFSET),
+            entry64: Hex(kernel_addr + kernel_image.entry_offset()),
             init_size: Hex(u64::from(image.init_size)),
             alignment: Hex(align),
         },
@@ -722,6 +738,7 @@ fn plan_load(
         elf_headers: phdrs,
         machine: machine.clone(),
     };
+    plan.machine.warnings.extend(warnings);
     let total_ram: u64 = machine.ram().map(|r| r.len()).sum();
     check_rules(&plan.segments, plan.entry.0, Some(region), total_ram)?;
     Ok(plan)
@@ -924,7 +941,40 @@ mod tests {
         m.crash_regions.clear();
         assert_eq!(plan_crash_load(&m, &kernel(), None, &opts()).unwrap_err(), PlanError::NoCrashRegion);
         let err = plan_crash_load(&machine(crash), b"\x7fELF\x02", None, &opts()).unwrap_err();
-        assert!(err.to_string().contains("not a bzImage"), "{err}");
+        assert!(err.to_string().contains("ELF header is cut short"), "{err}");
+        let err = plan_crash_load(&machine(crash), b"070701000000", None, &opts()).unwrap_err();
+        assert!(err.to_string().contains("not a kernel"), "{err}");
+    }
+
+    #[test]
+    fn plans_a_vmlinux_at_a_2mib_delta_with_its_own_entry() {
+        use crate::image::tests::fake_vmlinux;
+        // A crash region that does not start 2 MiB-aligned: the kernel goes to the next 2 MiB.
+        let crash = PhysRange { start: 0x2310_0000, end: 0x32ff_ffff };
+        let vmlinux = fake_vmlinux();
+        let plan = plan_crash_load(&machine(crash), &vmlinux, Some(&[7u8; 10_000]), &opts()).unwrap();
+        assert_eq!(plan.kernel.format, "ELF vmlinux");
+        let load = plan.kernel.load.0;
+        assert_eq!(load, 0x2320_0000);
+        assert_eq!(plan.kernel.entry64.0, load + 0xc40, "startup_64 moved with the PT_LOADs");
+        let kernel = plan.segments.iter().find(|s| s.name == "kernel").unwrap();
+        assert_eq!((kernel.memsz.0, kernel.bufsz.0), (0x40_8000, 0x40_1000), "the span, .bss zero-filled");
+        assert_eq!(kernel.buf[0x20_1000], 0x12, "per-CPU data at its paddr, not its zero vaddr");
+        // boot_params: the synthesised header, our loader fields, the command line.
+        let bp = &plan.segments.iter().find(|s| s.name == "boot_params").unwrap().buf;
+        assert_eq!(&bp[0x202..0x206], b"HdrS");
+        assert_eq!(u16::from_le_bytes([bp[0x206], bp[0x207]]), 0x020f);
+        assert_eq!(bp[0x210], crate::bootparams::LOADER_TYPE_KEXEC);
+        let cmd_line_ptr = u64::from(u32::from_le_bytes(bp[0x228..0x22c].try_into().unwrap()));
+        assert_eq!(cmd_line_ptr, plan.boot_params.0 + crate::bootparams::BOOT_PARAMS_SIZE as u64);
+        // The purgatory jumps to startup_64 with rsi = boot_params.
+        let purgatory = plan.segments.iter().find(|s| s.name == "purgatory").unwrap();
+        assert!(purgatory.buf.windows(8).any(|w| w == (load + 0xc40).to_le_bytes()));
+        // The 5-level machine gets told that a vmlinux cannot say whether it copes.
+        assert!(plan.machine.warnings.iter().any(|w| w.contains("5-level")), "{:?}", plan.machine.warnings);
+        let normal = plan_normal_load(&machine(crash), &vmlinux, None, &opts()).unwrap();
+        assert_eq!(normal.kernel.load.0, 0x100_0000, "a normal load puts it where it was linked");
+        assert_eq!(normal.kernel.entry64.0, 0x100_0c40);
     }
 
     fn seg(name: &'static str, mem: u64, memsz: u64, len: usize) -> Segment {

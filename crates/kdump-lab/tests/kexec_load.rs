@@ -280,6 +280,62 @@ dd if=/proc/vmcore of=/results/vmcore-head bs=4096 count=64
     assert_eq!(loads, minus(&info.system_ram, &info.crash_regions), "PT_LOADs skip both crash regions");
 }
 
+/// `kexec -c -p` of an xz-compressed bzImage (`xz` on the host, CRC64 as the CLI writes):
+/// decompressed in user space, loaded with kexec_load, and the crash boots the capture kernel.
+#[test]
+fn legacy_xz_compressed_kernel_crash() {
+    let image = Vm::default().kernel.image().expect("lab kernel");
+    let out = std::process::Command::new("xz").args(["-c", "-T1", "-3"]).arg(&image).output().expect("xz");
+    assert!(out.status.success(), "xz failed");
+    let first = r#"kexec -c -p /lab/vmlinuz.xz --initrd=/lab/capture.img --append="$(cat /lab/capture.cmdline)"
+cat /sys/kernel/kexec_crash_loaded > /results/crash_loaded
+sync
+echo c > /proc/sysrq-trigger
+"#;
+    let capture = "test -e /proc/vmcore && echo yes > /results/vmcore-present\n";
+    let outcome = Scenario::new("kexec-c-xz", first)
+        .file("/lab/vmlinuz.xz", out.stdout, 0o644)
+        .capture(capture)
+        .run()
+        .expect("scenario");
+    assert_eq!(outcome.read_result("crash_loaded").unwrap().trim(), "1");
+    assert_eq!(outcome.read_result("vmcore-present").unwrap().trim(), "yes", "{}", outcome.console);
+}
+
+kdump_lab::kernel_matrix! {
+    /// `kexec -c -p` of the ELF vmlinux inside the lab kernel's own bzImage (extracted by the
+    /// test, as scripts/extract-vmlinux would): the PT_LOADs go into the crash region at a
+    /// 2 MiB delta, the purgatory enters `startup_64` with boot_params we synthesised, and the
+    /// crash boots that kernel as the capture kernel, which finds /proc/vmcore.
+    fn legacy_vmlinux_crash(kernel) {
+        let bzimage = std::fs::read(kernel.image().expect("lab kernel")).expect("read the bzImage");
+        let vmlinux = common::vmlinux_of(&bzimage);
+        let first = r#"kexec -c -p -d /lab/vmlinux --initrd=/lab/capture.img --append="$(cat /lab/capture.cmdline)" > /results/kexec-d.txt 2>&1
+cat /sys/kernel/kexec_crash_loaded > /results/crash_loaded
+cat /proc/sys/kernel/osrelease > /results/first-release
+sync
+echo c > /proc/sysrq-trigger
+"#;
+        let capture = "cat /proc/sys/kernel/osrelease > /results/capture-release
+cat /proc/cmdline > /results/capture-cmdline
+test -e /proc/vmcore && echo yes > /results/vmcore-present
+";
+        let outcome = Scenario::new(&format!("kexec-c-vmlinux-{kernel}"), first)
+            .file("/lab/vmlinux", vmlinux, 0o644)
+            .capture(capture)
+            .vm(Vm::on(kernel))
+            .run()
+            .expect("scenario");
+        let log = outcome.read_result("kexec-d.txt").unwrap_or_default();
+        assert_eq!(outcome.read_result("crash_loaded").unwrap().trim(), "1", "{log}");
+        assert!(log.contains("(ELF vmlinux) loaded with kexec_load"), "{log}");
+        assert_eq!(outcome.read_result("vmcore-present").unwrap().trim(), "yes", "{}", outcome.console);
+        // The capture kernel is the vmlinux's release, booted with our elfcorehdr=.
+        assert_eq!(outcome.read_result("capture-release").unwrap(), outcome.read_result("first-release").unwrap());
+        assert!(outcome.read_result("capture-cmdline").unwrap().contains("elfcorehdr="));
+    }
+}
+
 /// One sample of a running lab VM: wall time since sampling started, CPU time QEMU has used
 /// so far (all its threads), and the length of the serial console log.
 #[derive(Clone, Copy, Debug)]

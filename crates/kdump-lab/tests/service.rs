@@ -5,6 +5,8 @@
 //! our binary as /init, which saves dump + log + info and powers off. The host
 //! then reads what it left on the NVMe results disk.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -20,6 +22,11 @@ fn run(cmd: &mut Command) -> Vec<u8> {
 /// the results disk's ext4 UUID read from its superblock with dd and od), set up,
 /// check idempotence and status, keep a copy of the initramfs, crash.
 fn first_script(config: &str) -> String {
+    first_script_loading(config, "/lab/vmlinuz")
+}
+
+/// [`first_script`] with `capture.kernel = kernel`.
+fn first_script_loading(config: &str, kernel: &str) -> String {
     format!(
         r#"uuid=$(dd if=/dev/nvme0n1 bs=1 skip=1128 count=16 2>/dev/null | od -An -tx1 | tr -d ' \n')
 [ ${{#uuid}} = 32 ]
@@ -27,7 +34,7 @@ mkdir -p /etc
 cat > /etc/kdump.toml <<CONFIG
 {config}
 [capture]
-kernel = "/lab/vmlinuz"
+kernel = "{kernel}"
 initramfs = "/var/lib/kdump/initramfs.img"
 CONFIG
 kdump config > /results/config.txt
@@ -340,4 +347,64 @@ codec = "lzo"
     assert_eq!(info["format"]["complete"], true, "{info:#}");
     assert_eq!(info["format"]["dump_level"], 31);
     assert_eq!(info["panic"], "sysrq triggered crash");
+}
+
+/// `capture.kernel` an ELF vmlinux (the lab kernel's own, extracted from its bzImage), which
+/// the x86_64 kexec_file_load refuses with ENOEXEC: `kdump setup` says so, loads it through
+/// the kexec_load path of `kexec -c` (our ELF core headers, boot_params and purgatory), and
+/// `kdump status` names that path; the crash boots the vmlinux, our init saves the dump and
+/// reboots.
+#[test]
+fn setup_falls_back_to_kexec_load_for_an_elf_vmlinux_and_the_cycle_completes() {
+    let config = r#"final_action = "reboot"
+[target]
+device = "UUID=$uuid"
+path = "/crash"
+wait_seconds = 30
+[dump]
+level = 31
+"#;
+    let kernel = LabKernel::Bookworm;
+    let vmlinux = common::vmlinux_of(&std::fs::read(kernel.image().unwrap()).unwrap());
+    let vm = Vm { memory_mib: 1024, crashkernel: Some("256M".into()), results_disk_mib: 1024, ..Vm::on(kernel) };
+    let outcome = Scenario::new("service-vmlinux-kexec-load", &first_script_loading(config, "/lab/vmlinux"))
+        .file("/lab/vmlinux", vmlinux, 0o644)
+        .capture_is_ours()
+        .vm(vm)
+        .run()
+        .expect("scenario");
+    let setup = outcome.read_result("setup.txt").unwrap_or_default();
+    assert!(setup.contains("kernel: /lab/vmlinux (ELF vmlinux, "), "{setup}\n{}", outcome.console);
+    assert!(
+        setup.contains("kexec_file_load refused the capture kernel (ENOEXEC): loading it with kexec_load"),
+        "{setup}"
+    );
+    assert!(
+        setup.contains("capture kernel loaded with kexec_load (kexec_file_load refused the ELF vmlinux with ENOEXEC)"),
+        "{setup}"
+    );
+    let again = outcome.read_result("setup-again.txt").unwrap();
+    assert!(again.contains("nothing to do"), "setup is idempotent on the fallback too: {again}");
+    let status = outcome.read_result("status.txt").unwrap();
+    assert!(
+        status.contains(
+            "capture kernel:  loaded with kexec_load (kexec_file_load refused the ELF vmlinux with ENOEXEC), by kdump setup"
+        ),
+        "{status}"
+    );
+
+    let console = &outcome.console;
+    assert!(console.contains("sysrq: Trigger a crash"), "the first kernel crashed");
+    assert!(console.contains("kdump-init: done; final_action = reboot"), "{console}");
+    let dir = crash_dir(&outcome);
+    let vmcore = dir.join("vmcore");
+    assert!(vmcore.is_file() && !dir.join("vmcore.incomplete").exists(), "a complete dump");
+    let kdump = static_tools().unwrap().kdump;
+    let info: serde_json::Value =
+        serde_json::from_slice(&run(Command::new(&kdump).args(["info", "--json"]).arg(&vmcore))).unwrap();
+    assert_eq!(info["format"]["complete"], true, "{info:#}");
+    assert_eq!(info["format"]["dump_level"], 31);
+    assert_eq!(info["panic"], "sysrq triggered crash");
+    let log = std::fs::read_to_string(dir.join("kdump.log")).unwrap();
+    assert!(log.contains("saved the dump to /crash/"), "{log}");
 }

@@ -47,7 +47,8 @@ codec = "lzo"
 threads = 1
 
 [capture]
-# The capture kernel. "" means /boot/vmlinuz-<release of the running kernel>.
+# The capture kernel. "" means /boot/vmlinuz-<release of the running kernel>. A bzImage (also a
+# compressed one) or an ELF vmlinux; what kexec_file_load refuses is loaded with kexec_load.
 kernel = ""
 # Where kdump setup writes the capture initramfs it builds.
 initramfs = "/var/lib/kdump/initramfs.img"

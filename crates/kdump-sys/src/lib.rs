@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod kexec;
+pub mod legacy;
 mod machine;
 pub mod mapped;
 mod root;

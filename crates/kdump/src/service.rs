@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use kdump_kexec::BzImage;
 use kdump_kexec::cmdline::{self, CmdlineRequest};
-use kdump_kexec::errno::{Call, explain};
+use kdump_kexec::errno::{self, Call, allows_fallback, explain, is_signature_error};
+use kdump_kexec::image::KernelImage;
+use kdump_kexec::plan::Options;
 use kdump_kexec::preflight::{LoadCheck, Syscall, check_load};
 use kdump_service::config::{CONFIG_PATH, DEFAULTS_TOML, default_capture_cmdline};
 use kdump_service::initramfs::{self, ModuleFile, is_static_elf};
@@ -18,6 +19,7 @@ use kdump_service::modules::{self, Compression, ModuleIndex};
 use kdump_service::naming::CrashDirSummary;
 use kdump_service::superblock::{self, FsIdentity};
 use kdump_service::{Config, TargetSpec};
+use kdump_sys::legacy::{LegacyLoad, load_plan, plan_kexec_load};
 use kdump_sys::service as sys;
 use kdump_sys::{SysRoot, collect_machine_info, kexec};
 
@@ -25,7 +27,8 @@ use kdump_sys::{SysRoot, collect_machine_info, kexec};
 #[derive(Debug, Subcommand)]
 pub enum ServiceCommand {
     /// Build the capture initramfs (this static binary as /init, the config, the target's modules)
-    /// and load it with the capture kernel (kexec_file_load). Idempotent.
+    /// and load it with the capture kernel (kexec_file_load; kexec_load where that refuses the image,
+    /// e.g. an ELF vmlinux). Idempotent.
     Setup {
         /// The config file.
         #[arg(long, value_name = "FILE", default_value = CONFIG_PATH)]
@@ -313,22 +316,14 @@ fn saved_kallsyms(root: &SysRoot, release: &str) -> anyhow::Result<(Vec<u8>, usi
 }
 
 /// A module file's ELF bytes: `.ko` as is, `.ko.zst`, `.ko.xz` and `.ko.gz` decompressed
-/// (finit_module of the kernels we boot may not take compressed modules).
+/// (finit_module of the kernels we boot may not take compressed modules), through the same
+/// bounded decompression as compressed kernels.
 fn decompress_module(rel: &str, raw: Vec<u8>) -> anyhow::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut out = Vec::new();
-    match modules::compression(rel) {
-        Compression::None => return Ok(raw),
-        Compression::Zstd => return Ok(zstd::decode_all(raw.as_slice())?),
-        Compression::Gzip => {
-            flate2::read::GzDecoder::new(raw.as_slice()).read_to_end(&mut out)?;
-        }
-        Compression::Xz => {
-            lzma_rs::xz_decompress(&mut std::io::BufReader::new(raw.as_slice()), &mut out)
-                .map_err(|e| anyhow::anyhow!("xz: {e:?}"))?;
-        }
+    match kdump_kexec::image::decompress(&raw)? {
+        Some(plain) => Ok(plain),
+        None if modules::compression(rel) == Compression::None => Ok(raw),
+        None => bail!("the file name says {:?}-compressed but its bytes are not", modules::compression(rel)),
     }
-    Ok(out)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -356,11 +351,23 @@ fn setup(config_path: &Path, dry_run: bool) -> anyhow::Result<()> {
 
     let raw = std::fs::read(&built.kernel)
         .with_context(|| format!("cannot read the capture kernel {} (set capture.kernel)", built.kernel.display()))?;
-    let image = BzImage::parse(&raw).with_context(|| format!("{} cannot be loaded", built.kernel.display()))?;
+    // A compressed kernel file or an ELF vmlinux: kexec_file_load refuses both, kexec_load
+    // (below) takes the decompressed bytes.
+    let decompressed = kdump_kexec::image::decompress(&raw).with_context(|| format!("{}", built.kernel.display()))?;
+    let kernel_bytes = decompressed.as_deref().unwrap_or(&raw);
+    let kernel_image = KernelImage::parse(kernel_bytes)
+        .with_context(|| format!("{} cannot be loaded (set capture.kernel)", built.kernel.display()))?;
+    let image = kernel_image.header();
     let request =
         CmdlineRequest { reuse: None, append: vec![built.cmdline.clone()], panic: true, capture_defaults: true };
     let line = cmdline::build(&request, usize::try_from(image.cmdline_size).unwrap_or(usize::MAX))?;
-    println!("  kernel: {} ({})", built.kernel.display(), image.version.as_deref().unwrap_or("unknown version"));
+    println!(
+        "  kernel: {} ({}, {}{})",
+        built.kernel.display(),
+        kernel_image.format(),
+        image.version.as_deref().unwrap_or("unknown version"),
+        if decompressed.is_some() { ", compressed" } else { "" }
+    );
     println!("  command line: {line}");
 
     let mut digest = kdump_sha256::Sha256::new();
@@ -368,11 +375,11 @@ fn setup(config_path: &Path, dry_run: bool) -> anyhow::Result<()> {
     digest.update(&built.initramfs.bytes);
     digest.update(line.as_bytes());
     let boot_id = root.read("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-    let stamp = format!("{} {}\n", boot_id.trim(), hex(&digest.finalize()));
-    let stamp_path = PathBuf::from(format!("{}.loaded", cfg.capture.initramfs));
+    let stamp = format!("{} {}", boot_id.trim(), hex(&digest.finalize()));
+    let stamp_path = loaded_stamp_path(&cfg);
     let machine = collect_machine_info(&root).context("cannot read the machine description")?;
     if machine.kexec.crash_loaded
-        && std::fs::read_to_string(&stamp_path).is_ok_and(|s| s == stamp)
+        && std::fs::read_to_string(&stamp_path).is_ok_and(|s| s.lines().next() == Some(stamp.as_str()))
         && std::fs::read(&out).is_ok_and(|b| b == built.initramfs.bytes)
     {
         println!("kdump setup: already loaded with this kernel, initramfs and command line: nothing to do");
@@ -408,21 +415,84 @@ fn setup(config_path: &Path, dry_run: bool) -> anyhow::Result<()> {
     }
     let kernel = File::open(&built.kernel).with_context(|| format!("cannot open {}", built.kernel.display()))?;
     let initrd = File::open(&out).with_context(|| format!("cannot open {}", out.display()))?;
-    let cline = CString::new(line).context("the command line contains a NUL byte")?;
-    kexec::kexec_file_load(&kernel, Some(&initrd), &cline, kexec::KEXEC_FILE_ON_CRASH).map_err(|e| {
-        anyhow::anyhow!("kexec_file_load refused the capture kernel: {}", explain(Call::FileLoad, true, e))
-    })?;
+    let cline = CString::new(line.clone()).context("the command line contains a NUL byte")?;
+    let how = match kexec::kexec_file_load(&kernel, Some(&initrd), &cline, kexec::KEXEC_FILE_ON_CRASH) {
+        Ok(()) => "kexec_file_load".to_string(),
+        // The same set `kexec -a` retries: an image or kernel the file loader does not take.
+        // Signature and lockdown refusals stand: kexec_load would bypass what they enforce.
+        Err(e) if allows_fallback(e) && !is_signature_error(e) => {
+            let why = explain(Call::FileLoad, true, e);
+            println!(
+                "  kexec_file_load refused the capture kernel ({}): loading it with kexec_load, with our own ELF \
+                 core headers and purgatory",
+                errno::name(e)
+            );
+            load_with_kexec_load(&root, &machine, kernel_bytes, &built.initramfs.bytes, &line).with_context(|| {
+                format!("kexec_file_load refused the capture kernel first ({}): {why}", errno::name(e))
+            })?;
+            format!("kexec_load (kexec_file_load refused the {} with {})", kernel_image.format(), errno::name(e))
+        }
+        Err(e) => bail!("kexec_file_load refused the capture kernel: {}", explain(Call::FileLoad, true, e)),
+    };
     let loaded = root.read("/sys/kernel/kexec_crash_loaded").map(|s| s.trim() == "1").unwrap_or(false);
     if !loaded {
-        bail!("kexec_file_load succeeded but /sys/kernel/kexec_crash_loaded does not read 1");
+        bail!("{how} succeeded but /sys/kernel/kexec_crash_loaded does not read 1");
     }
-    let _ = std::fs::write(&stamp_path, &stamp);
+    let _ = std::fs::write(&stamp_path, format!("{stamp}\n{LOADED_WITH}{how}\n"));
     println!(
-        "kdump setup: capture kernel loaded ({} reserved); on a crash, dumps go to {}:{}",
+        "kdump setup: capture kernel loaded with {how} ({} reserved); on a crash, dumps go to {}:{}",
         mib(machine.crash_reserved()),
         cfg.target_spec()?,
         if cfg.target.raw { " (raw, flattened)".to_string() } else { cfg.target.path.clone() }
     );
+    Ok(())
+}
+
+/// `kdump setup` records the load here: the boot and the digest of kernel, initramfs and
+/// command line (what makes a second setup a no-op), then how it was loaded.
+fn loaded_stamp_path(cfg: &Config) -> PathBuf {
+    PathBuf::from(format!("{}.loaded", cfg.capture.initramfs))
+}
+
+/// The stamp line that says which syscall loaded the capture kernel.
+const LOADED_WITH: &str = "loaded with: ";
+
+/// The fallback: the capture kernel through kexec_load, by the same loader as `kexec -c -p`
+/// (our ELF core headers, boot_params and purgatory).
+fn load_with_kexec_load(
+    root: &SysRoot,
+    machine: &kdump_machine::MachineInfo,
+    kernel: &[u8],
+    initramfs: &[u8],
+    cmdline: &str,
+) -> anyhow::Result<()> {
+    let image = KernelImage::parse(kernel)?.header();
+    let problems = check_load(&LoadCheck {
+        machine,
+        panic: true,
+        syscall: Syscall::Legacy,
+        image: &image,
+        initrd_len: Some(initramfs.len() as u64),
+        cap_sys_boot: true,
+    });
+    if !problems.is_empty() {
+        let list: Vec<String> = problems.iter().map(|p| format!("\n  - {p}")).collect();
+        bail!("kexec_load cannot load it either:{}", list.concat());
+    }
+    let options = Options {
+        cmdline: cmdline.to_string(),
+        elf32: false,
+        backup: true,
+        memmap_cmdline: false,
+        skip_checks: false,
+        window: None,
+    };
+    let load = LegacyLoad { kernel, initrd: Some(initramfs), options, panic: true };
+    let plan = plan_kexec_load(root, machine, &load).context("cannot plan the kexec_load of the capture kernel")?;
+    for w in &plan.machine.warnings {
+        println!("  kexec_load: warning: {w}");
+    }
+    load_plan(root, &plan)?;
     Ok(())
 }
 
@@ -481,8 +551,25 @@ fn status(config_path: &Path) -> anyhow::Result<()> {
             mib(machine.crash_reserved())
         }
     );
-    println!("capture kernel:  {}", if machine.kexec.crash_loaded { "loaded" } else { "NOT loaded (run kdump setup)" });
-    let (cfg, _) = match load_config(config_path) {
+    let config = load_config(config_path);
+    // How `kdump setup` loaded it, if its stamp is from this boot.
+    let boot_id = root.read("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let how = config.as_ref().ok().and_then(|(cfg, _)| {
+        let stamp = std::fs::read_to_string(loaded_stamp_path(cfg)).ok()?;
+        let mut lines = stamp.lines();
+        let this_boot = lines.next()?.split(' ').next() == Some(boot_id.trim());
+        let how = lines.find_map(|l| l.strip_prefix(LOADED_WITH))?;
+        this_boot.then(|| format!(" with {how}, by kdump setup"))
+    });
+    println!(
+        "capture kernel:  {}",
+        if machine.kexec.crash_loaded {
+            format!("loaded{}", how.unwrap_or_default())
+        } else {
+            "NOT loaded (run kdump setup)".to_string()
+        }
+    );
+    let (cfg, _) = match config {
         Ok(c) => c,
         Err(e) => {
             println!("config:          {e:#}");
@@ -533,7 +620,8 @@ fn estimate(config_path: &Path) -> anyhow::Result<()> {
     let root = SysRoot::host();
     let built = build(&cfg, &text, &root)?;
     let raw = std::fs::read(&built.kernel).with_context(|| format!("cannot read {}", built.kernel.display()))?;
-    let image = BzImage::parse(&raw)?;
+    let raw = kdump_kexec::image::decompress(&raw)?.unwrap_or(raw);
+    let image = KernelImage::parse(&raw)?.header();
     let machine = collect_machine_info(&root).context("cannot read the machine description")?;
     let max_pfn = machine.system_ram.iter().map(|r| r.end / 4096 + 1).max().unwrap_or(0);
     let e = kdump_service::estimate::estimate(&kdump_service::estimate::EstimateInput {

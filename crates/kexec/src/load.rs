@@ -9,11 +9,13 @@ use anyhow::{Context, bail};
 use kdump_kexec::BzImage;
 use kdump_kexec::cmdline::{self, CmdlineRequest};
 use kdump_kexec::errno::{Call, allows_fallback, explain, is_signature_error};
-use kdump_kexec::plan::{CrashMachine, Options, Plan as LoadPlan, plan_crash_load, plan_normal_load};
+use kdump_kexec::image::KernelImage;
+use kdump_kexec::plan::{Options, Plan as LoadPlan};
 use kdump_kexec::preflight::{LoadCheck, Syscall, check_load};
 use kdump_machine::PhysRange;
 use kdump_machine::sysfs::{CAP_SYS_BOOT, parse_effective_capabilities, parse_flag};
-use kdump_sys::{SysRoot, collect_loader_inputs, collect_machine_info, kexec as sys};
+use kdump_sys::legacy::{LegacyLoad, load_plan, plan_kexec_load};
+use kdump_sys::{SysRoot, collect_machine_info, kexec as sys};
 
 use crate::{Args, SyscallChoice};
 
@@ -69,14 +71,10 @@ pub fn load(args: &Args, root: &SysRoot) -> anyhow::Result<()> {
     let decompressed = kdump_kexec::image::decompress(&raw).with_context(|| format!("{}", kernel_path.display()))?;
     let compressed = decompressed.is_some();
     let kernel_bytes = decompressed.unwrap_or(raw);
-    let image = BzImage::parse(&kernel_bytes).with_context(|| {
-        let legacy = if args.syscall() == SyscallChoice::Legacy {
-            " (kexec -c loads bzImages, plain or gzip/zstd-compressed: ELF vmlinux and xz kernels are not supported yet)"
-        } else {
-            ""
-        };
-        format!("{} cannot be loaded{legacy}", kernel_path.display())
-    })?;
+    let kernel_image =
+        KernelImage::parse(&kernel_bytes).with_context(|| format!("{} cannot be loaded", kernel_path.display()))?;
+    let image = kernel_image.header();
+    let vmlinux = matches!(kernel_image, KernelImage::Vmlinux(_));
     let initrd = match &args.initrd {
         Some(path) => {
             let file = File::open(path).with_context(|| format!("cannot open the initrd {}", path.display()))?;
@@ -90,7 +88,25 @@ pub fn load(args: &Args, root: &SysRoot) -> anyhow::Result<()> {
     };
 
     let mut choice = args.syscall();
-    if compressed {
+    if vmlinux {
+        // The x86_64 file loader takes bzImages only (ENOEXEC): -a goes on with kexec_load, as
+        // kexec-tools does after that refusal.
+        match choice {
+            SyscallChoice::File => bail!(
+                "{} is an ELF vmlinux: kexec_file_load (-s) takes only a bzImage on x86_64; load the vmlinuz-* \
+                 from /boot, or use -c (kexec_load) for the vmlinux",
+                kernel_path.display()
+            ),
+            SyscallChoice::Auto => {
+                eprintln!(
+                    "kexec: {} is an ELF vmlinux, which kexec_file_load does not take: loading it with kexec_load (-c)",
+                    kernel_path.display()
+                );
+                choice = SyscallChoice::Legacy;
+            }
+            SyscallChoice::Legacy => {}
+        }
+    } else if compressed {
         // kexec_file_load takes the bzImage file itself; the decompressed bytes go through kexec_load.
         match choice {
             SyscallChoice::File => bail!(
@@ -220,10 +236,6 @@ impl Legacy<'_> {
     fn load(&self, line: &str, problems: &[kdump_kexec::preflight::Problem]) -> anyhow::Result<()> {
         let args = self.args;
         let what = if args.panic { "capture kernel" } else { "kernel" };
-        let inputs = collect_loader_inputs(self.root).context("cannot read the memory map for kexec_load")?;
-        let mut machine =
-            CrashMachine::describe(self.machine, inputs.memory_map, inputs.kcore.as_ref(), inputs.acpi_rsdp);
-        machine.warnings.splice(0..0, inputs.warnings);
         let initrd = match self.initrd {
             Some(path) => {
                 Some(std::fs::read(path).with_context(|| format!("cannot read the initrd {}", path.display()))?)
@@ -239,12 +251,9 @@ impl Legacy<'_> {
             window: self.window,
         };
         let started = std::time::Instant::now();
-        let plan = if args.panic {
-            plan_crash_load(&machine, self.kernel, initrd.as_deref(), &options)
-        } else {
-            plan_normal_load(&machine, self.kernel, initrd.as_deref(), &options)
-        }
-        .with_context(|| format!("cannot plan the kexec_load of the {what}"))?;
+        let load = LegacyLoad { kernel: self.kernel, initrd: initrd.as_deref(), options, panic: args.panic };
+        let plan = plan_kexec_load(self.root, self.machine, &load)
+            .with_context(|| format!("cannot plan the kexec_load of the {what}"))?;
         let planned = started.elapsed();
         if args.print_plan {
             println!("{}", serde_json::to_string_pretty(&plan)?);
@@ -265,21 +274,13 @@ impl Legacy<'_> {
         for w in &plan.machine.warnings {
             eprintln!("kexec: warning: {w}");
         }
-        let segments: Vec<sys::Segment<'_>> =
-            plan.segments.iter().map(|s| sys::Segment { buf: &s.buf, mem: s.mem.0, memsz: s.memsz.0 }).collect();
         let syscall_start = std::time::Instant::now();
-        sys::kexec_load(plan.entry.0, &segments, plan.flags.0).map_err(|e| {
-            anyhow::anyhow!("kexec_load refused the {what}: {}", explain(Call::LegacyLoad, args.panic, e))
-        })?;
+        load_plan(self.root, &plan)?;
         let loaded_in = syscall_start.elapsed();
-        let flag = if args.panic { "/sys/kernel/kexec_crash_loaded" } else { "/sys/kernel/kexec_loaded" };
-        let loaded = self.root.read(flag).ok().and_then(|t| parse_flag(flag, &t).ok());
-        if loaded != Some(true) {
-            bail!("kexec_load succeeded but {flag} does not read 1: the {what} is not loaded");
-        }
         if args.debug {
             eprintln!(
-                "kexec: {what} loaded with kexec_load ({flag} = 1); plan {:.1} ms, syscall {:.1} ms",
+                "kexec: {what} ({}) loaded with kexec_load; plan {:.1} ms, syscall {:.1} ms",
+                plan.kernel.format,
                 planned.as_secs_f64() * 1e3,
                 loaded_in.as_secs_f64() * 1e3
             );

@@ -119,7 +119,7 @@ pub struct Args {
     /// Print the version.
     #[arg(short = 'v', long = "version", action = ArgAction::Version)]
     pub version: Option<bool>,
-    /// The kernel image (bzImage).
+    /// The kernel image: a bzImage; kexec_load (-c) also takes a compressed one or an ELF vmlinux.
     pub kernel: Option<PathBuf>,
 }
 

@@ -111,7 +111,9 @@ fn check(v: &serde_json::Value) {
     let entry = hex(&v["entry"]);
     let purgatory = segs.iter().find(|s| s["name"] == "purgatory").unwrap();
     assert_eq!(entry, hex(&purgatory["mem"]));
-    assert_eq!(hex(&v["kernel"]["entry64"]), hex(&v["kernel"]["load"]) + 0x200);
+    if v["kernel"]["format"] == "bzImage" {
+        assert_eq!(hex(&v["kernel"]["entry64"]), hex(&v["kernel"]["load"]) + 0x200);
+    }
     if v["panic"] == false {
         assert!(v["elfcorehdr"].is_null() && v["backup"].is_null());
         return;
@@ -286,9 +288,13 @@ fn gzip_and_zstd_kernels_plan_like_the_bzimage() {
 fn unsupported_images_are_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
     for (name, bytes, needle) in [
-        ("vmlinux", b"\x7fELF\x02\x01\x01".to_vec(), "ELF vmlinux and xz kernels are not supported yet"),
+        (
+            "vmlinux",
+            b"\x7fELF\x02\x01\x01".to_vec(),
+            "not an x86_64 vmlinux kexec can load: the ELF header is cut short",
+        ),
         ("broken.gz", vec![0x1f, 0x8b, 8, 0], "cannot decompress"),
-        ("kernel.xz", vec![0xfd, b'7', b'z', b'X', b'Z', 0, 0], "xz is not supported yet"),
+        ("kernel.xz", vec![0xfd, b'7', b'z', b'X', b'Z', 0, 0], "cannot decompress the Xz-compressed kernel"),
     ] {
         let path = dir.path().join(name);
         std::fs::write(&path, bytes).unwrap();
@@ -302,4 +308,63 @@ fn unsupported_images_are_refused_clearly() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{name}: {err}");
     }
+}
+
+/// A vmlinux as the kernel links it: text at 16 MiB (`startup_64` at 0x1000c40), data at
+/// 18 MiB, a zero-based per-CPU segment after it and init + .bss at 20 MiB.
+fn fake_vmlinux() -> Vec<u8> {
+    const LOADS: [(u64, u64, u64, u64, u64); 4] = [
+        (0x1000, 0xffff_ffff_8100_0000, 0x100_0000, 0x10_0000, 0x10_0000),
+        (0x10_1000, 0xffff_ffff_8120_0000, 0x120_0000, 0x1000, 0x1000),
+        (0x10_2000, 0, 0x120_1000, 0x1000, 0x1000),
+        (0x10_3000, 0xffff_ffff_8140_0000, 0x140_0000, 0x1000, 0x20_0000),
+    ];
+    let mut b = vec![0u8; 0x10_4000];
+    b[..7].copy_from_slice(b"\x7fELF\x02\x01\x01");
+    b[16..18].copy_from_slice(&2u16.to_le_bytes());
+    b[18..20].copy_from_slice(&62u16.to_le_bytes());
+    b[24..32].copy_from_slice(&0x100_0c40u64.to_le_bytes());
+    b[32..40].copy_from_slice(&64u64.to_le_bytes());
+    b[54..56].copy_from_slice(&56u16.to_le_bytes());
+    b[56..58].copy_from_slice(&(LOADS.len() as u16).to_le_bytes());
+    for (i, (offset, vaddr, paddr, filesz, memsz)) in LOADS.into_iter().enumerate() {
+        let at = 64 + i * 56;
+        b[at..at + 4].copy_from_slice(&1u32.to_le_bytes());
+        for (field, v) in [(8, offset), (16, vaddr), (24, paddr), (32, filesz), (40, memsz)] {
+            b[at + field..at + field + 8].copy_from_slice(&v.to_le_bytes());
+        }
+    }
+    b
+}
+
+#[test]
+fn elf_vmlinux_plans_at_its_paddrs_and_file_load_refuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vmlinux");
+    std::fs::write(&path, fake_vmlinux()).unwrap();
+    let machine = workspace().join("tests/fixtures/machines/qemu-1g-2cpu-crash256m-4level");
+    let kexec = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_kexec")).args(args).arg("--sysroot").arg(&machine).arg(&path).output().unwrap()
+    };
+    let out = kexec(&["-c", "-p", "--print-plan", "--append", "console=ttyS0"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    check(&v);
+    assert_eq!(v["kernel"]["format"], "ELF vmlinux");
+    let load = hex(&v["kernel"]["load"]);
+    assert_eq!(load % (2 << 20), 0, "a 2 MiB delta from the linked address");
+    assert_eq!(hex(&v["kernel"]["entry64"]), load + 0xc40, "startup_64, not load + 0x200");
+    let kernel = v["segments"].as_array().unwrap().iter().find(|s| s["name"] == "kernel").unwrap();
+    assert_eq!((hex(&kernel["memsz"]), hex(&kernel["bufsz"])), (0x60_0000, 0x40_1000));
+
+    // kexec_file_load takes no vmlinux: -s refuses, -a (the default) goes on with kexec_load.
+    let out = kexec(&["-s", "-p", "--dry-run"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ELF vmlinux: kexec_file_load (-s) takes only a bzImage"), "{err}");
+    let out = kexec(&["-p", "--dry-run"]);
+    let (stdout, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("loading it with kexec_load (-c)"), "{err}");
+    assert!(stdout.contains("syscall:  kexec_load"), "{stdout}");
 }

@@ -181,3 +181,46 @@ pub fn check_info_names_everything(kdump: &std::path::Path, vmcore: &std::path::
     assert!(text.contains("(crashing)") && text.contains("sysrq_handle_crash+"), "{text}");
     v
 }
+
+/// The ELF vmlinux inside a bzImage (scripts/extract-vmlinux's job): the payload the setup
+/// header points at (`payload_offset`, `payload_length`), without the 4-byte decompressed
+/// size the kernel's build appends, decompressed as its magic says. Debian's kernels use
+/// legacy-format lz4 (5.10, 6.1) and zstd (6.12, newest); the product's decompressor takes
+/// whole files only, so this is the lab's own.
+pub fn vmlinux_of(bzimage: &[u8]) -> Vec<u8> {
+    let setup_sects = match bzimage[0x1f1] {
+        0 => 4,
+        n => usize::from(n),
+    };
+    let start = (setup_sects + 1) * 512 + u32_at(bzimage, 0x248) as usize;
+    let len = u32_at(bzimage, 0x24c) as usize;
+    let payload = &bzimage[start..start + len - 4];
+    let out = if payload.starts_with(&[0x02, 0x21, 0x4c, 0x18]) {
+        // Legacy lz4: the magic, then blocks of (le32 compressed size, data), each at most 8 MiB
+        // decompressed; the magic may repeat between blocks.
+        let mut out = Vec::new();
+        let mut at = 4;
+        let mut block = vec![0u8; 8 << 20];
+        while at + 4 <= payload.len() {
+            let size = u32_at(payload, at) as usize;
+            at += 4;
+            if size == 0x184c_2102 {
+                continue;
+            }
+            let n = lz4_flex::block::decompress_into(&payload[at..at + size], &mut block).expect("lz4 block");
+            out.extend_from_slice(&block[..n]);
+            at += size;
+        }
+        out
+    } else if payload.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        zstd::decode_all(payload).expect("zstd payload")
+    } else if payload.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        let mut out = Vec::new();
+        lzma_rs::xz_decompress(&mut &payload[..], &mut out).expect("xz payload");
+        out
+    } else {
+        panic!("bzImage payload compressed as {:02x?}: not lz4, zstd or xz", &payload[..4.min(payload.len())]);
+    };
+    assert!(out.starts_with(b"\x7fELF"), "the payload is not an ELF vmlinux");
+    out
+}

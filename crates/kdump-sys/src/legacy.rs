@@ -1,0 +1,86 @@
+//! The one `kexec_load` path: `kexec -c`, `kexec -a` after kexec_file_load refused, and
+//! `kdump setup`'s fallback all come here. Reads what the planner needs, plans (pure, in
+//! `kdump-kexec`), hands the segments to the kernel and checks that sysfs agrees.
+
+use kdump_kexec::errno::{Call, explain};
+use kdump_kexec::plan::{CrashMachine, Options, Plan, PlanError, plan_crash_load, plan_normal_load};
+use kdump_machine::MachineInfo;
+
+use crate::{SysError, SysRoot, collect_loader_inputs, kexec};
+
+/// What to load with `kexec_load`.
+#[derive(Debug, Clone)]
+pub struct LegacyLoad<'a> {
+    /// The kernel: a bzImage or an ELF vmlinux, already decompressed.
+    pub kernel: &'a [u8],
+    /// The initrd's bytes.
+    pub initrd: Option<&'a [u8]>,
+    /// Command line and the `kexec -c` choices.
+    pub options: Options,
+    /// A capture kernel for panics (`KEXEC_ON_CRASH`), else a kernel for `kexec -e`.
+    pub panic: bool,
+}
+
+/// Why a `kexec_load` did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum LegacyError {
+    /// The memory map or /proc/kcore could not be read.
+    #[error("cannot read the memory map for kexec_load")]
+    Inputs(#[source] SysError),
+    /// No plan: the image, the crash region or a kernel rule.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// The kernel said no.
+    #[error("kexec_load refused the {what}: {}", explain(Call::LegacyLoad, *.panic, *.errno))]
+    Refused {
+        /// "kernel" or "capture kernel".
+        what: &'static str,
+        /// A panic load.
+        panic: bool,
+        /// The errno.
+        errno: i32,
+    },
+    /// The kernel said yes but sysfs does not show it.
+    #[error("kexec_load succeeded but {flag} does not read 1: the {what} is not loaded")]
+    NotLoaded {
+        /// "kernel" or "capture kernel".
+        what: &'static str,
+        /// The sysfs flag read.
+        flag: &'static str,
+    },
+}
+
+fn what(panic: bool) -> &'static str {
+    if panic { "capture kernel" } else { "kernel" }
+}
+
+/// Reads the memory map, /proc/kcore's headers and the ACPI RSDP, and plans the load. The
+/// plan's `machine.warnings` say what was missing and the fallbacks taken.
+pub fn plan_kexec_load(root: &SysRoot, info: &MachineInfo, load: &LegacyLoad<'_>) -> Result<Plan, LegacyError> {
+    let inputs = collect_loader_inputs(root).map_err(LegacyError::Inputs)?;
+    let mut machine = CrashMachine::describe(info, inputs.memory_map, inputs.kcore.as_ref(), inputs.acpi_rsdp);
+    machine.warnings.splice(0..0, inputs.warnings);
+    let plan = if load.panic {
+        plan_crash_load(&machine, load.kernel, load.initrd, &load.options)
+    } else {
+        plan_normal_load(&machine, load.kernel, load.initrd, &load.options)
+    }?;
+    Ok(plan)
+}
+
+/// Hands `plan` to `kexec_load` and checks `/sys/kernel/kexec_{crash_,}loaded`.
+pub fn load_plan(root: &SysRoot, plan: &Plan) -> Result<(), LegacyError> {
+    let segments: Vec<kexec::Segment<'_>> =
+        plan.segments.iter().map(|s| kexec::Segment { buf: &s.buf, mem: s.mem.0, memsz: s.memsz.0 }).collect();
+    kexec::kexec_load(plan.entry.0, &segments, plan.flags.0).map_err(|errno| LegacyError::Refused {
+        what: what(plan.panic),
+        panic: plan.panic,
+        errno,
+    })?;
+    let flag = if plan.panic { "/sys/kernel/kexec_crash_loaded" } else { "/sys/kernel/kexec_loaded" };
+    let loaded = root.read(flag).ok().and_then(|t| kdump_machine::sysfs::parse_flag(flag, &t).ok());
+    if loaded != Some(true) {
+        return Err(LegacyError::NotLoaded { what: what(plan.panic), flag });
+    }
+    Ok(())
+}
