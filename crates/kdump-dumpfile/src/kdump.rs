@@ -1027,17 +1027,16 @@ impl<R: Read + Seek> KdumpReader<R> {
             vmcoreinfo = Some(d.to_vec());
         }
         // Rank index over the 2nd bitmap and RAM ranges from the 1st, one block at a time.
-        let nblk = bm_bytes / block;
+        // Only the blocks that cover max_pfn are read: a header may claim far more
+        // bitmap than its max_mapnr needs (a fuzzed one claimed terabytes).
+        let bits = block * 8;
+        let nblk = (bm_bytes / block).min(max_pfn.div_ceil(bits));
         let mut rank_index = Vec::with_capacity(nblk as usize);
         let mut blk = vec![0u8; block as usize];
         let mut total = 0u64;
-        let bits = block * 8;
         for b in 0..nblk {
             rank_index.push(total);
             read_at(&mut inner, file_len, bitmap2_off + b * block, &mut blk, "2nd bitmap")?;
-            if b * bits >= max_pfn {
-                continue;
-            }
             let valid = (max_pfn - b * bits).min(bits);
             total += popcount_prefix(&blk, valid);
         }

@@ -171,3 +171,18 @@ proptest! {
         }
     }
 }
+
+/// Found by fuzzing: a flattened stream with a record terabytes away (so the
+/// file's length is huge) and a header claiming a billion bitmap blocks for a
+/// small max_mapnr. Only the bitmap blocks that cover max_mapnr are read, so
+/// opening it returns at once instead of reading terabytes of holes.
+#[test]
+fn an_oversized_bitmap_claim_reads_only_what_max_mapnr_needs() {
+    let mut f = kdump(Codec::Zlib);
+    f[436..440].copy_from_slice(&(1u32 << 30).to_le_bytes()); // bitmap_blocks
+    let mut w = FlatWriter::new(Vec::new()).unwrap();
+    kdump_dumpfile::WriteAt::write_at(&mut w, 0, &f).unwrap();
+    kdump_dumpfile::WriteAt::write_at(&mut w, 1 << 44, &[0]).unwrap();
+    let stream = w.finish().unwrap();
+    let _ = exercise(KdumpReader::open(FlatReader::open(Cursor::new(stream)).unwrap()));
+}
