@@ -20,6 +20,7 @@
 
 mod image;
 mod kernel;
+mod monitor;
 mod paths;
 mod tools;
 mod vm;
@@ -28,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use kernel::{LabKernel, kernel_image};
+pub use monitor::MonitorStep;
 pub use paths::{cache_dir, runs_dir, workspace_root};
 pub use tools::{StaticTools, busybox, static_tools};
 
@@ -183,6 +185,7 @@ pub struct Scenario {
     capture_is_ours: bool,
     vm: Vm,
     files: Vec<(String, Vec<u8>, u32)>,
+    monitor: Vec<MonitorStep>,
 }
 
 /// What a finished scenario left behind.
@@ -226,6 +229,7 @@ impl Scenario {
             capture_is_ours: false,
             vm: Vm::default(),
             files: Vec::new(),
+            monitor: Vec::new(),
         }
     }
 
@@ -266,6 +270,14 @@ impl Scenario {
     /// Sets the machine.
     pub fn vm(mut self, vm: Vm) -> Self {
         self.vm = vm;
+        self
+    }
+
+    /// Runs QEMU monitor commands during the run when the console shows a marker, then
+    /// writes a reply to the guest's `/dev/ttyS1` (see [`MonitorStep`]). Steps run in
+    /// order; a step that never runs fails the scenario.
+    pub fn monitor(mut self, step: MonitorStep) -> Self {
+        self.monitor.push(step);
         self
     }
 

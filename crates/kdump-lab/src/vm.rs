@@ -73,6 +73,8 @@ pub(crate) fn run(s: &Scenario) -> Result<Outcome, LabError> {
             .arg(format!("file={},format=raw,if=none,id=extra", extra.display()))
             .args(["-device", "nvme,drive=extra,serial=kdumpextra"]);
     }
+    let mut monitor = crate::monitor::Session::new(&s.monitor, &run_dir)?;
+    qemu.args(monitor.qemu_args());
     let mut child = qemu
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -89,6 +91,11 @@ pub(crate) fn run(s: &Scenario) -> Result<Outcome, LabError> {
             let _ = child.kill();
             let _ = child.wait();
             break None;
+        }
+        if let Err(e) = monitor.poll(&console_path) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
         }
         std::thread::sleep(Duration::from_millis(100));
     };
@@ -108,6 +115,10 @@ pub(crate) fn run(s: &Scenario) -> Result<Outcome, LabError> {
     )?;
 
     let fail = |reason: String| LabError::ScenarioFailed { scenario: s.name.clone(), reason, console: console.clone() };
+    write_file(&run_dir.join("monitor.log"), monitor.transcript().as_bytes())?;
+    if let Some(marker) = monitor.not_run().first() {
+        return Err(fail(format!("the monitor step waiting for `{marker}` on the console never ran")));
+    }
     let last_role = if s.expect_second_kernel { Role::Capture } else { Role::First };
     match end_status(&console, Role::First) {
         Some(0) if s.expect_second_kernel => {
