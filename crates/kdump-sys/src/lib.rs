@@ -6,11 +6,13 @@
 //! planning code or a binary that wires the two together.
 #![deny(missing_docs)]
 
+mod hotplug;
 pub mod kexec;
 mod machine;
 mod root;
 pub mod service;
 
+pub use hotplug::{CPU_CRASH_HOTPLUG, CrashHotplug, MEMORY_CRASH_HOTPLUG, crash_hotplug};
 pub use machine::{LoaderInputs, collect_loader_inputs, collect_machine_info};
 pub use root::SysRoot;
 
