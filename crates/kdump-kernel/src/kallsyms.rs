@@ -1,6 +1,23 @@
-//! The kernel's symbol table, decoded from the kallsyms tables in its memory
-//! (VMCOREINFO exports their addresses on current kernels), or read from a
-//! System.map with the KASLR offset applied.
+//! The kernel's symbol table, decoded from the kallsyms tables in its memory,
+//! or read from a System.map with the KASLR offset applied.
+//!
+//! Where the tables are: VMCOREINFO names them on 6.0+ kernels; older ones
+//! (and any kernel whose VMCOREINFO lacks the keys) are searched for inside
+//! the kernel image by their structure ([`scan_image`]). How their offsets
+//! become addresses is decided from what is there, never from a version:
+//!
+//! - `kallsyms_relative_base` exported or found: base-relative offsets
+//!   (4.6 .. 6.x). With KALLSYMS_ABSOLUTE_PERCPU (x86_64 SMP up to 6.12) text
+//!   offsets are stored negative (`base - 1 - offset`) and per-CPU symbols as
+//!   non-negative absolute values; without it every offset is `base + (u32)offset`.
+//!   Any negative offset in the table means the former.
+//! - `kallsyms_offsets` without a relative base (7.x): each entry is relative
+//!   to its own address (`offset_to_ptr`), so `&offsets[i] + (s32)offsets[i]`.
+//! - `kallsyms_addresses` (before 4.6, found by the scan only): absolute u64s.
+//!
+//! Every decoded table is checked against VMCOREINFO's `SYMBOL(_stext)`: the
+//! decoded `_stext` must sit exactly there, so a wrong guess never yields
+//! plausible-looking but wrong names.
 
 use crate::memory::{KernelMemory, PhysRead};
 use crate::vmcoreinfo::Vmcoreinfo;
@@ -25,6 +42,69 @@ pub struct SymbolTable {
 
 /// More symbols than any kernel has; a larger count means the table is corrupt.
 const MAX_SYMBOLS: u64 = 4_000_000;
+/// Tokens in one name: KSYM_NAME_LEN is 512 characters and a token has at least one.
+const MAX_NAME_TOKENS: usize = 1024;
+/// Bytes of one `kallsyms_names` entry at most: a two-byte length and its tokens.
+const MAX_ENTRY_BYTES: u64 = 2 + MAX_NAME_TOKENS as u64;
+/// The names stream of the largest kernels is a few MiB; past this it is garbage.
+const MAX_NAMES_BYTES: u64 = 64 << 20;
+
+/// How `kallsyms_offsets` (or `kallsyms_addresses`) entries become addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addressing {
+    /// 32-bit offsets from `kallsyms_relative_base` (its value here).
+    RelativeBase(u64),
+    /// 32-bit offsets from each entry's own address (7.x, no relative base).
+    PlaceRelative,
+    /// `kallsyms_addresses`: one absolute u64 per symbol (before 4.6).
+    Absolute,
+}
+
+/// Where a kernel's kallsyms tables are (kernel virtual addresses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KallsymsTables {
+    /// Number of symbols (the value of `kallsyms_num_syms`).
+    pub num_syms: u64,
+    /// `kallsyms_names`.
+    pub names: u64,
+    /// `kallsyms_token_table`.
+    pub token_table: u64,
+    /// `kallsyms_token_index`.
+    pub token_index: u64,
+    /// `kallsyms_offsets`, or `kallsyms_addresses` with [`Addressing::Absolute`].
+    pub addresses: u64,
+    /// How entries of `addresses` become addresses.
+    pub addressing: Addressing,
+}
+
+/// Where the symbols of a [`SymbolTable`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SymbolSource {
+    /// The kallsyms tables whose addresses VMCOREINFO exports.
+    VmcoreinfoKallsyms,
+    /// The kallsyms tables found by scanning the kernel image in the dump.
+    ImageScan,
+    /// The running kernel's /proc/kallsyms, saved by `kdump setup` in the capture initramfs.
+    Saved,
+}
+
+impl SymbolSource {
+    /// Words for a report.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::VmcoreinfoKallsyms => "kallsyms tables in the dump (located by VMCOREINFO)",
+            Self::ImageScan => "kallsyms tables in the dump (found by scanning the kernel image)",
+            Self::Saved => "the crashed kernel's /proc/kallsyms, saved by kdump setup (same release and _stext)",
+        }
+    }
+}
+
+mod scan;
+pub use scan::scan_image;
+
+/// How much of the kernel image [`SymbolTable::from_dump`] searches, from `_stext`:
+/// text and rodata of any distribution kernel fit well within it.
+pub const SCAN_LIMIT: u64 = 128 << 20;
 
 impl SymbolTable {
     /// Builds a table from symbols in any order.
@@ -95,67 +175,172 @@ impl SymbolTable {
         Ok(Self::new(symbols))
     }
 
-    /// Decodes the kallsyms tables of the crashed kernel.
-    ///
-    /// Layout (kernel/kallsyms.c): `kallsyms_names` is a sequence of entries,
-    /// each a length (one byte, or two when the first has bit 7 set, 6.1+)
-    /// followed by that many token indices; `kallsyms_token_index[t]` is the
-    /// offset of token `t`'s NUL-terminated text in `kallsyms_token_table`.
-    /// The first character of the expansion is the type. Addresses come from
-    /// `kallsyms_offsets` relative to `kallsyms_relative_base`: with
-    /// KALLSYMS_ABSOLUTE_PERCPU (x86_64 SMP), a non-negative offset is an
-    /// absolute value (per-CPU symbols) and a negative one is
-    /// `relative_base - 1 - offset`.
+    /// Decodes the kallsyms tables whose addresses VMCOREINFO exports.
     pub fn from_kallsyms<P: PhysRead>(mem: &mut KernelMemory<P>, info: &Vmcoreinfo) -> Result<Self> {
-        let num = u64::from(mem.read_u32(info.symbol("kallsyms_num_syms")?)?);
-        if num == 0 || num > MAX_SYMBOLS {
-            return Err(Error::Corrupt(format!("kallsyms_num_syms is {num}")));
-        }
-        let names_at = info.symbol("kallsyms_names")?;
-        let token_table_at = info.symbol("kallsyms_token_table")?;
-        let token_index_at = info.symbol("kallsyms_token_index")?;
-        let offsets_at = info.symbol("kallsyms_offsets")?;
-        let relative_base = mem.read_u64(info.symbol("kallsyms_relative_base")?)?;
+        let tables = KallsymsTables::from_vmcoreinfo(mem, info)?;
+        decode(mem, &tables, info.symbol("_stext").ok())
+    }
 
-        let raw_index = mem.read_vec(token_index_at, 256 * 2, 512, "kallsyms_token_index")?;
-        let index: Vec<u64> = raw_index.chunks_exact(2).map(|c| u64::from(u16::from_le_bytes([c[0], c[1]]))).collect();
-        let table_len = index.iter().max().copied().unwrap_or(0) + 64;
-        let table = mem.read_vec(token_table_at, table_len, 1 << 16, "kallsyms_token_table")?;
-        let tokens: Vec<Vec<u8>> = index
-            .iter()
-            .map(|&at| {
-                let rest = table.get(at as usize..).unwrap_or_default();
-                rest[..rest.iter().position(|&b| b == 0).unwrap_or(rest.len())].to_vec()
-            })
-            .collect();
-        let offsets = mem.read_vec(offsets_at, num * 4, MAX_SYMBOLS * 4, "kallsyms_offsets")?;
-
-        // The names stream has no stored length: read it in chunks as needed.
-        let mut names = NameStream { at: names_at, buf: Vec::new(), pos: 0 };
-        let mut symbols = Vec::with_capacity(num as usize);
-        for i in 0..num as usize {
-            let mut len = usize::from(names.byte(mem)?);
-            if len & 0x80 != 0 {
-                len = (len & 0x7f) | (usize::from(names.byte(mem)?) << 7);
-            }
-            let mut name = Vec::new();
-            for _ in 0..len {
-                name.extend_from_slice(&tokens[usize::from(names.byte(mem)?)]);
-            }
-            let Some((&kind, rest)) = name.split_first() else {
-                return Err(Error::Corrupt(format!("kallsyms entry {i} is empty")));
-            };
-            let raw = i32::from_le_bytes(offsets[i * 4..i * 4 + 4].try_into().unwrap_or_default());
-            let address =
-                if raw >= 0 { raw as u64 } else { relative_base.wrapping_sub(1).wrapping_sub(i64::from(raw) as u64) };
-            symbols.push(Symbol { address, kind: char::from(kind), name: String::from_utf8_lossy(rest).into_owned() });
+    /// The crashed kernel's symbols from the dump alone: the tables VMCOREINFO
+    /// points at, else the tables found by scanning the kernel image.
+    pub fn from_dump<P: PhysRead>(mem: &mut KernelMemory<P>, info: &Vmcoreinfo) -> Result<(Self, SymbolSource)> {
+        let exported = match Self::from_kallsyms(mem, info) {
+            Ok(t) => return Ok((t, SymbolSource::VmcoreinfoKallsyms)),
+            Err(e) => e,
+        };
+        let stext = info.symbol("_stext").map_err(|_| {
+            Error::Corrupt(format!("{exported}; and without SYMBOL(_stext) the kernel image cannot be searched"))
+        })?;
+        let found = scan_image(mem, stext, SCAN_LIMIT.min(mem.layout().kernel_image_size), stext)
+            .and_then(|tables| decode(mem, &tables, Some(stext)));
+        match found {
+            Ok(t) => Ok((t, SymbolSource::ImageScan)),
+            Err(e) => Err(Error::Corrupt(format!("{exported}; searching the kernel image: {e}"))),
         }
-        Ok(Self::new(symbols))
     }
 }
 
-/// Sequential reader over `kallsyms_names`, fetched 64 KiB at a time.
+impl KallsymsTables {
+    /// The tables VMCOREINFO names. A `kallsyms_relative_base` key means
+    /// base-relative offsets; its absence (7.x) means place-relative ones.
+    pub fn from_vmcoreinfo<P: PhysRead>(mem: &mut KernelMemory<P>, info: &Vmcoreinfo) -> Result<Self> {
+        let num_syms = u64::from(mem.read_u32(info.symbol("kallsyms_num_syms")?)?);
+        let names = info.symbol("kallsyms_names")?;
+        let token_table = info.symbol("kallsyms_token_table")?;
+        let token_index = info.symbol("kallsyms_token_index")?;
+        let addresses = info.symbol("kallsyms_offsets")?;
+        let addressing = match info.symbol("kallsyms_relative_base") {
+            Ok(at) => Addressing::RelativeBase(mem.read_u64(at)?),
+            Err(_) => Addressing::PlaceRelative,
+        };
+        Ok(Self { num_syms, names, token_table, token_index, addresses, addressing })
+    }
+}
+
+/// Decodes every symbol of `tables`; with `stext`, checks that the decoded
+/// `_stext` is there (the proof that tables and addressing are right).
+pub fn decode<P: PhysRead>(
+    mem: &mut KernelMemory<P>,
+    tables: &KallsymsTables,
+    stext: Option<u64>,
+) -> Result<SymbolTable> {
+    let num = tables.num_syms;
+    if num == 0 || num > MAX_SYMBOLS {
+        return Err(Error::Corrupt(format!("kallsyms_num_syms is {num}")));
+    }
+    let tokens = read_tokens(mem, tables.token_table, tables.token_index)?;
+    let names = decode_names(mem, tables.names, num, &tokens)?;
+    let addresses = addresses(mem, tables, num)?;
+    if let Some(stext) = stext {
+        check_stext(&names, |i| Ok(addresses[i]), stext)?;
+    }
+    let symbols = names
+        .into_iter()
+        .zip(addresses)
+        .map(|((kind, name), address)| Symbol { address, kind: char::from(kind), name })
+        .collect();
+    Ok(SymbolTable::new(symbols))
+}
+
+/// The decoded `_stext` must be VMCOREINFO's.
+fn check_stext(names: &[(u8, String)], address: impl FnOnce(usize) -> Result<u64>, stext: u64) -> Result<()> {
+    let Some(i) = names.iter().position(|(_, n)| n == "_stext") else {
+        return Err(Error::Corrupt("the decoded kallsyms names have no _stext".into()));
+    };
+    let got = address(i)?;
+    if got != stext {
+        return Err(Error::Corrupt(format!(
+            "the decoded _stext is at {got:#x} but VMCOREINFO says {stext:#x}: the kallsyms addressing is not understood"
+        )));
+    }
+    Ok(())
+}
+
+/// The 256 tokens: `kallsyms_token_index[t]` is the offset of token `t`'s
+/// NUL-terminated text in `kallsyms_token_table`.
+fn read_tokens<P: PhysRead>(mem: &mut KernelMemory<P>, table_at: u64, index_at: u64) -> Result<Vec<Vec<u8>>> {
+    let raw_index = mem.read_vec(index_at, 256 * 2, 512, "kallsyms_token_index")?;
+    let index: Vec<usize> = raw_index.chunks_exact(2).map(|c| usize::from(u16::from_le_bytes([c[0], c[1]]))).collect();
+    let last = index.iter().max().copied().unwrap_or(0);
+    // The last token is short; read what is there past its start (up to a page).
+    let mut table = mem.read_vec(table_at, last as u64, 1 << 16, "kallsyms_token_table")?;
+    table.extend(read_forward(mem, table_at + last as u64, 4096));
+    Ok(index
+        .iter()
+        .map(|&at| {
+            let rest = table.get(at..).unwrap_or_default();
+            rest[..rest.iter().position(|&b| b == 0).unwrap_or(rest.len())].to_vec()
+        })
+        .collect())
+}
+
+/// `(type, name)` of each of the `num` entries of `kallsyms_names`: a length
+/// (one byte, or two when the first has bit 7 set, 6.1+) and that many token
+/// indices; the first character of the expansion is the type.
+fn decode_names<P: PhysRead>(
+    mem: &mut KernelMemory<P>,
+    names_at: u64,
+    num: u64,
+    tokens: &[Vec<u8>],
+) -> Result<Vec<(u8, String)>> {
+    let mut names = NameStream { start: names_at, at: names_at, buf: Vec::new(), pos: 0 };
+    let mut out = Vec::with_capacity(num as usize);
+    for i in 0..num {
+        let mut len = usize::from(names.byte(mem)?);
+        if len & 0x80 != 0 {
+            len = (len & 0x7f) | (usize::from(names.byte(mem)?) << 7);
+        }
+        if len == 0 || len > MAX_NAME_TOKENS {
+            return Err(Error::Corrupt(format!("kallsyms entry {i} has {len} tokens")));
+        }
+        if names.consumed() > MAX_NAMES_BYTES {
+            return Err(Error::Corrupt(format!("kallsyms_names runs past {MAX_NAMES_BYTES} bytes")));
+        }
+        let mut name = Vec::new();
+        for _ in 0..len {
+            name.extend_from_slice(&tokens[usize::from(names.byte(mem)?)]);
+        }
+        let Some((&kind, rest)) = name.split_first() else {
+            return Err(Error::Corrupt(format!("kallsyms entry {i} is empty")));
+        };
+        out.push((kind, String::from_utf8_lossy(rest).into_owned()));
+    }
+    Ok(out)
+}
+
+/// Every symbol's address.
+fn addresses<P: PhysRead>(mem: &mut KernelMemory<P>, tables: &KallsymsTables, num: u64) -> Result<Vec<u64>> {
+    if tables.addressing == Addressing::Absolute {
+        let raw = mem.read_vec(tables.addresses, num * 8, MAX_SYMBOLS * 8, "kallsyms_addresses")?;
+        return Ok(raw.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default())).collect());
+    }
+    let raw = mem.read_vec(tables.addresses, num * 4, MAX_SYMBOLS * 4, "kallsyms_offsets")?;
+    let offsets: Vec<i32> = raw.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap_or_default())).collect();
+    let percpu = offsets.iter().any(|&o| o < 0);
+    Ok(offsets.iter().enumerate().map(|(i, &o)| address(tables.addressing, tables.addresses, i, o, percpu)).collect())
+}
+
+/// Entry `i` (value `raw`) of the offsets table at `table_at` as an address.
+/// `absolute_percpu`: the table holds negative offsets (KALLSYMS_ABSOLUTE_PERCPU).
+fn address(addressing: Addressing, table_at: u64, i: usize, raw: i32, absolute_percpu: bool) -> u64 {
+    match addressing {
+        Addressing::RelativeBase(base) if absolute_percpu => {
+            if raw >= 0 {
+                raw as u64
+            } else {
+                base.wrapping_sub(1).wrapping_sub(i64::from(raw) as u64)
+            }
+        }
+        Addressing::RelativeBase(base) => base.wrapping_add(u64::from(raw as u32)),
+        Addressing::PlaceRelative => table_at.wrapping_add(4 * i as u64).wrapping_add(i64::from(raw) as u64),
+        Addressing::Absolute => raw as u64,
+    }
+}
+
+/// Sequential reader over `kallsyms_names`, fetched 64 KiB (or to the end of
+/// the page, near the end of what is readable) at a time.
 struct NameStream {
+    start: u64,
     at: u64,
     buf: Vec<u8>,
     pos: usize,
@@ -166,74 +351,130 @@ impl NameStream {
         if self.pos == self.buf.len() {
             self.at += self.buf.len() as u64;
             self.buf = vec![0; 1 << 16];
-            mem.read(self.at, &mut self.buf)?;
+            if mem.read(self.at, &mut self.buf).is_err() {
+                self.buf = vec![0; (PAGE - (self.at & (PAGE - 1))) as usize];
+                mem.read(self.at, &mut self.buf)?;
+            }
             self.pos = 0;
         }
         self.pos += 1;
         Ok(self.buf[self.pos - 1])
     }
+
+    fn consumed(&self) -> u64 {
+        (self.at - self.start) + self.pos as u64
+    }
+}
+
+const PAGE: u64 = 4096;
+
+/// Up to `max` bytes from `at`, page by page, stopping at the first unreadable page.
+fn read_forward<P: PhysRead>(mem: &mut KernelMemory<P>, at: u64, max: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut addr = at;
+    while (out.len() as u64) < max {
+        let n = (PAGE - (addr & (PAGE - 1))).min(max - out.len() as u64);
+        let mut page = vec![0u8; n as usize];
+        if mem.read(addr, &mut page).is_err() {
+            break;
+        }
+        out.extend_from_slice(&page);
+        addr = addr.wrapping_add(n);
+    }
+    out
+}
+
+/// Up to `max` bytes that end just before `end`, page by page backwards,
+/// stopping at the first unreadable page.
+fn read_backward<P: PhysRead>(mem: &mut KernelMemory<P>, end: u64, max: u64) -> Vec<u8> {
+    let mut pages: Vec<Vec<u8>> = Vec::new();
+    let mut addr = end;
+    let mut got = 0u64;
+    while got < max && addr > 0 {
+        let in_page = match addr & (PAGE - 1) {
+            0 => PAGE,
+            n => n,
+        };
+        let n = in_page.min(max - got).min(addr);
+        let mut page = vec![0u8; n as usize];
+        if mem.read(addr - n, &mut page).is_err() {
+            break;
+        }
+        got += n;
+        addr -= n;
+        pages.push(page);
+    }
+    pages.into_iter().rev().flatten().collect()
+}
+
+/// First line of the symbols `kdump setup` saves; the release follows.
+const SAVED_HEADER: &str = "# kdump-rs: /proc/kallsyms of ";
+
+/// The running kernel's `/proc/kallsyms` reduced to what a crash report needs
+/// (text symbols, with their module, and the few data symbols `kdump info`
+/// reads), headed by its release, for the capture initramfs. Refused when
+/// the addresses are hidden (`kptr_restrict`), since they would tie nothing.
+pub fn saved_symbols(proc_kallsyms: &str, release: &str) -> Result<String> {
+    let mut out = format!("{SAVED_HEADER}{release}\n");
+    let mut stext = None;
+    for line in proc_kallsyms.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(addr), Some(kind), Some(name)) = (f.next(), f.next(), f.next()) else { continue };
+        let wanted = matches!(kind, "T" | "t" | "W" | "w") || matches!(name, "panic_cpu" | "crashing_cpu");
+        if !wanted {
+            continue;
+        }
+        if name == "_stext" {
+            stext = u64::from_str_radix(addr, 16).ok();
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    match stext {
+        Some(a) if a != 0 => Ok(out),
+        Some(_) => Err(Error::Corrupt(
+            "/proc/kallsyms shows zero addresses (kernel.kptr_restrict): run as root with kptr_restrict below 2".into(),
+        )),
+        None => Err(Error::Corrupt("/proc/kallsyms has no _stext".into())),
+    }
+}
+
+impl SymbolTable {
+    /// The symbols [`saved_symbols`] wrote, if they are the crashed kernel's:
+    /// its release is VMCOREINFO's `OSRELEASE` and its `_stext` is
+    /// `SYMBOL(_stext)` (the same boot, so the same KASLR offset).
+    pub fn from_saved(text: &str, info: &Vmcoreinfo) -> Result<Self> {
+        let mut lines = text.lines();
+        let release = lines
+            .next()
+            .and_then(|l| l.strip_prefix(SAVED_HEADER))
+            .ok_or_else(|| Error::Corrupt("not a symbols file written by kdump setup".into()))?;
+        if let Some(crashed) = info.osrelease()
+            && crashed != release
+        {
+            return Err(Error::Corrupt(format!("the saved symbols are of {release}, the crashed kernel is {crashed}")));
+        }
+        let mut symbols = Vec::new();
+        for line in lines {
+            let mut f = line.split_whitespace();
+            let (Some(addr), Some(kind), Some(name)) = (f.next(), f.next(), f.next()) else { continue };
+            let Ok(address) = u64::from_str_radix(addr, 16) else { continue };
+            let name = match f.next() {
+                Some(module) => format!("{name} {module}"),
+                None => name.to_string(),
+            };
+            symbols.push(Symbol { address, kind: kind.chars().next().unwrap_or('?'), name });
+        }
+        let table = Self::new(symbols);
+        let stext = info.symbol("_stext")?;
+        match table.address_of("_stext") {
+            Some(a) if a == stext => Ok(table),
+            a => Err(Error::Corrupt(format!(
+                "the saved symbols put _stext at {a:x?}, the crashed kernel at {stext:#x}: they are of another boot"
+            ))),
+        }
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::memory::tests::layout;
-    use crate::memory::{FlatMemory, START_KERNEL_MAP};
-
-    #[test]
-    fn decodes_kallsyms_tables() {
-        // Tokens: 0 = "T", 1 = "pan", 2 = "ic", 3 = "t", 4 = "sysrq_handle_crash", 5 = "A", 6 = "_etext".
-        let tokens: [&[u8]; 7] = [b"T", b"pan", b"ic", b"t", b"sysrq_handle_crash", b"A", b"_etext"];
-        let mut table = Vec::new();
-        let mut index = vec![0u16; 256];
-        for (i, t) in tokens.iter().enumerate() {
-            index[i] = table.len() as u16;
-            table.extend_from_slice(t);
-            table.push(0);
-        }
-        let names: Vec<u8> = vec![3, 0, 1, 2, /* Tpanic */ 2, 3, 4, /* tsysrq_handle_crash */ 2, 0, 6];
-        let base = START_KERNEL_MAP + 0x20_0000;
-        // panic at base+0x100, sysrq_handle_crash at base+0x200, _etext at base+0x300.
-        let offsets: Vec<i32> = vec![-1 - 0x100, -1 - 0x200, -1 - 0x300];
-        let mut mem = FlatMemory { bytes: vec![0; 1 << 20], base: 0 };
-        let mut put = |at: usize, b: &[u8]| mem.bytes[at..at + b.len()].copy_from_slice(b);
-        put(0x10000, &3u32.to_le_bytes());
-        put(0x11000, &names);
-        put(0x20000, &table);
-        put(0x30000, &index.iter().flat_map(|i| i.to_le_bytes()).collect::<Vec<_>>());
-        put(0x40000, &offsets.iter().flat_map(|o| o.to_le_bytes()).collect::<Vec<_>>());
-        put(0x50000, &base.to_le_bytes());
-        let info = Vmcoreinfo::parse(
-            format!(
-                "SYMBOL(kallsyms_num_syms)={:x}\nSYMBOL(kallsyms_names)={:x}\nSYMBOL(kallsyms_token_table)={:x}\n\
-SYMBOL(kallsyms_token_index)={:x}\nSYMBOL(kallsyms_offsets)={:x}\nSYMBOL(kallsyms_relative_base)={:x}\n",
-                START_KERNEL_MAP + 0x10000,
-                START_KERNEL_MAP + 0x11000,
-                START_KERNEL_MAP + 0x20000,
-                START_KERNEL_MAP + 0x30000,
-                START_KERNEL_MAP + 0x40000,
-                START_KERNEL_MAP + 0x50000
-            )
-            .as_bytes(),
-        );
-        let mut km = KernelMemory::new(mem, layout(false));
-        let syms = SymbolTable::from_kallsyms(&mut km, &info).unwrap();
-        assert_eq!(syms.len(), 3);
-        assert_eq!(syms.address_of("panic"), Some(base + 0x100));
-        let (s, off, size) = syms.lookup_text(base + 0x210).unwrap();
-        assert_eq!((s.name.as_str(), s.kind, off, size), ("sysrq_handle_crash", 't', 0x10, 0x100));
-        assert!(syms.lookup_text(base).is_none());
-    }
-
-    #[test]
-    fn system_map_with_kaslr_offset() {
-        let map = "ffffffff81000000 T _stext\nffffffff81000100 T panic\nffffffff81000200 T _etext\n0000000000000000 A fixed_percpu_data\n";
-        let syms = SymbolTable::from_system_map(map, 0x1120_0000).unwrap();
-        assert_eq!(syms.address_of("panic"), Some(0xffff_ffff_9220_0100));
-        assert_eq!(syms.address_of("fixed_percpu_data"), Some(0));
-        assert!(syms.is_kernel_text(0xffff_ffff_9220_0150));
-        let placeholder = "ffffffffffffffff B The real System.map is in the linux-image-<version>-dbg package\n";
-        assert!(SymbolTable::from_system_map(placeholder, 0).unwrap_err().to_string().contains("-dbg"));
-        assert!(SymbolTable::from_system_map("", 0).is_err());
-    }
-}
+mod tests;

@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod backtrace;
+pub mod crashing;
 pub mod kallsyms;
 pub mod memory;
 pub mod pages;

@@ -79,6 +79,8 @@ pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) ->
 pub struct Vm {
     /// The kernel it boots (the first kernel, and the capture kernel the lab loads).
     pub kernel: LabKernel,
+    /// Another release as the capture kernel (`/lab/vmlinuz`), for kernel skew; None: `kernel`.
+    pub capture_kernel: Option<LabKernel>,
     /// RAM in MiB.
     pub memory_mib: u32,
     /// Number of virtual CPUs.
@@ -103,6 +105,7 @@ impl Default for Vm {
     fn default() -> Self {
         Self {
             kernel: LabKernel::Bookworm,
+            capture_kernel: None,
             memory_mib: 1024,
             cpus: 2,
             cpu_model: "max".to_string(),

@@ -16,15 +16,19 @@ pub(crate) fn run(s: &Scenario) -> Result<Outcome, LabError> {
     std::fs::create_dir_all(&run_dir).map_err(io_err(&run_dir))?;
 
     let kernel = s.vm.kernel.image()?;
+    let second = match s.vm.capture_kernel {
+        Some(other) => other.image()?,
+        None => kernel.clone(),
+    };
     let mut files = s.files.clone();
     if let Some(capture) = &s.capture {
         let image = build(Role::Capture, capture, &[])?;
-        let kernel_bytes = std::fs::read(&kernel).map_err(io_err(&kernel))?;
+        let kernel_bytes = std::fs::read(&second).map_err(io_err(&second))?;
         files.push(("lab/vmlinuz".into(), kernel_bytes, 0o644));
         files.push(("lab/capture.img".into(), image, 0o644));
         files.push(("lab/capture.cmdline".into(), CAPTURE_CMDLINE.as_bytes().to_vec(), 0o644));
     } else if s.capture_is_ours {
-        files.push(("lab/vmlinuz".into(), std::fs::read(&kernel).map_err(io_err(&kernel))?, 0o644));
+        files.push(("lab/vmlinuz".into(), std::fs::read(&second).map_err(io_err(&second))?, 0o644));
     }
     let first = build(Role::First, &s.first, &files)?;
     let first_path = run_dir.join("first.img");

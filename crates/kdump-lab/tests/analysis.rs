@@ -7,6 +7,9 @@ use std::process::Command;
 
 use kdump_lab::{Vm, crash_and_save_vmcore, static_tools};
 
+mod common;
+use common::check_info_names_everything;
+
 fn run(cmd: &mut Command) -> Vec<u8> {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -18,27 +21,6 @@ fn makedumpfile_dmesg(dump: &Path, dir: &Path) -> Vec<u8> {
     let _ = std::fs::remove_file(&out);
     run(Command::new("makedumpfile").arg("--dump-dmesg").arg(dump).arg(&out));
     std::fs::read(&out).unwrap()
-}
-
-fn check_info(kdump: &Path, dump: &Path) {
-    let json = run(Command::new(kdump).arg("info").arg("--json").arg(dump));
-    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
-    assert_eq!(v["panic"], "sysrq triggered crash", "{}: {v:#}", dump.display());
-    let cpu = v["crashing_cpu"].as_u64().expect("crashing CPU known") as usize;
-    assert_eq!(v["cpus"][cpu]["crashing"], true);
-    assert_ne!(v["cpus"][cpu]["pid"], 0, "the crashing CPU ran the task that wrote to sysrq-trigger");
-    let frames: Vec<String> =
-        v["backtrace"].as_array().unwrap().iter().map(|f| f["symbol"].as_str().unwrap_or("").to_string()).collect();
-    for wanted in ["sysrq_handle_crash", "panic"] {
-        assert!(
-            frames.iter().any(|f| f.starts_with(&format!("{wanted}+"))),
-            "{}: no {wanted} in {frames:?}",
-            dump.display()
-        );
-    }
-    assert_eq!(v["symbols"], "kallsyms tables in the dump");
-    let text = String::from_utf8(run(Command::new(kdump).arg("info").arg(dump))).unwrap();
-    assert!(text.contains("panic:       sysrq triggered crash") && text.contains("(crashing)"), "{text}");
 }
 
 #[test]
@@ -72,7 +54,7 @@ kdump info /proc/vmcore > /results/capture-info.txt
             makedumpfile_dmesg(dump, &dir)
         };
         assert!(ours == theirs, "kdump dmesg differs from makedumpfile --dump-dmesg on {}", dump.display());
-        check_info(&kdump, dump);
+        check_info_names_everything(&kdump, dump);
     }
 
     // Inside the capture kernel, straight from /proc/vmcore.
@@ -80,4 +62,30 @@ kdump info /proc/vmcore > /results/capture-info.txt
     let info = outcome.read_result("capture-info.txt").unwrap();
     assert!(info.contains("panic:       sysrq triggered crash"), "{info}");
     assert!(info.contains("sysrq_handle_crash+"), "{info}");
+}
+
+/// The same checks on vmcores saved beforehand, one per kernel (e.g. the
+/// matrix's 5.10, 6.1, 6.12 and 7.2): `KDUMP_LAB_VMCORES=/dir cargo test -p
+/// kdump-lab --test analysis -- --ignored` checks every `*.vmcore` in `/dir`.
+#[test]
+#[ignore = "needs KDUMP_LAB_VMCORES=<directory of saved vmcores>"]
+fn info_names_everything_on_saved_vmcores() {
+    let dir = std::env::var_os("KDUMP_LAB_VMCORES").expect("KDUMP_LAB_VMCORES names a directory of *.vmcore files");
+    let kdump = static_tools().unwrap().kdump;
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "vmcore") {
+            let v = check_info_names_everything(&kdump, &path);
+            eprintln!(
+                "{}: {} crashing CPU {} found by {}",
+                path.display(),
+                v["kernel"]["release"],
+                v["crashing_cpu"],
+                v["crashing_cpu_found_by"]
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "no *.vmcore in {}", PathBuf::from(dir).display());
 }

@@ -67,6 +67,7 @@ fn check_setup_reports(outcome: &Outcome) {
     let setup = outcome.read_result("setup.txt").unwrap();
     assert!(setup.contains("capture kernel loaded"), "{setup}");
     assert!(setup.contains("initramfs: ") && setup.contains(" bytes ("), "the size is printed: {setup}");
+    assert!(setup.contains("symbols: ") && setup.contains(" of the running kernel ("), "{setup}");
     let again = outcome.read_result("setup-again.txt").unwrap();
     assert!(again.contains("nothing to do"), "setup is idempotent: {again}");
     let status = outcome.read_result("status.txt").unwrap();
@@ -85,7 +86,7 @@ fn check_setup_reports(outcome: &Outcome) {
         .collect();
     assert_eq!(
         files,
-        ["dev/console", "dev/null", "etc/kdump-modules", "etc/kdump.toml", "init"],
+        ["dev/console", "dev/null", "etc/kdump-kallsyms.zst", "etc/kdump-modules", "etc/kdump.toml", "init"],
         "nothing else is in the capture initramfs (NVMe and ext4 are built into Debian's kernel)"
     );
     let image = std::fs::read(outcome.result_path("initramfs.img")).unwrap();
@@ -143,6 +144,12 @@ codec = "lzo"
     let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("info.json")).unwrap()).unwrap();
     assert_eq!(saved["panic"], "sysrq triggered crash", "info.json: {saved:#}");
     assert_eq!(saved["kernel"], info["kernel"]);
+    // The capture init symbolized info.json with the symbols kdump setup saved from /proc/kallsyms.
+    let source = saved["symbols"].as_str().unwrap_or_default();
+    assert!(source.starts_with("the crashed kernel's /proc/kallsyms, saved by kdump setup"), "info.json: {saved:#}");
+    let frames = saved["backtrace"].to_string();
+    assert!(frames.contains("sysrq_handle_crash+"), "info.json backtrace: {frames}");
+    assert!(saved["warnings"].as_array().is_some_and(|w| w.is_empty()), "info.json: {saved:#}");
 
     let log = std::fs::read_to_string(dir.join("kdump.log")).unwrap();
     for wanted in ["mounted /dev/nvme0n1 (ext4)", "saved the kernel log", "saved the dump to /crash/", "final_action"] {

@@ -7,6 +7,8 @@ use kdump_cpio::Archive;
 pub const MODULE_LIST: &str = "etc/kdump-modules";
 /// Where the modules go.
 pub const MODULE_DIR: &str = "lib/modules";
+/// The running kernel's symbols (zstd), for the capture init's `info.json`.
+pub const KALLSYMS: &str = "etc/kdump-kallsyms.zst";
 
 /// A module for the image: its name and its uncompressed `.ko` bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,8 +28,13 @@ pub struct Initramfs {
     pub contents: Vec<(String, u64)>,
 }
 
-/// Builds the capture initramfs.
-pub fn build(kdump_binary: &[u8], config_toml: &str, modules: &[ModuleFile]) -> Result<Initramfs, kdump_cpio::Error> {
+/// Builds the capture initramfs; `kallsyms` is the [`KALLSYMS`] file, when the running kernel's symbols could be saved.
+pub fn build(
+    kdump_binary: &[u8],
+    config_toml: &str,
+    modules: &[ModuleFile],
+    kallsyms: Option<&[u8]>,
+) -> Result<Initramfs, kdump_cpio::Error> {
     let mut a = Archive::new();
     let mut contents = Vec::new();
     for dir in ["dev", "proc", "sys", "mnt", "tmp", "etc", MODULE_DIR] {
@@ -49,6 +56,10 @@ pub fn build(kdump_binary: &[u8], config_toml: &str, modules: &[ModuleFile]) -> 
         list.push('\n');
     }
     a.add_file(MODULE_LIST, 0o644, list)?;
+    if let Some(symbols) = kallsyms {
+        a.add_file(KALLSYMS, 0o644, symbols.to_vec())?;
+        contents.push((format!("/{KALLSYMS}"), symbols.len() as u64));
+    }
     Ok(Initramfs { bytes: a.encode()?, contents })
 }
 
@@ -85,8 +96,8 @@ mod tests {
             ModuleFile { name: "virtio".into(), data: vec![1; 10] },
             ModuleFile { name: "virtio_blk".into(), data: vec![2; 20] },
         ];
-        let a = build(b"\x7fELF-binary", "[target]\ndevice = \"/dev/vda\"\n", &mods).unwrap();
-        let b = build(b"\x7fELF-binary", "[target]\ndevice = \"/dev/vda\"\n", &mods).unwrap();
+        let a = build(b"\x7fELF-binary", "[target]\ndevice = \"/dev/vda\"\n", &mods, None).unwrap();
+        let b = build(b"\x7fELF-binary", "[target]\ndevice = \"/dev/vda\"\n", &mods, None).unwrap();
         assert_eq!(a.bytes, b.bytes);
         let text = String::from_utf8_lossy(&a.bytes);
         for name in
@@ -96,6 +107,10 @@ mod tests {
         }
         assert_eq!(module_list("00-virtio.ko\n01-virtio_blk.ko\n"), ["00-virtio.ko", "01-virtio_blk.ko"]);
         assert_eq!(a.contents.len(), 4);
+        assert!(!text.contains(KALLSYMS));
+        let c = build(b"\x7fELF-binary", "", &mods, Some(b"symbols")).unwrap();
+        assert!(String::from_utf8_lossy(&c.bytes).contains(KALLSYMS));
+        assert_eq!(c.contents.last(), Some(&(format!("/{KALLSYMS}"), 7)));
     }
 
     #[test]

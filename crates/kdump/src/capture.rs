@@ -268,7 +268,8 @@ fn save(cfg: &Config, log: &mut Log) -> anyhow::Result<()> {
         Err(e) => log.say(format!("cannot save the kernel log: {e:#}")),
     }
     match std::fs::File::create(dir.join("info.json")).map_err(anyhow::Error::from).and_then(|mut f| {
-        crate::info::write(Path::new(VMCORE), true, None, &mut f)?;
+        let saved = Path::new("/").join(kdump_service::initramfs::KALLSYMS);
+        crate::info::write(Path::new(VMCORE), true, None, Some(&saved), &mut f)?;
         f.sync_all()?;
         Ok(())
     }) {

@@ -352,8 +352,11 @@ fn config(dump: &mut Dump, codec: Codec, level: u32) -> anyhow::Result<KdumpConf
             cfg.utsname.version = id.version.unwrap_or_default();
             cfg.utsname.machine = id.machine.unwrap_or_default();
             cfg.utsname.nodename = id.nodename.unwrap_or_default();
-            if let Some(cpu) = crate::kernel::panic_cpu(&mut mem, &info) {
-                cfg.current_cpu = cpu;
+            let cpus = kdump_kernel::prstatus::cpu_states(&cfg.notes);
+            if let Some(cpu) = crate::kernel::crashing(&mut mem, &info, &cpus)
+                && cpu.method != kdump_kernel::crashing::CrashingCpuMethod::Guess
+            {
+                cfg.current_cpu = cpu.index as u32;
             }
         }
     }

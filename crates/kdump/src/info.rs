@@ -7,7 +7,8 @@ use std::path::Path;
 
 use anyhow::Context;
 use kdump_kernel::backtrace::{Frame, backtrace};
-use kdump_kernel::kallsyms::SymbolTable;
+use kdump_kernel::crashing::{CrashingCpuMethod, crashing_cpu, registers_in_crash_kexec};
+use kdump_kernel::kallsyms::{SymbolSource, SymbolTable};
 use kdump_kernel::memory::X86_64Layout;
 use kdump_kernel::printk::Record;
 use kdump_kernel::prstatus::{REGISTER_NAMES, cpu_states};
@@ -35,6 +36,8 @@ struct Report {
     uptime_seconds: Option<f64>,
     panic: Option<String>,
     crashing_cpu: Option<usize>,
+    /// How the crashing CPU was found.
+    crashing_cpu_found_by: Option<CrashingCpuMethod>,
     cpus: Vec<Cpu>,
     symbols: Option<String>,
     backtrace: Vec<Frame>,
@@ -62,11 +65,27 @@ fn utc(secs: i64) -> String {
 }
 
 pub fn run(dump_path: &Path, json: bool, system_map: Option<&Path>) -> anyhow::Result<()> {
-    write(dump_path, json, system_map, &mut std::io::stdout().lock())
+    write(dump_path, json, system_map, None, &mut std::io::stdout().lock())
 }
 
-/// The report of `kdump info` written to `out` (the capture init writes `info.json` with it).
-pub fn write(dump_path: &Path, json: bool, system_map: Option<&Path>, out: &mut dyn Write) -> anyhow::Result<()> {
+/// The symbols `kdump setup` saved in the capture initramfs (zstd), if they
+/// are the crashed kernel's (same release and `_stext`).
+fn saved_symbols(path: &Path, info: &Vmcoreinfo) -> anyhow::Result<SymbolTable> {
+    let raw = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = zstd::stream::decode_all(raw.as_slice()).with_context(|| format!("{} is not zstd", path.display()))?;
+    Ok(SymbolTable::from_saved(&String::from_utf8_lossy(&text), info)?)
+}
+
+/// The report of `kdump info` written to `out`. The capture init writes
+/// `info.json` with it, passing the symbols `kdump setup` saved
+/// (`saved_symbols`, used when they are the crashed kernel's).
+pub fn write(
+    dump_path: &Path,
+    json: bool,
+    system_map: Option<&Path>,
+    saved: Option<&Path>,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     let mut dump = dumpfile::open(dump_path)?;
     let info: Vmcoreinfo = dump.vmcoreinfo()?;
     let mut warnings = Vec::new();
@@ -96,26 +115,42 @@ pub fn write(dump_path: &Path, json: bool, system_map: Option<&Path>, out: &mut 
                 Some(format!("{} (KASLR offset {offset:#x})", path.display())),
             )
         }
-        None => match SymbolTable::from_kallsyms(&mut mem, &info) {
-            Ok(t) => (Some(t), Some("kallsyms tables in the dump".to_string())),
-            Err(e) => {
-                warnings
-                    .push(format!("no symbols: {e} (give --system-map for a kernel without kallsyms in VMCOREINFO)"));
-                (None, None)
+        None => match saved.filter(|p| p.exists()).map(|p| saved_symbols(p, &info)) {
+            Some(Ok(t)) => (Some(t), Some(SymbolSource::Saved.describe().to_string())),
+            other => {
+                if let Some(Err(e)) = other {
+                    warnings.push(format!("saved symbols not used: {e:#}"));
+                }
+                match SymbolTable::from_dump(&mut mem, &info) {
+                    Ok((t, from)) => (Some(t), Some(from.describe().to_string())),
+                    Err(e) => {
+                        warnings.push(format!("no symbols: {e} (give --system-map for this kernel)"));
+                        (None, None)
+                    }
+                }
             }
         },
     };
 
     let states = cpu_states(&notes);
-    let panic_cpu =
-        symbols.as_ref().and_then(|s| s.address_of("panic_cpu")).and_then(|a| crate::kernel::read_cpu(&mut mem, a));
-    let crashing_cpu = match panic_cpu {
-        Some(c) if (c as usize) < states.len() => Some(c as usize),
-        _ => {
-            warnings.push("panic_cpu is unknown; guessing the crashing CPU as the one running a task".to_string());
-            states.iter().find(|s| s.pid != 0).or(states.first()).map(|s| s.index)
-        }
-    };
+    let crashing = crashing_cpu(&mut mem, symbols.as_ref(), &states);
+    if let Some(c) = crashing
+        && c.method == CrashingCpuMethod::Guess
+    {
+        warnings.push(format!("the crashing CPU is {}", c.method.describe()));
+    }
+    // The crashing CPU saved its own registers in __crash_kexec: a variable that names another CPU is stale.
+    if let (Some(c), Some(syms)) = (crashing, symbols.as_ref())
+        && let Some(by_registers) = registers_in_crash_kexec(syms, &states)
+        && by_registers != c.index
+    {
+        warnings.push(format!(
+            "{} says CPU {}, but CPU {by_registers} saved its registers in __crash_kexec",
+            c.method.describe(),
+            c.index
+        ));
+    }
+    let crashing_cpu = crashing.map(|c| c.index);
 
     let mut frames = Vec::new();
     if let (Some(cpu), Some(syms)) = (crashing_cpu.and_then(|c| states.get(c)), symbols.as_ref()) {
@@ -144,6 +179,7 @@ pub fn write(dump_path: &Path, json: bool, system_map: Option<&Path>, out: &mut 
         uptime_seconds: records.last().map(|r| r.ts_nsec as f64 / 1e9),
         panic: panic_message(&records),
         crashing_cpu,
+        crashing_cpu_found_by: crashing.map(|c| c.method),
         cpus,
         symbols: source,
         backtrace: frames,
@@ -179,7 +215,10 @@ fn render(r: &Report, symbols: Option<&SymbolTable>) -> String {
         r.uptime_seconds.map(|u| format!("{u:.3} s")).unwrap_or_else(|| "unknown".into())
     );
     let _ = writeln!(s, "panic:       {}", or(&r.panic));
-    let _ = writeln!(s, "crashing CPU: {}", r.crashing_cpu.map(|c| c.to_string()).unwrap_or_else(|| "unknown".into()));
+    let _ = match (r.crashing_cpu, r.crashing_cpu_found_by) {
+        (Some(c), Some(how)) => writeln!(s, "crashing CPU: {c} (found by {})", how.describe()),
+        _ => writeln!(s, "crashing CPU: unknown"),
+    };
     let _ = writeln!(s, "\nbacktrace of the crashing CPU ({}):", r.symbols.as_deref().unwrap_or("no symbols"));
     for f in &r.backtrace {
         let _ = writeln!(s, "  {}", f.display());

@@ -281,7 +281,18 @@ fn build(cfg: &Config, config_text: &str, root: &SysRoot) -> anyhow::Result<Buil
              RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target x86_64-unknown-linux-gnu"
         );
     }
-    let initramfs = initramfs::build(&exe, config_text, &files).context("cannot build the capture initramfs")?;
+    let kallsyms = match saved_kallsyms(root, &release) {
+        Ok((bytes, count)) => {
+            report.push(format!("symbols: {count} of the running kernel ({}), for info.json", mib(bytes.len() as u64)));
+            Some(bytes)
+        }
+        Err(e) => {
+            report.push(format!("symbols: not saved ({e:#}); info.json will use the dump's own kallsyms"));
+            None
+        }
+    };
+    let initramfs = initramfs::build(&exe, config_text, &files, kallsyms.as_deref())
+        .context("cannot build the capture initramfs")?;
     let running = root.read("/proc/cmdline").map(|s| s.trim().to_string()).unwrap_or_default();
     let mut line =
         if cfg.capture.cmdline.is_empty() { default_capture_cmdline(&running) } else { cfg.capture.cmdline.clone() };
@@ -289,6 +300,16 @@ fn build(cfg: &Config, config_text: &str, root: &SysRoot) -> anyhow::Result<Buil
         line = format!("{line} {}", cfg.capture.append);
     }
     Ok(Built { initramfs, kernel, cmdline: line, report })
+}
+
+/// The running kernel's symbols for the capture initramfs ([`initramfs::KALLSYMS`]):
+/// `/proc/kallsyms` reduced by `kdump_kernel::kallsyms::saved_symbols`, zstd-compressed;
+/// and how many symbols that is.
+fn saved_kallsyms(root: &SysRoot, release: &str) -> anyhow::Result<(Vec<u8>, usize)> {
+    let text = root.read("/proc/kallsyms").context("cannot read /proc/kallsyms")?;
+    let saved = kdump_kernel::kallsyms::saved_symbols(&text, release)?;
+    let count = saved.lines().count() - 1;
+    Ok((zstd::bulk::compress(saved.as_bytes(), 9).context("cannot compress the symbols")?, count))
 }
 
 /// A module file's ELF bytes: `.ko` as is, `.ko.zst`, `.ko.xz` and `.ko.gz` decompressed

@@ -121,3 +121,63 @@ pub fn phys_ranges(loads: &[&Phdr]) -> Vec<PhysRange> {
     ranges.sort();
     ranges
 }
+
+/// `kdump info` (text and `--json`) on a dump of a sysrq crash names
+/// everything, on any kernel: release, host, crash time, the panic message,
+/// the crashing CPU found (not guessed) and a symbolized backtrace through
+/// `sysrq_handle_crash`, from the dump alone (no vmlinux, no System.map).
+/// Returns the JSON report for further checks.
+pub fn check_info_names_everything(kdump: &std::path::Path, vmcore: &std::path::Path) -> serde_json::Value {
+    let run = |json: bool| {
+        let mut cmd = std::process::Command::new(kdump);
+        cmd.arg("info");
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.arg(vmcore).output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("kdump info prints UTF-8")
+    };
+    let name = vmcore.display();
+    let v: serde_json::Value = serde_json::from_str(&run(true)).unwrap();
+    let s = |p: &str| v.pointer(p).and_then(serde_json::Value::as_str).unwrap_or("").to_string();
+
+    let release = s("/kernel/release");
+    assert!(
+        release.split('.').take(2).all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())),
+        "{name}: release {release:?}"
+    );
+    assert!(s("/kernel/version").starts_with('#'), "{name}: version {:?}", s("/kernel/version"));
+    assert_eq!(s("/kernel/machine"), "x86_64", "{name}");
+    assert!(!s("/kernel/nodename").is_empty(), "{name}: no host name");
+    assert!(s("/crash_time").ends_with(" UTC"), "{name}: crash time {:?}", s("/crash_time"));
+    assert_eq!(s("/panic"), "sysrq triggered crash", "{name}");
+
+    let cpu = v["crashing_cpu"].as_u64().unwrap_or_else(|| panic!("{name}: crashing CPU unknown")) as usize;
+    let method = s("/crashing_cpu_found_by");
+    assert!(
+        ["panic_cpu", "crashing_cpu_variable", "registers_in_crash_kexec"].contains(&method.as_str()),
+        "{name}: crashing CPU found by {method:?}"
+    );
+    assert_eq!(v["cpus"][cpu]["crashing"], true, "{name}");
+    assert_ne!(v["cpus"][cpu]["pid"], 0, "{name}: the crashing CPU ran the task that wrote to sysrq-trigger");
+
+    assert!(s("/symbols").starts_with("kallsyms tables in the dump"), "{name}: symbols from {:?}", s("/symbols"));
+    let frames: Vec<String> =
+        v["backtrace"].as_array().unwrap().iter().map(|f| f["symbol"].as_str().unwrap_or("").to_string()).collect();
+    // The crashing CPU saved its registers in __crash_kexec: the registers agree with whatever found the CPU.
+    assert!(frames.first().is_some_and(|f| f.starts_with("__crash_kexec+")), "{name}: {frames:?}");
+    for wanted in ["sysrq_handle_crash", "panic"] {
+        assert!(frames.iter().any(|f| f.starts_with(&format!("{wanted}+"))), "{name}: no {wanted} in {frames:?}");
+    }
+    assert!(v["warnings"].as_array().unwrap().is_empty(), "{name}: {}", v["warnings"]);
+
+    let text = run(false);
+    let line = |key: &str| text.lines().find(|l| l.starts_with(key)).map(|l| l[key.len()..].trim().to_string());
+    assert_eq!(line("kernel:").unwrap_or_default().split(' ').next(), Some(release.as_str()), "{text}");
+    assert_eq!(line("host:"), Some(s("/kernel/nodename")), "{text}");
+    assert_eq!(line("panic:").as_deref(), Some("sysrq triggered crash"), "{text}");
+    assert!(line("crashing CPU:").is_some_and(|l| l.starts_with(&format!("{cpu} (found by"))), "{text}");
+    assert!(text.contains("(crashing)") && text.contains("sysrq_handle_crash+"), "{text}");
+    v
+}
