@@ -482,6 +482,9 @@ fn status(config_path: &Path) -> anyhow::Result<()> {
         }
     );
     println!("capture kernel:  {}", if machine.kexec.crash_loaded { "loaded" } else { "NOT loaded (run kdump setup)" });
+    if machine.kexec.crash_loaded {
+        println!("hotplug:         {}", hotplug_line(&kdump_sys::crash_hotplug(&root)?));
+    }
     let (cfg, _) = match load_config(config_path) {
         Ok(c) => c,
         Err(e) => {
@@ -506,6 +509,16 @@ fn status(config_path: &Path) -> anyhow::Result<()> {
         None => println!("dumps:           the target is not mounted here: kdump list --dir DIR"),
     }
     Ok(())
+}
+
+/// Whether the loaded capture kernel follows CPU/memory hotplug by itself.
+fn hotplug_line(hp: &kdump_sys::CrashHotplug) -> String {
+    let what = |v: Option<bool>| match v {
+        Some(true) => "updated by the kernel",
+        Some(false) => "NOT updated: reload after hotplug (kdump setup)",
+        None => "no crash hotplug in this kernel: reload after hotplug (kdump setup)",
+    };
+    format!("CPUs {}; memory {}", what(hp.cpu), what(hp.memory))
 }
 
 fn list(config_path: &Path, dir: Option<&Path>) -> anyhow::Result<()> {
@@ -631,6 +644,14 @@ mod tests {
         assert_eq!(decompress_module("m.ko.gz", gz.finish().unwrap()).unwrap(), plain);
         assert_eq!(decompress_module("m.ko", plain.clone()).unwrap(), plain);
         assert!(decompress_module("m.ko.xz", b"not xz".to_vec()).is_err());
+    }
+
+    #[test]
+    fn hotplug_line_says_when_a_reload_is_needed() {
+        let hp = kdump_sys::CrashHotplug { elfcorehdr_size: Some(1), cpu: Some(true), memory: Some(false) };
+        let line = hotplug_line(&hp);
+        assert!(line.starts_with("CPUs updated by the kernel; memory NOT updated"), "{line}");
+        assert!(hotplug_line(&kdump_sys::CrashHotplug::default()).contains("no crash hotplug"));
     }
 
     #[test]
