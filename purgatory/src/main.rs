@@ -7,7 +7,8 @@
 //! 1. relocate ourselves (apply the `R_X86_64_RELATIVE` relocations of the static PIE),
 //! 2. optionally load our own GDT and reload the segment registers,
 //! 3. switch to our own stack, optionally enable SSE,
-//! 4. verify SHA-256 over the loaded segments (halt forever on mismatch),
+//! 4. verify SHA-256 over the loaded segments (halt forever on mismatch), with the SHA
+//!    extensions when CPUID reports them (SSE is on: step 3 or, in tests, the OS),
 //! 5. copy the backup region (crash loads),
 //! 6. jump to the capture kernel with `%rsi` = boot_params.
 //!
@@ -21,7 +22,11 @@
 #[allow(dead_code)]
 mod abi;
 
-use abi::{FLAG_ENABLE_SSE, FLAG_LOAD_GDT, FLAG_SKIP_CHECKS, MAX_REGIONS, PARAMS_SIZE, PARAMS_VERSION, Params};
+use abi::{
+    FLAG_ENABLE_SSE, FLAG_LOAD_GDT, FLAG_PORTABLE_SHA256, FLAG_SKIP_CHECKS, MAX_REGIONS, PARAMS_SIZE, PARAMS_VERSION,
+    Params, SHA256_BACKEND_PORTABLE, SHA256_BACKEND_SHA_NI,
+};
+use kdump_sha256::{Backend, Sha256};
 use core::arch::{asm, global_asm};
 use core::mem::offset_of;
 
@@ -214,7 +219,7 @@ fn digest_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 /// # Safety
 /// Called once from the entry code with a pointer to the (relocated) parameter block; all
 /// physical addresses in it must be identity mapped.
-unsafe extern "C" fn purgatory_main(params: *const Params) {
+unsafe extern "C" fn purgatory_main(params: *mut Params) {
     // SAFETY: `params` points at `purgatory_params` inside the blob. Volatile: the block is
     // patched by the loader after linking, the compiler must not assume its contents.
     let p = unsafe { core::ptr::read_volatile(params) };
@@ -227,7 +232,14 @@ unsafe extern "C" fn purgatory_main(params: *const Params) {
         if n > MAX_REGIONS as u64 {
             halt();
         }
-        let mut hash = kdump_sha256::Sha256::new();
+        // CPUID decides; SSE itself is already on (all Rust code here uses SSE2 registers).
+        let mut hash = if p.flags & FLAG_PORTABLE_SHA256 != 0 { Sha256::portable() } else { Sha256::new() };
+        let used = match hash.backend() {
+            Backend::Portable => SHA256_BACKEND_PORTABLE,
+            Backend::ShaNi => SHA256_BACKEND_SHA_NI,
+        };
+        // SAFETY: `params` points at the blob's own writable parameter block (see above).
+        unsafe { core::ptr::write_volatile(&raw mut (*params).sha256_backend, used) };
         for r in &p.regions[..n as usize] {
             if r.len == 0 {
                 continue;

@@ -31,6 +31,7 @@ pub mod flat;
 pub mod kdump;
 pub mod notes;
 pub mod physmem;
+pub mod scan;
 
 pub use codec::{Codec, Encoded, PageDecoder, PageEncoder, decompress_page, is_zero_page};
 pub use detect::{AnyDump, DumpFormat, detect_format, open_dump};
@@ -39,3 +40,4 @@ pub use error::{Error, Result};
 pub use flat::{FlatReader, FlatWriter, rebuild_flattened};
 pub use kdump::{KdumpConfig, KdumpReader, KdumpWriter, SeekSink, WriteAt, WriteSummary, copy_pages};
 pub use physmem::{PageState, PfnRange, PhysMem};
+pub use scan::{FoundVmcoreinfo, VmcoreinfoScan};

@@ -23,8 +23,8 @@
 //! The per-page decision follows makedumpfile (`__exclude_unnecessary_pages`),
 //! first match wins: compound tail pages are skipped (their head decides for
 //! them), then free (buddy, `_mapcount == PAGE_BUDDY_MAPCOUNT_VALUE`, not slab,
-//! `2^private` pages), cache without private, cache, user (`mapping & 1`, or a
-//! hugetlb compound head), hwpoison, offline. A compound head that is
+//! `2^private` pages), cache without private, cache, user (`mapping & 1` on a
+//! page that is not slab, or a hugetlb compound head), hwpoison, offline. A compound head that is
 //! excluded takes its `2^order` pages with it.
 
 use std::ops::Range;
@@ -32,6 +32,9 @@ use std::ops::Range;
 use crate::memory::{KernelMemory, PhysRead};
 use crate::vmcoreinfo::Vmcoreinfo;
 use crate::{Error, Result};
+
+mod keep;
+pub use keep::{KEEP_MAP_MAX_PAGES, KeepMap};
 
 /// Struct pages read per batch (makedumpfile's `PGMM_CACHED`).
 pub const PAGE_BATCH: u64 = 512;
@@ -324,6 +327,9 @@ impl StructPage {
             mapping: off("page.mapping"),
             mapcount: off("page._mapcount"),
             private: off("page.private"),
+            // 7.1 renamed it `compound_info`. Bit 0 still marks a tail in both encodings
+            // (head address | 1, or with HVO and a power-of-two struct page an address
+            // mask | 1); the rest is never followed: a head decides for its 2^order pages.
             compound_head: off("page.compound_head").or_else(|| off("page.compound_info")),
             head_mask: info.number("PG_head_mask").ok().map(|v| v as u64),
             compound,
@@ -397,9 +403,16 @@ impl StructPage {
             r.cache_private = ok && level & level::CACHE_PRIVATE != 0;
         }
         if level & level::USER != 0 {
+            // Without a slab key a slab page whose overlay sets bit 0 of `mapping` (6.12) would
+            // pass for anonymous memory: keep user pages rather than guess.
+            let slab_known = self.pg_slab.is_some() || (self.slab_value.is_some() && self.mapcount.is_some());
             r.user = need(
                 "user pages",
-                &[("OFFSET(page.compound_head)", head), ("OFFSET(page.mapping)", self.mapping.is_some())],
+                &[
+                    ("OFFSET(page.compound_head)", head),
+                    ("OFFSET(page.mapping)", self.mapping.is_some()),
+                    ("NUMBER(PG_slab) or NUMBER(PAGE_SLAB_MAPCOUNT_VALUE)", slab_known),
+                ],
             );
             let dtor_ok = match self.compound {
                 Some(CompoundInfo::Bytes { dtor, .. }) => dtor.is_some() && self.hugetlb_dtor.is_some(),
@@ -713,7 +726,10 @@ impl<P: PhysRead> PageClassifier<P> {
             }
         }
         let slab = bit(flags, p.pg_slab) || p.slab_value.is_some_and(|v| v == mapcount);
-        let anon = mapping & 1 != 0;
+        // A slab page is kernel memory whatever `mapping` holds: since 6.10 slab is a page
+        // type in `_mapcount`, and struct slab's own fields overlay `page.mapping` (on 6.12
+        // a partial-list count), so its bit 0 means nothing there.
+        let anon = mapping & 1 != 0 && !slab;
         let cache = bit(flags, p.pg_lru)
             || (bit(flags, p.pg_swapcache) && (p.pg_swapbacked.is_none() || bit(flags, p.pg_swapbacked)));
         let private_flag = bit(flags, p.pg_private);

@@ -19,7 +19,8 @@ pub struct Record {
     pub ts_nsec: u64,
     /// Log level 0 (emerg) to 7 (debug), when the layout records it.
     pub level: Option<u8>,
-    /// `T<pid>` or `C<cpu>` of the writer, when recorded (CONFIG_PRINTK_CALLER).
+    /// `T<pid>` or `C<cpu>` of the writer, when the layout records it (always in the
+    /// lockless ring of 5.10+; in `printk_log` with CONFIG_PRINTK_CALLER, 5.1–5.9).
     pub caller: Option<String>,
     /// The message bytes (not NUL-terminated; may hold newlines).
     #[serde(serialize_with = "lossy")]
@@ -43,6 +44,13 @@ pub fn read_log<P: PhysRead>(mem: &mut KernelMemory<P>, info: &Vmcoreinfo) -> Re
     } else {
         Err(Error::MissingKey("SYMBOL(prb) or SYMBOL(log_buf)".into()))
     }
+}
+
+/// `caller_id` as the kernel prints it: bit 31 set means a CPU number (the
+/// message came from interrupt context), else a task id (0 is the idle task).
+fn caller_name(id: u32) -> String {
+    const CPU: u32 = 0x8000_0000;
+    if id & CPU != 0 { format!("C{}", id & !CPU) } else { format!("T{id}") }
 }
 
 const STATE_COMMITTED: u64 = 1;
@@ -121,12 +129,7 @@ fn read_lockless<P: PhysRead>(mem: &mut KernelMemory<P>, info: &Vmcoreinfo) -> R
                 // (`u8 facility; u8 flags:5; u8 level:3;` follows text_len).
                 let level = field(&inf, o_len + 3, 1).ok().map(|b| (b >> 5) as u8);
                 let caller = match o_caller {
-                    Some(o) => {
-                        let c = field(&inf, o, 4)?;
-                        (c != 0).then(|| {
-                            if c & 0x8000_0000 != 0 { format!("C{}", c & 0x7fff_ffff) } else { format!("T{c}") }
-                        })
-                    }
+                    Some(o) => Some(caller_name(field(&inf, o, 4)? as u32)),
                     None => None,
                 };
                 records.push(Record {
@@ -161,6 +164,8 @@ fn read_log_buf<P: PhysRead>(mem: &mut KernelMemory<P>, info: &Vmcoreinfo) -> Re
     let o_ts = info.offset(&format!("{name}.ts_nsec"))?;
     let o_len = info.offset(&format!("{name}.len"))?;
     let o_text_len = info.offset(&format!("{name}.text_len"))?;
+    // Exported only by kernels built with CONFIG_PRINTK_CALLER.
+    let o_caller = info.offset(&format!("{name}.caller_id")).ok();
     let buf = mem.read_vec(buf_at, len, MAX_LOG_BYTES, "log_buf")?;
     let u16_at = |at: u64| -> Option<u64> {
         let at = usize::try_from(at).ok()?;
@@ -188,7 +193,11 @@ fn read_log_buf<P: PhysRead>(mem: &mut KernelMemory<P>, info: &Vmcoreinfo) -> Re
         let text_len = u16_at(idx + o_text_len).unwrap_or(0);
         let start = at + hdr as usize;
         let text = buf.get(start..start + text_len as usize).unwrap_or_default().to_vec();
-        records.push(Record { seq: 0, ts_nsec: ts, level: None, caller: None, text });
+        let caller = o_caller.and_then(|o| {
+            let o = at.checked_add(usize::try_from(o).ok()?)?;
+            buf.get(o..o.checked_add(4)?).map(|b| caller_name(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+        });
+        records.push(Record { seq: 0, ts_nsec: ts, level: None, caller, text });
         idx += rec_len;
         if idx > len || records.len() as u64 > len {
             return Err(Error::Corrupt("log_buf record runs past the buffer".into()));
@@ -197,14 +206,28 @@ fn read_log_buf<P: PhysRead>(mem: &mut KernelMemory<P>, info: &Vmcoreinfo) -> Re
     Ok(records)
 }
 
-/// Formats records exactly as `makedumpfile --dump-dmesg` does: a
-/// `[%5lu.%06lu] ` prefix, continuation lines indented to match,
+/// Formats records exactly as `makedumpfile --dump-dmesg` does (Debian's
+/// 1.7.2): a `[%5lu.%06lu] ` prefix, continuation lines indented to match,
 /// non-printable bytes as `\xNN` (bytes ≥ 0x80 as makedumpfile prints a
 /// negative `char`: `\xffffffNN`).
 pub fn format_like_makedumpfile(records: &[Record]) -> Vec<u8> {
+    format_log(records, false)
+}
+
+/// Width of the caller column: makedumpfile's `PID_CHARS_DEFAULT`.
+const CALLER_WIDTH: usize = 8;
+
+/// [`format_like_makedumpfile`], with `caller_id` the caller column that
+/// makedumpfile 1.7.5+ adds after the timestamp: `[%8s] ` of `T<pid>` or
+/// `C<cpu>`, e.g. `[    0.000000] [      T0] Linux version …`, continuation
+/// lines indented past it. Records whose layout has no caller id get no column.
+pub fn format_log(records: &[Record], caller_id: bool) -> Vec<u8> {
     let mut out = Vec::new();
     for r in records {
-        let prefix = format!("[{:5}.{:06}] ", r.ts_nsec / 1_000_000_000, (r.ts_nsec % 1_000_000_000) / 1000);
+        let mut prefix = format!("[{:5}.{:06}] ", r.ts_nsec / 1_000_000_000, (r.ts_nsec % 1_000_000_000) / 1000);
+        if let (true, Some(caller)) = (caller_id, &r.caller) {
+            prefix.push_str(&format!("[{caller:>CALLER_WIDTH$}] "));
+        }
         out.extend_from_slice(prefix.as_bytes());
         for &b in &r.text {
             match b {
@@ -304,6 +327,44 @@ OFFSET(prb_data_ring.data)=8\nOFFSET(atomic_long_t.counter)=0\n",
     }
 
     #[test]
+    fn caller_ids_zero_is_the_idle_task() {
+        let (mut mem, info) = lockless(&[(b"Linux version 6.1", 0)], 0);
+        mem.phys().bytes[0x13000 + 20..0x13000 + 24].copy_from_slice(&0u32.to_le_bytes());
+        assert_eq!(read_log(&mut mem, &info).unwrap()[0].caller.as_deref(), Some("T0"));
+        assert_eq!(caller_name(0x8000_0000 | 17), "C17");
+        assert_eq!(caller_name(4321), "T4321");
+    }
+
+    /// The caller column as makedumpfile 1.7.5's printk.c writes it:
+    /// `sprintf(cidbuf, "%c%u", …)` then `"[%*s] "` with width 8, after the
+    /// timestamp; `indent_len = strlen(buf)` covers both prefixes.
+    #[test]
+    fn caller_column_like_makedumpfile_1_7_5() {
+        let rec = |ts: u64, caller: Option<&str>, text: &[u8]| Record {
+            seq: 0,
+            ts_nsec: ts,
+            level: None,
+            caller: caller.map(str::to_string),
+            text: text.to_vec(),
+        };
+        let records = vec![
+            rec(0, Some("T0"), b"Linux version 6.1.0"),
+            rec(1_234_567_890, Some("C1"), b"two\nlines"),
+            rec(99_000_001_000, Some("T123456789"), b"wide"),
+            rec(5, None, b"no caller recorded"),
+        ];
+        let expected = "[    0.000000] [      T0] Linux version 6.1.0\n\
+[    1.234567] [      C1] two\n                          lines\n\
+[   99.000001] [T123456789] wide\n\
+[    0.000000] no caller recorded\n";
+        assert_eq!(String::from_utf8(format_log(&records, true)).unwrap(), expected);
+        // Without the option the output is makedumpfile 1.7.2's, caller ids or not.
+        let plain = "[    0.000000] Linux version 6.1.0\n[    1.234567] two\n               lines\n\
+[   99.000001] wide\n[    0.000000] no caller recorded\n";
+        assert_eq!(String::from_utf8(format_like_makedumpfile(&records)).unwrap(), plain);
+    }
+
+    #[test]
     fn escapes_like_makedumpfile() {
         let r = Record { seq: 0, ts_nsec: 12_345_678_901, level: None, caller: None, text: b"a\x01\xc3\tb".to_vec() };
         assert_eq!(String::from_utf8(format_like_makedumpfile(&[r])).unwrap(), "[   12.345678] a\\x01\\xffffffc3\tb\n");
@@ -311,11 +372,10 @@ OFFSET(prb_data_ring.data)=8\nOFFSET(atomic_long_t.counter)=0\n",
 
     #[test]
     fn old_log_buf_layout() {
-        let info = Vmcoreinfo::parse(
-            b"SYMBOL(log_buf)=ffffffff80010000\nSYMBOL(log_buf_len)=ffffffff80010008\nSYMBOL(log_first_idx)=ffffffff8001000c\n\
+        const KEYS: &[u8] = b"SYMBOL(log_buf)=ffffffff80010000\nSYMBOL(log_buf_len)=ffffffff80010008\nSYMBOL(log_first_idx)=ffffffff8001000c\n\
 SYMBOL(log_next_idx)=ffffffff80010010\nSIZE(printk_log)=16\nOFFSET(printk_log.ts_nsec)=0\nOFFSET(printk_log.len)=8\n\
-OFFSET(printk_log.text_len)=10\n",
-        );
+OFFSET(printk_log.text_len)=10\n";
+        let info = Vmcoreinfo::parse(KEYS);
         let mut mem = FlatMemory { bytes: vec![0; 1 << 20], base: 0 };
         let buf = 0x20000u64;
         put(&mut mem, 0x10000, &(START_KERNEL_MAP + buf).to_le_bytes());
@@ -331,10 +391,18 @@ OFFSET(printk_log.text_len)=10\n",
         put(&mut mem, buf + 16, b"hello");
         put(&mut mem, 0x1000c, &40u32.to_le_bytes());
         put(&mut mem, 0x10010, &24u32.to_le_bytes());
+        // Caller ids where CONFIG_PRINTK_CALLER puts them (read only when exported).
+        put(&mut mem, buf + 40 + 12, &(0x8000_0003u32).to_le_bytes());
+        put(&mut mem, buf + 12, &42u32.to_le_bytes());
         let mut km = KernelMemory::new(mem, layout(false));
         let records = read_log(&mut km, &info).unwrap();
         let texts: Vec<&[u8]> = records.iter().map(|r| r.text.as_slice()).collect();
         assert_eq!(texts, vec![&b"x"[..], &b"hello"[..]]);
+        assert!(records.iter().all(|r| r.caller.is_none()));
+        let with_caller = Vmcoreinfo::parse(&[KEYS, b"OFFSET(printk_log.caller_id)=12\n"].concat());
+        let records = read_log(&mut km, &with_caller).unwrap();
+        let callers: Vec<Option<&str>> = records.iter().map(|r| r.caller.as_deref()).collect();
+        assert_eq!(callers, vec![Some("C3"), Some("T42")]);
     }
 
     #[test]

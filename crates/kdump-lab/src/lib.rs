@@ -21,6 +21,7 @@
 mod image;
 mod kernel;
 mod monitor;
+pub mod oracle;
 mod paths;
 mod tools;
 mod vm;
@@ -99,6 +100,8 @@ pub struct Vm {
     pub extra_disk_mib: u32,
     /// Kill the guest after this long.
     pub timeout: Duration,
+    /// The QEMU binary (`qemu-system-x86_64` from PATH unless a test needs another version).
+    pub qemu: PathBuf,
 }
 
 impl Default for Vm {
@@ -114,6 +117,7 @@ impl Default for Vm {
             results_disk_mib: 64,
             extra_disk_mib: 0,
             timeout: Duration::from_secs(300),
+            qemu: PathBuf::from("qemu-system-x86_64"),
         }
     }
 }
@@ -200,6 +204,18 @@ pub struct Outcome {
     pub results: PathBuf,
     /// The run directory (images, disk, console log).
     pub run_dir: PathBuf,
+}
+
+/// A passed test leaves nothing behind: a run directory holds hundreds of MiB
+/// (vmcores, makedumpfile's dumps for comparison) and a full lab suite would
+/// otherwise fill CI's disk. A failing test unwinds with the files in place for
+/// inspection, and `KDUMP_LAB_KEEP=1` keeps every run.
+impl Drop for Outcome {
+    fn drop(&mut self) {
+        if !std::thread::panicking() && std::env::var_os("KDUMP_LAB_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.run_dir);
+        }
+    }
 }
 
 impl Outcome {

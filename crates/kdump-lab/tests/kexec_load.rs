@@ -279,3 +279,229 @@ dd if=/proc/vmcore of=/results/vmcore-head bs=4096 count=64
     let loads = phys_ranges(&ram_loads(&phdrs));
     assert_eq!(loads, minus(&info.system_ram, &info.crash_regions), "PT_LOADs skip both crash regions");
 }
+
+/// One sample of a running lab VM: wall time since sampling started, CPU time QEMU has used
+/// so far (all its threads), and the length of the serial console log.
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    wall: std::time::Duration,
+    qemu_cpu: std::time::Duration,
+    console_len: u64,
+}
+
+/// Samples the lab VM from the host while it runs: each time console.log grows, when and how
+/// much CPU QEMU had used. QEMU writes the guest's serial output to the file as it is emitted,
+/// so a console byte was printed at the first sample that covers it (1 ms poll). QEMU's CPU time
+/// (the sum of its threads' run time, /proc/PID/task/*/schedstat) hardly depends on what else
+/// the host runs, unlike wall time on a shared machine.
+struct ConsoleClock {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<Sample>>,
+}
+
+impl ConsoleClock {
+    fn start(scenario: &str) -> Self {
+        use std::sync::atomic::Ordering;
+        let path = kdump_lab::runs_dir().join(scenario).join("console.log");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let t0 = std::time::Instant::now();
+            let mut samples = Vec::new();
+            let mut last = u64::MAX;
+            // The lab deletes the previous run's directory first: only trust the file once it
+            // has been missing, so a stale log from the last run is never sampled.
+            let mut seen_new = false;
+            let mut qemu = None;
+            let mut polls = 0u64;
+            while !flag.load(Ordering::Relaxed) {
+                polls += 1;
+                let len = std::fs::metadata(&path).map(|m| m.len()).ok();
+                if len.is_none() {
+                    seen_new = true;
+                }
+                if seen_new && qemu.is_none() && polls.is_multiple_of(20) {
+                    qemu = find_qemu(&path);
+                }
+                if let (Some(len), Some(pid)) = (len, qemu)
+                    && seen_new
+                    && len != last
+                {
+                    samples.push(Sample { wall: t0.elapsed(), qemu_cpu: cpu_time(pid), console_len: len });
+                    last = len;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            samples
+        });
+        ConsoleClock { stop, thread }
+    }
+
+    fn finish(self) -> Vec<Sample> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().expect("console sampler")
+    }
+}
+
+/// The QEMU process writing `console` (its command line names the file).
+fn find_qemu(console: &std::path::Path) -> Option<u32> {
+    let needle = format!("file:{}", console.display());
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        cmdline.split(|&b| b == 0).any(|arg| arg == needle.as_bytes()).then_some(pid)
+    })
+}
+
+/// CPU time used by all threads of `pid` (first field of each thread's schedstat, in ns).
+fn cpu_time(pid: u32) -> std::time::Duration {
+    let ns: u64 = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    std::time::Duration::from_nanos(ns)
+}
+
+/// The first sample whose console covers byte `offset`.
+fn sample_at(samples: &[Sample], offset: usize) -> Sample {
+    *samples.iter().find(|s| s.console_len > offset as u64).expect("sampled that far")
+}
+
+/// Time from the sysrq crash message to the capture kernel's first console line.
+#[derive(Clone, Copy, Debug)]
+struct PanicToCapture {
+    wall: std::time::Duration,
+    qemu_cpu: std::time::Duration,
+}
+
+/// A QEMU whose TCG emulates the SHA extensions (8.1 or later): the one in PATH if it is new
+/// enough, else QEMU from Debian's bookworm-backports, unpacked into target/ by
+/// scripts/lab-qemu-backports.sh (apt-get download on first use, as the lab fetches its kernel).
+fn qemu_with_sha_ni() -> std::path::PathBuf {
+    use std::process::Command;
+    let version = Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let numbers: Vec<u32> = version
+        .split("version ")
+        .nth(1)
+        .unwrap_or("")
+        .split(|c: char| !c.is_ascii_digit())
+        .take(2)
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    if numbers.len() == 2 && (numbers[0], numbers[1]) >= (8, 1) {
+        return "qemu-system-x86_64".into();
+    }
+    let script = kdump_lab::workspace_root().join("scripts/lab-qemu-backports.sh");
+    let out = Command::new(&script).output().unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "QEMU in PATH ({}) does not emulate SHA-NI (needs 8.1+), and {} failed:\n{}",
+        version.lines().next().unwrap_or("none"),
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("qemu-system-x86_64")
+}
+
+/// A panic load with `kexec -c -p` (plus `extra_flags`) on a CPU with (`max` under QEMU >= 8.1)
+/// or without (`max,-sha-ni`) the SHA extensions: the purgatory verifies the segments on the
+/// matching SHA-256 path and the capture kernel boots. Measures, from the host, the time from
+/// the sysrq crash message to the capture kernel's first console line (`Linux version`,
+/// printed early thanks to `earlyprintk`): crash shutdown, relocate_kernel, the purgatory, the
+/// capture kernel's decompression and early setup.
+fn crash_through_purgatory(name: &str, cpu_model: &str, expect_sha_ni: bool, extra_flags: &str) -> PanicToCapture {
+    let first = format!(
+        r#"if grep -qw sha_ni /proc/cpuinfo; then echo yes; else echo no; fi > /results/sha_ni
+kexec -c -p -d {extra_flags} /lab/vmlinuz --initrd=/lab/capture.img --append="$(cat /lab/capture.cmdline) earlyprintk=serial,ttyS0,115200"
+sync
+echo c > /proc/sysrq-trigger
+"#
+    );
+    let capture = "echo capture-ok > /results/capture-ok\n";
+    // One QEMU for both paths, so they differ only in the CPU model.
+    let qemu = qemu_with_sha_ni();
+    let vm = Vm { cpu_model: cpu_model.into(), qemu: qemu.clone(), ..Vm::default() };
+    let clock = ConsoleClock::start(name);
+    let outcome = Scenario::new(name, &first).capture(capture).vm(vm).run();
+    let samples = clock.finish();
+    let outcome = outcome.expect("scenario");
+    let guest_sha_ni = outcome.read_result("sha_ni").unwrap().trim() == "yes";
+    assert_eq!(
+        guest_sha_ni,
+        expect_sha_ni,
+        "SHA-NI in the guest's /proc/cpuinfo with {} -cpu {cpu_model}",
+        qemu.display()
+    );
+    assert_eq!(outcome.read_result("capture-ok").unwrap().trim(), "capture-ok");
+
+    let console = std::fs::read(outcome.run_dir.join("console.log")).unwrap();
+    let find = |needle: &str, from: usize| {
+        console[from..].windows(needle.len()).position(|w| w == needle.as_bytes()).map(|p| p + from)
+    };
+    let crash = find("sysrq: Trigger a crash", 0).expect("the sysrq crash message");
+    let second = find("Linux version", crash).expect("the capture kernel's first message");
+    let (a, b) = (sample_at(&samples, crash), sample_at(&samples, second));
+    let t = PanicToCapture { wall: b.wall - a.wall, qemu_cpu: b.qemu_cpu - a.qemu_cpu };
+    eprintln!(
+        "{name} (-cpu {cpu_model} {extra_flags}): sysrq crash message -> capture kernel's first line: \
+         {:.0} ms wall, {:.0} ms QEMU CPU",
+        t.wall.as_secs_f64() * 1e3,
+        t.qemu_cpu.as_secs_f64() * 1e3
+    );
+    t
+}
+
+#[test]
+fn purgatory_sha_ni_path_boots_the_capture_kernel() {
+    crash_through_purgatory("kexec-c-purgatory-sha-ni", "max", true, "");
+}
+
+#[test]
+fn purgatory_portable_path_boots_the_capture_kernel() {
+    crash_through_purgatory("kexec-c-purgatory-portable", "max,-sha-ni", false, "");
+}
+
+/// docs/PERFORMANCE.md, "panic to capture kernel": `ROUNDS` (default 3) rounds of the SHA-NI
+/// path, the portable path and `-i` (no verification), one VM at a time; medians and minima.
+#[test]
+#[ignore = "timing, several minutes; run by hand"]
+fn panic_to_capture_kernel_timing() {
+    let rounds: usize = std::env::var("ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
+    let cases = [
+        ("sha-ni", "max", true, ""),
+        ("portable", "max,-sha-ni", false, ""),
+        ("-i (no checks)", "max,-sha-ni", false, "-i"),
+    ];
+    let mut times: Vec<Vec<PanicToCapture>> = vec![Vec::new(); cases.len()];
+    for _ in 0..rounds {
+        for (i, &(_, cpu, sha_ni, flags)) in cases.iter().enumerate() {
+            times[i].push(crash_through_purgatory("kexec-c-purgatory-timing", cpu, sha_ni, flags));
+        }
+    }
+    let ms = |d: std::time::Duration| format!("{:.0}", d.as_secs_f64() * 1e3);
+    let median_cpu = |t: &[PanicToCapture]| {
+        let mut cpu: Vec<_> = t.iter().map(|t| t.qemu_cpu).collect();
+        cpu.sort();
+        cpu[cpu.len() / 2]
+    };
+    // Even emulated, the three paths differ in work done: no hash < SHA-NI < portable.
+    let (sha_ni, portable, none) = (median_cpu(&times[0]), median_cpu(&times[1]), median_cpu(&times[2]));
+    assert!(none < sha_ni && sha_ni < portable, "QEMU CPU: -i {none:?}, SHA-NI {sha_ni:?}, portable {portable:?}");
+    eprintln!("| path | wall ms median (min) | QEMU CPU ms median (min) |");
+    eprintln!("|---|---|---|");
+    for ((label, ..), t) in cases.iter().zip(&times) {
+        let mut wall: Vec<_> = t.iter().map(|t| t.wall).collect();
+        let mut cpu: Vec<_> = t.iter().map(|t| t.qemu_cpu).collect();
+        wall.sort();
+        cpu.sort();
+        let (mw, mc) = (wall[wall.len() / 2], cpu[cpu.len() / 2]);
+        eprintln!("| {label} | {} ({}) | {} ({}) |", ms(mw), ms(wall[0]), ms(mc), ms(cpu[0]));
+    }
+}

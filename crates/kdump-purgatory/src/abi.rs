@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-//! The purgatory blob ABI, version 1.
+//! The purgatory blob ABI, version 2.
 //!
 //! This file is `no_std`-clean and free of `unsafe`: it is compiled both into the host crate
 //! (`kdump-purgatory`) and, through `#[path]`, into the purgatory itself, so the parameter
@@ -25,8 +25,9 @@ pub const PARAMS_OFFSET_OFFSET: usize = 16;
 /// Size of the fixed blob header.
 pub const HEADER_LEN: usize = 24;
 
-/// [`Params::version`] understood by this ABI.
-pub const PARAMS_VERSION: u32 = 1;
+/// [`Params::version`] understood by this ABI (2: adds [`FLAG_PORTABLE_SHA256`] and
+/// [`Params::sha256_backend`]).
+pub const PARAMS_VERSION: u32 = 2;
 /// Maximum number of hashed regions.
 pub const MAX_REGIONS: usize = 16;
 
@@ -40,8 +41,18 @@ pub const FLAG_ENABLE_SSE: u64 = 1 << 0;
 pub const FLAG_LOAD_GDT: u64 = 1 << 1;
 /// Skip the SHA-256 verification (`kexec -i` / `--no-checks`).
 pub const FLAG_SKIP_CHECKS: u64 = 1 << 2;
-/// All flags defined by version 1.
-pub const FLAGS_KNOWN: u64 = FLAG_ENABLE_SSE | FLAG_LOAD_GDT | FLAG_SKIP_CHECKS;
+/// Hash with the portable SHA-256 code even when CPUID reports the SHA extensions (to compare
+/// the two, or to rule the SIMD path out when a capture kernel never starts).
+pub const FLAG_PORTABLE_SHA256: u64 = 1 << 3;
+/// All flags defined by version 2.
+pub const FLAGS_KNOWN: u64 = FLAG_ENABLE_SSE | FLAG_LOAD_GDT | FLAG_SKIP_CHECKS | FLAG_PORTABLE_SHA256;
+
+/// [`Params::sha256_backend`]: no hash ran (the loader's value; `SKIP_CHECKS`).
+pub const SHA256_BACKEND_NONE: u64 = 0;
+/// [`Params::sha256_backend`]: the portable code verified the regions.
+pub const SHA256_BACKEND_PORTABLE: u64 = 1;
+/// [`Params::sha256_backend`]: the SHA extensions verified the regions.
+pub const SHA256_BACKEND_SHA_NI: u64 = 2;
 
 /// One hashed region: `len` bytes at physical address `start`.
 #[repr(C)]
@@ -87,6 +98,9 @@ pub struct Params {
     pub regions: [Region; MAX_REGIONS],
     /// Expected SHA-256 over all regions in order.
     pub digest: [u8; 32],
+    /// Written by the purgatory before it hashes: which code does it (`SHA256_BACKEND_*`).
+    /// The loader writes [`SHA256_BACKEND_NONE`]. Lets tests see which path ran.
+    pub sha256_backend: u64,
 }
 
 impl Params {
@@ -105,6 +119,7 @@ impl Params {
             nr_regions: 0,
             regions: [Region { start: 0, len: 0 }; MAX_REGIONS],
             digest: [0; 32],
+            sha256_backend: SHA256_BACKEND_NONE,
         }
     }
 }
@@ -127,6 +142,7 @@ const _: () = {
     assert!(offset_of!(Params, nr_regions) == 64);
     assert!(offset_of!(Params, regions) == 72);
     assert!(offset_of!(Params, digest) == 72 + 16 * MAX_REGIONS);
-    assert!(PARAMS_SIZE == 360);
+    assert!(offset_of!(Params, sha256_backend) == 360);
+    assert!(PARAMS_SIZE == 368);
     assert!(core::mem::align_of::<Params>() == 8);
 };

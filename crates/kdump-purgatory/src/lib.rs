@@ -303,6 +303,7 @@ impl Purgatory {
             put(block, off + offset_of!(Region, len), &r.len.to_le_bytes());
         }
         put(block, offset_of!(Params, digest), &p.digest);
+        put(block, offset_of!(Params, sha256_backend), &p.sha256_backend.to_le_bytes());
         Ok(out)
     }
 
@@ -432,8 +433,8 @@ mod tests {
         assert!(matches!(Purgatory::new(&bad), Err(Error::BadParamsOffset { .. })));
         let mut bad = BLOB.to_vec();
         let off = read_u64(BLOB, 16) as usize;
-        bad[off] = 2;
-        assert_eq!(Purgatory::new(&bad).err(), Some(Error::UnsupportedVersion { found: 2 }));
+        bad[off] = 1; // version 1 had no sha256_backend field
+        assert_eq!(Purgatory::new(&bad).err(), Some(Error::UnsupportedVersion { found: 1 }));
         let mut bad = BLOB.to_vec();
         bad[off + 4] = 1;
         assert!(matches!(Purgatory::new(&bad), Err(Error::ParamsSizeMismatch { .. })));

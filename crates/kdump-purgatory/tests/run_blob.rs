@@ -7,11 +7,17 @@
 //! handler in the child recognises (the faulting instruction is `hlt` inside the blob).
 //!
 //! Child exit codes: [`JUMPED_OK`] = jumped with the expected `%rsi`, `%rsp` and zeroed
-//! registers, and the backup copy is correct; [`HALTED`] = the purgatory halted.
+//! registers, and the backup copy is correct; [`HALTED`] = the purgatory halted. The blob's
+//! mapping is shared with the parent, which reads back `Params::sha256_backend`: which SHA-256
+//! code (portable or SHA extensions) the blob ran.
 #![cfg(all(target_arch = "x86_64", target_os = "linux"))]
 
-use kdump_purgatory::abi::{FLAG_ENABLE_SSE, FLAG_LOAD_GDT, FLAG_SKIP_CHECKS};
+use kdump_purgatory::abi::{
+    FLAG_ENABLE_SSE, FLAG_LOAD_GDT, FLAG_PORTABLE_SHA256, FLAG_SKIP_CHECKS, Params, SHA256_BACKEND_NONE,
+    SHA256_BACKEND_PORTABLE, SHA256_BACKEND_SHA_NI,
+};
 use kdump_purgatory::{BLOB, Purgatory, Segment};
+use kdump_sha256::Backend;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 const JUMPED_OK: i32 = 42;
@@ -117,8 +123,18 @@ struct Map {
 }
 
 impl Map {
-    /// Maps `len` bytes at a random page-aligned address in the lower half of the user space.
+    /// Maps `len` private bytes at a random page-aligned address in the lower half of the
+    /// user space.
     fn random(len: usize, prot: libc::c_int) -> Map {
+        Self::random_with(len, prot, libc::MAP_PRIVATE)
+    }
+
+    /// [`Map::random`], but shared with forked children (the parent sees their writes).
+    fn random_shared(len: usize, prot: libc::c_int) -> Map {
+        Self::random_with(len, prot, libc::MAP_SHARED)
+    }
+
+    fn random_with(len: usize, prot: libc::c_int, sharing: libc::c_int) -> Map {
         for _ in 0..64 {
             let mut r = [0u8; 8];
             // SAFETY: writes 8 bytes into `r`.
@@ -131,7 +147,7 @@ impl Map {
                     hint as *mut libc::c_void,
                     len,
                     prot,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+                    sharing | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
                     -1,
                     0,
                 )
@@ -224,7 +240,12 @@ impl Setup {
 /// Copies `blob` to a fresh random RWX mapping, forks, runs it in the child and returns the
 /// child's exit code.
 fn run(blob: &[u8]) -> i32 {
-    let mut map = Map::random(blob.len().next_multiple_of(4096), RWX);
+    run_reporting(blob).0
+}
+
+/// [`run`], plus the `sha256_backend` the blob wrote into its parameter block.
+fn run_reporting(blob: &[u8]) -> (i32, u64) {
+    let mut map = Map::random_shared(blob.len().next_multiple_of(4096), RWX);
     map.bytes()[..blob.len()].copy_from_slice(blob);
     let mut altstack = Map::random(64 * 1024, RW);
     let (lo, hi, alt) = (map.addr(), map.addr() + map.len as u64, altstack.bytes().as_mut_ptr());
@@ -255,13 +276,26 @@ fn run(blob: &[u8]) -> i32 {
     // SAFETY: waiting for our own child.
     let r = unsafe { libc::waitpid(pid, &mut status, 0) };
     assert_eq!(r, pid);
+    let params_offset = u64::from_le_bytes(blob[16..24].try_into().unwrap()) as usize;
+    let at = params_offset + std::mem::offset_of!(Params, sha256_backend);
+    let backend = u64::from_le_bytes(map.bytes()[at..at + 8].try_into().unwrap());
     drop(map);
     drop(altstack);
     if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
+        (libc::WEXITSTATUS(status), backend)
     } else {
         panic!("child died from signal {}", libc::WTERMSIG(status));
     }
+}
+
+/// What the blob reports when it picks its own SHA-256 code on this CPU.
+fn detected() -> u64 {
+    if Backend::ShaNi.is_supported() { SHA256_BACKEND_SHA_NI } else { SHA256_BACKEND_PORTABLE }
+}
+
+/// Both verification paths: (flags, the `sha256_backend` the blob must report).
+fn sha_paths() -> [(u64, u64); 2] {
+    [(0, detected()), (FLAG_PORTABLE_SHA256, SHA256_BACKEND_PORTABLE)]
 }
 
 #[test]
@@ -296,20 +330,71 @@ fn no_backup_when_len_is_zero() {
 #[test]
 fn halts_when_any_byte_of_any_segment_changes() {
     let mut s = Setup::new();
-    let blob = s.purgatory().patch().unwrap();
-    for i in 0..s.segs.len() {
-        let memsz = s.segs[i].0.len;
-        // First byte, last buffer byte, last byte of the zero tail.
-        let buflen = s.segs[i].1;
-        for pos in [0, buflen - 1, memsz - 1] {
-            let bytes = s.segs[i].0.bytes();
-            bytes[pos] ^= 0x01;
-            assert_eq!(run(&blob), HALTED, "segment {i} byte {pos:#x}");
-            s.segs[i].0.bytes()[pos] ^= 0x01;
+    for (flags, backend) in sha_paths() {
+        let blob = s.purgatory().with_flags(flags).patch().unwrap();
+        for i in 0..s.segs.len() {
+            let memsz = s.segs[i].0.len;
+            // First byte, last buffer byte, last byte of the zero tail.
+            let buflen = s.segs[i].1;
+            for pos in [0, buflen - 1, memsz - 1] {
+                let bytes = s.segs[i].0.bytes();
+                bytes[pos] ^= 0x01;
+                assert_eq!(run_reporting(&blob), (HALTED, backend), "segment {i} byte {pos:#x} flags {flags:#x}");
+                s.segs[i].0.bytes()[pos] ^= 0x01;
+            }
         }
+        // Restored: jumps again.
+        assert_eq!(run_reporting(&blob), (JUMPED_OK, backend));
     }
-    // Restored: jumps again.
-    assert_eq!(run(&blob), JUMPED_OK);
+}
+
+#[test]
+fn uses_the_sha_extensions_when_the_cpu_has_them() {
+    let s = Setup::new();
+    let blob = s.purgatory().patch().unwrap();
+    assert_eq!(run_reporting(&blob), (JUMPED_OK, detected()));
+    eprintln!("SHA extensions on this CPU: {}", Backend::ShaNi.is_supported());
+    let blob = s.purgatory().with_flags(FLAG_PORTABLE_SHA256).patch().unwrap();
+    assert_eq!(run_reporting(&blob), (JUMPED_OK, SHA256_BACKEND_PORTABLE));
+}
+
+/// Regions of MiBs whose lengths are not multiples of the 64-byte block, so each region
+/// boundary falls inside a block: both paths agree with the loader's digest (computed with
+/// the portable code here, and checked against `sha2` by the crate's unit tests).
+#[test]
+fn both_paths_verify_large_regions_with_odd_lengths() {
+    let s = Setup::new();
+    let lens = [(1 << 20) + 13, 777, (2 << 20) + 63];
+    let mut maps: Vec<Map> = lens.iter().map(|&len| Map::random(len + 4096, RW)).collect();
+    for m in &mut maps {
+        fill_random(m.bytes());
+    }
+    let digest_of = |maps: &mut [Map]| {
+        let mut h = kdump_sha256::Sha256::portable();
+        for (m, &len) in maps.iter_mut().zip(&lens) {
+            h.update(&m.bytes()[..len]);
+        }
+        h.finalize()
+    };
+    for (flags, backend) in sha_paths() {
+        let regions: Vec<(u64, &[u8])> = maps
+            .iter()
+            .zip(&lens)
+            // SAFETY: each mapping is longer than its region length.
+            .map(|(m, &len)| (m.addr(), unsafe { std::slice::from_raw_parts(m.ptr.cast_const(), len) }))
+            .collect();
+        let p = s.purgatory().with_flags(flags).with_regions(&regions);
+        drop(regions);
+        assert_eq!(p.digest(), digest_of(&mut maps));
+        let blob = p.patch().unwrap();
+        assert_eq!(run_reporting(&blob), (JUMPED_OK, backend), "flags {flags:#x}");
+        // The last byte of the middle region, and a byte just past a region (not hashed).
+        maps[1].bytes()[776] ^= 0x40;
+        assert_eq!(run_reporting(&blob), (HALTED, backend), "flags {flags:#x}");
+        maps[1].bytes()[776] ^= 0x40;
+        maps[0].bytes()[lens[0]] ^= 0x40;
+        assert_eq!(run_reporting(&blob), (JUMPED_OK, backend), "flags {flags:#x}");
+    }
 }
 
 #[test]
@@ -324,7 +409,7 @@ fn halts_on_bad_digest_or_version() {
     assert_eq!(run(&bad), HALTED);
 
     let mut bad = good.clone();
-    bad[off] = 2; // version
+    bad[off] = 1; // version
     assert_eq!(run(&bad), HALTED);
 
     let mut bad = good.clone();
@@ -337,7 +422,7 @@ fn skip_checks_flag_jumps_despite_corruption() {
     let mut s = Setup::new();
     let blob = s.purgatory().with_flags(FLAG_SKIP_CHECKS).patch().unwrap();
     s.segs[1].0.bytes()[5] ^= 0xff;
-    assert_eq!(run(&blob), JUMPED_OK);
+    assert_eq!(run_reporting(&blob), (JUMPED_OK, SHA256_BACKEND_NONE));
 }
 
 #[test]

@@ -12,9 +12,10 @@
 pub mod elf;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use kdump_dumpfile::{Encoded, KdumpWriter, PageState, PhysMem, WriteAt, WriteSummary};
 
@@ -24,16 +25,28 @@ pub const BATCH_PAGES: usize = 256;
 /// How to save.
 #[derive(Debug, Clone)]
 pub struct SaveOptions {
-    /// Encoder threads (at least 1).
+    /// Encoder threads. 0 reads, encodes and writes on the calling thread alone:
+    /// on a single CPU (a capture kernel with `nr_cpus=1`) a pipeline of
+    /// threads only adds switches between them. The output is the same either way.
     pub threads: usize,
     /// Pages the source cannot provide after this many are recorded (not stored).
     pub max_unreadable_listed: usize,
+    /// The clock [`StageTimes`] are measured with: monotonic wall time by
+    /// default; a caller may pass the thread's CPU time, which stays
+    /// meaningful when the stages share one CPU.
+    pub clock: fn() -> Duration,
 }
 
 impl Default for SaveOptions {
     fn default() -> Self {
-        Self { threads: 1, max_unreadable_listed: 1024 }
+        Self { threads: 1, max_unreadable_listed: 1024, clock: wall_clock }
     }
+}
+
+/// Monotonic time since the first call.
+pub fn wall_clock() -> Duration {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed()
 }
 
 /// Progress, reported about every batch.
@@ -60,6 +73,22 @@ pub struct SaveReport {
     pub unreadable_count: u64,
     /// Why the dump is incomplete, when it is.
     pub incomplete_reason: Option<String>,
+    /// Where the time went.
+    pub times: StageTimes,
+}
+
+/// Time spent per stage of the pipeline. The stages overlap (they run on
+/// different threads), so the sum can exceed the wall time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StageTimes {
+    /// The reader: deciding (`keep`) and reading pages, not waiting for encoders.
+    pub reading: Duration,
+    /// Bytes of page contents read.
+    pub bytes_read: u64,
+    /// The encoders, summed over threads.
+    pub encoding: Duration,
+    /// The writer: appending and finishing the file, not waiting for batches.
+    pub writing: Duration,
 }
 
 /// A failure that left no usable file.
@@ -103,14 +132,20 @@ where
     K: FnMut(u64) -> bool,
     P: FnMut(Progress),
 {
-    let threads = opts.threads.max(1);
+    let threads = opts.threads;
     let page_size = src.page_size() as usize;
     let ranges = src.ram_ranges().to_vec();
     let total: u64 = ranges.iter().map(|r| r.end - r.start).sum();
     let mut report = SaveReport::default();
     let stop = AtomicBool::new(false);
+    let clock = opts.clock;
+
+    if threads == 0 {
+        return save_inline(src, writer, opts, keep, progress, &ranges, page_size, total);
+    }
 
     let encoders: Vec<_> = (0..threads).map(|_| writer.new_encoder()).collect::<Result<_, _>>()?;
+    let encode_nanos = AtomicU64::new(0);
     let (batch_tx, batch_rx) = sync_channel::<Batch>(threads * 2);
     let batch_rx = Arc::new(Mutex::new(batch_rx));
     let (enc_tx, enc_rx) = sync_channel::<EncodedBatch>(threads * 2);
@@ -119,7 +154,8 @@ where
         for mut encoder in encoders {
             let rx = Arc::clone(&batch_rx);
             let tx = enc_tx.clone();
-            scope.spawn(move || encode_loop(&mut encoder, &rx, &tx));
+            let nanos = &encode_nanos;
+            scope.spawn(move || encode_loop(&mut encoder, &rx, &tx, nanos, clock));
         }
         // Only the encoders may hold the receiving end: when they all stop
         // (the writer failed), the reader's next send fails instead of
@@ -127,18 +163,20 @@ where
         drop(batch_rx);
         drop(enc_tx);
         let stop_ref = &stop;
-        let writer_handle = scope.spawn(move || write_loop(writer, enc_rx, stop_ref));
+        let writer_handle = scope.spawn(move || write_loop(writer, enc_rx, stop_ref, clock));
 
         // The reader runs here: the source need not be Send.
-        read_loop(src, &ranges, page_size, total, &batch_tx, &stop, &mut keep, &mut progress, &mut report, opts);
+        let mut send = |batch: Batch| batch_tx.send(batch).is_ok();
+        read_loop(src, &ranges, page_size, total, &mut send, &stop, &mut keep, &mut progress, &mut report, opts);
         drop(batch_tx);
         (writer_handle.join(), std::mem::take(&mut report))
     });
     let mut report = reader_report;
-    let written = match writer_result {
+    let (written, mut writing) = match writer_result {
         Ok(r) => r,
         Err(panic) => std::panic::resume_unwind(panic),
     };
+    let finishing = clock();
     let (sink, summary, reason) = match written {
         Written::Finished(writer) => {
             let (sink, summary) = writer.finish()?;
@@ -150,8 +188,11 @@ where
             (sink, summary, Some(reason))
         }
     };
+    writing += clock().saturating_sub(finishing);
     report.written = summary;
     report.incomplete_reason = reason;
+    report.times.encoding = Duration::from_nanos(encode_nanos.load(Ordering::Relaxed));
+    report.times.writing = writing;
     Ok((sink, report))
 }
 
@@ -161,7 +202,7 @@ fn read_loop<M, K, P>(
     ranges: &[kdump_dumpfile::PfnRange],
     page_size: usize,
     total: u64,
-    tx: &SyncSender<Batch>,
+    deliver: &mut dyn FnMut(Batch) -> bool,
     stop: &AtomicBool,
     keep: &mut K,
     progress: &mut P,
@@ -172,6 +213,9 @@ fn read_loop<M, K, P>(
     K: FnMut(u64) -> bool,
     P: FnMut(Progress),
 {
+    let clock = opts.clock;
+    let started = clock();
+    let mut waiting = Duration::ZERO;
     let mut seq = 0;
     let new_batch = || (Vec::with_capacity(BATCH_PAGES), Vec::with_capacity(BATCH_PAGES * page_size));
     let (mut pfns, mut data): (Vec<u64>, Vec<u8>) = new_batch();
@@ -190,7 +234,10 @@ fn read_loop<M, K, P>(
             data.resize(at + page_size, 0);
             let page = &mut data[at..];
             match src.read_page(pfn, page) {
-                Ok(PageState::Present | PageState::ZeroFilled) => pfns.push(pfn),
+                Ok(PageState::Present | PageState::ZeroFilled) => {
+                    pfns.push(pfn);
+                    report.times.bytes_read += page_size as u64;
+                }
                 Ok(_) => {
                     report.pages_absent += 1;
                     data.truncate(at);
@@ -210,7 +257,11 @@ fn read_loop<M, K, P>(
                     pfns: std::mem::replace(&mut pfns, next_pfns),
                     data: std::mem::replace(&mut data, next_data),
                 };
-                if tx.send(batch).is_err() {
+                let sending = clock();
+                let sent = deliver(batch);
+                waiting += clock().saturating_sub(sending);
+                if !sent {
+                    report.times.reading = clock().saturating_sub(started).saturating_sub(waiting);
                     return;
                 }
                 seq += 1;
@@ -218,14 +269,21 @@ fn read_loop<M, K, P>(
             }
         }
     }
+    report.times.reading = clock().saturating_sub(started).saturating_sub(waiting);
     if !pfns.is_empty() {
-        let _ = tx.send(Batch { seq, pfns, data });
+        deliver(Batch { seq, pfns, data });
     }
     report.pages_scanned = done;
     progress(Progress { done, total });
 }
 
-fn encode_loop(encoder: &mut kdump_dumpfile::PageEncoder, rx: &Mutex<Receiver<Batch>>, tx: &SyncSender<EncodedBatch>) {
+fn encode_loop(
+    encoder: &mut kdump_dumpfile::PageEncoder,
+    rx: &Mutex<Receiver<Batch>>,
+    tx: &SyncSender<EncodedBatch>,
+    nanos: &AtomicU64,
+    clock: fn() -> Duration,
+) {
     loop {
         let batch = match rx.lock() {
             Ok(guard) => match guard.recv() {
@@ -234,25 +292,96 @@ fn encode_loop(encoder: &mut kdump_dumpfile::PageEncoder, rx: &Mutex<Receiver<Ba
             },
             Err(_) => return,
         };
-        let page_size = if batch.pfns.is_empty() { 0 } else { batch.data.len() / batch.pfns.len() };
-        let mut pages = Vec::with_capacity(batch.pfns.len());
-        let mut data = Vec::with_capacity(batch.data.len());
-        let mut scratch = Vec::new();
-        for (&pfn, page) in batch.pfns.iter().zip(batch.data.chunks_exact(page_size.max(1))) {
-            let at = data.len();
-            // Encoding cannot fail for a page-sized buffer; keep the page raw if it does.
-            let enc = encoder.encode(page, &mut scratch).unwrap_or(Encoded::Raw);
-            match enc {
-                Encoded::Zero => {}
-                Encoded::Raw => data.extend_from_slice(page),
-                Encoded::Compressed { .. } => data.extend_from_slice(&scratch),
-            }
-            pages.push((pfn, enc, at, data.len() - at));
-        }
-        if tx.send(EncodedBatch { seq: batch.seq, pages, data }).is_err() {
+        let started = clock();
+        let encoded = encode_batch(encoder, batch);
+        nanos.fetch_add(clock().saturating_sub(started).as_nanos() as u64, Ordering::Relaxed);
+        if tx.send(encoded).is_err() {
             return;
         }
     }
+}
+
+fn encode_batch(encoder: &mut kdump_dumpfile::PageEncoder, batch: Batch) -> EncodedBatch {
+    let page_size = if batch.pfns.is_empty() { 0 } else { batch.data.len() / batch.pfns.len() };
+    let mut pages = Vec::with_capacity(batch.pfns.len());
+    let mut data = Vec::with_capacity(batch.data.len());
+    let mut scratch = Vec::new();
+    for (&pfn, page) in batch.pfns.iter().zip(batch.data.chunks_exact(page_size.max(1))) {
+        let at = data.len();
+        // Encoding cannot fail for a page-sized buffer; keep the page raw if it does.
+        let enc = encoder.encode(page, &mut scratch).unwrap_or(Encoded::Raw);
+        match enc {
+            Encoded::Zero => {}
+            Encoded::Raw => data.extend_from_slice(page),
+            Encoded::Compressed { .. } => data.extend_from_slice(&scratch),
+        }
+        pages.push((pfn, enc, at, data.len() - at));
+    }
+    EncodedBatch { seq: batch.seq, pages, data }
+}
+
+/// Appends one encoded batch; the error text on failure.
+fn write_batch<S: WriteAt>(writer: &mut KdumpWriter<S>, batch: &EncodedBatch) -> Result<(), String> {
+    for &(pfn, enc, at, len) in &batch.pages {
+        writer.append_encoded(pfn, enc, &batch.data[at..at + len]).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// [`save_kdump`] with `threads == 0`: read, encode and write in turn on this thread.
+#[allow(clippy::too_many_arguments)]
+fn save_inline<M, S, K, P>(
+    src: &mut M,
+    mut writer: KdumpWriter<S>,
+    opts: &SaveOptions,
+    mut keep: K,
+    mut progress: P,
+    ranges: &[kdump_dumpfile::PfnRange],
+    page_size: usize,
+    total: u64,
+) -> Result<(S, SaveReport), SaveError>
+where
+    M: PhysMem + ?Sized,
+    S: WriteAt,
+    K: FnMut(u64) -> bool,
+    P: FnMut(Progress),
+{
+    let clock = opts.clock;
+    let mut encoder = writer.new_encoder()?;
+    let stop = AtomicBool::new(false);
+    let mut report = SaveReport::default();
+    let (mut encoding, mut writing) = (Duration::ZERO, Duration::ZERO);
+    let mut failure: Option<String> = None;
+    let mut deliver = |batch: Batch| {
+        let t0 = clock();
+        let encoded = encode_batch(&mut encoder, batch);
+        let t1 = clock();
+        let written = write_batch(&mut writer, &encoded);
+        writing += clock().saturating_sub(t1);
+        encoding += t1.saturating_sub(t0);
+        match written {
+            Ok(()) => true,
+            Err(e) => {
+                failure = Some(e);
+                stop.store(true, Ordering::Relaxed);
+                false
+            }
+        }
+    };
+    read_loop(src, ranges, page_size, total, &mut deliver, &stop, &mut keep, &mut progress, &mut report, opts);
+    let t = clock();
+    let (sink, summary) = match &failure {
+        None => writer.finish()?,
+        // The pages never read that the filter would have kept are marked lost.
+        Some(_) => writer.finish_incomplete_with(&mut keep)?,
+    };
+    writing += clock().saturating_sub(t);
+    report.written = summary;
+    report.incomplete_reason = failure;
+    // The reader's time excludes `deliver`, which encoded and wrote.
+    report.times.encoding = encoding;
+    report.times.writing = writing;
+    Ok((sink, report))
 }
 
 /// The writer after the last batch: ready to finish, or stopped by a write error.
@@ -261,27 +390,35 @@ enum Written<S: WriteAt> {
     Failed(KdumpWriter<S>, String),
 }
 
-fn write_loop<S: WriteAt>(mut writer: KdumpWriter<S>, rx: Receiver<EncodedBatch>, stop: &AtomicBool) -> Written<S> {
+/// The writer's loop; returns it with the time it spent writing (not waiting).
+fn write_loop<S: WriteAt>(
+    mut writer: KdumpWriter<S>,
+    rx: Receiver<EncodedBatch>,
+    stop: &AtomicBool,
+    clock: fn() -> Duration,
+) -> (Written<S>, Duration) {
+    let mut busy = Duration::ZERO;
     let mut next = 0u64;
     let mut waiting: BTreeMap<u64, EncodedBatch> = BTreeMap::new();
     let mut failure: Option<String> = None;
     'recv: for batch in rx.iter() {
+        let started = clock();
         waiting.insert(batch.seq, batch);
         while let Some(batch) = waiting.remove(&next) {
             next += 1;
-            for &(pfn, enc, at, len) in &batch.pages {
-                if let Err(e) = writer.append_encoded(pfn, enc, &batch.data[at..at + len]) {
-                    failure = Some(e.to_string());
-                    stop.store(true, Ordering::Relaxed);
-                    break 'recv;
-                }
+            if let Err(e) = write_batch(&mut writer, &batch) {
+                failure = Some(e);
+                stop.store(true, Ordering::Relaxed);
+                break 'recv;
             }
         }
+        busy += clock().saturating_sub(started);
     }
     // Dropping the receiver lets the encoders, then the reader, stop.
     drop(rx);
-    match failure {
+    let written = match failure {
         None => Written::Finished(writer),
         Some(reason) => Written::Failed(writer, reason),
-    }
+    };
+    (written, busy)
 }

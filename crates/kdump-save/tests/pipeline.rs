@@ -53,6 +53,8 @@ fn save(threads: usize, codec: Codec) -> Vec<u8> {
     let (sink, report) = save_kdump(&mut src, writer, &opts, |_| true, |_| {}).unwrap();
     assert_eq!(report.incomplete_reason, None);
     assert_eq!(report.pages_scanned, 768);
+    assert_eq!(report.times.bytes_read, 768 * PAGE as u64, "every page read once");
+    assert!(report.times.encoding > std::time::Duration::ZERO && report.times.writing > std::time::Duration::ZERO);
     sink.into_inner().into_inner()
 }
 
@@ -60,7 +62,8 @@ fn save(threads: usize, codec: Codec) -> Vec<u8> {
 fn output_is_identical_whatever_the_thread_count_and_reads_back() {
     for codec in [Codec::Zstd, Codec::Zlib, Codec::None] {
         let one = save(1, codec);
-        for threads in [2, 3, 8] {
+        // 0: read, encode and write on the calling thread (one CPU).
+        for threads in [0, 2, 3, 8] {
             assert!(save(threads, codec) == one, "{codec:?} with {threads} threads differs from 1 thread");
         }
         let mut reader = KdumpReader::open(Cursor::new(one)).unwrap();
@@ -107,6 +110,14 @@ fn a_full_disk_leaves_an_incomplete_but_readable_file() {
     let writer = KdumpWriter::new(sink, config(&src, Codec::None)).unwrap();
     let opts = SaveOptions { threads: 2, ..SaveOptions::default() };
     let (sink, report) = save_kdump(&mut src, writer, &opts, |_| true, |_| {}).unwrap();
+    // The same on one thread: the same pages reach the file before the disk is full.
+    let mut src0 = source();
+    let sink0 = FullDisk { inner: SeekSink::new(Cursor::new(Vec::new())), limit: 900 << 10, slow: false };
+    let writer0 = KdumpWriter::new(sink0, config(&src0, Codec::None)).unwrap();
+    let opts0 = SaveOptions { threads: 0, ..SaveOptions::default() };
+    let (sink0, report0) = save_kdump(&mut src0, writer0, &opts0, |_| true, |_| {}).unwrap();
+    assert_eq!(report0.written, report.written, "one thread and a pipeline stop at the same page");
+    assert!(sink0.inner.into_inner().into_inner().len() > 1000);
     let reason = report.incomplete_reason.expect("the dump is incomplete");
     assert!(reason.contains("No space left") || reason.contains("os error 28"), "{reason}");
     let bytes = sink.inner.into_inner().into_inner();
@@ -188,7 +199,7 @@ fn big_source() -> ElfVmcore<Cursor<Vec<u8>>> {
 
 #[test]
 fn a_full_disk_early_in_a_long_dump_does_not_hang() {
-    for threads in [1, 2] {
+    for threads in [0, 1, 2] {
         let mut src = big_source();
         let sink = FullDisk { inner: SeekSink::new(Cursor::new(Vec::new())), limit: 512 << 10, slow: true };
         let writer = KdumpWriter::new(sink, config(&src, Codec::None)).unwrap();

@@ -9,8 +9,10 @@
 mod hotplug;
 pub mod kexec;
 mod machine;
+pub mod mapped;
 mod root;
 pub mod service;
+pub mod usage;
 
 pub use hotplug::{CPU_CRASH_HOTPLUG, CrashHotplug, MEMORY_CRASH_HOTPLUG, crash_hotplug};
 pub use machine::{LoaderInputs, collect_loader_inputs, collect_machine_info};

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 use kdump_kernel::KernelMemory;
 use kdump_kernel::memory::X86_64Layout;
-use kdump_kernel::printk::{Record, format_like_makedumpfile, read_log};
+use kdump_kernel::printk::{Record, format_log, read_log};
 
 use crate::dumpfile::{self, Dump, PhysAdapter};
 
@@ -18,15 +18,24 @@ pub fn records(dump: &mut Dump) -> anyhow::Result<Vec<Record>> {
     read_log(&mut mem, &info).context("cannot read the kernel log from the dump")
 }
 
-pub fn run(dump_path: &Path, json: bool) -> anyhow::Result<()> {
+pub fn run(dump_path: &Path, json: bool, caller_id: bool) -> anyhow::Result<()> {
     let mut dump = dumpfile::open(dump_path)?;
+    if let Some(at) = dump.resolve_vmcoreinfo()? {
+        eprintln!("kdump: VMCOREINFO {}", dumpfile::found_in_memory(at));
+    }
     let records = records(&mut dump)?;
     let mut out = std::io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut out, &records)?;
         writeln!(out)?;
     } else {
-        out.write_all(&format_like_makedumpfile(&records))?;
+        out.write_all(&format_log(&records, caller_id))?;
+    }
+    if caller_id && !json && records.iter().all(|r| r.caller.is_none()) {
+        eprintln!(
+            "kdump: warning: the dump's kernel records no caller ids (a log_buf kernel built without \
+             CONFIG_PRINTK_CALLER); the log is printed without the caller column"
+        );
     }
     if !dump.format.complete {
         eprintln!("kdump: warning: {} is marked incomplete; the log may be missing records", dump_path.display());

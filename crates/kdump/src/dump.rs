@@ -4,14 +4,20 @@ use std::fs::{File, OpenOptions};
 use std::io::{IsTerminal, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args as ClapArgs;
-use kdump_dumpfile::{Codec, FlatWriter, KdumpConfig, KdumpWriter, SeekSink, rebuild_flattened};
+use kdump_dumpfile::notes::{VMCOREINFO_NAME, find_vmcoreinfo, push_note};
+use kdump_dumpfile::{
+    Codec, FlatWriter, KdumpConfig, KdumpWriter, PageState, PfnRange, PhysMem, SeekSink, rebuild_flattened,
+};
 use kdump_kernel::memory::X86_64Layout;
 use kdump_kernel::{KernelMemory, Vmcoreinfo};
 use kdump_save::elf::{ElfSegment, elf_metadata_len, save_elf};
 use kdump_save::{Progress, SaveOptions, SaveReport, save_kdump};
+use kdump_sys::mapped::{PathTracker, ReadMode};
+use kdump_sys::usage::{peak_rss_bytes, thread_cpu_time};
 
 use crate::dumpfile::{self, Dump, PhysAdapter};
 
@@ -51,12 +57,19 @@ pub struct DumpArgs {
     /// Overwrite DEST if it exists.
     #[arg(short = 'f')]
     pub force: bool,
-    /// Compression threads (default: every CPU).
+    /// Compression threads (default: every CPU; with one CPU, none: one thread reads, compresses and writes).
     #[arg(long = "num-threads", value_name = "N")]
     pub threads: Option<usize>,
     /// 0 prints nothing but errors; progress is shown at the default (7) and above.
     #[arg(long = "message-level", value_name = "N", default_value_t = 7)]
     pub message_level: u32,
+    /// Read the source with read() instead of mmap (also: KDUMP_NO_MMAP=1).
+    #[arg(long = "non-mmap")]
+    pub non_mmap: bool,
+    /// Print the time and throughput of each stage (classification, reading, compression, writing,
+    /// fsync) and the peak memory; also printed at a message level with bit 16 (e.g. 31).
+    #[arg(long = "timings")]
+    pub timings: bool,
     /// Save the crashed kernel's log to DEST instead of a dump.
     #[arg(long = "dump-dmesg")]
     pub dump_dmesg: bool,
@@ -87,7 +100,15 @@ fn codec(a: &DumpArgs) -> anyhow::Result<Codec> {
     }
 }
 
+/// makedumpfile's message-level bit for debug messages: our timings go there.
+const ML_PRINT_DEBUG_MSG: u32 = 16;
+
+fn read_mode(a: &DumpArgs) -> ReadMode {
+    if a.non_mmap { ReadMode::Read } else { dumpfile::read_mode_from_env() }
+}
+
 pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
     if a.exclude_vmemmap {
         bail!(
             "-e (exclude the struct pages of excluded memory) is not built yet: leave it out; the dump then keeps those struct pages, as makedumpfile does without -e"
@@ -106,7 +127,7 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
     }
     if a.mem_usage {
         let [source] = a.files.as_slice() else { bail!("usage: kdump dump --mem-usage SOURCE") };
-        return filter::mem_usage(source);
+        return filter::mem_usage(source, read_mode(a));
     }
     if a.level > 31 {
         bail!("dump level {} is out of range: use 0 to 31", a.level);
@@ -127,22 +148,38 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
     {
         bail!("{} exists: use -f to overwrite it", dest.display());
     }
-    let mut dump = dumpfile::open(source)?;
-    let mut filter = filter::build(source, &dump, a.level)?;
+    let mode = read_mode(a);
+    let mut dump = dumpfile::open_with(source, mode)?;
+    // A dump without a VMCOREINFO note (QEMU's) is still filtered, and the
+    // output carries the note, when the kernel's own is found in memory.
+    match dump.resolve_vmcoreinfo() {
+        Ok(Some(at)) if a.message_level > 0 => eprintln!("kdump: VMCOREINFO {}", dumpfile::found_in_memory(at)),
+        Ok(_) => {}
+        Err(e) if a.message_level > 0 => eprintln!("kdump: warning: {e:#}"),
+        Err(_) => {}
+    }
+    let mut filter = filter::build(source, &dump, a.level, mode)?;
     if a.message_level > 0 {
         for w in &filter.limits {
             eprintln!("kdump: warning: {w}");
         }
     }
+    // One struct-page pass decides every page before any is read.
+    let classifying = Instant::now();
+    let kept = filter.decide_all(source, &dump, a.level, mode)?;
+    let mut timings = Timings::new(started, a, &dump);
+    timings.classification = Some((classifying.elapsed(), dump.mem.ram_ranges().iter().map(|r| r.end - r.start).sum()));
     if a.elf {
         let dest = dest.context("ELF output needs DEST")?;
-        return save_elf_file(&mut dump, dest, a, &mut filter);
+        return save_elf_file(&mut dump, dest, a, &mut filter, timings);
     }
     // The header records the level actually applied (never more than was filtered).
     let mut config = config(&mut dump, codec, filter.effective_level)?;
-    config.descriptor_slots = filter::count_kept(source, &dump, a.level)?;
-    let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
-    let opts = SaveOptions { threads, ..SaveOptions::default() };
+    config.descriptor_slots = kept;
+    // One CPU (the capture kernel's nr_cpus=1): read, compress and write on one thread.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = a.threads.map_or(if cpus == 1 { 0 } else { cpus }, |n| n.max(1));
+    let opts = SaveOptions { threads, clock: thread_cpu_time, ..SaveOptions::default() };
     // Level bit 1 is handled by the writer (zero pages share one block, as
     // makedumpfile does); the other bits by the struct-page filter.
     let keep = |pfn: u64| filter.keep(pfn);
@@ -157,6 +194,7 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
                 .and_then(|mut w| w.flush())
                 .context("cannot finish the flattened stream on standard output")?;
             filter_report(&filter, a.message_level);
+            timings.show(Some(&report), report.written.file_size, None);
             finish_report(&report, "standard output", a.message_level)
         }
         Some(dest) => {
@@ -167,7 +205,9 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
             preallocate(&handle, writer.metadata_len(), &partial)?;
             let (sink, report) = save_kdump(dump.mem.as_mut(), writer, &opts, keep, |p| reporter.show(p))?;
             let file = sink.into_inner();
+            let syncing = Instant::now();
             let synced = file.sync_all();
+            let fsync = syncing.elapsed();
             if report.incomplete_reason.is_none() {
                 synced.with_context(|| format!("cannot flush {}", partial.display()))?;
                 std::fs::rename(&partial, dest)
@@ -175,6 +215,7 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
                 sync_parent(dest);
             }
             filter_report(&filter, a.message_level);
+            timings.show(Some(&report), report.written.file_size, Some(fsync));
             finish_report(&report, &dest.display().to_string(), a.message_level)
                 .with_context(|| format!("the pages written so far are in {} (marked incomplete)", partial.display()))
         }
@@ -182,7 +223,13 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
 }
 
 /// `kdump dump -E`: an ELF vmcore, for gdb and tools that read only ELF.
-fn save_elf_file(dump: &mut Dump, dest: &Path, a: &DumpArgs, filter: &mut filter::Filter) -> anyhow::Result<()> {
+fn save_elf_file(
+    dump: &mut Dump,
+    dest: &Path,
+    a: &DumpArgs,
+    filter: &mut filter::Filter,
+    timings: Timings,
+) -> anyhow::Result<()> {
     let page = dump.mem.page_size();
     // Segments: the source's own PT_LOADs (virtual addresses included), or its RAM.
     let segments: Vec<ElfSegment> = match &dump.elf_segments {
@@ -203,9 +250,18 @@ fn save_elf_file(dump: &mut Dump, dest: &Path, a: &DumpArgs, filter: &mut filter
     };
     let partial = partial_name(dest);
     let file = create_new(&partial, a.force)?;
-    preallocate(&file, elf_metadata_len(segments.len(), dump.mem.notes().len(), page), &partial)?;
+    // A VMCOREINFO found in memory becomes a note of the output, as in kdump-compressed output.
+    let mut notes = dump.mem.notes().to_vec();
+    if dump.mem.vmcoreinfo().is_none()
+        && let Some(found) = dump.vmcoreinfo_raw()
+    {
+        notes.resize(notes.len().next_multiple_of(4), 0);
+        push_note(&mut notes, VMCOREINFO_NAME, 0, found);
+    }
+    preallocate(&file, elf_metadata_len(segments.len(), notes.len(), page), &partial)?;
     let mut sink = SeekSink::new(file);
-    let report = save_elf(dump.mem.as_mut(), &mut sink, &segments, a.level & 1 != 0, |pfn| filter.keep(pfn))
+    let mut source = WithNotes { mem: dump.mem.as_mut(), notes };
+    let report = save_elf(&mut source, &mut sink, &segments, a.level & 1 != 0, |pfn| filter.keep(pfn))
         .with_context(|| format!("cannot write {}", partial.display()))?;
     let file = sink.into_inner();
     if let Some(reason) = &report.incomplete_reason {
@@ -217,11 +273,14 @@ fn save_elf_file(dump: &mut Dump, dest: &Path, a: &DumpArgs, filter: &mut filter
             partial.display()
         );
     }
+    let syncing = Instant::now();
     file.sync_all().with_context(|| format!("cannot flush {}", partial.display()))?;
+    let fsync = syncing.elapsed();
     std::fs::rename(&partial, dest)
         .with_context(|| format!("cannot rename {} to {}", partial.display(), dest.display()))?;
     sync_parent(dest);
     filter_report(filter, a.message_level);
+    timings.show(None, report.file_size, Some(fsync));
     if a.message_level > 0 {
         eprintln!(
             "kdump: saved {} pages in {} segments to {} ({} left out): {:.1} MiB",
@@ -233,6 +292,33 @@ fn save_elf_file(dump: &mut Dump, dest: &Path, a: &DumpArgs, filter: &mut filter
         );
     }
     Ok(())
+}
+
+/// A dump whose notes are replaced (pages and ranges are the dump's own).
+struct WithNotes<'a> {
+    mem: &'a mut dyn PhysMem,
+    notes: Vec<u8>,
+}
+
+impl PhysMem for WithNotes<'_> {
+    fn page_size(&self) -> u64 {
+        self.mem.page_size()
+    }
+    fn max_pfn(&self) -> u64 {
+        self.mem.max_pfn()
+    }
+    fn ram_ranges(&self) -> &[PfnRange] {
+        self.mem.ram_ranges()
+    }
+    fn read_page(&mut self, pfn: u64, buf: &mut [u8]) -> kdump_dumpfile::Result<PageState> {
+        self.mem.read_page(pfn, buf)
+    }
+    fn notes(&self) -> &[u8] {
+        &self.notes
+    }
+    fn vmcoreinfo(&self) -> Option<&[u8]> {
+        find_vmcoreinfo(&self.notes, true).map(|(_, v)| v)
+    }
 }
 
 /// `DEST.incomplete`: where the dump is written until it is complete.
@@ -338,7 +424,7 @@ fn config(dump: &mut Dump, codec: Codec, level: u32) -> anyhow::Result<KdumpConf
     cfg.share_zero_pages = level & 1 != 0;
     cfg.dump_level = level as i32;
     cfg.notes = dump.mem.notes().to_vec();
-    cfg.vmcoreinfo = dump.mem.vmcoreinfo().map(<[u8]>::to_vec);
+    cfg.vmcoreinfo = dump.vmcoreinfo_raw().map(<[u8]>::to_vec);
     cfg.nr_cpus = kdump_kernel::prstatus::cpu_states(&cfg.notes).len().max(1) as i32;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     cfg.timestamp = (now.as_secs() as i64, i64::from(now.subsec_micros()));
@@ -429,5 +515,88 @@ impl ProgressPrinter {
                 let _ = writeln!(err, "kdump: {}% ({} of {} pages)", step * 10, p.done, p.total);
             }
         }
+    }
+}
+
+/// Per-stage times for `--timings` (or message level bit 16).
+struct Timings {
+    on: bool,
+    started: Instant,
+    /// The struct-page pass: its time and the RAM pages it decided.
+    classification: Option<(Duration, u64)>,
+    page_size: u64,
+    source: PathTracker,
+}
+
+impl Timings {
+    fn new(started: Instant, a: &DumpArgs, dump: &Dump) -> Self {
+        Self {
+            on: a.timings || a.message_level & ML_PRINT_DEBUG_MSG != 0,
+            started,
+            classification: None,
+            page_size: dump.mem.page_size(),
+            source: dump.read_path.clone(),
+        }
+    }
+
+    fn show(&self, report: Option<&SaveReport>, out_bytes: u64, fsync: Option<Duration>) {
+        if !self.on {
+            return;
+        }
+        let mb = |b: u64| b as f64 / 1e6;
+        let rate = |b: u64, d: Duration| {
+            let s = d.as_secs_f64();
+            if s > 0.0 { format!("{:.1} MB/s", mb(b) / s) } else { "-".to_string() }
+        };
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(
+            err,
+            "kdump: timings (source read by {}; stages in CPU seconds of their threads):",
+            self.source.get()
+        );
+        if let Some((d, pages)) = self.classification {
+            let ram = pages * self.page_size;
+            let _ = writeln!(
+                err,
+                "kdump:   classification {:8.3} s  {:>10.1} MB of RAM  {}",
+                d.as_secs_f64(),
+                mb(ram),
+                rate(ram, d)
+            );
+        }
+        if let Some(r) = report {
+            let t = &r.times;
+            let read = t.bytes_read;
+            let _ = writeln!(
+                err,
+                "kdump:   reading        {:8.3} s  {:>10.1} MB          {}",
+                t.reading.as_secs_f64(),
+                mb(read),
+                rate(read, t.reading)
+            );
+            let _ = writeln!(
+                err,
+                "kdump:   compression    {:8.3} s  {:>10.1} MB in       {}",
+                t.encoding.as_secs_f64(),
+                mb(read),
+                rate(read, t.encoding)
+            );
+            let _ = writeln!(
+                err,
+                "kdump:   writing        {:8.3} s  {:>10.1} MB out      {}",
+                t.writing.as_secs_f64(),
+                mb(out_bytes),
+                rate(out_bytes, t.writing)
+            );
+        }
+        if let Some(d) = fsync {
+            let _ = writeln!(err, "kdump:   fsync          {:8.3} s", d.as_secs_f64());
+        }
+        let _ = writeln!(
+            err,
+            "kdump:   total          {:8.3} s  peak RSS {:.1} MiB",
+            self.started.elapsed().as_secs_f64(),
+            peak_rss_bytes().map_or(f64::NAN, |b| b as f64 / (1 << 20) as f64)
+        );
     }
 }

@@ -2,12 +2,14 @@
 
 use std::borrow::BorrowMut;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek};
+use std::io::{Read, Seek};
 use std::path::Path;
 
-use anyhow::Context;
-use kdump_dumpfile::{AnyDump, KdumpReader, PageState, PhysMem, open_dump};
-use kdump_kernel::{PhysRead, Vmcoreinfo};
+use anyhow::{Context, bail};
+use kdump_dumpfile::{AnyDump, FoundVmcoreinfo, KdumpReader, PageState, PhysMem, VmcoreinfoScan, open_dump};
+use kdump_kernel::memory::X86_64Layout;
+use kdump_kernel::{KernelMemory, PhysRead, Vmcoreinfo};
+use kdump_sys::mapped::{MappedReader, PathTracker, ReadMode};
 
 /// An open dump: its physical memory and what kind of file it is.
 pub struct Dump {
@@ -15,7 +17,16 @@ pub struct Dump {
     pub format: DumpFormat,
     /// The source's PT_LOADs as (paddr, vaddr, memsz), for an ELF source.
     pub elf_segments: Option<Vec<(u64, u64, u64)>>,
+    /// How the file is being read (mmap or read()), for reports.
+    pub read_path: PathTracker,
+    /// The kernel's VMCOREINFO note found in memory, for a dump without one
+    /// (QEMU `dump-guest-memory`); see [`Dump::resolve_vmcoreinfo`].
+    found: Option<FoundVmcoreinfo>,
 }
+
+/// Notes the memory scan checks before giving up on finding one that validates:
+/// more than one means stale copies (e.g. of a kernel that ran before a kexec).
+const MAX_CANDIDATES: usize = 8;
 
 /// What the file is, for reports.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -52,11 +63,28 @@ fn kdump_format<R: Read + Seek>(r: &KdumpReader<R>, kind: &'static str) -> DumpF
     }
 }
 
+/// The environment variable that turns off `mmap` of dump sources (as `--non-mmap` does).
+pub const NO_MMAP_ENV: &str = "KDUMP_NO_MMAP";
+
+/// How sources are read: `mmap` windows unless `KDUMP_NO_MMAP` is set (to anything but `0` or empty).
+pub fn read_mode_from_env() -> ReadMode {
+    match std::env::var_os(NO_MMAP_ENV) {
+        Some(v) if !v.is_empty() && v != "0" => ReadMode::Read,
+        _ => ReadMode::Auto,
+    }
+}
+
 /// Opens `path`, recognising ELF vmcores, kdump-compressed and flattened files.
 pub fn open(path: &Path) -> anyhow::Result<Dump> {
+    open_with(path, read_mode_from_env())
+}
+
+/// Like [`open`], reading the file as `mode` says.
+pub fn open_with(path: &Path, mode: ReadMode) -> anyhow::Result<Dump> {
     let file = File::open(path).with_context(|| format!("cannot open the dump {}", path.display()))?;
-    let dump =
-        open_dump(SequentialReader::new(file)).with_context(|| format!("cannot read the dump {}", path.display()))?;
+    let reader = MappedReader::new(file, mode).with_context(|| format!("cannot open the dump {}", path.display()))?;
+    let read_path = reader.tracker();
+    let dump = open_dump(reader).with_context(|| format!("cannot read the dump {}", path.display()))?;
     let elf_segments = match &dump {
         AnyDump::Elf(elf) => Some(elf.segments().iter().map(|s| (s.paddr, s.vaddr, s.memsz)).collect()),
         _ => None,
@@ -68,52 +96,75 @@ pub fn open(path: &Path) -> anyhow::Result<Dump> {
         AnyDump::Kdump(r) => kdump_format(r, "kdump-compressed"),
         AnyDump::Flattened(r) => kdump_format(r, "flattened"),
     };
-    Ok(Dump { mem: Box::new(dump), format, elf_segments })
+    Ok(Dump { mem: Box::new(dump), format, elf_segments, read_path, found: None })
 }
 
 impl Dump {
-    /// The VMCOREINFO note, parsed.
-    pub fn vmcoreinfo(&self) -> anyhow::Result<Vmcoreinfo> {
-        let raw = self.mem.vmcoreinfo().context("the dump has no VMCOREINFO note: it cannot be decoded without one")?;
+    /// Makes sure VMCOREINFO is known: the dump's note, else the kernel's own note
+    /// found by scanning the dump's memory (dumps made by QEMU carry none). Returns
+    /// the physical address it was found at, or `None` for the dump's note. The
+    /// scan reads RAM pages in address order until a note validates (all of them
+    /// when none does), at most once per `Dump`.
+    pub fn resolve_vmcoreinfo(&mut self) -> anyhow::Result<Option<u64>> {
+        if self.mem.vmcoreinfo().is_some() {
+            return Ok(None);
+        }
+        if let Some(found) = &self.found {
+            return Ok(Some(found.paddr));
+        }
+        // The live note is the one whose own page tables lead to a utsname with
+        // its release; a stale copy's KASLR offset would not. The first that
+        // validates ends the scan; else the first found is used.
+        let mut scan = VmcoreinfoScan::new(self.mem.as_ref());
+        let mut first = None;
+        for _ in 0..MAX_CANDIDATES {
+            let next = scan
+                .next_note(self.mem.as_mut())
+                .context("the dump has no VMCOREINFO note, and reading its memory to find one failed")?;
+            let Some(found) = next else { break };
+            if self.validates(&Vmcoreinfo::parse(&found.text)) {
+                first = Some(found);
+                break;
+            }
+            first.get_or_insert(found);
+        }
+        let Some(found) = first else {
+            bail!(
+                "the dump has no VMCOREINFO note, and none was found in its memory ({} pages scanned, {} not in the \
+                 dump): it cannot be decoded without one. A Linux 4.13+ guest keeps its note in a page of its own; \
+                 dump the guest's whole memory (no filtering) while it runs Linux",
+                scan.pages_scanned,
+                scan.pages_absent
+            );
+        };
+        let paddr = found.paddr;
+        self.found = Some(found);
+        Ok(Some(paddr))
+    }
+
+    fn validates(&mut self, info: &Vmcoreinfo) -> bool {
+        let Ok(layout) = X86_64Layout::from_vmcoreinfo(info) else { return false };
+        let mut mem = KernelMemory::new(PhysAdapter::new(self.mem.as_mut()), layout);
+        let id = crate::kernel::identity(&mut mem, info);
+        id.version.is_some() && id.release.as_deref() == info.osrelease()
+    }
+
+    /// The VMCOREINFO text: the dump's note, or the one [`resolve_vmcoreinfo`](Self::resolve_vmcoreinfo) found.
+    pub fn vmcoreinfo_raw(&self) -> Option<&[u8]> {
+        self.mem.vmcoreinfo().or(self.found.as_ref().map(|f| f.text.as_slice()))
+    }
+
+    /// VMCOREINFO, parsed (from memory when the dump has no note).
+    pub fn vmcoreinfo(&mut self) -> anyhow::Result<Vmcoreinfo> {
+        self.resolve_vmcoreinfo()?;
+        let raw = self.vmcoreinfo_raw().context("VMCOREINFO is missing after it was resolved")?;
         Ok(Vmcoreinfo::parse(raw))
     }
 }
 
-/// A buffered file reader whose seeks to where it already is, or a little
-/// ahead, keep the buffer: readers seek before every page, and a dump is
-/// mostly read in order. Without this each page costs an lseek and a refill.
-pub struct SequentialReader {
-    inner: BufReader<File>,
-    pos: u64,
-}
-
-impl SequentialReader {
-    pub fn new(file: File) -> Self {
-        Self { inner: BufReader::with_capacity(1 << 20, file), pos: 0 }
-    }
-}
-
-impl Read for SequentialReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-impl Seek for SequentialReader {
-    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
-        if let std::io::SeekFrom::Start(target) = to {
-            let ahead = target.wrapping_sub(self.pos);
-            if target >= self.pos && ahead <= self.inner.buffer().len() as u64 {
-                self.inner.consume(ahead as usize);
-                self.pos = target;
-                return Ok(target);
-            }
-        }
-        self.pos = self.inner.seek(to)?;
-        Ok(self.pos)
-    }
+/// The line that says where VMCOREINFO came from when the dump has no note.
+pub fn found_in_memory(paddr: u64) -> String {
+    format!("found in memory at {paddr:#x}, the dump has no note")
 }
 
 /// Byte-addressed reads over a page-based dump, caching the last page. `M`

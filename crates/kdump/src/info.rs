@@ -31,6 +31,9 @@ struct Cpu {
 struct Report {
     dump: String,
     format: DumpFormat,
+    /// Where VMCOREINFO was found when the dump has no note (QEMU dumps).
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "hex")]
+    vmcoreinfo_found_at: Option<u64>,
     kernel: KernelId,
     crash_time: Option<String>,
     uptime_seconds: Option<f64>,
@@ -42,6 +45,14 @@ struct Report {
     symbols: Option<String>,
     backtrace: Vec<Frame>,
     warnings: Vec<String>,
+}
+
+/// An address as a `0x…` string, as the registers are.
+fn hex<S: serde::Serializer>(addr: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+    match addr {
+        Some(a) => s.serialize_str(&format!("{a:#x}")),
+        None => s.serialize_none(),
+    }
 }
 
 /// The panic message: the last `Kernel panic - not syncing:` line, else the
@@ -87,6 +98,7 @@ pub fn write(
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let mut dump = dumpfile::open(dump_path)?;
+    let found_at = dump.resolve_vmcoreinfo()?;
     let info: Vmcoreinfo = dump.vmcoreinfo()?;
     let mut warnings = Vec::new();
     if !dump.format.complete {
@@ -174,6 +186,7 @@ pub fn write(
     let report = Report {
         dump: dump_path.display().to_string(),
         format,
+        vmcoreinfo_found_at: found_at,
         kernel,
         crash_time: info.crash_time().map(utc),
         uptime_seconds: records.last().map(|r| r.ts_nsec as f64 / 1e9),
@@ -206,6 +219,9 @@ fn render(r: &Report, symbols: Option<&SymbolTable>) -> String {
         r.format.codec.as_ref().map(|c| format!(", {c}")).unwrap_or_default()
     );
     let _ = writeln!(s, "complete:    {}", if r.format.complete { "yes" } else { "NO: the file is marked incomplete" });
+    if let Some(at) = r.vmcoreinfo_found_at {
+        let _ = writeln!(s, "VMCOREINFO:  {}", crate::dumpfile::found_in_memory(at));
+    }
     let _ = writeln!(s, "kernel:      {} {} ({})", or(&r.kernel.release), or(&r.kernel.version), or(&r.kernel.machine));
     let _ = writeln!(s, "host:        {}", or(&r.kernel.nodename));
     let _ = writeln!(s, "crash time:  {}", or(&r.crash_time));

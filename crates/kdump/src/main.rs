@@ -41,6 +41,10 @@ enum Command {
         /// Print JSON records (timestamp, level, caller) instead of text.
         #[arg(long)]
         json: bool,
+        /// Add the caller column after the timestamp, as makedumpfile 1.7.5+ prints it:
+        /// `[      T0]` (task id) or `[      C1]` (CPU, from interrupt context).
+        #[arg(long)]
+        caller_id: bool,
     },
     /// Save a dump (makedumpfile's options): `kdump dump -z -d 1 /proc/vmcore /var/crash/vmcore`.
     Dump(dump::DumpArgs),
@@ -79,7 +83,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Sysinfo { json, sysroot } => sysinfo::run(&sysroot, json),
-        Command::Dmesg { dump, json } => dmesg::run(&dump, json),
+        Command::Dmesg { dump, json, caller_id } => dmesg::run(&dump, json, caller_id),
         Command::Dump(args) => dump::run(&args),
         Command::Info { dump, json, system_map } => info::run(&dump, json, system_map.as_deref()),
         Command::Service(cmd) => service::run(&cmd),

@@ -150,15 +150,9 @@ pub fn load(args: &Args, root: &SysRoot) -> anyhow::Result<()> {
         capture_defaults: !args.no_capture_defaults,
     };
     let line = cmdline::build(&request, usize::try_from(image.cmdline_size).unwrap_or(usize::MAX))?;
+    let legacy =
+        Legacy { args, root, machine: &machine, kernel: &kernel_bytes, initrd: initrd.as_ref().map(|i| i.0), window };
     if choice == SyscallChoice::Legacy {
-        let legacy = Legacy {
-            args,
-            root,
-            machine: &machine,
-            kernel: &kernel_bytes,
-            initrd: initrd.as_ref().map(|i| i.0),
-            window,
-        };
         return legacy.load(&line, &problems);
     }
     let flags = if args.panic { sys::KEXEC_FILE_ON_CRASH } else { 0 }
@@ -198,14 +192,6 @@ pub fn load(args: &Args, root: &SysRoot) -> anyhow::Result<()> {
                 explain(Call::FileLoad, args.panic, e)
             );
             let problems = problems_for(Syscall::Legacy);
-            let legacy = Legacy {
-                args,
-                root,
-                machine: &machine,
-                kernel: &kernel_bytes,
-                initrd: initrd.as_ref().map(|i| i.0),
-                window,
-            };
             return legacy
                 .load(line.to_str().unwrap_or_default(), &problems)
                 .with_context(|| format!("kexec_file_load failed first: {}", explain(Call::FileLoad, args.panic, e)));

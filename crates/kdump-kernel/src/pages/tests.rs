@@ -223,6 +223,13 @@ fn missing_keys_are_named_and_their_classes_kept() {
     assert_eq!(out[721], PageClass::Kernel);
     assert!(out[608..616].iter().all(|&c| c == PageClass::Free));
 
+    let info = without(&["NUMBER(PG_slab)"]);
+    let mut c = Machine::populated(false).classifier(&info, 8);
+    let limits = c.limits().join("\n");
+    assert!(limits.contains("user pages are kept: VMCOREINFO has no NUMBER(PG_slab)"), "{limits}");
+    c.classify(0, &mut out);
+    assert_eq!(out[602], PageClass::Kernel, "anonymous memory kept when slab cannot be told apart");
+
     let info = without(&["SYMBOL(mem_section)", "NUMBER(SECTION_SIZE_BITS)"]);
     let km = KernelMemory::new(Machine::new(false).mem, layout(false));
     let err = PageClassifier::new(km, &Vmcoreinfo::parse(info.as_bytes()), 31, std::iter::once(0..MAX_PFN).collect())
@@ -292,4 +299,91 @@ fn a_compound_head_on_a_batch_boundary_sees_its_order() {
     assert_eq!(out[1535], PageClass::Cache);
     assert!(out[1536..1544].iter().all(|&c| c == PageClass::User), "{:?}", &out[1535..1545]);
     assert_eq!(out[1544], PageClass::Kernel);
+}
+
+#[test]
+fn one_pass_keep_map_equals_asking_page_by_page() {
+    let ram = vec![0..1024, 1280..MAX_PFN];
+    let filter = |level| {
+        let km = KernelMemory::new(Machine::populated(false).mem, layout(false));
+        LevelFilter::new(
+            PageClassifier::new(km, &Vmcoreinfo::parse(INFO.as_bytes()), level, ram.clone()).unwrap(),
+            level,
+        )
+    };
+    for level in [31, 17, 2, 4, 8, 16] {
+        let (mut by_page, mut one_pass) = (filter(level), filter(level));
+        let map = one_pass.decide_all(&ram).expect("small machine");
+        let mut kept = 0;
+        for pfn in 0..MAX_PFN + 64 {
+            let in_ram = ram.iter().any(|r| r.contains(&pfn));
+            let want = in_ram && by_page.keep(pfn);
+            assert_eq!(map.keep(pfn), want, "level {level} pfn {pfn}");
+            kept += u64::from(want);
+        }
+        assert_eq!(map.kept(), kept, "level {level}");
+        assert_eq!(one_pass.counts(), by_page.counts(), "level {level}: the report's counts are the same");
+    }
+    let map = filter(31).decide_all(&ram).unwrap();
+    assert!(!map.keep(600) && !map.keep(610) && map.keep(620) && !map.keep(1100) && !map.keep(u64::MAX));
+}
+
+#[test]
+fn keep_map_memory_is_one_bit_per_page_and_capped() {
+    // 1 TiB of 4 KiB pages: 32 MiB of bits, an eighth of a 256 MiB capture kernel.
+    let tib: u64 = 1 << 28;
+    let whole = |end: u64| std::iter::once(0..end).collect::<Vec<_>>();
+    assert_eq!(KeepMap::memory_bytes(&whole(tib)), 32 << 20);
+    assert_eq!(KeepMap::memory_bytes(&[]), 0);
+    // Beyond the cap the map is refused before anything is read (the caller then
+    // classifies cycle by cycle, as before).
+    let km = KernelMemory::new(Machine::populated(false).mem, layout(false));
+    let huge = vec![0..1024, KEEP_MAP_MAX_PAGES..KEEP_MAP_MAX_PAGES + 1];
+    let c = PageClassifier::new(km, &Vmcoreinfo::parse(INFO.as_bytes()), 31, huge.clone()).unwrap();
+    let mut f = LevelFilter::new(c, 31);
+    assert!(f.decide_all(&huge).is_none());
+    assert!(f.counts().iter().all(|&(_, n)| n == 0), "nothing classified");
+    assert!(KeepMap::memory_bytes(&whole(KEEP_MAP_MAX_PAGES)) <= 64 << 20);
+}
+
+/// 6.10+: slab, buddy, offline and hugetlb are page types in `_mapcount`; the folio
+/// order is the low byte of the next page's flags.
+const INFO_PAGE_TYPES: &str = "PAGESIZE=4096\nSYMBOL(mem_section)=ffffffff80100000\nLENGTH(mem_section)=8388608\n\
+SIZE(mem_section)=16\nOFFSET(mem_section.section_mem_map)=0\nNUMBER(SECTION_SIZE_BITS)=20\n\
+NUMBER(MAX_PHYSMEM_BITS)=51\nSIZE(page)=64\nOFFSET(page.flags)=0\nOFFSET(page._refcount)=52\n\
+OFFSET(page.mapping)=24\nOFFSET(page.lru)=8\nOFFSET(page._mapcount)=48\nOFFSET(page.private)=40\n\
+OFFSET(page.compound_info)=8\nNUMBER(PG_lru)=4\nNUMBER(PG_private)=13\nNUMBER(PG_swapcache)=10\n\
+NUMBER(PG_swapbacked)=19\nNUMBER(PAGE_SLAB_MAPCOUNT_VALUE)=-184549376\nNUMBER(PG_head_mask)=65536\n\
+NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)=-268435456\nNUMBER(PAGE_HUGETLB_MAPCOUNT_VALUE)=-201326592\n\
+NUMBER(PAGE_OFFLINE_MAPCOUNT_VALUE)=-251658240\nLENGTH(zone.free_area)=11\n";
+
+#[test]
+fn page_types_in_mapcount_slab_overlaying_mapping_is_kernel() {
+    const SLAB_TYPE: i32 = -184549376;
+    const BUDDY_TYPE: i32 = -268435456;
+    const HUGETLB_TYPE: i32 = -201326592;
+    let mut m = Machine::new(false);
+    // A slab whose struct slab fields put an odd count where page.mapping is.
+    m.page(600, 0, 0x0000_0003_0000_0003, SLAB_TYPE, 0);
+    m.page(601, LRU | SWAPBACKED, 0xffff_8880_0000_2001, -1, 0); // anonymous
+    m.page(608, 0, 0, BUDDY_TYPE, 2); // free 608..612
+    // hugetlb folio 640..648: type on the head, order in the next page's flags.
+    m.page(640, HEAD, 0, HUGETLB_TYPE, 0);
+    // A slab folio 656..660 with an odd overlay word: kernel, tails too.
+    m.page(656, HEAD, 0x11, SLAB_TYPE, 0);
+    for (head, order) in [(640u64, 3u64), (656, 2)] {
+        for t in head + 1..head + (1 << order) {
+            m.set(t, 8, &((VMEMMAP + head * SP) | 1).to_le_bytes());
+        }
+        m.set(head + 1, 0, &order.to_le_bytes());
+    }
+    let mut c = m.classifier(INFO_PAGE_TYPES, 31);
+    assert!(c.limits().is_empty(), "{:?}", c.limits());
+    let mut out = vec![PageClass::Kernel; MAX_PFN as usize];
+    c.classify(0, &mut out);
+    assert_eq!(out[600], PageClass::Kernel, "slab is never user memory");
+    assert_eq!(out[601], PageClass::User);
+    assert!(out[608..612].iter().all(|&c| c == PageClass::Free));
+    assert!(out[640..648].iter().all(|&c| c == PageClass::User), "{:?}", &out[640..648]);
+    assert!(out[656..660].iter().all(|&c| c == PageClass::Kernel), "{:?}", &out[656..660]);
 }

@@ -1,14 +1,15 @@
 //! Dump-level filtering for `kdump dump -d`: a second reader of the source
-//! feeds `kdump_kernel::pages`, which classifies struct pages a cycle at a time
-//! while the save pipeline reads page contents through the first reader.
+//! feeds `kdump_kernel::pages`, which classifies every struct page once, before
+//! the save pipeline reads page contents through the first reader.
 
 use std::path::Path;
 
 use anyhow::Context;
 use kdump_dumpfile::{PageState, PhysMem};
 use kdump_kernel::memory::X86_64Layout;
-use kdump_kernel::pages::{LevelFilter, PageClass, PageClassifier, level};
+use kdump_kernel::pages::{KeepMap, LevelFilter, PageClass, PageClassifier, level};
 use kdump_kernel::{KernelMemory, Vmcoreinfo};
+use kdump_sys::mapped::ReadMode;
 
 use crate::dumpfile::{self, Dump, PhysAdapter};
 
@@ -18,6 +19,8 @@ pub type OwnedPhys = PhysAdapter<Box<dyn PhysMem>>;
 /// The filter for one dump, and what it could not do.
 pub struct Filter {
     pub inner: Option<LevelFilter<OwnedPhys>>,
+    /// Every page's decision, once [`decide_all`](Self::decide_all) has run.
+    decided: Option<KeepMap>,
     /// The level actually applied: the requested one minus classes that cannot be decided.
     pub effective_level: u32,
     /// Why some pages the level asks to drop are kept (missing keys, no classifier).
@@ -29,11 +32,37 @@ pub struct Filter {
 impl Filter {
     /// Keep-everything (levels 0 and 1 need no struct pages).
     fn none(level: u32, limits: Vec<String>) -> Self {
-        Filter { inner: None, effective_level: level, limits, hwpoison_exported: false }
+        Filter { inner: None, decided: None, effective_level: level, limits, hwpoison_exported: false }
     }
 
     pub fn keep(&mut self, pfn: u64) -> bool {
+        if let Some(map) = &self.decided {
+            return map.keep(pfn);
+        }
         self.inner.as_mut().is_none_or(|f| f.keep(pfn))
+    }
+
+    /// Classifies all of `ram` in one struct-page pass and returns how many
+    /// pages the dump keeps (the writer sizes its page table by it): `None`
+    /// when nothing is filtered by struct page. A machine too large for the
+    /// one-bit-per-page map is counted by a second pass over `source`
+    /// (cycle by cycle, bounded memory).
+    /// `level` is the level asked for (as given to [`build`]).
+    pub fn decide_all(
+        &mut self,
+        source: &Path,
+        dump: &Dump,
+        level: u32,
+        mode: ReadMode,
+    ) -> anyhow::Result<Option<u64>> {
+        let Some(inner) = self.inner.as_mut() else { return Ok(None) };
+        let ram = dump.mem.ram_ranges();
+        if let Some(map) = inner.decide_all(ram) {
+            let kept = map.kept();
+            self.decided = Some(map);
+            return Ok(Some(kept));
+        }
+        count_kept(source, dump, level, mode)
     }
 
     /// Pages excluded per class, for the report.
@@ -66,9 +95,9 @@ impl Filter {
 }
 
 /// Builds the filter for `level` on `source` (opened a second time for struct pages).
-pub fn build(source: &Path, dump: &Dump, level: u32) -> anyhow::Result<Filter> {
+pub fn build(source: &Path, dump: &Dump, level: u32, mode: ReadMode) -> anyhow::Result<Filter> {
     let wanted = level & level::STRUCT_PAGE_BITS;
-    let Some(raw) = dump.mem.vmcoreinfo() else {
+    let Some(raw) = dump.vmcoreinfo_raw() else {
         if wanted == 0 {
             return Ok(Filter::none(level, Vec::new()));
         }
@@ -102,7 +131,8 @@ pub fn build(source: &Path, dump: &Dump, level: u32) -> anyhow::Result<Filter> {
         Ok(l) => l,
         Err(e) => return fail(e.to_string()),
     };
-    let second = dumpfile::open(source).context("cannot open the source a second time to read struct pages")?;
+    let second =
+        dumpfile::open_with(source, mode).context("cannot open the source a second time to read struct pages")?;
     let ram = dump.mem.ram_ranges().to_vec();
     let mem = KernelMemory::new(PhysAdapter::new(second.mem), layout);
     let classifier = match PageClassifier::new(mem, &info, level, ram) {
@@ -129,6 +159,7 @@ pub fn build(source: &Path, dump: &Dump, level: u32) -> anyhow::Result<Filter> {
     }
     Ok(Filter {
         inner: Some(LevelFilter::new(classifier, effective)),
+        decided: None,
         effective_level: effective,
         limits,
         hwpoison_exported: info.number("PG_hwpoison").is_ok(),
@@ -136,9 +167,12 @@ pub fn build(source: &Path, dump: &Dump, level: u32) -> anyhow::Result<Filter> {
 }
 
 /// `kdump dump --mem-usage SOURCE`: pages per class and what each level would keep.
-pub fn mem_usage(source: &Path) -> anyhow::Result<()> {
-    let mut dump = dumpfile::open(source)?;
-    let mut filter = build(source, &dump, 31)?;
+pub fn mem_usage(source: &Path, mode: ReadMode) -> anyhow::Result<()> {
+    let mut dump = dumpfile::open_with(source, mode)?;
+    if let Some(at) = dump.resolve_vmcoreinfo()? {
+        eprintln!("kdump: VMCOREINFO {}", dumpfile::found_in_memory(at));
+    }
+    let mut filter = build(source, &dump, 31, mode)?;
     let page_size = dump.mem.page_size();
     let ranges = dump.mem.ram_ranges().to_vec();
     let mut counts = [0u64; PageClass::ALL.len()];
@@ -208,11 +242,10 @@ pub fn mem_usage(source: &Path) -> anyhow::Result<()> {
 }
 
 /// Counts the pages a dump at `level` will hold, with a filter of its own (a
-/// second struct-page pass, as makedumpfile makes): the writer sizes its page
-/// table by it, so excluded pages take no space. `None` when nothing is
-/// filtered by struct page (every RAM page may be dumped).
-pub fn count_kept(source: &Path, dump: &Dump, level: u32) -> anyhow::Result<Option<u64>> {
-    let mut counter = build(source, dump, level)?;
+/// second struct-page pass, as makedumpfile makes in cyclic mode): only for
+/// machines too large for a [`KeepMap`].
+fn count_kept(source: &Path, dump: &Dump, level: u32, mode: ReadMode) -> anyhow::Result<Option<u64>> {
+    let mut counter = build(source, dump, level, mode)?;
     if counter.inner.is_none() {
         return Ok(None);
     }
