@@ -34,6 +34,13 @@ impl CrashHotplug {
     pub fn kernel_supports(&self) -> bool {
         self.elfcorehdr_size.is_some() && (self.cpu.is_some() || self.memory.is_some())
     }
+
+    /// Whether the loaded capture image goes stale on CPU or memory hotplug, so that user
+    /// space must reload it: the kernel said it does not update it (`0`, e.g. a kexec_load
+    /// image loaded without `KEXEC_UPDATE_ELFCOREHDR`), or the kernel has no crash hotplug.
+    pub fn reload_needed(&self) -> bool {
+        self.cpu == Some(false) || self.memory == Some(false) || (self.cpu.is_none() && self.memory.is_none())
+    }
 }
 
 /// Reads the crash hotplug files; absent files are `None`, unreadable or garbled ones errors.
@@ -77,6 +84,10 @@ mod tests {
         let hp = crash_hotplug(&root).unwrap();
         assert_eq!(hp, CrashHotplug { elfcorehdr_size: Some(462_448), cpu: Some(false), memory: Some(true) });
         assert!(hp.kernel_supports());
+        assert!(hp.reload_needed(), "CPU hotplug leaves the image alone");
+        assert!(!CrashHotplug { cpu: Some(true), ..hp }.reload_needed());
+        assert!(!CrashHotplug { cpu: Some(true), memory: None, ..hp }.reload_needed(), "no memory hotplug");
+        assert!(CrashHotplug::default().reload_needed(), "no crash hotplug");
 
         // The grouped /sys/kernel/kexec/ path wins over the old one.
         write(dir.path(), "/sys/kernel/kexec/crash_elfcorehdr_size", "1000\n");
