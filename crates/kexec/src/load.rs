@@ -312,7 +312,7 @@ impl Legacy<'_> {
                         "kexec: --hotplug: this kernel cannot update a loaded capture kernel on CPU/memory hotplug \
                          (no /sys/kernel/crash_elfcorehdr_size or /sys/devices/system/{{cpu,memory}}/crash_hotplug; \
                          Linux 6.6+ with CONFIG_CRASH_HOTPLUG does): loading without it; reload after hotplug \
-                         (packaging/90-kdump-hotplug.rules does)"
+                         (kdump reload --if-needed, which packaging/98-kdump-hotplug.rules runs)"
                     );
                 }
                 Ok(None)
