@@ -21,6 +21,15 @@ use crate::image::{ImageError, KernelImage, XLF_CAN_BE_LOADED_ABOVE_4G};
 pub const PAGE: u64 = 4096;
 /// `kexec_load` flag: a capture kernel for panics.
 pub const KEXEC_ON_CRASH: u64 = 0x1;
+/// `kexec_load` flag (Linux 6.6+, x86): the kernel may rewrite the ELF core headers on CPU
+/// and memory hotplug, because the loader sized their segment for it and left it out of the
+/// purgatory's digest. Newer kernels also take `KEXEC_CRASH_HOTPLUG_SUPPORT` (0x8) for the
+/// same promise on x86, but only they know it: 0x4 is accepted by every kernel with crash
+/// hotplug (arch/x86/kernel/crash.c `arch_crash_hotplug_support`).
+pub const KEXEC_UPDATE_ELFCOREHDR: u64 = 0x4;
+/// Size of the ELF64 file header the kernel writes before the program headers it counts in
+/// `crash_elfcorehdr_size`.
+pub const ELF64_EHDR_SIZE: u64 = 64;
 /// `kexec_load` architecture field for x86_64.
 pub const KEXEC_ARCH_X86_64: u64 = 62 << 16;
 /// Most segments `kexec_load` takes.
@@ -140,6 +149,9 @@ pub struct Options {
     /// `--mem-min`/`--mem-max`: every segment lies within these bounds (inclusive);
     /// the new kernel's memory map still covers the whole load region.
     pub window: Option<PhysRange>,
+    /// Crash hotplug: `Some(crash_elfcorehdr_size)` to let the kernel rewrite the ELF core
+    /// headers on CPU/memory hotplug (panic loads only; `None` for kernels without it).
+    pub hotplug: Option<u64>,
 }
 
 /// One `kexec_load` segment.
@@ -163,6 +175,19 @@ impl Segment {
     pub fn range(&self) -> Option<PhysRange> {
         PhysRange::from_start_len(self.mem.0, self.memsz.0)
     }
+}
+
+/// How the kernel may update the image on hotplug (`--hotplug`).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct HotplugPlan {
+    /// The flag passed to `kexec_load`.
+    pub flag: &'static str,
+    /// `crash_elfcorehdr_size`: program-header bytes the kernel may write.
+    pub kernel_elfcorehdr_size: Hex,
+    /// The elfcorehdr segment's memory: room for the ELF header and those program headers.
+    pub elfcorehdr_memsz: Hex,
+    /// The segment the purgatory does not verify (the kernel rewrites it after the load).
+    pub unverified_segment: &'static str,
 }
 
 /// The purgatory's copy of the first 640 KiB.
@@ -219,6 +244,9 @@ pub struct Plan {
     pub backup: Option<Backup>,
     /// Purgatory verifies the segments (false with `-i`).
     pub purgatory_checks: bool,
+    /// Crash hotplug, when the kernel will update the ELF core headers itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hotplug: Option<HotplugPlan>,
     /// Segments, by address.
     pub segments: Vec<Segment>,
     /// The capture kernel's memory map.
@@ -501,7 +529,15 @@ fn plan_load(
             + usize::from(machine.kernel_text.is_some())
             + ram_chunks.len()
     };
-    let elfcorehdr_size = page_up((class.size(nr_phdrs) as u64).max(ELFCOREHDR_MIN));
+    let hotplug = opts.hotplug.filter(|_| panic).map(|kernel_size| HotplugPlan {
+        flag: "KEXEC_UPDATE_ELFCOREHDR",
+        kernel_elfcorehdr_size: Hex(kernel_size),
+        // The kernel always writes ELF64 headers, whatever class the loader chose.
+        elfcorehdr_memsz: Hex(page_up(ELF64_EHDR_SIZE.saturating_add(kernel_size))),
+        unverified_segment: "elfcorehdr",
+    });
+    let elfcorehdr_size =
+        page_up((class.size(nr_phdrs) as u64).max(ELFCOREHDR_MIN).max(hotplug.map_or(0, |h| h.elfcorehdr_memsz.0)));
     let cmdline_cap = usize::try_from(image.cmdline_size).unwrap_or(usize::MAX).saturating_add(1);
     let setup_data_offset = bootparams::BOOT_PARAMS_SIZE + cmdline_cap.div_ceil(16) * 16;
     let e820_bound = machine.memory_map.len() + machine.crash_regions.len() + 4;
@@ -696,11 +732,13 @@ fn plan_load(
     let mut purgatory = purgatory
         .with_flags(flags)
         .with_entry(kernel_addr + kernel_image.entry_offset(), boot_params_addr)
-        .with_segments(segments.iter().map(|s| kdump_purgatory::Segment {
-            mem: s.mem.0,
-            buf: &s.buf,
-            memsz: s.memsz.0,
-        }));
+        .with_segments(
+            segments
+                .iter()
+                // The kernel rewrites the headers on hotplug: a digest over them would fail the crash.
+                .filter(|s| !(hotplug.is_some() && s.name == "elfcorehdr"))
+                .map(|s| kdump_purgatory::Segment { mem: s.mem.0, buf: &s.buf, memsz: s.memsz.0 }),
+        );
     if let Some(b) = backup {
         purgatory = purgatory.with_backup(b.src.0, b.dst.0, b.len.0);
     }
@@ -716,7 +754,9 @@ fn plan_load(
 
     let mut plan = Plan {
         syscall: "kexec_load",
-        flags: Hex(if panic { KEXEC_ON_CRASH } else { 0 } | KEXEC_ARCH_X86_64),
+        flags: Hex(if panic { KEXEC_ON_CRASH } else { 0 }
+            | if hotplug.is_some() { KEXEC_UPDATE_ELFCOREHDR } else { 0 }
+            | KEXEC_ARCH_X86_64),
         entry: Hex(purgatory_addr),
         panic,
         load_region: HexRange { start: Hex(region.start), end: Hex(region.end) },
@@ -733,6 +773,7 @@ fn plan_load(
         elf_class: class,
         backup,
         purgatory_checks: !opts.skip_checks,
+        hotplug,
         segments,
         e820,
         elf_headers: phdrs,
@@ -741,7 +782,24 @@ fn plan_load(
     plan.machine.warnings.extend(warnings);
     let total_ram: u64 = machine.ram().map(|r| r.len()).sum();
     check_rules(&plan.segments, plan.entry.0, Some(region), total_ram)?;
+    if plan.hotplug.is_some() {
+        check_elfcorehdr_is_findable(&plan.segments)?;
+    }
     Ok(plan)
+}
+
+/// On a hotplug event the kernel takes the segment whose first bytes are `\x7fELF` as the
+/// one to rewrite (kernel/crash_core.c `crash_handle_hotplug_event`, the last such segment):
+/// the ELF core headers must be the only one.
+fn check_elfcorehdr_is_findable(segments: &[Segment]) -> Result<(), PlanError> {
+    let elf: Vec<&str> = segments.iter().filter(|s| s.buf.starts_with(b"\x7fELF")).map(|s| s.name).collect();
+    if elf != ["elfcorehdr"] {
+        return Err(PlanError::Rule(format!(
+            "crash hotplug needs the ELF core headers to be the only segment starting with \\x7fELF \
+             (the kernel finds them that way), but these do: {elf:?}; load with --no-hotplug"
+        )));
+    }
+    Ok(())
 }
 
 /// The kernel's own checks on a segment list (kernel/kexec_core.c
@@ -849,6 +907,7 @@ mod tests {
             memmap_cmdline: false,
             skip_checks: false,
             window: None,
+            hotplug: None,
         }
     }
 
@@ -912,6 +971,57 @@ mod tests {
         assert_eq!(purgatory.mem, plan.entry);
         let needle = (plan.kernel.load.0 + 0x200).to_le_bytes();
         assert!(purgatory.buf.windows(8).any(|w| w == needle));
+    }
+
+    #[test]
+    fn hotplug_sizes_the_headers_for_the_kernel_and_leaves_them_out_of_the_digest() {
+        let crash = PhysRange { start: 0x2300_0000, end: 0x32ff_ffff };
+        let off = plan_crash_load(&machine(crash), &kernel(), Some(&[7u8; 10_000]), &opts()).unwrap();
+        let on_opts = Options { hotplug: Some(462_448), ..opts() };
+        let on = plan_crash_load(&machine(crash), &kernel(), Some(&[7u8; 10_000]), &on_opts).unwrap();
+        assert_eq!(off.flags.0 & KEXEC_UPDATE_ELFCOREHDR, 0);
+        assert!(off.hotplug.is_none());
+        assert_eq!(on.flags.0, KEXEC_ON_CRASH | KEXEC_UPDATE_ELFCOREHDR | KEXEC_ARCH_X86_64);
+        let hdr = |p: &Plan| p.segments.iter().find(|s| s.name == "elfcorehdr").unwrap().clone();
+        assert_eq!(hdr(&off).memsz.0, ELFCOREHDR_MIN);
+        // 64-byte ELF header + 462448 bytes of program headers, rounded up to pages.
+        assert_eq!(hdr(&on).memsz.0, 0x71000);
+        assert_eq!(on.hotplug.unwrap().elfcorehdr_memsz.0, 0x71000);
+        assert_eq!(hdr(&on).buf.len(), hdr(&off).buf.len(), "the same headers, with more room after them");
+        // The capture kernel's memory map leaves the whole segment alone.
+        let (a, z) = (hdr(&on).mem.0, hdr(&on).mem.0 + hdr(&on).memsz.0);
+        assert!(on.e820.iter().filter(|e| e.kind == 1).all(|e| e.addr.0 + e.size.0 <= a || e.addr.0 >= z));
+
+        // The purgatory verifies every segment but the headers when hotplug is on.
+        let regions = |p: &Plan| {
+            let purg = p.segments.iter().find(|s| s.name == "purgatory").unwrap();
+            use core::mem::{offset_of, size_of};
+            use kdump_purgatory::abi::{Params, Region};
+            let at = kdump_purgatory::Purgatory::new(&purg.buf).unwrap().params_offset();
+            let u64_at = |o: usize| u64::from_le_bytes(purg.buf[o..o + 8].try_into().unwrap());
+            let n = u64_at(at + offset_of!(Params, nr_regions)) as usize;
+            (0..n)
+                .map(|i| u64_at(at + offset_of!(Params, regions) + i * size_of::<Region>() + offset_of!(Region, start)))
+                .collect::<Vec<u64>>()
+        };
+        assert!(regions(&off).contains(&hdr(&off).mem.0));
+        assert!(!regions(&on).contains(&hdr(&on).mem.0));
+        assert_eq!(regions(&on).len() + 1, regions(&off).len());
+
+        // Normal loads have no headers to update.
+        let normal = plan_normal_load(&machine(crash), &kernel(), None, &on_opts).unwrap();
+        assert!(normal.hotplug.is_none() && normal.flags.0 & KEXEC_UPDATE_ELFCOREHDR == 0);
+    }
+
+    #[test]
+    fn hotplug_refuses_a_second_segment_that_looks_like_elf_headers() {
+        let crash = PhysRange { start: 0x2300_0000, end: 0x32ff_ffff };
+        let mut initrd = b"\x7fELF".to_vec();
+        initrd.resize(10_000, 0);
+        let on_opts = Options { hotplug: Some(4096), ..opts() };
+        let err = plan_crash_load(&machine(crash), &kernel(), Some(&initrd), &on_opts).unwrap_err();
+        assert!(err.to_string().contains("only segment starting with"), "{err}");
+        assert!(plan_crash_load(&machine(crash), &kernel(), Some(&initrd), &opts()).is_ok());
     }
 
     #[test]

@@ -86,6 +86,14 @@ pub struct Vm {
     pub memory_mib: u32,
     /// Number of virtual CPUs.
     pub cpus: u32,
+    /// Room for hot-added memory: the most RAM in MiB the machine may grow to (QEMU
+    /// `-m memory_mib,slots=2,maxmem=…`, two DIMM slots); None: no memory hotplug.
+    pub max_memory_mib: Option<u32>,
+    /// Room for hot-added CPUs: the most CPUs the machine may have (QEMU `-smp
+    /// cpus,maxcpus=…`, one CPU per socket, so a new CPU's `socket-id` is its number; the
+    /// guest then sees a VMware hypervisor, without which Linux ignores QEMU's hot-pluggable
+    /// CPUs under TCG); None: no CPU hotplug.
+    pub max_cpus: Option<u32>,
     /// QEMU CPU model: `max` gives 5-level paging, `Haswell-v4` 4-level
     /// (see [`LabKernel::cpu_model`]).
     pub cpu_model: String,
@@ -111,6 +119,8 @@ impl Default for Vm {
             capture_kernel: None,
             memory_mib: 1024,
             cpus: 2,
+            max_memory_mib: None,
+            max_cpus: None,
             cpu_model: "max".to_string(),
             crashkernel: Some("256M".to_string()),
             extra_cmdline: String::new(),

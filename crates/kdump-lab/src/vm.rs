@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::image::{Role, build};
 use crate::kernel::run as run_tool;
 use crate::paths::runs_dir;
-use crate::{CAPTURE_CMDLINE, LabError, Outcome, Scenario, io_err, write_file};
+use crate::{CAPTURE_CMDLINE, LabError, Outcome, Scenario, Vm, io_err, write_file};
 
 pub(crate) fn run(s: &Scenario) -> Result<Outcome, LabError> {
     let run_dir = runs_dir().join(&s.name);
@@ -63,7 +63,7 @@ pub(crate) fn run(s: &Scenario) -> Result<Outcome, LabError> {
     // own code patching (an int3 Oops in early boot, a hang in alg_test) on a loaded host.
     let mut qemu = Command::new(&s.vm.qemu);
     qemu.args(["-accel", "tcg,thread=single", "-nodefaults", "-display", "none", "-no-reboot"])
-        .args(["-m", &s.vm.memory_mib.to_string(), "-smp", &s.vm.cpus.to_string(), "-cpu", &s.vm.cpu_model])
+        .args(["-m", &memory_arg(&s.vm), "-smp", &smp_arg(&s.vm), "-cpu", &cpu_arg(&s.vm)])
         .arg("-kernel")
         .arg(&kernel)
         .arg("-initrd")
@@ -74,6 +74,7 @@ pub(crate) fn run(s: &Scenario) -> Result<Outcome, LabError> {
         .arg("-drive")
         .arg(format!("file={},format=raw,if=none,id=results", disk.display()))
         .args(["-device", "nvme,drive=results,serial=kdumplab"]);
+    qemu.args(hypervisor_args(&s.vm));
     if s.vm.extra_disk_mib > 0 {
         qemu.arg("-drive")
             .arg(format!("file={},format=raw,if=none,id=extra", extra.display()))
@@ -154,6 +155,48 @@ pub(crate) fn run(s: &Scenario) -> Result<Outcome, LabError> {
     }
 }
 
+/// QEMU's `-cpu`: the model, without the CPUID hypervisor bit on a machine with room for
+/// hot-added CPUs (see [`hypervisor_args`]).
+fn cpu_arg(vm: &Vm) -> String {
+    match vm.max_cpus {
+        Some(_) => format!("{},-hypervisor", vm.cpu_model),
+        None => vm.cpu_model.clone(),
+    }
+}
+
+/// A hypervisor Linux recognizes, on a machine with room for hot-added CPUs. QEMU lists
+/// hot-pluggable CPUs in the MADT as LAPIC entries with Enabled=0; Linux counts those as
+/// possible CPUs only when it runs under a hypervisor it knows (x86 `acpi_is_processor_usable`,
+/// 6.12 stable and later), and under TCG it knows none (CPUID leaf 0x40000000 says
+/// `TCGTCGTCGTCG`). Without the CPUID hypervisor bit, Linux's VMware check falls back to the
+/// DMI serial number and QEMU's VMware I/O port (on by default on the pc machine), which
+/// answers it: "Hypervisor detected: VMware", and the new CPUs become possible.
+fn hypervisor_args(vm: &Vm) -> Vec<String> {
+    match vm.max_cpus {
+        Some(_) => vec!["-smbios".into(), "type=1,serial=VMware-kdump-lab".into()],
+        None => Vec::new(),
+    }
+}
+
+/// QEMU's `-m`: the boot RAM, and with room for hot-added DIMMs two slots up to the maximum.
+fn memory_arg(vm: &Vm) -> String {
+    match vm.max_memory_mib {
+        Some(max) => format!("{},slots=2,maxmem={max}M", vm.memory_mib),
+        None => vm.memory_mib.to_string(),
+    }
+}
+
+/// QEMU's `-smp`: the boot CPUs, and with room for hot-added CPUs `max` one-core sockets,
+/// so the CPU to add next is `socket-id=<cpus>` (core and thread 0). Not cores of one
+/// socket: Linux ignores hot-pluggable APIC IDs in a package that has present ones when it
+/// sees no hypervisor (x86 topology, 6.9+), and under TCG it sees none.
+fn smp_arg(vm: &Vm) -> String {
+    match vm.max_cpus {
+        Some(max) => format!("{},maxcpus={max},sockets={max},cores=1,threads=1", vm.cpus),
+        None => vm.cpus.to_string(),
+    }
+}
+
 /// The status printed by the lab init as `LAB-SCENARIO-END <role> rc=<n>`.
 /// Kernel messages may share the line, so the marker is searched anywhere.
 fn end_status(console: &str, role: Role) -> Option<i32> {
@@ -177,5 +220,16 @@ mod tests {
         assert_eq!(end_status(log, Role::First), Some(0));
         assert_eq!(end_status(log, Role::Capture), Some(17));
         assert_eq!(end_status("nothing", Role::First), None);
+    }
+
+    #[test]
+    fn hotplug_room_only_when_asked() {
+        let vm = Vm { memory_mib: 1024, cpus: 2, ..Vm::default() };
+        assert_eq!((memory_arg(&vm), smp_arg(&vm)), ("1024".to_string(), "2".to_string()));
+        let vm = Vm { max_memory_mib: Some(2048), max_cpus: Some(4), ..vm };
+        assert_eq!(memory_arg(&vm), "1024,slots=2,maxmem=2048M");
+        assert_eq!(smp_arg(&vm), "2,maxcpus=4,sockets=4,cores=1,threads=1");
+        assert_eq!(cpu_arg(&vm), "max,-hypervisor");
+        assert_eq!(hypervisor_args(&vm), ["-smbios", "type=1,serial=VMware-kdump-lab"]);
     }
 }

@@ -6,6 +6,7 @@
 //! planning code or a binary that wires the two together.
 #![deny(missing_docs)]
 
+mod hotplug;
 pub mod kexec;
 pub mod legacy;
 mod machine;
@@ -14,6 +15,7 @@ mod root;
 pub mod service;
 pub mod usage;
 
+pub use hotplug::{CPU_CRASH_HOTPLUG, CrashHotplug, MEMORY_CRASH_HOTPLUG, crash_hotplug};
 pub use machine::{LoaderInputs, collect_loader_inputs, collect_machine_info};
 pub use root::SysRoot;
 

@@ -1,4 +1,4 @@
-//! The kdump service: `kdump setup`, `unload`, `status`, `estimate`, `test`,
+//! The kdump service: `kdump setup`, `reload`, `unload`, `status`, `estimate`, `test`,
 //! `list`, `extract` and `config`. The pure parts are in `kdump-service`;
 //! the system calls in `kdump-sys::service`.
 
@@ -36,6 +36,19 @@ pub enum ServiceCommand {
         /// Build and report, but load nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Reload the loaded capture kernel after CPU or memory hotplug, so that its ELF core
+    /// headers describe the machine as it is now (what packaging/98-kdump-hotplug.rules runs).
+    /// Serialized and idempotent: a reload happens only when RAM or the present CPUs changed
+    /// since the last load.
+    Reload {
+        /// The config file.
+        #[arg(long, value_name = "FILE", default_value = CONFIG_PATH)]
+        config: PathBuf,
+        /// Do nothing where the kernel updates the loaded capture kernel itself on hotplug
+        /// (crash hotplug: /sys/devices/system/{cpu,memory}/crash_hotplug read 1).
+        #[arg(long)]
+        if_needed: bool,
     },
     /// Unload the capture kernel.
     Unload,
@@ -90,6 +103,7 @@ pub enum ServiceCommand {
 pub fn run(cmd: &ServiceCommand) -> anyhow::Result<()> {
     match cmd {
         ServiceCommand::Setup { config, dry_run } => setup(config, *dry_run),
+        ServiceCommand::Reload { config, if_needed } => reload(config, *if_needed),
         ServiceCommand::Unload => unload(),
         ServiceCommand::Status { config } => status(config),
         ServiceCommand::Estimate { config } => estimate(config),
@@ -374,15 +388,20 @@ fn setup(config_path: &Path, dry_run: bool) -> anyhow::Result<()> {
     digest.update(&raw);
     digest.update(&built.initramfs.bytes);
     digest.update(line.as_bytes());
+    let machine = collect_machine_info(&root).context("cannot read the machine description")?;
+    // The machine as the loaded ELF core headers describe it: after CPU or memory hotplug the
+    // stamp differs and setup reloads (kdump reload, run by the udev rule).
+    digest.update(machine_layout(&machine).as_bytes());
     let boot_id = root.read("/proc/sys/kernel/random/boot_id").unwrap_or_default();
     let stamp = format!("{} {}", boot_id.trim(), hex(&digest.finalize()));
     let stamp_path = loaded_stamp_path(&cfg);
-    let machine = collect_machine_info(&root).context("cannot read the machine description")?;
     if machine.kexec.crash_loaded
         && std::fs::read_to_string(&stamp_path).is_ok_and(|s| s.lines().next() == Some(stamp.as_str()))
         && std::fs::read(&out).is_ok_and(|b| b == built.initramfs.bytes)
     {
-        println!("kdump setup: already loaded with this kernel, initramfs and command line: nothing to do");
+        println!(
+            "kdump setup: already loaded with this kernel, initramfs, command line and machine layout: nothing to do"
+        );
         return Ok(());
     }
     let problems = check_load(&LoadCheck {
@@ -486,6 +505,10 @@ fn load_with_kexec_load(
         memmap_cmdline: false,
         skip_checks: false,
         window: None,
+        // As `kexec -c -p`: the kernel updates the headers on hotplug where it can.
+        hotplug: kdump_sys::crash_hotplug(root)
+            .context("cannot read the kernel's crash hotplug support")?
+            .elfcorehdr_for_load(),
     };
     let load = LegacyLoad { kernel, initrd: Some(initramfs), options, panic: true };
     let plan = plan_kexec_load(root, machine, &load).context("cannot plan the kexec_load of the capture kernel")?;
@@ -494,6 +517,38 @@ fn load_with_kexec_load(
     }
     load_plan(root, &plan)?;
     Ok(())
+}
+
+/// What of the machine the capture kernel's ELF core headers depend on: RAM, and the CPUs
+/// whose crash notes they point at.
+fn machine_layout(machine: &kdump_machine::MachineInfo) -> String {
+    let ram: Vec<String> = machine.system_ram.iter().map(|r| format!("{:#x}-{:#x}", r.start, r.end)).collect();
+    format!("ram {} present {:?} possible {:?}", ram.join(","), machine.present_cpus, machine.possible_cpus)
+}
+
+/// `kdump reload`: `kdump setup` again if a capture kernel is loaded (and, with `if_needed`,
+/// only where the kernel does not update it itself on hotplug). One at a time: udev runs
+/// it for every CPU and memory block that comes or goes.
+fn reload(config_path: &Path, if_needed: bool) -> anyhow::Result<()> {
+    let root = SysRoot::host();
+    let loaded = root.read("/sys/kernel/kexec_crash_loaded").map(|s| s.trim() == "1").unwrap_or(false);
+    if !loaded {
+        println!("kdump reload: no capture kernel is loaded: nothing to do (kdump setup loads one)");
+        return Ok(());
+    }
+    let hotplug = kdump_sys::crash_hotplug(&root)?;
+    if if_needed && !hotplug.reload_needed() {
+        println!("kdump reload: the kernel updates the loaded capture kernel on hotplug itself: nothing to do");
+        return Ok(());
+    }
+    let (cfg, _) = load_config(config_path)?;
+    let lock_path = PathBuf::from(format!("{}.lock", cfg.capture.initramfs));
+    if let Some(dir) = lock_path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let lock = File::create(&lock_path).with_context(|| format!("cannot create {}", lock_path.display()))?;
+    lock.lock().with_context(|| format!("cannot lock {}", lock_path.display()))?;
+    setup(config_path, false)
 }
 
 fn unload() -> anyhow::Result<()> {
@@ -569,6 +624,9 @@ fn status(config_path: &Path) -> anyhow::Result<()> {
             "NOT loaded (run kdump setup)".to_string()
         }
     );
+    if machine.kexec.crash_loaded {
+        println!("hotplug:         {}", hotplug_line(&kdump_sys::crash_hotplug(&root)?));
+    }
     let (cfg, _) = match config {
         Ok(c) => c,
         Err(e) => {
@@ -593,6 +651,27 @@ fn status(config_path: &Path) -> anyhow::Result<()> {
         None => println!("dumps:           the target is not mounted here: kdump list --dir DIR"),
     }
     Ok(())
+}
+
+/// Whether the loaded capture kernel follows CPU/memory hotplug by itself, or needs the
+/// reload the udev rule (packaging/98-kdump-hotplug.rules) does.
+fn hotplug_line(hp: &kdump_sys::CrashHotplug) -> String {
+    let kinds = |v: bool| {
+        let kinds: Vec<&str> =
+            [("CPU", hp.cpu), ("memory", hp.memory)].iter().filter(|(_, f)| *f == Some(v)).map(|(k, _)| *k).collect();
+        kinds.join(" and ")
+    };
+    if !hp.reload_needed() {
+        format!("updated by the kernel on {} hotplug (crash hotplug)", kinds(true))
+    } else if hp.cpu.is_none() && hp.memory.is_none() {
+        "no crash hotplug in this kernel: reloaded on CPU/memory hotplug by kdump reload --if-needed (udev rule)"
+            .to_string()
+    } else {
+        format!(
+            "NOT updated by the kernel on {} hotplug: reloaded by kdump reload --if-needed (udev rule)",
+            kinds(false)
+        )
+    }
 }
 
 fn list(config_path: &Path, dir: Option<&Path>) -> anyhow::Result<()> {
@@ -719,6 +798,18 @@ mod tests {
         assert_eq!(decompress_module("m.ko.gz", gz.finish().unwrap()).unwrap(), plain);
         assert_eq!(decompress_module("m.ko", plain.clone()).unwrap(), plain);
         assert!(decompress_module("m.ko.xz", b"not xz".to_vec()).is_err());
+    }
+
+    #[test]
+    fn hotplug_line_says_when_a_reload_is_needed() {
+        let hp = kdump_sys::CrashHotplug { elfcorehdr_size: Some(1), cpu: Some(true), memory: Some(false) };
+        assert_eq!(
+            hotplug_line(&hp),
+            "NOT updated by the kernel on memory hotplug: reloaded by kdump reload --if-needed (udev rule)"
+        );
+        let hp = kdump_sys::CrashHotplug { memory: Some(true), ..hp };
+        assert_eq!(hotplug_line(&hp), "updated by the kernel on CPU and memory hotplug (crash hotplug)");
+        assert!(hotplug_line(&kdump_sys::CrashHotplug::default()).starts_with("no crash hotplug in this kernel"));
     }
 
     #[test]

@@ -95,6 +95,7 @@ fn main() -> anyhow::Result<()> {
         memmap_cmdline: false,
         skip_checks: false,
         window: None,
+        hotplug: None,
     };
 
     let mut plan_times = Vec::new();

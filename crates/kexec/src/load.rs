@@ -135,6 +135,12 @@ pub fn load(args: &Args, root: &SysRoot) -> anyhow::Result<()> {
             _ => {}
         }
     }
+    if args.no_hotplug && args.panic && choice == SyscallChoice::File {
+        eprintln!(
+            "kexec: --no-hotplug applies to kexec_load (-c): a kernel with crash hotplug always updates \
+             kexec_file_load images"
+        );
+    }
     let machine = collect_machine_info(root).context("cannot read the machine description")?;
     let problems_for = |syscall| {
         check_load(&LoadCheck {
@@ -242,6 +248,7 @@ impl Legacy<'_> {
             }
             None => None,
         };
+        let hotplug = self.hotplug()?;
         let options = Options {
             cmdline: line.to_string(),
             elf32: args.elf32_core_headers,
@@ -249,6 +256,7 @@ impl Legacy<'_> {
             memmap_cmdline: args.pass_memmap_cmdline,
             skip_checks: args.no_checks,
             window: self.window,
+            hotplug,
         };
         let started = std::time::Instant::now();
         let load = LegacyLoad { kernel: self.kernel, initrd: initrd.as_deref(), options, panic: args.panic };
@@ -289,10 +297,50 @@ impl Legacy<'_> {
     }
 }
 
+impl Legacy<'_> {
+    /// `Some(crash_elfcorehdr_size)` when the kernel is to update the headers on hotplug:
+    /// panic loads on kernels with crash hotplug, unless --no-hotplug.
+    fn hotplug(&self) -> anyhow::Result<Option<u64>> {
+        if !self.args.panic || self.args.no_hotplug {
+            return Ok(None);
+        }
+        let support = kdump_sys::crash_hotplug(self.root).context("cannot read the kernel's crash hotplug support")?;
+        match support.elfcorehdr_for_load() {
+            Some(size) => Ok(Some(size)),
+            None => {
+                if self.args.hotplug {
+                    eprintln!(
+                        "kexec: --hotplug: this kernel cannot update a loaded capture kernel on CPU/memory hotplug \
+                         (no /sys/kernel/crash_elfcorehdr_size or /sys/devices/system/{{cpu,memory}}/crash_hotplug; \
+                         Linux 6.6+ with CONFIG_CRASH_HOTPLUG does): loading without it; reload after hotplug \
+                         (kdump reload --if-needed, which packaging/98-kdump-hotplug.rules runs)"
+                    );
+                }
+                Ok(None)
+            }
+        }
+    }
+}
+
 fn describe_legacy(plan: &LoadPlan) -> String {
     let mut s = String::new();
-    let names = if plan.panic { "KEXEC_ON_CRASH | KEXEC_ARCH_X86_64" } else { "KEXEC_ARCH_X86_64" };
-    let _ = writeln!(s, "syscall:  kexec_load, flags {:#x} ({names})", plan.flags.0);
+    let mut names = vec![];
+    if plan.panic {
+        names.push("KEXEC_ON_CRASH");
+    }
+    if let Some(h) = &plan.hotplug {
+        names.push(h.flag);
+    }
+    names.push("KEXEC_ARCH_X86_64");
+    let _ = writeln!(s, "syscall:  kexec_load, flags {:#x} ({})", plan.flags.0, names.join(" | "));
+    if let Some(h) = &plan.hotplug {
+        let _ = writeln!(
+            s,
+            "hotplug:  the kernel updates the ELF core headers on CPU/memory hotplug ({} reserved for them, \
+             not verified by the purgatory)",
+            mib(h.elfcorehdr_memsz.0)
+        );
+    }
     let _ = writeln!(s, "cmdline:  {}", plan.cmdline);
     let _ = writeln!(
         s,

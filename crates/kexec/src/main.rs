@@ -101,6 +101,13 @@ pub struct Args {
     /// kexec_load (-c): pass the memory map as `memmap=exactmap memmap=…` on the command line too.
     #[arg(long = "pass-memmap-cmdline")]
     pub pass_memmap_cmdline: bool,
+    /// Panic loads: let the kernel update the ELF core headers on CPU/memory hotplug (Linux 6.6+).
+    /// On by default where the kernel supports it; kexec_file_load (-s) images always are.
+    #[arg(long = "hotplug", overrides_with = "no_hotplug")]
+    pub hotplug: bool,
+    /// kexec_load (-c): do not let the kernel update the headers; reload after hotplug instead.
+    #[arg(long = "no-hotplug", overrides_with = "hotplug")]
+    pub no_hotplug: bool,
     /// Print the decided image, initrd, command line, syscall and flags; load nothing.
     #[arg(long = "dry-run")]
     pub dry_run: bool,
@@ -301,6 +308,10 @@ mod tests {
         let a = Args::try_parse_from(["kexec", "-c", "-p", "-i", "--no-backup", "--elf32-core-headers", "/k"]).unwrap();
         assert!(a.no_checks && a.no_backup && a.elf32_core_headers);
         assert_eq!((action(&a).unwrap(), a.syscall()), (Action::Load, SyscallChoice::Legacy));
+        let a = Args::try_parse_from(["kexec", "-c", "-p", "--hotplug", "/k"]).unwrap();
+        assert!(a.hotplug && !a.no_hotplug);
+        let a = Args::try_parse_from(["kexec", "-c", "-p", "--hotplug", "--no-hotplug", "/k"]).unwrap();
+        assert!(!a.hotplug && a.no_hotplug, "the last one wins");
         let a = Args::try_parse_from(["kexec", "-p", "--print-plan", "--pass-memmap-cmdline", "/k"]).unwrap();
         assert_eq!(a.syscall(), SyscallChoice::Legacy, "--print-plan describes a kexec_load");
     }

@@ -368,3 +368,35 @@ fn elf_vmlinux_plans_at_its_paddrs_and_file_load_refuses_it() {
     assert!(err.contains("loading it with kexec_load (-c)"), "{err}");
     assert!(stdout.contains("syscall:  kexec_load"), "{stdout}");
 }
+
+/// Crash hotplug: on by default where the kernel has it (the crash_hotplug and
+/// crash_elfcorehdr_size files), off with --no-hotplug, and only a warning where it has not.
+#[test]
+fn hotplug_on_where_the_kernel_supports_it() {
+    let v = plan("qemu-1g-2cpu-crash256m-4level-hotplug", &[]);
+    check(&v);
+    assert_eq!(v["flags"], "0x3e0005", "KEXEC_ON_CRASH | KEXEC_UPDATE_ELFCOREHDR | KEXEC_ARCH_X86_64");
+    assert_eq!(v["hotplug"]["flag"], "KEXEC_UPDATE_ELFCOREHDR");
+    let size = std::fs::read_to_string(
+        workspace()
+            .join("tests/fixtures/machines/qemu-1g-2cpu-crash256m-4level-hotplug/sys/kernel/crash_elfcorehdr_size"),
+    )
+    .unwrap();
+    let size: u64 = size.trim().parse().unwrap();
+    let hdr = v["segments"].as_array().unwrap().iter().find(|s| s["name"] == "elfcorehdr").unwrap();
+    assert!(hex(&hdr["memsz"]) >= 64 + size, "{hdr}: room for the kernel's {size} bytes of program headers");
+    assert_eq!(hex(&hdr["memsz"]), hex(&v["hotplug"]["elfcorehdr_memsz"]));
+    golden("qemu-1g-2cpu-crash256m-4level-hotplug", &v);
+
+    // --no-hotplug: exactly the plan of the same machine without crash hotplug.
+    let off = plan("qemu-1g-2cpu-crash256m-4level-hotplug", &["--no-hotplug"]);
+    assert_eq!(off, plan("qemu-1g-2cpu-crash256m-4level", &[]));
+    assert!(off.get("hotplug").is_none());
+
+    // --hotplug where the kernel cannot: a warning, and the plan without it.
+    let out = run("qemu-1g-2cpu-crash256m-4level", &["--hotplug"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot update a loaded capture kernel"));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["flags"], "0x3e0001");
+}
