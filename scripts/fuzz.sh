@@ -48,6 +48,7 @@ RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 bin=$out/build/x86_64-unknown-linux-gnu/release
 
 failed=0
+passed=0
 printf '%-14s %8s %8s %10s %s\n' target edges features runs result
 for t in "${targets[@]}"; do
   corpus=$out/corpus/$t
@@ -68,7 +69,9 @@ for t in "${targets[@]}"; do
     failed=1
   fi
   printf '%-14s %8s %8s %10s %s\n' "$t" "${edges:-?}" "${features:-?}" "${runs:-?}" "$result"
+  if [ "$result" = ok ]; then passed=$((passed + 1)); fi
 done
+echo "fuzz: $passed passed, $(( ${#targets[@]} - passed )) failed"
 if [ $failed -ne 0 ]; then
   grep -h -A20 -E 'panicked|ERROR: libFuzzer' "$out"/*.log | head -60 || true
   exit 1

@@ -21,8 +21,10 @@ pub const FLAG_EXCLUDED_VMEMMAP: u32 = 0x10;
 /// Page is zstd-compressed (`DUMP_DH_COMPRESSED_ZSTD`).
 pub const FLAG_ZSTD: u32 = 0x20;
 
-/// A page compression method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A page compression method (also the `dump.codec` key of the service config,
+/// as `none`, `zlib`, `lzo`, `snappy` or `zstd`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Codec {
     /// No compression: every page stored raw.
     None,
@@ -72,6 +74,12 @@ impl Codec {
             Codec::Snappy => "snappy",
             Codec::Zstd => "zstd",
         }
+    }
+}
+
+impl std::fmt::Display for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

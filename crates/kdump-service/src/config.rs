@@ -154,46 +154,8 @@ pub enum FailureAction {
     Halt,
 }
 
-/// Page compression of the saved dump.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Codec {
-    /// Uncompressed.
-    None,
-    /// zlib (`makedumpfile -c`).
-    Zlib,
-    /// LZO (`-l`).
-    Lzo,
-    /// snappy (`-p`).
-    Snappy,
-    /// zstd (`-z`).
-    Zstd,
-}
-
-impl Codec {
-    /// The `kdump dump` / makedumpfile flag, if any.
-    pub fn flag(self) -> Option<&'static str> {
-        match self {
-            Codec::None => None,
-            Codec::Zlib => Some("-c"),
-            Codec::Lzo => Some("-l"),
-            Codec::Snappy => Some("-p"),
-            Codec::Zstd => Some("-z"),
-        }
-    }
-}
-
-impl fmt::Display for Codec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Codec::None => "none",
-            Codec::Zlib => "zlib",
-            Codec::Lzo => "lzo",
-            Codec::Snappy => "snappy",
-            Codec::Zstd => "zstd",
-        })
-    }
-}
+/// Page compression of the saved dump: the dump-file crate's codec.
+pub use kdump_dumpfile::Codec;
 
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

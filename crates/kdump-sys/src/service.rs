@@ -186,30 +186,37 @@ pub fn crash_now() -> io::Error {
     }
 }
 
-/// Makes `fd` refer to what `file` refers to (`dup2`), returning a copy of the old `fd` to restore it.
-pub fn redirect_fd(fd: libc::c_int, file: &File) -> io::Result<File> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: dup of a descriptor number; the result is owned by the File below.
-    let saved = unsafe { libc::dup(fd) };
-    if saved < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `saved` was just returned by dup and is owned by nobody else.
-    let saved = unsafe { File::from_raw_fd(saved) };
-    // SAFETY: both descriptors are open; dup2 replaces `fd` atomically.
-    if unsafe { libc::dup2(file.as_raw_fd(), fd) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(saved)
+/// `mount` failed because something is mounted there already.
+pub fn is_already_mounted(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EBUSY)
 }
 
-/// Restores a descriptor saved by [`redirect_fd`].
-pub fn restore_fd(fd: libc::c_int, saved: File) -> io::Result<()> {
-    // SAFETY: both descriptors are open; dup2 replaces `fd` atomically.
-    if unsafe { libc::dup2(saved.as_raw_fd(), fd) } < 0 {
-        return Err(io::Error::last_os_error());
+/// `umount` failed because nothing is mounted there.
+pub fn is_not_mounted(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EINVAL)
+}
+
+/// Creates `path` as a new file, read-write, mode 0600, failing if anything is
+/// there already, a symlink included (`O_EXCL|O_NOFOLLOW`): a dump holds the
+/// crashed machine's memory and must not land where someone else points it.
+pub fn create_private(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .read(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// Like [`reserve_space`], but `Ok(false)` where the filesystem cannot reserve space.
+pub fn reserve_space_if_supported(file: &File, len: u64) -> io::Result<bool> {
+    match reserve_space(file, len) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(false),
+        Err(e) => Err(e),
     }
-    Ok(())
 }
 
 /// Reserves `len` bytes for a file (`fallocate`), so that space is there later.

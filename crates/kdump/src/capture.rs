@@ -12,15 +12,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use clap::Parser;
 use kdump_service::config::CONFIG_PATH;
 use kdump_service::initramfs::{MODULE_DIR, MODULE_LIST, module_list};
 use kdump_service::naming::{crash_dir_name, unique};
-use kdump_service::{Action, Config, FailureAction, TargetSpec};
+use kdump_service::{Action, Codec, Config, FailureAction, TargetSpec};
 use kdump_sys::SysRoot;
 use kdump_sys::service::{self as sys, Stop};
 
-use crate::dump::DumpArgs;
+use crate::dump::{Output, SaveRequest, save as save_dump};
 
 const VMCORE: &str = "/proc/vmcore";
 const MOUNTPOINT: &str = "/mnt/target";
@@ -136,7 +135,7 @@ fn mount_pseudo_filesystems(log: &mut Log) {
     {
         let _ = std::fs::create_dir_all(dir);
         if let Err(e) = sys::mount(src, Path::new(dir), fstype, 0)
-            && e.raw_os_error() != Some(libc::EBUSY)
+            && !sys::is_already_mounted(&e)
         {
             log.say(format!("cannot mount {fstype} on {dir}: {e}"));
         }
@@ -171,7 +170,7 @@ fn unmount(log: &mut Log) {
     kdump_sys::kexec::sync_filesystems();
     if Path::new(MOUNTPOINT).exists()
         && let Err(e) = sys::umount(Path::new(MOUNTPOINT))
-        && e.raw_os_error() != Some(libc::EINVAL)
+        && !sys::is_not_mounted(&e)
     {
         log.say(format!("cannot unmount {MOUNTPOINT}: {e} (synced anyway)"));
     }
@@ -205,23 +204,21 @@ fn wait_for_target(cfg: &Config, spec: &TargetSpec, log: &mut Log) -> anyhow::Re
     }
 }
 
-/// The same code path as `kdump dump ARGS`.
-fn kdump_dump(args: &[String]) -> anyhow::Result<()> {
-    #[derive(Parser)]
-    struct DumpCli {
-        #[command(flatten)]
-        args: DumpArgs,
-    }
-    let cli = DumpCli::try_parse_from(std::iter::once("kdump-dump".to_string()).chain(args.iter().cloned()))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    crate::dump::run(&cli.args)
+/// What `kdump dump` would be asked for this config at `level`.
+fn request(cfg: &Config, level: u32) -> SaveRequest {
+    SaveRequest { threads: Some(cfg.dump.threads as usize), ..SaveRequest::new(level, cfg.dump.codec) }
 }
 
-fn dump_args(cfg: &Config, level: u32) -> Vec<String> {
-    let mut a = vec!["-d".to_string(), level.to_string()];
-    a.extend(cfg.dump.codec.flag().map(str::to_string));
-    a.extend(["--num-threads".to_string(), cfg.dump.threads.to_string()]);
-    a
+/// The command line `kdump dump` would take for `req`, for the log.
+fn described(req: &SaveRequest) -> String {
+    let codec = match req.codec {
+        Codec::None => "",
+        Codec::Zlib => " -c",
+        Codec::Lzo => " -l",
+        Codec::Snappy => " -p",
+        Codec::Zstd => " -z",
+    };
+    format!("-d {}{codec} --num-threads {}", req.level, req.threads.unwrap_or(0))
 }
 
 fn save(cfg: &Config, log: &mut Log) -> anyhow::Result<()> {
@@ -283,10 +280,9 @@ fn save(cfg: &Config, log: &mut Log) -> anyhow::Result<()> {
     log.flush();
 
     let vmcore = dir.join("vmcore");
-    let mut args = dump_args(cfg, cfg.dump.level);
-    log.say(format!("kdump dump {} {VMCORE} {}", args.join(" "), shown.join("vmcore").display()));
-    args.extend([VMCORE.to_string(), vmcore.to_string_lossy().into_owned()]);
-    let mut result = kdump_dump(&args);
+    let req = request(cfg, cfg.dump.level);
+    log.say(format!("kdump dump {} {VMCORE} {}", described(&req), shown.join("vmcore").display()));
+    let mut result = save_dump(Path::new(VMCORE), Output::File { path: &vmcore, force: false }, &req);
     let mut level = cfg.dump.level;
     if let Err(e) = &result
         && cfg.failure_action == FailureAction::RetryStricter
@@ -295,9 +291,7 @@ fn save(cfg: &Config, log: &mut Log) -> anyhow::Result<()> {
         log.say(format!("the dump failed: {e:#}"));
         log.say("failure_action = retry-stricter: retrying at dump level 31");
         log.flush();
-        let mut args = dump_args(cfg, 31);
-        args.extend(["-f".to_string(), VMCORE.to_string(), vmcore.to_string_lossy().into_owned()]);
-        match kdump_dump(&args) {
+        match save_dump(Path::new(VMCORE), Output::File { path: &vmcore, force: true }, &request(cfg, 31)) {
             Ok(()) => {
                 result = Ok(());
                 level = 31;
@@ -355,13 +349,12 @@ fn crash_identity() -> (String, i64) {
 /// A raw device: the flattened stream (`kdump dump -F`) written over the device.
 fn save_raw(cfg: &Config, node: &Path, log: &mut Log) -> anyhow::Result<()> {
     let dev = OpenOptions::new().write(true).open(node).with_context(|| format!("cannot open {}", node.display()))?;
-    let mut args = dump_args(cfg, cfg.dump.level);
-    log.say(format!("kdump dump -F {} {VMCORE} > {}", args.join(" "), node.display()));
-    args.extend(["-F".to_string(), VMCORE.to_string()]);
-    let saved = sys::redirect_fd(1, &dev).context("cannot redirect standard output to the device")?;
-    let result = kdump_dump(&args);
-    let _ = std::io::stdout().flush();
-    let _ = sys::restore_fd(1, saved);
+    let req = request(cfg, cfg.dump.level);
+    log.say(format!("kdump dump -F {} {VMCORE} > {}", described(&req), node.display()));
+    let name = node.display().to_string();
+    let mut stream = std::io::BufWriter::with_capacity(1 << 20, &dev);
+    let result = save_dump(Path::new(VMCORE), Output::Flattened { sink: &mut stream, name: &name }, &req);
+    drop(stream);
     dev.sync_all().with_context(|| format!("cannot flush {}", node.display()))?;
     result?;
     log.say(format!(

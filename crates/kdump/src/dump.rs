@@ -1,8 +1,7 @@
 //! `kdump dump` (and `makedumpfile`): save a dump, with makedumpfile's options.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{IsTerminal, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -108,8 +107,61 @@ fn read_mode(a: &DumpArgs) -> ReadMode {
     if a.non_mmap { ReadMode::Read } else { dumpfile::read_mode_from_env() }
 }
 
+/// What to save and how: the typed form of `kdump dump`'s options, built by the
+/// command line and by the capture init alike.
+#[derive(Debug, Clone)]
+pub struct SaveRequest {
+    /// Dump level (0..=31).
+    pub level: u32,
+    /// Page codec (kdump-compressed and flattened output).
+    pub codec: Codec,
+    /// An uncompressed ELF file instead (needs [`Output::File`]).
+    pub elf: bool,
+    /// Compression threads; `None`: every CPU, or 0 (one thread) on one CPU.
+    pub threads: Option<usize>,
+    /// How the source is read.
+    pub read_mode: ReadMode,
+    /// makedumpfile's message level: 0 prints only errors.
+    pub message_level: u32,
+    /// Print the time of each stage.
+    pub timings: bool,
+}
+
+impl SaveRequest {
+    /// A kdump-compressed dump at `level` with `codec`, messages on, read as the environment says.
+    pub fn new(level: u32, codec: Codec) -> Self {
+        Self {
+            level,
+            codec,
+            elf: false,
+            threads: None,
+            read_mode: dumpfile::read_mode_from_env(),
+            message_level: 7,
+            timings: false,
+        }
+    }
+}
+
+/// Where a dump goes.
+pub enum Output<'a> {
+    /// A file: written as `DEST.incomplete` (created 0600, never through a symlink), its
+    /// metadata preallocated, fsynced and renamed to `path` once complete.
+    File {
+        /// DEST.
+        path: &'a Path,
+        /// Replace an existing DEST.
+        force: bool,
+    },
+    /// makedumpfile's flattened format on a stream: a pipe, a raw device, a connection.
+    Flattened {
+        /// The stream.
+        sink: &'a mut (dyn Write + Send),
+        /// What it is, for messages (e.g. `standard output`, `/dev/vdb`).
+        name: &'a str,
+    },
+}
+
 pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
-    let started = Instant::now();
     if a.exclude_vmemmap {
         bail!(
             "-e (exclude the struct pages of excluded memory) is not built yet: leave it out; the dump then keeps those struct pages, as makedumpfile does without -e"
@@ -130,77 +182,95 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
         let [source] = a.files.as_slice() else { bail!("usage: kdump dump --mem-usage SOURCE") };
         return filter::mem_usage(source, read_mode(a));
     }
-    if a.level > 31 {
-        bail!("dump level {} is out of range: use 0 to 31", a.level);
+    let req = SaveRequest {
+        level: a.level,
+        codec: codec(a)?,
+        elf: a.elf,
+        threads: a.threads,
+        read_mode: read_mode(a),
+        message_level: a.message_level,
+        timings: a.timings,
+    };
+    if a.elf && a.flatten {
+        bail!("ELF output (-E) is uncompressed and needs a seekable file: leave out -F");
     }
-    let codec = codec(a)?;
-    if a.elf && (codec != Codec::None || a.flatten) {
-        bail!("ELF output (-E) is uncompressed and needs a seekable file: leave out -c/-l/-p/-z and -F");
-    }
-    let (source, dest) = match (a.flatten, a.files.as_slice()) {
-        (true, [source]) => (source, None),
-        (false, [source, dest]) => (source, Some(dest)),
+    match (a.flatten, a.files.as_slice()) {
+        (true, [source]) => {
+            let mut stdout = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout());
+            save(source, Output::Flattened { sink: &mut stdout, name: "standard output" }, &req)
+        }
+        (false, [source, dest]) => save(source, Output::File { path: dest, force: a.force }, &req),
         (true, _) => bail!("usage: kdump dump -F [OPTIONS] SOURCE > stream"),
         (false, _) => bail!("usage: kdump dump [OPTIONS] SOURCE DEST"),
-    };
-    if let Some(dest) = dest
-        && dest.exists()
-        && !a.force
-    {
-        bail!("{} exists: use -f to overwrite it", dest.display());
     }
-    let mode = read_mode(a);
+}
+
+/// Saves `source` to `output` as `req` says: what `kdump dump` and the capture init run.
+pub fn save(source: &Path, output: Output<'_>, req: &SaveRequest) -> anyhow::Result<()> {
+    let started = Instant::now();
+    if req.level > 31 {
+        bail!("dump level {} is out of range: use 0 to 31", req.level);
+    }
+    if req.elf && (req.codec != Codec::None || matches!(output, Output::Flattened { .. })) {
+        bail!("ELF output (-E) is uncompressed and needs a seekable file: leave out -c/-l/-p/-z and -F");
+    }
+    if let Output::File { path, force: false } = output
+        && path.exists()
+    {
+        bail!("{} exists: use -f to overwrite it", path.display());
+    }
+    let mode = req.read_mode;
     let mut dump = dumpfile::open_with(source, mode)?;
     // A dump without a VMCOREINFO note (QEMU's) is still filtered, and the
     // output carries the note, when the kernel's own is found in memory.
     match dump.resolve_vmcoreinfo() {
-        Ok(Some(at)) if a.message_level > 0 => eprintln!("kdump: VMCOREINFO {}", dumpfile::found_in_memory(at)),
+        Ok(Some(at)) if req.message_level > 0 => eprintln!("kdump: VMCOREINFO {}", dumpfile::found_in_memory(at)),
         Ok(_) => {}
-        Err(e) if a.message_level > 0 => eprintln!("kdump: warning: {e:#}"),
+        Err(e) if req.message_level > 0 => eprintln!("kdump: warning: {e:#}"),
         Err(_) => {}
     }
-    let mut filter = filter::build(source, &dump, a.level, mode)?;
-    if a.message_level > 0 {
+    let mut filter = filter::build(source, &dump, req.level, mode)?;
+    if req.message_level > 0 {
         for w in &filter.limits {
             eprintln!("kdump: warning: {w}");
         }
     }
     // One struct-page pass decides every page before any is read.
     let classifying = Instant::now();
-    let kept = filter.decide_all(source, &dump, a.level, mode)?;
-    let mut timings = Timings::new(started, a, &dump);
+    let kept = filter.decide_all(source, &dump, req.level, mode)?;
+    let mut timings = Timings::new(started, req, &dump);
     timings.classification = Some((classifying.elapsed(), dump.mem.ram_ranges().iter().map(|r| r.end - r.start).sum()));
-    if a.elf {
-        let dest = dest.context("ELF output needs DEST")?;
-        return save_elf_file(&mut dump, dest, a, &mut filter, timings);
+    if req.elf {
+        let Output::File { path, force } = output else { bail!("ELF output needs a file") };
+        return save_elf_file(&mut dump, path, force, req, &mut filter, timings);
     }
     // The header records the level actually applied (never more than was filtered).
-    let mut config = config(&mut dump, codec, filter.effective_level)?;
+    let mut config = config(&mut dump, req.codec, filter.effective_level)?;
     config.descriptor_slots = kept;
     // One CPU (the capture kernel's nr_cpus=1): read, compress and write on one thread.
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = a.threads.unwrap_or(if cpus == 1 { 0 } else { cpus });
+    let threads = req.threads.unwrap_or(if cpus == 1 { 0 } else { cpus });
     let opts = SaveOptions { threads, clock: thread_cpu_time, ..SaveOptions::default() };
     // Level bit 1 is handled by the writer (zero pages share one block, as
     // makedumpfile does); the other bits by the struct-page filter.
     let keep = |pfn: u64| filter.keep(pfn);
-    let reporter = ProgressPrinter::new(a.message_level);
+    let reporter = ProgressPrinter::new(req.message_level);
 
-    match dest {
-        None => {
-            let stdout = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout());
-            let writer = KdumpWriter::new(FlatWriter::new(stdout).context("cannot write to standard output")?, config)?;
+    match output {
+        Output::Flattened { sink, name } => {
+            let flat = FlatWriter::new(sink).with_context(|| format!("cannot write to {name}"))?;
+            let writer = KdumpWriter::new(flat, config)?;
             let (sink, report) = save_kdump(dump.mem.as_mut(), writer, &opts, keep, |p| reporter.show(p))?;
             sink.finish()
-                .and_then(|mut w| w.flush())
-                .context("cannot finish the flattened stream on standard output")?;
-            filter_report(&filter, a.message_level);
+                .and_then(|w| w.flush())
+                .with_context(|| format!("cannot finish the flattened stream on {name}"))?;
+            filter_report(&filter, req.message_level);
             timings.show(Some(&report), report.written.file_size, None);
-            finish_report(&report, "standard output", a.message_level)
+            finish_report(&report, name, req.message_level)
         }
-        Some(dest) => {
+        Output::File { path: dest, force } => {
             let partial = partial_name(dest);
-            let file = create_new(&partial, a.force)?;
+            let file = create_new(&partial, force)?;
             let handle = file.try_clone().context("cannot duplicate the dump file handle")?;
             let writer = KdumpWriter::new(SeekSink::new(file), config)?;
             preallocate(&handle, writer.metadata_len(), &partial)?;
@@ -215,9 +285,9 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
                     .with_context(|| format!("cannot rename {} to {}", partial.display(), dest.display()))?;
                 sync_parent(dest);
             }
-            filter_report(&filter, a.message_level);
+            filter_report(&filter, req.message_level);
             timings.show(Some(&report), report.written.file_size, Some(fsync));
-            finish_report(&report, &dest.display().to_string(), a.message_level)
+            finish_report(&report, &dest.display().to_string(), req.message_level)
                 .with_context(|| format!("the pages written so far are in {} (marked incomplete)", partial.display()))
         }
     }
@@ -227,7 +297,8 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
 fn save_elf_file(
     dump: &mut Dump,
     dest: &Path,
-    a: &DumpArgs,
+    force: bool,
+    req: &SaveRequest,
     filter: &mut filter::Filter,
     timings: Timings,
 ) -> anyhow::Result<()> {
@@ -250,7 +321,7 @@ fn save_elf_file(
             .collect(),
     };
     let partial = partial_name(dest);
-    let file = create_new(&partial, a.force)?;
+    let file = create_new(&partial, force)?;
     // A VMCOREINFO found in memory becomes a note of the output, as in kdump-compressed output.
     let mut notes = dump.mem.notes().to_vec();
     if dump.mem.vmcoreinfo().is_none()
@@ -262,7 +333,7 @@ fn save_elf_file(
     preallocate(&file, elf_metadata_len(segments.len(), notes.len(), page), &partial)?;
     let mut sink = SeekSink::new(file);
     let mut source = WithNotes { mem: dump.mem.as_mut(), notes };
-    let report = save_elf(&mut source, &mut sink, &segments, a.level & 1 != 0, |pfn| filter.keep(pfn))
+    let report = save_elf(&mut source, &mut sink, &segments, req.level & 1 != 0, |pfn| filter.keep(pfn))
         .with_context(|| format!("cannot write {}", partial.display()))?;
     let file = sink.into_inner();
     if let Some(reason) = &report.incomplete_reason {
@@ -280,9 +351,9 @@ fn save_elf_file(
     std::fs::rename(&partial, dest)
         .with_context(|| format!("cannot rename {} to {}", partial.display(), dest.display()))?;
     sync_parent(dest);
-    filter_report(filter, a.message_level);
+    filter_report(filter, req.message_level);
     timings.show(None, report.file_size, Some(fsync));
-    if a.message_level > 0 {
+    if req.message_level > 0 {
         eprintln!(
             "kdump: saved {} pages in {} segments to {} ({} left out): {:.1} MiB",
             report.pages_written,
@@ -334,39 +405,22 @@ fn create_new(path: &Path, force: bool) -> anyhow::Result<File> {
     if force {
         let _ = std::fs::remove_file(path);
     }
-    OpenOptions::new()
-        .write(true)
-        .read(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
+    kdump_sys::service::create_private(path)
         .with_context(|| format!("cannot create {} (use -f to replace an old one)", path.display()))
 }
 
 /// Allocates the headers, bitmaps and descriptor table on disk before any
 /// page is written: if the disk fills up later, the file can still be
-/// finished as incomplete without needing more space.
+/// finished as incomplete without needing more space. Filesystems without
+/// fallocate still work, just without this guarantee.
 fn preallocate(file: &File, len: u64, path: &Path) -> anyhow::Result<()> {
-    use std::os::fd::AsRawFd;
-    let len = libc::off_t::try_from(len).context("dump metadata size")?;
-    // SAFETY: fallocate on an open file descriptor we own; no pointers are passed.
-    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
-    if rc == 0 {
-        return Ok(());
-    }
-    let err = std::io::Error::last_os_error();
-    match err.raw_os_error() {
-        // Filesystems without fallocate still work, just without this guarantee.
-        Some(libc::EOPNOTSUPP) => Ok(()),
-        _ => Err(err).with_context(|| {
-            format!(
-                "cannot reserve {:.1} MiB for the dump's headers and page table in {}",
-                len as f64 / (1 << 20) as f64,
-                path.display()
-            )
-        }),
-    }
+    kdump_sys::service::reserve_space_if_supported(file, len).map(|_| ()).with_context(|| {
+        format!(
+            "cannot reserve {:.1} MiB for the dump's headers and page table in {}",
+            len as f64 / (1 << 20) as f64,
+            path.display()
+        )
+    })
 }
 
 fn sync_parent(path: &Path) {
@@ -530,9 +584,9 @@ struct Timings {
 }
 
 impl Timings {
-    fn new(started: Instant, a: &DumpArgs, dump: &Dump) -> Self {
+    fn new(started: Instant, req: &SaveRequest, dump: &Dump) -> Self {
         Self {
-            on: a.timings || a.message_level & ML_PRINT_DEBUG_MSG != 0,
+            on: req.timings || req.message_level & ML_PRINT_DEBUG_MSG != 0,
             started,
             classification: None,
             page_size: dump.mem.page_size(),
