@@ -57,7 +57,7 @@
 //! # Ok(())
 //! # }
 //! ```
-
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 use std::collections::BTreeMap;

@@ -22,6 +22,7 @@
 //! All readers implement [`PhysMem`]: page-sized reads by page frame number that say
 //! whether a page is present, zero-filled, excluded, lost or not RAM, plus the raw notes and
 //! VMCOREINFO text. [`open_dump`] detects the format and opens any of them.
+#![forbid(unsafe_code)]
 
 pub mod codec;
 pub mod detect;

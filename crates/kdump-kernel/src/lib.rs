@@ -7,6 +7,7 @@
 //! the dump readers implement, so every decoder here is tested on synthetic
 //! memory as well as on real dumps.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod backtrace;
 pub mod crashing;

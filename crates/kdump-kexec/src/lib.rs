@@ -2,6 +2,7 @@
 //! kernel gets, whether the load can work on this machine, and what the
 //! kernel's answer means. No file is opened and no syscall made here.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod bootparams;
 pub mod cmdline;

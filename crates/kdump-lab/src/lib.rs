@@ -17,6 +17,7 @@
 //!     .unwrap();
 //! assert!(outcome.read_result("sysinfo.txt").unwrap().contains("crash memory"));
 //! ```
+#![forbid(unsafe_code)]
 
 mod image;
 mod kernel;

@@ -6,6 +6,7 @@
 //! dump tools. Keeping the parsers free of I/O lets tests replay machines that
 //! were captured elsewhere.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod cpulist;
 pub mod iomem;

@@ -24,6 +24,7 @@
 //! assert_eq!(blob.len(), BLOB.len());
 //! # Ok::<(), kdump_purgatory::Error>(())
 //! ```
+#![forbid(unsafe_code)]
 
 pub mod abi;
 

@@ -8,6 +8,7 @@
 //! written so far and know the rest is missing. Unreadable source pages are
 //! recorded and left out, not fatal.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod elf;
 

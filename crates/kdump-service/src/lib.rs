@@ -7,6 +7,7 @@
 //! - [`naming`]: per-crash directory names (`<host>-<UTC time>`);
 //! - [`estimate`]: the `crashkernel=` arithmetic.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod config;
 pub mod estimate;

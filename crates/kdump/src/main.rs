@@ -1,5 +1,6 @@
 //! `kdump`: the crash-dump tool. Subcommands wire the library crates together;
 //! no parsing or planning happens here.
+#![forbid(unsafe_code)]
 
 mod capture;
 mod dmesg;

@@ -3,6 +3,7 @@
 //! Actions follow kexec-tools: `-l` load, `-p` load a capture kernel, `-u`
 //! unload, `-e` reboot into the loaded kernel, `-f` load and reboot now,
 //! `-S` status; a kernel with no action loads it and runs `shutdown -r now`.
+#![forbid(unsafe_code)]
 
 mod load;
 
