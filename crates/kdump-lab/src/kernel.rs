@@ -115,15 +115,21 @@ pub fn kernel_image() -> Result<PathBuf, LabError> {
     fetch(None)
 }
 
-/// Fetches the cloud kernel of `suite` (None: the machine's own sources).
-fn fetch(suite: Option<&str>) -> Result<PathBuf, LabError> {
-    let _guard = FETCH.lock().unwrap_or_else(|p| p.into_inner());
+/// The download cache, locked against other threads and, by a file lock, against
+/// other test processes fetching at the same time. Held until the guards drop.
+fn lock_cache() -> Result<(std::sync::MutexGuard<'static, ()>, File, PathBuf), LabError> {
+    let guard = FETCH.lock().unwrap_or_else(|p| p.into_inner());
     let cache = cache_dir().join("kernel");
     std::fs::create_dir_all(&cache).map_err(io_err(&cache))?;
-    // Other test processes may fetch at the same time: take a file lock.
     let lock_path = cache.join(".lock");
     let lock = File::create(&lock_path).map_err(io_err(&lock_path))?;
     lock.lock().map_err(io_err(&lock_path))?;
+    Ok((guard, lock, cache))
+}
+
+/// Fetches the cloud kernel of `suite` (None: the machine's own sources).
+fn fetch(suite: Option<&str>) -> Result<PathBuf, LabError> {
+    let (_guard, _lock, cache) = lock_cache()?;
 
     let apt = match suite {
         None => Apt::host(),
@@ -163,12 +169,7 @@ fn fetch(suite: Option<&str>) -> Result<PathBuf, LabError> {
 /// script that takes makedumpfile's arguments. A test oracle and benchmark
 /// reference only; the product never runs it.
 pub fn foreign_makedumpfile(suite: &str) -> Result<PathBuf, LabError> {
-    let _guard = FETCH.lock().unwrap_or_else(|p| p.into_inner());
-    let cache = cache_dir().join("kernel");
-    std::fs::create_dir_all(&cache).map_err(io_err(&cache))?;
-    let lock_path = cache.join(".lock");
-    let lock = File::create(&lock_path).map_err(io_err(&lock_path))?;
-    lock.lock().map_err(io_err(&lock_path))?;
+    let (_guard, _lock, cache) = lock_cache()?;
 
     let root = cache_dir().join(format!("makedumpfile-{suite}"));
     let wrapper = root.join("makedumpfile");

@@ -340,6 +340,21 @@ pub(crate) fn write_file(path: &Path, data: &[u8]) -> Result<(), LabError> {
     std::fs::write(path, data).map_err(io_err(path))
 }
 
+/// Fills a machine of `$MEM` MiB like a busy server before the crash: a
+/// quarter of RAM of random data in tmpfs (incompressible), an eighth of
+/// base64 text held by a process (anonymous memory), and page cache of
+/// executables and text read back from disk (into `/results/cache`). Benchmarks
+/// and `kdump-lab vmcore --fill` use it.
+pub const FILL_LIKE_A_SERVER: &str = r#"
+mkdir -p /fill && mount -t tmpfs -o size=50% tmpfs /fill
+dd if=/dev/urandom of=/fill/random bs=1M count=$((MEM / 4)) 2>/dev/null
+(dd if=/dev/urandom bs=1M count=$((MEM / 16)) 2>/dev/null | base64; sleep 100000) | tail -c $((MEM / 8 * 1048576)) > /dev/null &
+i=0; while [ $i -lt $((MEM / 64)) ]; do cat /bin/busybox /bin/kdump; i=$((i + 1)); done > /results/cache
+cat /results/cache > /dev/null
+sleep 3
+free -m
+"#;
+
 /// The first-kernel script that loads the lab's capture kernel with our
 /// kexec (kexec_file_load) and checks it is loaded.
 pub const LOAD_CAPTURE_KERNEL: &str = r#"kexec -s -p /lab/vmlinuz --initrd=/lab/capture.img --append="$(cat /lab/capture.cmdline)"

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kdump_lab::{LOAD_CAPTURE_KERNEL, Scenario, Vm};
+use kdump_lab::{FILL_LIKE_A_SERVER, LOAD_CAPTURE_KERNEL, Scenario, Vm};
 
 /// The bytes of a kdump-compressed file without the dump time (`timestamp` of
 /// `disk_dump_header`, bytes 408..424), the one field two runs may differ in.
@@ -98,13 +98,7 @@ MEM={mib}
 mkdir -p /results/t
 {copy}chmod 755 /results/t/*
 echo always > /sys/kernel/mm/transparent_hugepage/enabled || true
-mkdir -p /fill && mount -t tmpfs -o size=50% tmpfs /fill
-dd if=/dev/urandom of=/fill/random bs=1M count=$((MEM / 4)) 2>/dev/null
-(dd if=/dev/urandom bs=1M count=$((MEM / 16)) 2>/dev/null | base64; sleep 100000) | tail -c $((MEM / 8 * 1048576)) > /dev/null &
-i=0; while [ $i -lt $((MEM / 64)) ]; do cat /bin/busybox /bin/kdump; i=$((i + 1)); done > /results/cache
-cat /results/cache > /dev/null
-sleep 3
-free -m
+{FILL_LIKE_A_SERVER}
 grep -E 'AnonHugePages|^Cached|MemFree' /proc/meminfo
 sync
 echo c > /proc/sysrq-trigger

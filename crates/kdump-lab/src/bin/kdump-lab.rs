@@ -7,19 +7,6 @@ use kdump_lab::{LabKernel, Scenario, Vm, crash_and_save_vmcore, kernel_image};
 const USAGE: &str = "usage: kdump-lab demo | kdump-lab kernel [SUITE] | kdump-lab makedumpfile [SUITE] | kdump-lab vmcore OUT [MEMORY_MIB] [CPU_MODEL] [--fill] [--kernel SUITE]\n\
   SUITE: bullseye (5.10), bookworm (6.1, the default), trixie (6.12), sid (newest)";
 
-/// Fills a machine of `$MEM` MiB like a busy server before the crash: a
-/// quarter of RAM of random data in tmpfs (incompressible), an eighth of
-/// base64 text held by a process (anonymous memory), and page cache of
-/// executables and text read back from disk.
-const FILL: &str = r#"
-mkdir -p /fill && mount -t tmpfs -o size=50% tmpfs /fill
-dd if=/dev/urandom of=/fill/random bs=1M count=$((MEM / 4)) 2>/dev/null
-(dd if=/dev/urandom bs=1M count=$((MEM / 16)) 2>/dev/null | base64; sleep 100000) | tail -c $((MEM / 8 * 1048576)) > /dev/null &
-i=0; while [ $i -lt $((MEM / 64)) ]; do cat /bin/busybox /bin/kdump; i=$((i + 1)); done > /results/cache
-cat /results/cache > /dev/null
-sleep 3
-free -m
-"#;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -149,7 +136,7 @@ fn vmcore(args: &[String]) -> Result<(), String> {
         timeout: std::time::Duration::from_secs(1800),
         ..Vm::default()
     };
-    let before = if fill { format!("MEM={memory_mib}\n{FILL}") } else { String::new() };
+    let before = if fill { format!("MEM={memory_mib}\n{}", kdump_lab::FILL_LIKE_A_SERVER) } else { String::new() };
     let outcome = crash_and_save_vmcore("vmcore", vm, &before, "").map_err(|e| e.to_string())?;
     std::fs::rename(outcome.result_path("vmcore"), out)
         .or_else(|_| std::fs::copy(outcome.result_path("vmcore"), out).map(|_| ()))
