@@ -7,7 +7,6 @@ use kdump_lab::{LabKernel, Scenario, Vm, crash_and_save_vmcore, kernel_image};
 const USAGE: &str = "usage: kdump-lab demo | kdump-lab kernel [SUITE] | kdump-lab makedumpfile [SUITE] | kdump-lab vmcore OUT [MEMORY_MIB] [CPU_MODEL] [--fill] [--kernel SUITE]\n\
   SUITE: bullseye (5.10), bookworm (6.1, the default), trixie (6.12), sid (newest)";
 
-
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
