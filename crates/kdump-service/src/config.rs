@@ -60,7 +60,8 @@ cmdline = ""
 append = ""
 # Kernel modules to load in the capture kernel besides the ones the target needs (found in sysfs).
 modules = []
-# Where modules.dep and the modules are. "" means /lib/modules/<release of the running kernel>.
+# Where modules.dep and the modules are. "" means /lib/modules/<release of the capture kernel>
+# (its setup header names it; the running kernel's release when it does not).
 modules_dir = ""
 "#;
 

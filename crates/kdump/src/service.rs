@@ -13,6 +13,7 @@ use kdump_kexec::errno::{self, Call, allows_fallback, explain, is_signature_erro
 use kdump_kexec::image::KernelImage;
 use kdump_kexec::plan::Options;
 use kdump_kexec::preflight::{LoadCheck, Syscall, check_load};
+use kdump_service::capture_kernel;
 use kdump_service::config::{CONFIG_PATH, DEFAULTS_TOML, default_capture_cmdline};
 use kdump_service::initramfs::{self, ModuleFile, is_static_elf};
 use kdump_service::modules::{self, Compression, ModuleIndex};
@@ -179,6 +180,24 @@ fn build(cfg: &Config, config_text: &str, root: &SysRoot) -> anyhow::Result<Buil
     } else {
         PathBuf::from(&cfg.capture.kernel)
     };
+    // The capture kernel's own release decides its modules and what it can do; it may differ
+    // from the running kernel's (the paper's kernel skew).
+    let capture_release = image_release(&kernel).unwrap_or_else(|| release.clone());
+    let skewed = capture_release != release;
+    if skewed {
+        report.push(format!("capture kernel: {capture_release} (the running kernel is {release})"));
+    }
+    let config_path = format!("/boot/config-{capture_release}");
+    match std::fs::read_to_string(&config_path) {
+        Ok(text) => report.extend(
+            capture_kernel::config_warnings(&capture_release, &text)
+                .into_iter()
+                .map(|w| format!("capture kernel: WARNING: {w}")),
+        ),
+        Err(_) => report.push(format!(
+            "capture kernel: cannot check its build options (no {config_path}); it needs CONFIG_CRASH_DUMP and CONFIG_PROC_VMCORE"
+        )),
+    }
     let spec = cfg.target_spec()?;
     let mut wanted: Vec<String> = Vec::new();
     let mut from_config: Vec<String> = cfg.capture.modules.iter().map(|m| modules::normalize(m)).collect();
@@ -241,7 +260,7 @@ fn build(cfg: &Config, config_text: &str, root: &SysRoot) -> anyhow::Result<Buil
         }
     }
     let modules_dir = if cfg.capture.modules_dir.is_empty() {
-        PathBuf::from(format!("/lib/modules/{release}"))
+        PathBuf::from(format!("/lib/modules/{capture_release}"))
     } else {
         PathBuf::from(&cfg.capture.modules_dir)
     };
@@ -268,7 +287,17 @@ fn build(cfg: &Config, config_text: &str, root: &SysRoot) -> anyhow::Result<Buil
             let r = index.resolve(&dedup);
             for m in &r.missing {
                 if from_config.contains(m) || is_loadable(m) {
-                    bail!("module {m} is not in {}/modules.dep", modules_dir.display());
+                    // The running kernel's modules say nothing certain of another release's
+                    // build: warn, and let the capture kernel show whether it sees the target.
+                    if skewed {
+                        report.push(format!(
+                            "capture kernel: WARNING: module {m} (needed for the target) is neither in {0}/modules.dep \
+                             nor in {0}/modules.builtin: {capture_release} may not see the target",
+                            modules_dir.display()
+                        ));
+                    } else {
+                        bail!("module {m} is not in {}/modules.dep", modules_dir.display());
+                    }
                 }
             }
             for rel in &r.load {
@@ -327,6 +356,15 @@ fn saved_kallsyms(root: &SysRoot, release: &str) -> anyhow::Result<(Vec<u8>, usi
     let saved = kdump_kernel::kallsyms::saved_symbols(&text, release)?;
     let count = saved.lines().count() - 1;
     Ok((zstd::bulk::compress(saved.as_bytes(), 9).context("cannot compress the symbols")?, count))
+}
+
+/// The release a kernel file names in its setup header (a bzImage, also compressed), if any.
+fn image_release(path: &Path) -> Option<String> {
+    let raw = std::fs::read(path).ok()?;
+    let decompressed = kdump_kexec::image::decompress(&raw).ok()?;
+    let image = KernelImage::parse(decompressed.as_deref().unwrap_or(&raw)).ok()?;
+    let version = image.header().version?;
+    capture_kernel::release_of(&version).map(str::to_string)
 }
 
 /// A module file's ELF bytes: `.ko` as is, `.ko.zst`, `.ko.xz` and `.ko.gz` decompressed
