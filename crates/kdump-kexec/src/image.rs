@@ -327,6 +327,7 @@ impl Vmlinux {
             return Err(bad(format!("e_phentsize is {phentsize}, not 56")));
         }
         let mut loads = Vec::new();
+        let mut entry_vaddr = None;
         for i in 0..u64::from(phnum) {
             let at = phoff
                 .checked_add(i * 56)
@@ -354,6 +355,9 @@ impl Vmlinux {
             if load.paddr.checked_add(load.memsz).is_none() {
                 return Err(bad(format!("PT_LOAD {i} wraps around the address space")));
             }
+            if load.paddr <= entry && entry < load.paddr + load.memsz {
+                entry_vaddr = u64_at(at + 16);
+            }
             loads.push(load);
         }
         loads.sort_by_key(|l| l.paddr);
@@ -374,10 +378,18 @@ impl Vmlinux {
                  (1 GiB); is p_paddr filled in?"
             )));
         }
-        if !loads.iter().any(|l| l.paddr <= entry && entry < l.paddr + l.memsz) {
+        let Some(entry_vaddr) = entry_vaddr else {
             return Err(bad(format!(
                 "the entry point {entry:#x} is in no PT_LOAD's physical range: not a vmlinux (e_entry is \
                  startup_64's physical address in one)"
+            )));
+        };
+        // A program's code is linked where it runs, in the lower half; a kernel's text in
+        // the upper half (0xffffffff81000000), loaded at a physical address (e_entry).
+        if entry_vaddr < KERNEL_HALF {
+            return Err(bad(format!(
+                "its code is linked at {entry_vaddr:#x}, in user space: a program, not a Linux kernel (whose text \
+                 is linked in the upper half, at 0xffffffff81000000 on x86_64)"
             )));
         }
         let version = find_version(bytes);
@@ -526,6 +538,9 @@ impl KernelImage {
     }
 }
 
+/// Where the kernel half of x86_64's address space begins.
+const KERNEL_HALF: u64 = 0xffff_8000_0000_0000;
+
 /// Offset of the 64-bit entry point in a bzImage's protected-mode part.
 pub const BZIMAGE_ENTRY64_OFFSET: u64 = 0x200;
 
@@ -640,6 +655,8 @@ pub(crate) mod tests {
         assert!(why(&with(64 + 32, &0x10_0000u64.to_le_bytes())).contains("more bytes in the file"));
         assert!(why(&good[..0x6800]).contains("past the end"));
         assert!(why(&with(56, &2000u16.to_le_bytes())).contains("outside the file"));
+        // A static program: ET_EXEC, entry and code linked at the same low address.
+        assert!(why(&with(64 + 16, &0x100_0000u64.to_le_bytes())).contains("a program, not a Linux kernel"));
         for len in 0..0x200 {
             let _ = Vmlinux::parse(&good[..len]);
         }

@@ -123,7 +123,7 @@ cat /sys/kernel/kexec_crash_loaded > /results/crash_loaded
     );
     let outcome = Scenario::new("kexec-bad-input", &first).carry_capture_kernel("true").run().expect("scenario");
     for (name, needle) in [
-        ("not-a-kernel", "ELF file (an uncompressed vmlinux?), not a bzImage"),
+        ("not-a-kernel", "a program, not a Linux kernel"),
         ("missing-initrd", "cannot open the initrd /lab/no-such-initrd"),
         ("window", "leave nothing of the load region"),
     ] {

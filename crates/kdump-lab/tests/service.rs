@@ -408,3 +408,50 @@ level = 31
     let log = std::fs::read_to_string(dir.join("kdump.log")).unwrap();
     assert!(log.contains("saved the dump to /crash/"), "{log}");
 }
+
+/// Kernel skew through the service: the first kernel (6.1) runs `kdump setup` with
+/// `capture.kernel` a 6.12 kernel file. Setup names both releases, checks 6.12's own build
+/// configuration (shipped at /boot/config-<release>, as a distribution installs it) without
+/// a warning, loads it; after the crash 6.12 boots our init, which saves a dump whose report
+/// names the crashed 6.1 kernel.
+#[test]
+fn setup_with_a_capture_kernel_of_another_release_completes_the_cycle() {
+    let config = r#"final_action = "poweroff"
+[target]
+device = "UUID=$uuid"
+path = "/crash"
+wait_seconds = 30
+[dump]
+level = 31
+"#;
+    let capture = LabKernel::Trixie.image().unwrap();
+    let capture_release = capture.file_name().unwrap().to_string_lossy().trim_start_matches("vmlinuz-").to_string();
+    let build_config = std::fs::read(capture.with_file_name(format!("config-{capture_release}"))).unwrap();
+    let vm = Vm {
+        memory_mib: 1024,
+        crashkernel: Some("256M".into()),
+        results_disk_mib: 1024,
+        ..Vm::on(LabKernel::Bookworm)
+    };
+    let outcome = Scenario::new("service-skew-capture-6.12", &first_script_loading(config, "/lab/vmlinuz-capture"))
+        .file("/lab/vmlinuz-capture", std::fs::read(&capture).unwrap(), 0o644)
+        .file(&format!("/boot/config-{capture_release}"), build_config, 0o644)
+        .capture_is_ours()
+        .vm(vm)
+        .run()
+        .expect("scenario");
+    let setup = outcome.read_result("setup.txt").unwrap_or_default();
+    assert!(setup.contains(&format!("capture kernel: {capture_release} (the running kernel is 6.1.")), "{setup}");
+    assert!(!setup.contains("WARNING") && !setup.contains("cannot check its build options"), "{setup}");
+    assert!(setup.contains("capture kernel loaded"), "{setup}");
+    let console = &outcome.console;
+    assert!(console.contains(&format!("Linux version {capture_release}")), "the capture kernel is 6.12");
+    assert!(console.contains("kdump-init: done; final_action = poweroff"), "{console}");
+    let dir = crash_dir(&outcome);
+    let kdump = static_tools().unwrap().kdump;
+    let info: serde_json::Value =
+        serde_json::from_slice(&run(Command::new(&kdump).args(["info", "--json"]).arg(dir.join("vmcore")))).unwrap();
+    assert_eq!(info["format"]["complete"], true, "{info:#}");
+    assert!(info["kernel"]["release"].as_str().is_some_and(|r| r.starts_with("6.1.")), "{info:#}");
+    assert_eq!(info["panic"], "sysrq triggered crash");
+}
