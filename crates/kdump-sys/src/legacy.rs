@@ -84,3 +84,47 @@ pub fn load_plan(root: &SysRoot, plan: &Plan) -> Result<(), LegacyError> {
     }
     Ok(())
 }
+
+/// Why an unload failed: the call that failed last, and the kexec_file_load error before a
+/// fallback to kexec_load.
+#[derive(Debug, thiserror::Error)]
+#[error("{}{}", explain(*.call, *.panic, *.errno), .first.map(|e| format!(" (kexec_file_load failed first: {})", explain(Call::FileUnload, *.panic, e))).unwrap_or_default())]
+pub struct UnloadError {
+    /// The call whose error this is.
+    pub call: Call,
+    /// The errno.
+    pub errno: i32,
+    /// A panic (capture) kernel.
+    pub panic: bool,
+    /// kexec_file_load's errno when kexec_load was tried after it.
+    pub first: Option<i32>,
+}
+
+/// Unloads the (capture) kernel as kexec-tools' `-u` does by default: kexec_file_load's
+/// unload, and kexec_load's where the file call cannot do it (`errno::allows_fallback`: a
+/// kernel without kexec_file_load, or an image loaded by kexec_load on kernels that refuse
+/// to unload it through the other call). Errors name the call that made them.
+pub fn unload_any(panic: bool) -> Result<(), UnloadError> {
+    match kexec::kexec_file_unload(panic) {
+        Ok(()) => Ok(()),
+        Err(errno) if kdump_kexec::errno::allows_fallback(errno) => kexec::kexec_load_unload(panic)
+            .map_err(|e| UnloadError { call: Call::LegacyUnload, errno: e, panic, first: Some(errno) }),
+        Err(errno) => Err(UnloadError { call: Call::FileUnload, errno, panic, first: None }),
+    }
+}
+
+#[cfg(test)]
+mod unload_tests {
+    use super::*;
+
+    #[test]
+    fn an_unload_error_names_the_call_that_failed() {
+        let legacy =
+            UnloadError { call: Call::LegacyUnload, errno: libc::EPERM, panic: true, first: Some(libc::ENOSYS) };
+        let text = legacy.to_string();
+        assert!(text.contains("kexec_file_load failed first"), "{text}");
+        assert!(text.contains("CAP_SYS_BOOT"), "{text}");
+        let file = UnloadError { call: Call::FileUnload, errno: libc::EPERM, panic: true, first: None };
+        assert!(!file.to_string().contains("failed first"));
+    }
+}

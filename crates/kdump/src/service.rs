@@ -596,10 +596,7 @@ fn unload() -> anyhow::Result<()> {
         println!("kdump unload: no capture kernel is loaded: nothing to do");
         return Ok(());
     }
-    kexec::kexec_file_unload(true)
-        .or_else(|_| kexec::kexec_load_unload(true))
-        .map_err(|e| anyhow::anyhow!(explain(Call::FileUnload, true, e)))
-        .context("cannot unload the capture kernel")?;
+    kdump_sys::legacy::unload_any(true).context("cannot unload the capture kernel")?;
     println!("kdump unload: capture kernel unloaded");
     Ok(())
 }

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{ArgAction, Parser};
-use kdump_kexec::errno::{Call, allows_fallback, explain};
+use kdump_kexec::errno::{Call, explain};
 use kdump_sys::{SysRoot, collect_machine_info, kexec as sys};
 
 /// Which syscall(s) to use.
@@ -235,21 +235,14 @@ fn read_flag(root: &SysRoot, path: &'static str) -> anyhow::Result<bool> {
 
 fn unload(args: &Args) -> anyhow::Result<()> {
     let what = if args.panic { "capture kernel" } else { "kernel" };
-    let legacy = |errno| -> anyhow::Result<()> {
-        sys::kexec_load_unload(args.panic)
-            .map_err(|e| anyhow::anyhow!("cannot unload the {what}: {}", explain(Call::LegacyUnload, args.panic, e)))
-            .with_context(|| {
-                format!("kexec_file_load unload failed first: {}", explain(Call::FileUnload, args.panic, errno))
-            })
-    };
     match args.syscall() {
         SyscallChoice::Legacy => sys::kexec_load_unload(args.panic)
             .map_err(|e| anyhow::anyhow!("cannot unload the {what}: {}", explain(Call::LegacyUnload, args.panic, e))),
-        choice => match sys::kexec_file_unload(args.panic) {
-            Ok(()) => Ok(()),
-            Err(e) if choice == SyscallChoice::Auto && allows_fallback(e) => legacy(e),
-            Err(e) => bail!("cannot unload the {what}: {}", explain(Call::FileUnload, args.panic, e)),
-        },
+        SyscallChoice::File => sys::kexec_file_unload(args.panic)
+            .map_err(|e| anyhow::anyhow!("cannot unload the {what}: {}", explain(Call::FileUnload, args.panic, e))),
+        SyscallChoice::Auto => {
+            kdump_sys::legacy::unload_any(args.panic).with_context(|| format!("cannot unload the {what}"))
+        }
     }
 }
 
