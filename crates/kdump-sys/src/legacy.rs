@@ -78,8 +78,7 @@ pub fn load_plan(root: &SysRoot, plan: &Plan) -> Result<(), LegacyError> {
         errno,
     })?;
     let flag = if plan.panic { "/sys/kernel/kexec_crash_loaded" } else { "/sys/kernel/kexec_loaded" };
-    let loaded = root.read(flag).ok().and_then(|t| kdump_machine::sysfs::parse_flag(flag, &t).ok());
-    if loaded != Some(true) {
+    if !crate::kexec_loaded(root, plan.panic).unwrap_or(false) {
         return Err(LegacyError::NotLoaded { what: what(plan.panic), flag });
     }
     Ok(())

@@ -16,7 +16,7 @@ pub mod service;
 pub mod usage;
 
 pub use hotplug::{CPU_CRASH_HOTPLUG, CrashHotplug, MEMORY_CRASH_HOTPLUG, crash_hotplug};
-pub use machine::{LoaderInputs, collect_loader_inputs, collect_machine_info};
+pub use machine::{LoaderInputs, collect_loader_inputs, collect_machine_info, kexec_loaded};
 pub use root::SysRoot;
 
 /// A failure to read what the kernel exposes.

@@ -65,21 +65,11 @@ pub fn collect_machine_info(root: &SysRoot) -> Result<MachineInfo, SysError> {
         warnings.push("no CPU has crash_notes: this kernel was built without CONFIG_CRASH_DUMP".to_string());
     }
 
-    let flag = |path: &'static str| -> Result<bool, SysError> {
-        match root.read_optional(path)? {
-            Some(text) => parsed(path, parse_flag(path, &text)),
-            None => Ok(false),
-        }
-    };
     let crash_size = match root.read_optional("/sys/kernel/kexec_crash_size")? {
         Some(text) => parsed("/sys/kernel/kexec_crash_size", parse_decimal("kexec_crash_size", &text))?,
         None => 0,
     };
-    let kexec = KexecState {
-        loaded: flag("/sys/kernel/kexec_loaded")?,
-        crash_loaded: flag("/sys/kernel/kexec_crash_loaded")?,
-        crash_size,
-    };
+    let kexec = KexecState { loaded: kexec_loaded(root, false)?, crash_loaded: kexec_loaded(root, true)?, crash_size };
     if !root.exists("/sys/kernel/kexec_loaded") {
         warnings.push("/sys/kernel/kexec_loaded is missing: this kernel was built without CONFIG_KEXEC".to_string());
     }
@@ -195,6 +185,16 @@ impl SysError {
             SysError::Read { source, .. } => source.to_string(),
             SysError::Parse { source, .. } => source.to_string(),
         }
+    }
+}
+
+/// Whether a kernel is loaded for `kexec -e` (`/sys/kernel/kexec_loaded`) or, with `panic`,
+/// a capture kernel (`kexec_crash_loaded`). A kernel without kexec has neither file: false.
+pub fn kexec_loaded(root: &SysRoot, panic: bool) -> Result<bool, SysError> {
+    let path = if panic { "/sys/kernel/kexec_crash_loaded" } else { "/sys/kernel/kexec_loaded" };
+    match root.read_optional(path)? {
+        Some(text) => parsed(path, parse_flag(path, &text)),
+        None => Ok(false),
     }
 }
 

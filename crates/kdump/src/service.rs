@@ -491,7 +491,7 @@ fn setup(config_path: &Path, dry_run: bool) -> anyhow::Result<()> {
         }
         Err(e) => bail!("kexec_file_load refused the capture kernel: {}", explain(Call::FileLoad, true, e)),
     };
-    let loaded = root.read("/sys/kernel/kexec_crash_loaded").map(|s| s.trim() == "1").unwrap_or(false);
+    let loaded = kdump_sys::kexec_loaded(&root, true).context("cannot read /sys/kernel/kexec_crash_loaded")?;
     if !loaded {
         bail!("{how} succeeded but /sys/kernel/kexec_crash_loaded does not read 1");
     }
@@ -569,7 +569,7 @@ fn machine_layout(machine: &kdump_machine::MachineInfo) -> String {
 /// it for every CPU and memory block that comes or goes.
 fn reload(config_path: &Path, if_needed: bool) -> anyhow::Result<()> {
     let root = SysRoot::host();
-    let loaded = root.read("/sys/kernel/kexec_crash_loaded").map(|s| s.trim() == "1").unwrap_or(false);
+    let loaded = kdump_sys::kexec_loaded(&root, true).context("cannot read /sys/kernel/kexec_crash_loaded")?;
     if !loaded {
         println!("kdump reload: no capture kernel is loaded: nothing to do (kdump setup loads one)");
         return Ok(());
@@ -591,7 +591,7 @@ fn reload(config_path: &Path, if_needed: bool) -> anyhow::Result<()> {
 
 fn unload() -> anyhow::Result<()> {
     let root = SysRoot::host();
-    let loaded = root.read("/sys/kernel/kexec_crash_loaded").map(|s| s.trim() == "1").unwrap_or(false);
+    let loaded = kdump_sys::kexec_loaded(&root, true).context("cannot read /sys/kernel/kexec_crash_loaded")?;
     if !loaded {
         println!("kdump unload: no capture kernel is loaded: nothing to do");
         return Ok(());
@@ -763,7 +763,7 @@ fn test(yes: bool) -> anyhow::Result<()> {
         bail!("kdump test crashes this machine on purpose: run it as `kdump test --yes-crash-this-machine`");
     }
     let root = SysRoot::host();
-    let loaded = root.read("/sys/kernel/kexec_crash_loaded").map(|s| s.trim() == "1").unwrap_or(false);
+    let loaded = kdump_sys::kexec_loaded(&root, true).context("cannot read /sys/kernel/kexec_crash_loaded")?;
     if !loaded {
         bail!("no capture kernel is loaded: run kdump setup first (the crash would save nothing)");
     }

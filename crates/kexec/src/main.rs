@@ -223,14 +223,9 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
 }
 
 fn status(root: &SysRoot) -> anyhow::Result<ExitCode> {
-    let loaded = read_flag(root, "/sys/kernel/kexec_crash_loaded")?;
+    let loaded = kdump_sys::kexec_loaded(root, true).context("this kernel was built without kexec support")?;
     println!("kexec: capture kernel {}", if loaded { "loaded" } else { "not loaded" });
     Ok(if loaded { ExitCode::from(1) } else { ExitCode::SUCCESS })
-}
-
-fn read_flag(root: &SysRoot, path: &'static str) -> anyhow::Result<bool> {
-    let text = root.read(path).context("this kernel was built without kexec support")?;
-    Ok(kdump_machine::sysfs::parse_flag(path, &text)?)
 }
 
 fn unload(args: &Args) -> anyhow::Result<()> {
@@ -247,7 +242,7 @@ fn unload(args: &Args) -> anyhow::Result<()> {
 }
 
 fn exec(args: &Args, root: &SysRoot) -> anyhow::Result<ExitCode> {
-    if !read_flag(root, "/sys/kernel/kexec_loaded")? {
+    if !kdump_sys::kexec_loaded(root, false).context("this kernel was built without kexec support")? {
         bail!("Nothing has been loaded! Load a kernel with `kexec -l KERNEL` first");
     }
     if !args.no_sync {
