@@ -11,6 +11,7 @@
 
 pub mod backtrace;
 pub mod crashing;
+pub mod identity;
 pub mod kallsyms;
 pub mod memory;
 pub mod pages;
