@@ -34,7 +34,9 @@ use crate::vmcoreinfo::Vmcoreinfo;
 use crate::{Error, Result};
 
 mod keep;
+mod usage;
 pub use keep::{KEEP_MAP_MAX_PAGES, KeepMap};
+pub use usage::MemUsage;
 
 /// Struct pages read per batch (makedumpfile's `PGMM_CACHED`).
 pub const PAGE_BATCH: u64 = 512;

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 use kdump_dumpfile::{PageState, PhysMem};
 use kdump_kernel::memory::X86_64Layout;
-use kdump_kernel::pages::{KeepMap, LevelFilter, PageClass, PageClassifier, level};
+use kdump_kernel::pages::{KeepMap, LevelFilter, MemUsage, PageClass, PageClassifier, level};
 use kdump_kernel::{KernelMemory, Vmcoreinfo};
 use kdump_sys::mapped::ReadMode;
 
@@ -139,20 +139,7 @@ pub fn build(source: &Path, dump: &Dump, level: u32, mode: ReadMode) -> anyhow::
         Ok(c) => c,
         Err(e) => return fail(e.to_string()),
     };
-    let rules = classifier.rules();
-    let mut effective = level;
-    if !rules.free {
-        effective &= !level::FREE;
-    }
-    if !rules.cache {
-        effective &= !level::CACHE;
-    }
-    if !rules.cache_private {
-        effective &= !level::CACHE_PRIVATE;
-    }
-    if !rules.user {
-        effective &= !level::USER;
-    }
+    let effective = classifier.rules().effective_level(level);
     let mut limits: Vec<String> = classifier.limits().to_vec();
     if effective != level {
         limits.push(format!("dump level {level} is applied as {effective}: the classes above are kept"));
@@ -175,45 +162,42 @@ pub fn mem_usage(source: &Path, mode: ReadMode) -> anyhow::Result<()> {
     let mut filter = build(source, &dump, 31, mode)?;
     let page_size = dump.mem.page_size();
     let ranges = dump.mem.ram_ranges().to_vec();
-    let mut counts = [0u64; PageClass::ALL.len()];
-    let mut zero = 0u64;
+    let mut usage = MemUsage { total: ranges.iter().map(|r| r.end - r.start).sum(), ..MemUsage::default() };
     let mut absent = 0u64;
     let mut buf = vec![0u8; page_size as usize];
     for r in &ranges {
         for pfn in r.clone() {
             let class = filter.inner.as_mut().map_or(PageClass::Kernel, |f| f.class(pfn));
-            counts[class as usize] += 1;
+            usage.counts[class as usize] += 1;
             if class.excluded_at(filter.effective_level) {
                 continue;
             }
             // Zero pages among those level 31 keeps, as makedumpfile counts them.
             match dump.mem.read_page(pfn, &mut buf) {
-                Ok(PageState::Present | PageState::ZeroFilled) if buf.iter().all(|&b| b == 0) => zero += 1,
+                Ok(PageState::Present | PageState::ZeroFilled) if buf.iter().all(|&b| b == 0) => usage.zero += 1,
                 Ok(PageState::Present | PageState::ZeroFilled) => {}
                 _ => absent += 1,
             }
         }
     }
-    let total: u64 = ranges.iter().map(|r| r.end - r.start).sum();
-    let n = |c: PageClass| counts[c as usize];
+    let n = |c: PageClass| usage.count(c);
     println!("{:<14} {:>12} {:>10}  DESCRIPTION", "TYPE", "PAGES", "EXCLUDABLE");
     println!("{}", "-".repeat(70));
     let row = |name: &str, pages: u64, ex: bool, what: &str| {
         println!("{name:<14} {pages:>12} {:>10}  {what}", if ex { "yes" } else { "no" });
     };
-    row("ZERO", zero, true, "Pages filled with zero (among those level 31 keeps)");
+    row("ZERO", usage.zero, true, "Pages filled with zero (among those level 31 keeps)");
     row("NON_PRI_CACHE", n(PageClass::Cache), true, "Cache pages without private flag");
     row("PRI_CACHE", n(PageClass::CachePrivate), true, "Cache pages with private flag");
     row("USER", n(PageClass::User), true, "User process pages");
     row("FREE", n(PageClass::Free), true, "Free pages");
     row("HWPOISON", n(PageClass::Hwpoison), true, "Hardware-poisoned pages (always excluded)");
     row("OFFLINE", n(PageClass::Offline), true, "Offline pages (always excluded)");
-    let kern = (n(PageClass::Kernel) + n(PageClass::NoMemMap) + n(PageClass::Unreadable)).saturating_sub(zero);
-    row("KERN_DATA", kern, false, "Dumpable kernel data");
+    row("KERN_DATA", usage.kernel_data(), false, "Dumpable kernel data");
     println!();
     println!("page size:              {page_size}");
-    println!("Total pages on system:  {total}");
-    println!("Total size on system:   {} Byte", total * page_size);
+    println!("Total pages on system:  {}", usage.total);
+    println!("Total size on system:   {} Byte", usage.total * page_size);
     if absent > 0 {
         println!("Pages not in the source (already filtered or lost): {absent}");
     }
@@ -222,17 +206,7 @@ pub fn mem_usage(source: &Path, mode: ReadMode) -> anyhow::Result<()> {
     println!("those level 31 keeps are subtracted, so levels without every bit are upper bounds):");
     println!("{:>5} {:>12} {:>12}", "LEVEL", "PAGES", "MiB");
     for l in 0..32u32 {
-        let applied = l & (filter.effective_level | level::ZERO);
-        let mut pages = total;
-        for c in PageClass::ALL {
-            let pass_runs = applied & level::STRUCT_PAGE_BITS != 0 || filter.hwpoison_exported;
-            if pass_runs && c.excluded_at(applied) {
-                pages -= n(c);
-            }
-        }
-        if applied & level::ZERO != 0 {
-            pages = pages.saturating_sub(zero);
-        }
+        let pages = usage.pages_at(l, filter.effective_level, filter.hwpoison_exported);
         println!("{l:>5} {pages:>12} {:>12.1}", (pages * page_size) as f64 / (1 << 20) as f64);
     }
     for w in filter.warnings() {
