@@ -32,9 +32,11 @@ pub enum SyscallChoice {
     version,
     about = "Load a kernel to boot without firmware, or a capture kernel for panics (kexec-tools compatible)",
     disable_version_flag = true,
+    long_about = None,
     after_help = "Panic loads (-p) add `irqpoll nr_cpus=1 reset_devices` to the command line unless given \
                   (or --no-capture-defaults).\n-S exits 1 when the kernel is loaded, 0 when not (kexec-tools' convention)."
 )]
+/// kexec-tools' command line.
 pub struct Args {
     /// Load the kernel for a later `kexec -e`.
     #[arg(short = 'l', long = "load")]
@@ -132,6 +134,7 @@ pub struct Args {
 }
 
 impl Args {
+    /// Which load syscall the flags ask for.
     pub fn syscall(&self) -> SyscallChoice {
         if self.legacy_syscall || self.print_plan {
             SyscallChoice::Legacy
