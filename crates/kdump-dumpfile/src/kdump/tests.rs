@@ -1,0 +1,279 @@
+//! Round trips, layouts and damaged files.
+
+use crate::codec::Codec;
+use crate::error::Error;
+use crate::physmem::{PageState, PhysMem};
+
+use super::*;
+use std::io::{self, Cursor};
+
+fn cfg(codec: Codec) -> KdumpConfig {
+    let mut c = KdumpConfig::new(4096, 0x120, vec![1..0xa0, 0x100..0x110], codec);
+    c.share_zero_pages = true;
+    c.dump_level = 1;
+    c.vmcoreinfo = Some(b"OSRELEASE=6.1.0\nPAGESIZE=4096\n".to_vec());
+    c.utsname.release = "6.1.0".into();
+    c.utsname.machine = "x86_64".into();
+    c
+}
+
+fn page(pfn: u64) -> Vec<u8> {
+    (0..4096u64).map(|i| ((i * 7 + pfn * 13) % 251) as u8).collect()
+}
+
+fn write(codec: Codec) -> Vec<u8> {
+    let mut w = KdumpWriter::new(SeekSink::new(Cursor::new(Vec::new())), cfg(codec)).unwrap();
+    for pfn in (1..0xa0).chain(0x100..0x110) {
+        if pfn % 5 == 0 {
+            continue; // excluded
+        }
+        if pfn % 7 == 0 {
+            w.append_page(pfn, &[0u8; 4096]).unwrap();
+        } else {
+            w.append_page(pfn, &page(pfn)).unwrap();
+        }
+    }
+    let (s, sum) = w.finish().unwrap();
+    assert!(!sum.incomplete);
+    s.into_inner().into_inner()
+}
+
+#[test]
+fn struct_offsets() {
+    let mut h = DiskDumpHeader::parse(&[0u8; 464]);
+    h.signature = *KDUMP_SIGNATURE;
+    h.header_version = 6;
+    h.timestamp_sec = 0x0102;
+    h.status = 0x20;
+    h.block_size = 4096;
+    h.sub_hdr_size = 3;
+    h.bitmap_blocks = 8;
+    h.max_mapnr = 0x1234;
+    h.nr_cpus = 4;
+    h.utsname[4][..6].copy_from_slice(b"x86_64");
+    let b = h.to_bytes();
+    assert_eq!(&b[0..8], b"KDUMP   ");
+    assert_eq!(b[8], 6);
+    assert_eq!(&b[12 + 65 * 4..12 + 65 * 4 + 6], b"x86_64");
+    assert_eq!(b[408..410], [2, 1]);
+    assert_eq!(b[424], 0x20);
+    assert_eq!(b[428..430], [0, 0x10]);
+    assert_eq!(b[432], 3);
+    assert_eq!(b[436], 8);
+    assert_eq!(b[440..442], [0x34, 0x12]);
+    assert_eq!(b[460], 4);
+    assert_eq!(DiskDumpHeader::parse(&b), h);
+    assert_eq!(h.utsname_field(4), "x86_64");
+
+    let s = KdumpSubHeader {
+        phys_base: 1,
+        dump_level: 2,
+        split: 3,
+        start_pfn: 4,
+        end_pfn: 5,
+        offset_vmcoreinfo: 6,
+        size_vmcoreinfo: 7,
+        offset_note: 8,
+        size_note: 9,
+        offset_eraseinfo: 10,
+        size_eraseinfo: 11,
+        start_pfn_64: 12,
+        end_pfn_64: 13,
+        max_mapnr_64: 14,
+    };
+    let b = s.to_bytes();
+    for (off, v) in [(0, 1), (8, 2), (12, 3), (16, 4), (24, 5), (32, 6), (40, 7), (48, 8), (56, 9), (64, 10)] {
+        assert_eq!(b[off], v, "offset {off}");
+    }
+    for (off, v) in [(72, 11), (80, 12), (88, 13), (96, 14)] {
+        assert_eq!(b[off], v, "offset {off}");
+    }
+    assert_eq!(KdumpSubHeader::parse(&b, 6), s);
+    assert_eq!(KdumpSubHeader::parse(&b, 3).offset_note, 0);
+
+    let d = PageDesc { offset: 0x1122, size: 0x33, flags: 0x4, page_flags: 0x55 };
+    let b = d.to_bytes();
+    assert_eq!((b[0], b[1], b[8], b[12], b[16]), (0x22, 0x11, 0x33, 0x4, 0x55));
+    assert_eq!(PageDesc::parse(&b), d);
+}
+
+#[test]
+fn file_layout() {
+    let f = write(Codec::Zlib);
+    let h = DiskDumpHeader::parse(&f);
+    assert_eq!(h.status, 1);
+    assert_eq!(h.block_size, 4096);
+    assert_eq!(h.sub_hdr_size, 1);
+    assert_eq!(h.bitmap_blocks, 2);
+    assert_eq!(h.max_mapnr, 0x120);
+    let s = KdumpSubHeader::parse(&f[4096..], 6);
+    assert_eq!(s.offset_note, 4096 + 104);
+    assert_eq!(s.max_mapnr_64, 0x120);
+    assert_eq!(s.dump_level, 1);
+    let vi = &f[s.offset_vmcoreinfo as usize..(s.offset_vmcoreinfo + s.size_vmcoreinfo) as usize];
+    assert_eq!(vi, b"OSRELEASE=6.1.0\nPAGESIZE=4096\n");
+    // 1st bitmap at block 2: PFN 0 not RAM, 1..0xa0 RAM
+    assert_eq!(f[8192], 0xfe);
+    assert_eq!(f[8192 + 0x9f / 8] >> 7, 1);
+    // 2nd bitmap at block 3: PFN 5 excluded, 7 (zero) present
+    assert_eq!(f[12288] & (1 << 5), 0);
+    assert_eq!(f[12288] & (1 << 6), 1 << 6);
+    // descriptors at block 4; the first (PFN 1) points past the shared zero page
+    let n_ram = 0x9f + 0x10;
+    let data = 16384 + 24 * n_ram;
+    let d0 = PageDesc::parse(&f[16384..]);
+    assert_eq!(d0.offset as usize, data + 4096);
+    assert_eq!(d0.flags, 1);
+    // PFN 7 is the 6th dumpable page (1,2,3,4,6,7) -> index 5: shared zero page
+    let d5 = PageDesc::parse(&f[16384 + 5 * 24..]);
+    assert_eq!((d5.offset as usize, d5.size, d5.flags), (data, 4096, 0));
+}
+
+#[test]
+fn roundtrip_each_codec() {
+    for codec in Codec::ALL {
+        let f = write(codec);
+        let mut r = KdumpReader::open(Cursor::new(f)).unwrap();
+        assert_eq!(r.ram_ranges(), &[1..0xa0, 0x100..0x110]);
+        assert_eq!(r.vmcoreinfo().unwrap(), b"OSRELEASE=6.1.0\nPAGESIZE=4096\n");
+        assert!(!r.is_incomplete());
+        let mut buf = vec![0u8; 4096];
+        for pfn in 0..0x130 {
+            let st = r.read_page(pfn, &mut buf).unwrap();
+            let ram = (1..0xa0).contains(&pfn) || (0x100..0x110).contains(&pfn);
+            let want = if !ram {
+                PageState::NotRam
+            } else if pfn % 5 == 0 {
+                PageState::Excluded
+            } else {
+                PageState::Present
+            };
+            assert_eq!(st, want, "{codec:?} pfn {pfn:#x}");
+            if st == PageState::Present {
+                let expect = if pfn % 7 == 0 { vec![0u8; 4096] } else { page(pfn) };
+                assert_eq!(buf, expect, "{codec:?} pfn {pfn:#x}");
+            } else {
+                assert!(buf.iter().all(|&b| b == 0));
+            }
+        }
+        assert_eq!(r.dumpable_pages(), (0x9f + 0x10) - (0x9f / 5 + 3));
+    }
+}
+
+/// Descriptors are read in runs: any order of page reads sees the pages written.
+#[test]
+fn page_reads_in_any_order_see_the_pages_written() {
+    let mut r = KdumpReader::open(Cursor::new(write(Codec::Zlib))).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let order = (0..0x120u64).rev().chain((0..0x120).map(|i| (i * 97) % 0x120));
+    for pfn in order {
+        let ram = (1..0xa0).contains(&pfn) || (0x100..0x110).contains(&pfn);
+        let st = r.read_page(pfn, &mut buf).unwrap();
+        if !ram || pfn % 5 == 0 {
+            assert_ne!(st, PageState::Present, "pfn {pfn:#x}");
+            continue;
+        }
+        assert_eq!(st, PageState::Present, "pfn {pfn:#x}");
+        let expect = if pfn % 7 == 0 { vec![0u8; 4096] } else { page(pfn) };
+        assert_eq!(buf, expect, "pfn {pfn:#x}");
+    }
+}
+
+#[test]
+fn older_header_versions() {
+    let f = write(Codec::Zlib);
+    for v in 1..=6u8 {
+        let mut g = f.clone();
+        g[8] = v;
+        let mut r = KdumpReader::open(Cursor::new(g)).unwrap();
+        assert_eq!(r.max_pfn(), 0x120);
+        assert_eq!(r.vmcoreinfo().is_some(), v >= 3, "v{v}");
+        assert_eq!(r.notes().is_empty(), v < 4, "v{v}");
+        let mut buf = vec![0u8; 4096];
+        assert_eq!(r.read_page(0x101, &mut buf).unwrap(), PageState::Present);
+        assert_eq!(buf, page(0x101));
+    }
+    for v in [0u8, 7] {
+        let mut g = f.clone();
+        g[8] = v;
+        assert!(matches!(KdumpReader::open(Cursor::new(g)), Err(Error::Unsupported { .. })));
+    }
+}
+
+#[test]
+fn misuse_is_error() {
+    let mut w = KdumpWriter::new(SeekSink::new(Cursor::new(Vec::new())), cfg(Codec::None)).unwrap();
+    assert!(w.append_page(0, &page(0)).is_err()); // not RAM
+    w.append_page(3, &page(3)).unwrap();
+    assert!(w.append_page(3, &page(3)).is_err()); // repeated
+    assert!(w.append_page(2, &page(2)).is_err()); // backwards
+    assert!(w.append_page(0x200, &page(2)).is_err()); // beyond max_pfn
+    assert!(w.append_page(4, &[0u8; 10]).is_err());
+    assert!(KdumpWriter::new(1usize, cfg(Codec::None)).is_err());
+}
+
+impl WriteAt for usize {
+    fn write_at(&mut self, _: u64, _: &[u8]) -> io::Result<()> {
+        Err(io::Error::other("no space left on device"))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A sink that fails once `limit` bytes have been written past `fail_from`.
+struct Limited {
+    file: Cursor<Vec<u8>>,
+    limit: u64,
+}
+impl WriteAt for Limited {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        if offset + data.len() as u64 > self.limit {
+            return Err(io::Error::other("ENOSPC"));
+        }
+        SeekSink::new(&mut self.file).write_at(offset, data)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn incomplete_after_enospc() {
+    // Large max_pfn so the data flushes several times.
+    let mut c = KdumpConfig::new(4096, 2048, std::iter::once(0..2048).collect(), Codec::None);
+    c.share_zero_pages = true;
+    let sink = Limited { file: Cursor::new(Vec::new()), limit: 3 << 20 };
+    let mut w = KdumpWriter::new(sink, c).unwrap();
+    let mut failed_at = None;
+    for pfn in 0..2048 {
+        if let Err(e) = w.append_page(pfn, &page(pfn)) {
+            assert!(matches!(e, Error::Io(_)));
+            failed_at = Some(pfn);
+            break;
+        }
+    }
+    let failed_at = failed_at.expect("the sink fills up");
+    assert!(w.append_page(failed_at + 1, &page(0)).is_err());
+    let (mut sink, sum) = w.finish_incomplete().unwrap();
+    assert!(sum.incomplete);
+    sink.limit = u64::MAX;
+    let f = sink.file.into_inner();
+    let mut r = KdumpReader::open(Cursor::new(f)).unwrap();
+    assert!(r.is_incomplete());
+    let mut buf = vec![0u8; 4096];
+    let (mut present, mut lost) = (0, 0);
+    for pfn in 0..2048 {
+        match r.read_page(pfn, &mut buf).unwrap() {
+            PageState::Present => {
+                assert_eq!(buf, page(pfn));
+                assert_eq!(lost, 0, "present after lost at {pfn}");
+                present += 1;
+            }
+            PageState::Lost => lost += 1,
+            s => panic!("pfn {pfn}: {s:?}"),
+        }
+    }
+    assert!(present > 0 && lost > 0, "{present} {lost}");
+    assert_eq!(present + lost, 2048);
+}
