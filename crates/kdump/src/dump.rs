@@ -82,9 +82,59 @@ pub struct DumpArgs {
     /// Reassemble split files (not built yet).
     #[arg(long = "reassemble")]
     pub reassemble: bool,
+    /// Check the options and files, then exit without reading the dump (makedumpfile's).
+    #[arg(long = "check-params")]
+    pub check_params: bool,
+    /// Read, filter and compress everything, but write nothing (makedumpfile's).
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+    /// Print the pages left out per class at the end, whatever the message level.
+    #[arg(long = "show-stats")]
+    pub show_stats: bool,
+    /// Debug output: the stage timings (as --timings).
+    #[arg(short = 'D')]
+    pub debug: bool,
+    /// Accepted for makedumpfile's command lines; no effect (see `kdump dump --help`).
+    #[arg(long = "cyclic-buffer", value_name = "KIB")]
+    pub cyclic_buffer: Option<u64>,
+    /// Accepted for makedumpfile's command lines; no effect: nothing is written but DEST.
+    #[arg(long = "work-dir", value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Accepted for makedumpfile's command lines; no effect: there are no cycles to turn off.
+    #[arg(long = "non-cyclic")]
+    pub non_cyclic: bool,
+    /// Accepted for makedumpfile's command lines; no effect (bitmap cache order).
+    #[arg(short = 'b', value_name = "ORDER")]
+    pub cache_order: Option<u32>,
+    /// Accepted for makedumpfile's command lines; no effect without --split.
+    #[arg(long = "splitblock-size", value_name = "SIZE")]
+    pub splitblock_size: Option<u64>,
     /// SOURCE then DEST (with -F: SOURCE only; with -R: DEST only).
     #[arg(value_name = "FILE")]
     pub files: Vec<PathBuf>,
+}
+
+impl DumpArgs {
+    /// What the options accepted for makedumpfile's sake do here, once each, for the log.
+    pub fn ignored_options(&self) -> Vec<&'static str> {
+        let mut notes = Vec::new();
+        if self.cyclic_buffer.is_some() || self.non_cyclic {
+            notes.push(
+                "--cyclic-buffer/--non-cyclic have no effect: every page is classified in one pass into a \
+                 one-bit-per-page map (32 KiB per GiB of RAM)",
+            );
+        }
+        if self.work_dir.is_some() {
+            notes.push("--work-dir has no effect: nothing but DEST is written");
+        }
+        if self.cache_order.is_some() {
+            notes.push("-b has no effect: bitmaps are read block by block");
+        }
+        if self.splitblock_size.is_some() {
+            notes.push("--splitblock-size has no effect without --split");
+        }
+        notes
+    }
 }
 
 fn codec(a: &DumpArgs) -> anyhow::Result<Codec> {
@@ -125,6 +175,8 @@ pub struct SaveRequest {
     pub message_level: u32,
     /// Print the time of each stage.
     pub timings: bool,
+    /// Print the pages left out per class even at message level 0.
+    pub show_stats: bool,
 }
 
 impl SaveRequest {
@@ -138,6 +190,7 @@ impl SaveRequest {
             read_mode: dumpfile::read_mode_from_env(),
             message_level: 7,
             timings: false,
+            show_stats: false,
         }
     }
 }
@@ -170,6 +223,11 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
     if a.split || a.reassemble {
         bail!("--split and --reassemble are not built yet: write one file (or -F to a pipe)");
     }
+    if a.message_level > 0 {
+        for note in a.ignored_options() {
+            eprintln!("kdump: {note}");
+        }
+    }
     if a.rebuild {
         let [dest] = a.files.as_slice() else { bail!("usage: kdump dump -R DEST < flattened-stream") };
         return rebuild(dest, a.force);
@@ -189,10 +247,36 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
         threads: a.threads,
         read_mode: read_mode(a),
         message_level: a.message_level,
-        timings: a.timings,
+        timings: a.timings || a.debug,
+        show_stats: a.show_stats,
     };
     if a.elf && a.flatten {
         bail!("ELF output (-E) is uncompressed and needs a seekable file: leave out -F");
+    }
+    if a.level > 31 {
+        bail!("dump level {} is out of range: use 0 to 31", a.level);
+    }
+    if a.check_params {
+        let (n, what) = if a.flatten { (1, "SOURCE") } else { (2, "SOURCE DEST") };
+        if a.files.len() != n {
+            bail!("--check-params: expected {what}");
+        }
+        let source = &a.files[0];
+        std::fs::metadata(source).with_context(|| format!("--check-params: cannot read {}", source.display()))?;
+        if a.message_level > 0 {
+            eprintln!("kdump: the options and {} are valid", source.display());
+        }
+        return Ok(());
+    }
+    if a.dry_run {
+        let [source, ..] = a.files.as_slice() else { bail!("usage: kdump dump --dry-run [OPTIONS] SOURCE [DEST]") };
+        if a.elf {
+            bail!("--dry-run writes nothing, so -E has nothing to check: leave one of them out");
+        }
+        // Everything but the writing: the same pages read, filtered and compressed into a
+        // flattened stream that goes nowhere.
+        let mut nowhere = std::io::sink();
+        return save(source, Output::Flattened { sink: &mut nowhere, name: "nowhere (--dry-run)" }, &req);
     }
     match (a.flatten, a.files.as_slice()) {
         (true, [source]) => {
@@ -264,7 +348,7 @@ pub fn save(source: &Path, output: Output<'_>, req: &SaveRequest) -> anyhow::Res
             sink.finish()
                 .and_then(|w| w.flush())
                 .with_context(|| format!("cannot finish the flattened stream on {name}"))?;
-            filter_report(&filter, req.message_level);
+            filter_report(&filter, if req.show_stats { req.message_level.max(1) } else { req.message_level });
             timings.show(Some(&report), report.written.file_size, None);
             finish_report(&report, name, req.message_level)
         }
@@ -285,7 +369,7 @@ pub fn save(source: &Path, output: Output<'_>, req: &SaveRequest) -> anyhow::Res
                     .with_context(|| format!("cannot rename {} to {}", partial.display(), dest.display()))?;
                 sync_parent(dest);
             }
-            filter_report(&filter, req.message_level);
+            filter_report(&filter, if req.show_stats { req.message_level.max(1) } else { req.message_level });
             timings.show(Some(&report), report.written.file_size, Some(fsync));
             finish_report(&report, &dest.display().to_string(), req.message_level)
                 .with_context(|| format!("the pages written so far are in {} (marked incomplete)", partial.display()))
@@ -351,7 +435,7 @@ fn save_elf_file(
     std::fs::rename(&partial, dest)
         .with_context(|| format!("cannot rename {} to {}", partial.display(), dest.display()))?;
     sync_parent(dest);
-    filter_report(filter, req.message_level);
+    filter_report(filter, if req.show_stats { req.message_level.max(1) } else { req.message_level });
     timings.show(None, report.file_size, Some(fsync));
     if req.message_level > 0 {
         eprintln!(

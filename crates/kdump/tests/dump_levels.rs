@@ -168,3 +168,58 @@ fn exclude_vmemmap_is_refused_not_ignored() {
             .contains("-e (exclude the struct pages of excluded memory) is not built yet")
     );
 }
+
+/// `core_collector` lines from distributions' defaults and documentation, run through the
+/// `makedumpfile` name (argv[0]) with `--check-params`: each parses and is checked, none is
+/// refused. Then `--dry-run` does the whole work, writes nothing and says what it left out.
+#[test]
+fn makedumpfile_command_lines_of_distributions_parse_and_dry_run_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = vmcore(dir.path(), INFO);
+    let makedumpfile = dir.path().join("makedumpfile");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_kdump"), &makedumpfile).unwrap();
+    let dest = dir.path().join("vmcore.out");
+    for line in [
+        "-c -d 31",                      // Debian kdump-tools' MAKEDUMP_ARGS
+        "-l --message-level 7 -d 31",    // kdump-utils' default core_collector
+        "-l --message-level 1 -d 31",    // its documentation
+        "-c --message-level 1 -d 31",    // Red Hat documentation
+        "-d 31 -z --num-threads 2",      // makedumpfile(8)
+        "--cyclic-buffer 1024 -l -d 31", // older kdump.conf examples
+        "--non-cyclic -l -d 31",
+        "--work-dir /var/tmp -l -d 31",
+        "--non-mmap -l -d 31",
+        "-D -b 8 -l -d 31",
+        "--splitblock-size 1048576 -l -d 31",
+        "--show-stats -E -d 31",
+    ] {
+        let out = Command::new(&makedumpfile)
+            .args(line.split_whitespace())
+            .arg("--check-params")
+            .arg(&src)
+            .arg(&dest)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "makedumpfile {line}: {err}");
+        assert!(!dest.exists(), "--check-params wrote {}", dest.display());
+    }
+    // The flattened form for ssh takes SOURCE only.
+    let out = Command::new(&makedumpfile).args(["-F", "-l", "-d", "31", "--check-params"]).arg(&src).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // A bad line is still refused.
+    let out = Command::new(&makedumpfile).args(["-d", "32", "--check-params"]).arg(&src).arg(&dest).output().unwrap();
+    assert!(!out.status.success());
+
+    let out = Command::new(&makedumpfile)
+        .args(["-l", "-d", "31", "--dry-run", "--cyclic-buffer", "4096"])
+        .arg(&src)
+        .arg(&dest)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!dest.exists() && !dir.path().join("vmcore.out.incomplete").exists(), "--dry-run wrote a file");
+    assert!(err.contains("--cyclic-buffer/--non-cyclic have no effect"), "{err}");
+    assert!(err.contains("left out") && err.contains("nowhere (--dry-run)"), "the work was done: {err}");
+}
