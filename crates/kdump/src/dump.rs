@@ -82,6 +82,9 @@ pub struct DumpArgs {
     /// Reassemble split files (not built yet).
     #[arg(long = "reassemble")]
     pub reassemble: bool,
+    /// A VMCOREINFO file (as `makedumpfile -g` writes) for a dump that has no VMCOREINFO note.
+    #[arg(short = 'i', value_name = "VMCOREINFO")]
+    pub vmcoreinfo: Option<PathBuf>,
     /// Check the options and files, then exit without reading the dump (makedumpfile's).
     #[arg(long = "check-params")]
     pub check_params: bool,
@@ -177,6 +180,8 @@ pub struct SaveRequest {
     pub timings: bool,
     /// Print the pages left out per class even at message level 0.
     pub show_stats: bool,
+    /// VMCOREINFO text to use where the dump has no note (`-i`).
+    pub vmcoreinfo: Option<Vec<u8>>,
 }
 
 impl SaveRequest {
@@ -191,6 +196,7 @@ impl SaveRequest {
             message_level: 7,
             timings: false,
             show_stats: false,
+            vmcoreinfo: None,
         }
     }
 }
@@ -249,6 +255,10 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
         message_level: a.message_level,
         timings: a.timings || a.debug,
         show_stats: a.show_stats,
+        vmcoreinfo: match &a.vmcoreinfo {
+            Some(path) => Some(std::fs::read(path).with_context(|| format!("-i: cannot read {}", path.display()))?),
+            None => None,
+        },
     };
     if a.elf && a.flatten {
         bail!("ELF output (-E) is uncompressed and needs a seekable file: leave out -F");
@@ -305,6 +315,12 @@ pub fn save(source: &Path, output: Output<'_>, req: &SaveRequest) -> anyhow::Res
     }
     let mode = req.read_mode;
     let mut dump = dumpfile::open_with(source, mode)?;
+    if let Some(text) = &req.vmcoreinfo
+        && let Some(warning) = dump.give_vmcoreinfo(text.clone())
+        && req.message_level > 0
+    {
+        eprintln!("kdump: warning: {warning}");
+    }
     // A dump without a VMCOREINFO note (QEMU's) is still filtered, and the
     // output carries the note, when the kernel's own is found in memory.
     match dump.resolve_vmcoreinfo() {

@@ -22,6 +22,8 @@ pub struct Dump {
     /// The kernel's VMCOREINFO note found in memory, for a dump without one
     /// (QEMU `dump-guest-memory`); see [`Dump::resolve_vmcoreinfo`].
     found: Option<FoundVmcoreinfo>,
+    /// VMCOREINFO given by the user (`makedumpfile -i FILE`), for a dump without a note.
+    given: Option<Vec<u8>>,
 }
 
 /// Notes the memory scan checks before giving up on finding one that validates:
@@ -96,7 +98,7 @@ pub fn open_with(path: &Path, mode: ReadMode) -> anyhow::Result<Dump> {
         AnyDump::Kdump(r) => kdump_format(r, "kdump-compressed"),
         AnyDump::Flattened(r) => kdump_format(r, "flattened"),
     };
-    Ok(Dump { mem: Box::new(dump), format, elf_segments, read_path, found: None })
+    Ok(Dump { mem: Box::new(dump), format, elf_segments, read_path, found: None, given: None })
 }
 
 impl Dump {
@@ -106,7 +108,7 @@ impl Dump {
     /// scan reads RAM pages in address order until a note validates (all of them
     /// when none does), at most once per `Dump`.
     pub fn resolve_vmcoreinfo(&mut self) -> anyhow::Result<Option<u64>> {
-        if self.mem.vmcoreinfo().is_some() {
+        if self.mem.vmcoreinfo().is_some() || self.given.is_some() {
             return Ok(None);
         }
         if let Some(found) = &self.found {
@@ -151,7 +153,26 @@ impl Dump {
 
     /// The VMCOREINFO text: the dump's note, or the one [`resolve_vmcoreinfo`](Self::resolve_vmcoreinfo) found.
     pub fn vmcoreinfo_raw(&self) -> Option<&[u8]> {
-        self.mem.vmcoreinfo().or(self.found.as_ref().map(|f| f.text.as_slice()))
+        self.mem.vmcoreinfo().or(self.given.as_deref()).or(self.found.as_ref().map(|f| f.text.as_slice()))
+    }
+
+    /// Uses `text` (a VMCOREINFO file, as `makedumpfile -g` writes and `-i` reads) where the
+    /// dump has no note of its own; the dump's note wins. Returns a warning when both exist
+    /// and name different releases.
+    pub fn give_vmcoreinfo(&mut self, text: Vec<u8>) -> Option<String> {
+        if let Some(own) = self.mem.vmcoreinfo() {
+            let release = |t: &[u8]| Vmcoreinfo::parse(t).osrelease().map(str::to_string);
+            let (theirs, ours) = (release(&text), release(own));
+            return (theirs != ours).then(|| {
+                format!(
+                    "the dump's own VMCOREINFO (release {}) is used, not the given one (release {})",
+                    ours.unwrap_or_default(),
+                    theirs.unwrap_or_default()
+                )
+            });
+        }
+        self.given = Some(text);
+        None
     }
 
     /// VMCOREINFO, parsed (from memory when the dump has no note).

@@ -50,7 +50,10 @@ fn vmcore(dir: &Path, info: &str) -> std::path::PathBuf {
     page(24, 0, 0, -129, 2);
     page(33, 1 << 4 | 1 << 13, 0xffff_8880_0000_1000, -1, 0);
     let mut notes = Vec::new();
-    push_note(&mut notes, b"VMCOREINFO", 0, info.as_bytes());
+    // An empty `info`: no VMCOREINFO note at all (as in QEMU's dumps).
+    if !info.is_empty() {
+        push_note(&mut notes, b"VMCOREINFO", 0, info.as_bytes());
+    }
     let mut out = Vec::new();
     write_elf64_vmcore(&mut out, EM_X86_64, &notes, &[(0, PAGES * 4096, &mem)]).unwrap();
     let path = dir.join("vmcore");
@@ -222,4 +225,25 @@ fn makedumpfile_command_lines_of_distributions_parse_and_dry_run_writes_nothing(
     assert!(!dest.exists() && !dir.path().join("vmcore.out.incomplete").exists(), "--dry-run wrote a file");
     assert!(err.contains("--cyclic-buffer/--non-cyclic have no effect"), "{err}");
     assert!(err.contains("left out") && err.contains("nowhere (--dry-run)"), "the work was done: {err}");
+}
+
+/// `makedumpfile -i VMCOREINFO`: a dump without a note is filtered with the VMCOREINFO of a
+/// file, and the output carries it; without `-i` the same dump cannot be filtered and says why.
+#[test]
+fn a_vmcoreinfo_file_stands_in_for_a_missing_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = vmcore(dir.path(), "");
+    let info_file = dir.path().join("vmcoreinfo");
+    std::fs::write(&info_file, INFO).unwrap();
+    let dest = dir.path().join("with-i");
+    kdump(&["dump", "-z", "-d", "31", "-i", info_file.to_str().unwrap()], &[&src, &dest]);
+    assert_eq!(described(&dest), (all_but(&[20, 21, 24, 25, 26, 27, 33]), 31));
+    let r = KdumpReader::open(File::open(&dest).unwrap()).unwrap();
+    assert_eq!(r.vmcoreinfo(), Some(INFO.as_bytes()), "the output carries the given VMCOREINFO");
+
+    let without = dir.path().join("without-i");
+    let out = kdump(&["dump", "-z", "-d", "31"], &[&src, &without]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(described(&without).1, 1, "nothing but zero pages can be left out: {stderr}");
+    assert!(stderr.contains("no VMCOREINFO"), "{stderr}");
 }
