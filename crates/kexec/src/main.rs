@@ -123,6 +123,36 @@ pub struct Args {
     /// Highest address for segments (kexec_load: -a switches to it); hex (0x…) or decimal.
     #[arg(long = "mem-max", value_name = "ADDR")]
     pub mem_max: Option<String>,
+    /// kexec_load (-c): ELF64 core headers (the default; for command lines that name it).
+    #[arg(long = "elf64-core-headers", conflicts_with = "elf32_core_headers")]
+    pub elf64_core_headers: bool,
+    /// Accepted for kexec-tools' command lines: our purgatory prints nothing, on any console.
+    #[arg(long = "console-vga")]
+    pub console_vga: bool,
+    /// Accepted for kexec-tools' command lines: our purgatory prints nothing, on any console.
+    #[arg(long = "console-serial")]
+    pub console_serial: bool,
+    /// Accepted for kexec-tools' command lines (the purgatory's serial port): no effect.
+    #[arg(long = "serial", value_name = "PORT")]
+    pub serial: Option<String>,
+    /// Accepted for kexec-tools' command lines (the purgatory's serial speed): no effect.
+    #[arg(long = "serial-baud", value_name = "BAUD")]
+    pub serial_baud: Option<String>,
+    /// Not supported (refused with the reason): reuse the initrd the running kernel kept.
+    #[arg(long = "reuse-initrd")]
+    pub reuse_initrd: bool,
+    /// Not supported (refused with the reason): kexec jump.
+    #[arg(long = "load-preserve-context")]
+    pub load_preserve_context: bool,
+    /// Not supported (refused with the reason): kexec jump back.
+    #[arg(long = "load-jump-back-helper")]
+    pub load_jump_back_helper: bool,
+    /// Not supported (refused with the reason): a custom entry point.
+    #[arg(long = "entry", value_name = "ADDR")]
+    pub entry: Option<String>,
+    /// Not supported (refused with the reason): entering the kernel in real mode.
+    #[arg(long = "real-mode")]
+    pub real_mode: bool,
     /// Read /proc and /sys under this directory (testing).
     #[arg(long = "sysroot", value_name = "DIR", hide = true, default_value = "/")]
     pub sysroot: PathBuf,
@@ -196,7 +226,40 @@ fn main() -> ExitCode {
     }
 }
 
+/// kexec-tools options this kexec refuses, each with the reason and what to do instead.
+fn refused_option(args: &Args) -> Option<&'static str> {
+    if args.reuse_initrd {
+        return Some(
+            "--reuse-initrd is not supported: it reuses an initrd the running kernel kept (retain_initrd), which \
+             this kexec does not read; pass the file with --initrd",
+        );
+    }
+    if args.load_preserve_context || args.load_jump_back_helper {
+        return Some(
+            "--load-preserve-context and --load-jump-back-helper (kexec jump, CONFIG_KEXEC_JUMP) are not supported: \
+             use -l and -e for a reboot, -p for a capture kernel",
+        );
+    }
+    if args.entry.is_some() {
+        return Some(
+            "--entry is not supported: the entry is the kernel's own 64-bit entry (or the purgatory's for -c)",
+        );
+    }
+    if args.real_mode {
+        return Some("--real-mode is not supported: the kernel is entered at its 64-bit entry (boot protocol 2.12+)");
+    }
+    None
+}
+
 fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    if let Some(why) = refused_option(args) {
+        bail!("{why}");
+    }
+    if args.console_vga || args.console_serial || args.serial.is_some() || args.serial_baud.is_some() {
+        eprintln!(
+            "kexec: --console-vga/--console-serial/--serial/--serial-baud have no effect: our purgatory prints nothing"
+        );
+    }
     let root = SysRoot::at(&args.sysroot);
     match action(args)? {
         Action::Status => status(&root),

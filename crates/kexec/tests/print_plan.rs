@@ -400,3 +400,23 @@ fn hotplug_on_where_the_kernel_supports_it() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["flags"], "0x3e0001");
 }
+
+/// kexec-tools' options without a meaning here are accepted with a note; those that cannot
+/// work are refused with the reason, before anything is read or loaded.
+#[test]
+fn kexec_tools_options_are_accepted_or_refused_with_a_reason() {
+    let out = run("qemu-1g-2cpu-crash256m-4level", &["--console-serial", "--serial", "ttyS0", "--elf64-core-headers"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("our purgatory prints nothing"));
+    for (option, needle) in [
+        (&["--reuse-initrd"][..], "pass the file with --initrd"),
+        (&["--load-preserve-context"][..], "kexec jump"),
+        (&["--load-jump-back-helper"][..], "kexec jump"),
+        (&["--entry", "0x1000000"][..], "--entry is not supported"),
+        (&["--real-mode"][..], "--real-mode is not supported"),
+    ] {
+        let out = run("qemu-1g-2cpu-crash256m-4level", option);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(needle), "{option:?}: {err}");
+    }
+}
