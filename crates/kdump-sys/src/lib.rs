@@ -6,14 +6,19 @@
 //! planning code or a binary that wires the two together.
 #![deny(missing_docs)]
 
+pub mod block;
+pub mod file;
 mod hotplug;
 pub mod kexec;
 pub mod legacy;
 mod machine;
 pub mod mapped;
+pub mod module;
+pub mod mount;
+pub mod power;
 mod root;
-pub mod service;
 pub mod usage;
+mod util;
 
 pub use hotplug::{CPU_CRASH_HOTPLUG, CrashHotplug, MEMORY_CRASH_HOTPLUG, crash_hotplug};
 pub use machine::{LoaderInputs, collect_loader_inputs, collect_machine_info, kexec_loaded};

@@ -17,7 +17,8 @@ use kdump_service::initramfs::{MODULE_DIR, MODULE_LIST, module_list};
 use kdump_service::naming::{crash_dir_name, unique};
 use kdump_service::{Action, Codec, Config, FailureAction, TargetSpec};
 use kdump_sys::SysRoot;
-use kdump_sys::service::{self as sys, Stop};
+use kdump_sys::power::Stop;
+use kdump_sys::{block, file, module, mount, power};
 
 use crate::dump::{Output, SaveRequest, save as save_dump};
 
@@ -83,7 +84,7 @@ pub fn run() -> ! {
             2 => Stop::Halt,
             _ => Stop::Reboot,
         };
-        let err = sys::stop_machine(how);
+        let err = power::stop_machine(how);
         eprintln!("kdump-init: cannot stop the machine: {err}");
     }));
     let mut log = Log { start: Instant::now(), text: String::new(), file: None };
@@ -134,8 +135,8 @@ fn mount_pseudo_filesystems(log: &mut Log) {
     for (src, dir, fstype) in [("proc", "/proc", "proc"), ("sysfs", "/sys", "sysfs"), ("devtmpfs", "/dev", "devtmpfs")]
     {
         let _ = std::fs::create_dir_all(dir);
-        if let Err(e) = sys::mount(src, Path::new(dir), fstype, 0)
-            && !sys::is_already_mounted(&e)
+        if let Err(e) = mount::mount(src, Path::new(dir), fstype, 0)
+            && !mount::is_already_mounted(&e)
         {
             log.say(format!("cannot mount {fstype} on {dir}: {e}"));
         }
@@ -146,7 +147,7 @@ fn load_modules(log: &mut Log) {
     let list = std::fs::read_to_string(format!("/{MODULE_LIST}")).unwrap_or_default();
     for file in module_list(&list) {
         let path = PathBuf::from(format!("/{MODULE_DIR}/{file}"));
-        match File::open(&path).and_then(|f| sys::finit_module(&f)) {
+        match File::open(&path).and_then(|f| module::finit_module(&f)) {
             Ok(()) => log.say(format!("loaded module {file}")),
             Err(e) => log.say(format!("cannot load module {file}: {e}")),
         }
@@ -159,7 +160,7 @@ fn stop(log: &mut Log, action: Action) -> ! {
         Action::Poweroff => Stop::Poweroff,
         Action::Halt => Stop::Halt,
     };
-    let err = sys::stop_machine(how);
+    let err = power::stop_machine(how);
     log.say(format!("{action} failed: {err}; halting here"));
     loop {
         std::thread::sleep(Duration::from_secs(3600));
@@ -169,8 +170,8 @@ fn stop(log: &mut Log, action: Action) -> ! {
 fn unmount(log: &mut Log) {
     kdump_sys::kexec::sync_filesystems();
     if Path::new(MOUNTPOINT).exists()
-        && let Err(e) = sys::umount(Path::new(MOUNTPOINT))
-        && !sys::is_not_mounted(&e)
+        && let Err(e) = mount::umount(Path::new(MOUNTPOINT))
+        && !mount::is_not_mounted(&e)
     {
         log.say(format!("cannot unmount {MOUNTPOINT}: {e} (synced anyway)"));
     }
@@ -193,7 +194,8 @@ fn wait_for_target(cfg: &Config, spec: &TargetSpec, log: &mut Log) -> anyhow::Re
             return Ok((node, id.map(|i| i.fstype.to_string())));
         }
         if Instant::now() >= deadline {
-            let devs: Vec<String> = sys::block_devices(&root).unwrap_or_default().into_iter().map(|d| d.name).collect();
+            let devs: Vec<String> =
+                block::block_devices(&root).unwrap_or_default().into_iter().map(|d| d.name).collect();
             bail!(
                 "the target {spec} did not appear within {} s (block devices: {})",
                 cfg.target.wait_seconds,
@@ -237,7 +239,7 @@ fn save(cfg: &Config, log: &mut Log) -> anyhow::Result<()> {
         cfg.target.fstype.clone()
     };
     std::fs::create_dir_all(MOUNTPOINT)?;
-    sys::mount(&node.to_string_lossy(), Path::new(MOUNTPOINT), &fstype, 0)
+    mount::mount(&node.to_string_lossy(), Path::new(MOUNTPOINT), &fstype, 0)
         .with_context(|| format!("cannot mount {} ({fstype}) on {MOUNTPOINT}", node.display()))?;
     log.say(format!("mounted {} ({fstype})", node.display()));
     let base = Path::new(MOUNTPOINT).join(cfg.target.path.trim_start_matches('/'));
@@ -275,7 +277,7 @@ fn save(cfg: &Config, log: &mut Log) -> anyhow::Result<()> {
     }
     let reserve = dir.join(".kdump-log-reserve");
     if let Ok(f) = File::create(&reserve) {
-        let _ = sys::reserve_space(&f, LOG_RESERVE);
+        let _ = file::reserve_space(&f, LOG_RESERVE);
     }
     log.flush();
 

@@ -505,7 +505,7 @@ fn create_new(path: &Path, force: bool) -> anyhow::Result<File> {
     if force {
         let _ = std::fs::remove_file(path);
     }
-    kdump_sys::service::create_private(path)
+    kdump_sys::file::create_private(path)
         .with_context(|| format!("cannot create {} (use -f to replace an old one)", path.display()))
 }
 
@@ -514,7 +514,7 @@ fn create_new(path: &Path, force: bool) -> anyhow::Result<File> {
 /// finished as incomplete without needing more space. Filesystems without
 /// fallocate still work, just without this guarantee.
 fn preallocate(file: &File, len: u64, path: &Path) -> anyhow::Result<()> {
-    kdump_sys::service::reserve_space_if_supported(file, len).map(|_| ()).with_context(|| {
+    kdump_sys::file::reserve_space_if_supported(file, len).map(|_| ()).with_context(|| {
         format!(
             "cannot reserve {:.1} MiB for the dump's headers and page table in {}",
             len as f64 / (1 << 20) as f64,

@@ -1,6 +1,6 @@
 //! The kdump service: `kdump setup`, `reload`, `unload`, `status`, `estimate`, `test`,
 //! `list`, `extract` and `config`. The pure parts are in `kdump-service`;
-//! the system calls in `kdump-sys::service`.
+//! the system calls in `kdump-sys` (`mount`, `block`, `module`, `power`, `file`).
 
 use std::ffi::CString;
 use std::fs::File;
@@ -21,8 +21,8 @@ use kdump_service::naming::CrashDirSummary;
 use kdump_service::superblock::{self, FsIdentity};
 use kdump_service::{Config, TargetSpec};
 use kdump_sys::legacy::{LegacyLoad, load_plan, plan_kexec_load};
-use kdump_sys::service as sys;
 use kdump_sys::{SysRoot, collect_machine_info, kexec};
+use kdump_sys::{block, module, mount, power};
 
 /// The service's subcommands.
 #[derive(Debug, Subcommand)]
@@ -138,13 +138,13 @@ pub fn find_target(root: &SysRoot, spec: &TargetSpec) -> Option<(PathBuf, Option
             if !p.exists() {
                 return None;
             }
-            let id = sys::read_head(p, superblock::PROBE_LEN).ok().and_then(|h| superblock::identify(&h));
+            let id = block::read_head(p, superblock::PROBE_LEN).ok().and_then(|h| superblock::identify(&h));
             Some((p.clone(), id))
         }
         TargetSpec::Uuid(_) | TargetSpec::Label(_) => {
-            for dev in sys::block_devices(root).ok()? {
+            for dev in block::block_devices(root).ok()? {
                 let node = PathBuf::from(format!("/dev/{}", dev.name));
-                let Ok(head) = sys::read_head(&node, superblock::PROBE_LEN) else { continue };
+                let Ok(head) = block::read_head(&node, superblock::PROBE_LEN) else { continue };
                 let Some(id) = superblock::identify(&head) else { continue };
                 let hit = match spec {
                     TargetSpec::Uuid(u) => id.uuid.replace('-', "") == u.replace('-', ""),
@@ -174,7 +174,7 @@ struct Built {
 /// Builds the capture initramfs for `cfg` (shared by setup and estimate).
 fn build(cfg: &Config, config_text: &str, root: &SysRoot) -> anyhow::Result<Built> {
     let mut report = Vec::new();
-    let release = sys::kernel_release(root).context("cannot read the running kernel's release")?;
+    let release = module::kernel_release(root).context("cannot read the running kernel's release")?;
     let kernel = if cfg.capture.kernel.is_empty() {
         PathBuf::from(format!("/boot/vmlinuz-{release}"))
     } else {
@@ -203,7 +203,7 @@ fn build(cfg: &Config, config_text: &str, root: &SysRoot) -> anyhow::Result<Buil
     let mut from_config: Vec<String> = cfg.capture.modules.iter().map(|m| modules::normalize(m)).collect();
     match find_target(root, &spec) {
         Some((node, id)) => {
-            let name = sys::block_name_of(&node).unwrap_or_default();
+            let name = block::block_name_of(&node).unwrap_or_default();
             let what = match &id {
                 Some(id) => format!("{} (UUID {}, label {:?})", id.fstype, id.uuid, id.label),
                 None if cfg.target.raw => "raw device".to_string(),
@@ -212,8 +212,8 @@ fn build(cfg: &Config, config_text: &str, root: &SysRoot) -> anyhow::Result<Buil
             report.push(format!("target: {spec} is {} ({what})", node.display()));
             if cfg.target.raw {
                 // The device itself, or one of its partitions (/sys/class/block/sdb/sdb1).
-                let mounted = sys::mounts(root).unwrap_or_default().into_iter().find(|m| {
-                    sys::block_name_of(Path::new(&m.source))
+                let mounted = mount::mounts(root).unwrap_or_default().into_iter().find(|m| {
+                    block::block_name_of(Path::new(&m.source))
                         .is_some_and(|m| m == name || root.exists(&format!("/sys/class/block/{name}/{m}")))
                 });
                 if let Some(m) = mounted {
@@ -233,7 +233,7 @@ fn build(cfg: &Config, config_text: &str, root: &SysRoot) -> anyhow::Result<Buil
                     ));
                 }
             }
-            wanted.extend(sys::block_device_modules(root, &name));
+            wanted.extend(block::block_device_modules(root, &name));
             if !cfg.target.raw {
                 let fstype = if cfg.target.fstype == "auto" { id.map(|i| i.fstype.to_string()) } else { None }
                     .unwrap_or_else(|| cfg.target.fstype.clone());
@@ -605,9 +605,9 @@ fn unload() -> anyhow::Result<()> {
 fn mounted_crash_dir(root: &SysRoot, cfg: &Config) -> Option<PathBuf> {
     let spec = cfg.target_spec().ok()?;
     let (node, _) = find_target(root, &spec)?;
-    let name = sys::block_name_of(&node)?;
-    let mounts = sys::mounts(root).ok()?;
-    let m = mounts.iter().find(|m| sys::block_name_of(Path::new(&m.source)).as_deref() == Some(name.as_str()))?;
+    let name = block::block_name_of(&node)?;
+    let mounts = mount::mounts(root).ok()?;
+    let m = mounts.iter().find(|m| block::block_name_of(Path::new(&m.source)).as_deref() == Some(name.as_str()))?;
     Some(m.target.join(cfg.target.path.trim_start_matches('/')))
 }
 
@@ -768,7 +768,7 @@ fn test(yes: bool) -> anyhow::Result<()> {
         bail!("no capture kernel is loaded: run kdump setup first (the crash would save nothing)");
     }
     println!("kdump test: crashing the machine now (sysrq c)");
-    let err = sys::crash_now();
+    let err = power::crash_now();
     Err(err).context("cannot trigger the crash through /proc/sysrq-trigger")
 }
 
