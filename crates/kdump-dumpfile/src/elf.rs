@@ -166,7 +166,11 @@ impl<R: Read + Seek> ElfVmcore<R> {
                     memsz: u64::from(u32_at(p, 20, le)),
                 }
             };
+            // A PT_LOAD at physical address -1 has none: /proc/kcore's vmalloc, module and
+            // vmemmap ranges. Reading physical memory, there is nowhere to place it.
+            let no_paddr = seg.paddr == if class64 { u64::MAX } else { u64::from(u32::MAX) };
             match p_type {
+                PT_LOAD if no_paddr => {}
                 PT_LOAD => {
                     if seg.offset.checked_add(seg.filesz).is_none_or(|e| e > file_len) {
                         return Err(Error::Truncated {

@@ -111,6 +111,19 @@ pub fn find_vmcoreinfo(notes: &[u8], little_endian: bool) -> Option<(usize, &[u8
         .map(|n| (n.desc_offset, n.desc))
 }
 
+/// `notes` with the VMCOREINFO note's text replaced by `text` (added when there is none);
+/// the other notes are kept, in order.
+pub fn with_vmcoreinfo(notes: &[u8], text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(notes.len() + text.len());
+    for n in parse_notes(notes, true).map_while(|n| n.ok()).filter(|n| n.name != VMCOREINFO_NAME) {
+        out.resize(out.len().next_multiple_of(4), 0);
+        push_note(&mut out, n.name, n.ntype, n.desc);
+    }
+    out.resize(out.len().next_multiple_of(4), 0);
+    push_note(&mut out, VMCOREINFO_NAME, 0, text);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +154,21 @@ mod tests {
             let r: Result<Vec<_>> = parse_notes(&b[..cut], true).collect();
             assert!(r.is_err(), "cut {cut}");
         }
+    }
+
+    #[test]
+    fn the_vmcoreinfo_note_is_replaced_and_the_others_kept() {
+        let mut notes = Vec::new();
+        push_note(&mut notes, b"CORE", 1, &[7; 336]);
+        notes.resize(notes.len().next_multiple_of(4), 0);
+        push_note(&mut notes, VMCOREINFO_NAME, 0, b"OSRELEASE=6.1\n");
+        notes.resize(notes.len().next_multiple_of(4), 0);
+        push_note(&mut notes, b"CORE", 1, &[8; 336]);
+        let out = with_vmcoreinfo(&notes, b"OSRELEASE=6.1\nLIVE_DUMP=1\n");
+        let parsed: Vec<Note<'_>> = parse_notes(&out, true).map(|n| n.unwrap()).collect();
+        assert_eq!(parsed.len(), 3);
+        assert_eq!((parsed[0].desc[0], parsed[1].desc[0]), (7, 8), "the others, in order");
+        assert_eq!(find_vmcoreinfo(&out, true).unwrap().1, b"OSRELEASE=6.1\nLIVE_DUMP=1\n");
+        assert_eq!(find_vmcoreinfo(&with_vmcoreinfo(&[], b"X=1\n"), true).unwrap().1, b"X=1\n");
     }
 }

@@ -10,6 +10,9 @@ pub struct Vmcoreinfo {
     entries: BTreeMap<String, String>,
 }
 
+/// The VMCOREINFO key that marks a live dump (see [`Vmcoreinfo::live_dump_time`]).
+pub const LIVE_DUMP_KEY: &str = "LIVE_DUMP";
+
 impl Vmcoreinfo {
     /// Parses the note text. Lines without `=` and trailing NULs are ignored;
     /// a repeated key keeps its last value, as the kernel appends (CRASHTIME).
@@ -103,6 +106,13 @@ impl Vmcoreinfo {
             None => Ok(0),
             Some(v) => u64::from_str_radix(v, 16).map_err(|_| Self::bad("KERNELOFFSET", v)),
         }
+    }
+
+    /// When a live dump (of a running kernel, from `/proc/kcore`) was taken: the
+    /// `LIVE_DUMP=<seconds since the epoch>` line `kdump dump` adds to the VMCOREINFO it
+    /// writes. Other readers ignore the unknown key.
+    pub fn live_dump_time(&self) -> Option<i64> {
+        self.get(LIVE_DUMP_KEY)?.trim().parse().ok()
     }
 
     /// `CRASHTIME`: seconds since the epoch at the panic.

@@ -346,6 +346,18 @@ pub fn save(source: &Path, output: Output<'_>, req: &SaveRequest) -> anyhow::Res
     }
     // The header records the level actually applied (never more than was filtered).
     let mut config = config(&mut dump, req.codec, filter.effective_level)?;
+    if is_running_kernel(source) {
+        // A live dump: marked in the VMCOREINFO it carries, so readers do not look for a panic.
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if let Some(text) = config.vmcoreinfo.as_mut() {
+            text.extend_from_slice(format!("{}={now}\n", kdump_kernel::vmcoreinfo::LIVE_DUMP_KEY).as_bytes());
+            // The writer takes VMCOREINFO from the notes when they hold it, as /proc/kcore's do.
+            config.notes = kdump_dumpfile::notes::with_vmcoreinfo(&config.notes, text);
+        }
+        if req.message_level > 0 {
+            eprintln!("kdump: a live dump of the running kernel: memory changes while it is read");
+        }
+    }
     config.descriptor_slots = kept;
     // One CPU (the capture kernel's nr_cpus=1): read, compress and write on one thread.
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -491,6 +503,11 @@ impl PhysMem for WithNotes<'_> {
     fn vmcoreinfo(&self) -> Option<&[u8]> {
         find_vmcoreinfo(&self.notes, true).map(|(_, v)| v)
     }
+}
+
+/// True for `/proc/kcore`: the running kernel's memory, not a crashed one's.
+fn is_running_kernel(source: &Path) -> bool {
+    std::fs::canonicalize(source).is_ok_and(|p| p == Path::new("/proc/kcore"))
 }
 
 /// `DEST.incomplete`: where the dump is written until it is complete.

@@ -35,6 +35,9 @@ struct Report {
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "hex")]
     vmcoreinfo_found_at: Option<u64>,
     kernel: KernelId,
+    /// A live dump (of a running kernel): when it was taken. No panic, no crashing CPU.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    live_dump_time: Option<String>,
     crash_time: Option<String>,
     uptime_seconds: Option<f64>,
     panic: Option<String>,
@@ -146,7 +149,8 @@ pub fn write(
 
     let states = cpu_states(&notes);
     let crash_symbols = symbols.as_ref().map(CrashSymbols::from_table);
-    let crashing = crashing_cpu(&mut mem, crash_symbols.as_ref(), &states);
+    let live = info.live_dump_time();
+    let crashing = if live.is_some() { None } else { crashing_cpu(&mut mem, crash_symbols.as_ref(), &states) };
     if let Some(c) = crashing
         && c.method == CrashingCpuMethod::Guess
     {
@@ -189,9 +193,10 @@ pub fn write(
         format,
         vmcoreinfo_found_at: found_at,
         kernel,
+        live_dump_time: live.map(utc),
         crash_time: info.crash_time().map(utc),
         uptime_seconds: records.last().map(|r| r.ts_nsec as f64 / 1e9),
-        panic: panic_message(&records),
+        panic: if live.is_some() { None } else { panic_message(&records) },
         crashing_cpu,
         crashing_cpu_found_by: crashing.map(|c| c.method),
         cpus,
@@ -225,14 +230,23 @@ fn render(r: &Report, symbols: Option<&SymbolTable>) -> String {
     }
     let _ = writeln!(s, "kernel:      {} {} ({})", or(&r.kernel.release), or(&r.kernel.version), or(&r.kernel.machine));
     let _ = writeln!(s, "host:        {}", or(&r.kernel.nodename));
-    let _ = writeln!(s, "crash time:  {}", or(&r.crash_time));
+    if let Some(t) = &r.live_dump_time {
+        let _ = writeln!(s, "live dump:   of the running kernel, taken at {t} (no crash, no panic)");
+    } else {
+        let _ = writeln!(s, "crash time:  {}", or(&r.crash_time));
+    }
     let _ = writeln!(
         s,
         "uptime:      {}",
         r.uptime_seconds.map(|u| format!("{u:.3} s")).unwrap_or_else(|| "unknown".into())
     );
-    let _ = writeln!(s, "panic:       {}", or(&r.panic));
+    let _ = writeln!(
+        s,
+        "panic:       {}",
+        if r.live_dump_time.is_some() { "none (a live dump)".into() } else { or(&r.panic) }
+    );
     let _ = match (r.crashing_cpu, r.crashing_cpu_found_by) {
+        _ if r.live_dump_time.is_some() => writeln!(s, "crashing CPU: none (a live dump)"),
         (Some(c), Some(how)) => writeln!(s, "crashing CPU: {c} (found by {})", how.describe()),
         _ => writeln!(s, "crashing CPU: unknown"),
     };

@@ -1,0 +1,59 @@
+//! A dump of the running kernel, without a crash (the paper's "non-disruptive dumping"):
+//! `kdump dump /proc/kcore` in a lab guest while a workload runs. The dump is filtered like
+//! a crash dump, carries the kernel's log up to the moment it was taken, and says it is live.
+
+use std::process::Command;
+
+use kdump_dumpfile::KdumpReader;
+use kdump_lab::{LabKernel, Scenario, Vm, static_tools};
+
+/// A log line without its `[   12.345678] ` timestamp: makedumpfile's format indents the
+/// continuation lines of a record where busybox `dmesg` repeats the timestamp.
+fn text(line: &str) -> &str {
+    match line.strip_prefix('[').and_then(|l| l.split_once("] ")) {
+        Some((_, rest)) => rest.trim_start(),
+        None => line.trim_start(),
+    }
+}
+
+#[test]
+fn live_dump_of_the_running_kernel_from_proc_kcore() {
+    let first = "\
+uname -r > /results/release
+mkdir -p /work && mount -t tmpfs tmpfs /work
+dd if=/dev/urandom of=/work/random bs=1M count=32 2>/dev/null
+(while :; do cat /work/random > /dev/null; done) &
+kdump dump -z -d 31 /proc/kcore /results/live.kdump 2> /results/live.err
+kill %1
+dmesg > /results/dmesg-after.txt
+";
+    let vm = Vm { memory_mib: 512, crashkernel: None, results_disk_mib: 1024, ..Vm::on(LabKernel::Bookworm) };
+    let outcome = Scenario::new("live-kcore", first).vm(vm).run().expect("scenario");
+    let err = outcome.read_result("live.err").unwrap();
+    assert!(err.contains("a live dump of the running kernel"), "{err}");
+    assert!(err.contains("dump level 31 left out") && err.contains("free"), "filtered like a crash dump: {err}");
+    let live = outcome.result_path("live.kdump");
+    let r = KdumpReader::open(std::fs::File::open(&live).unwrap()).unwrap();
+    assert!(!r.is_incomplete() && r.dumpable_pages() > 1000, "{} pages", r.dumpable_pages());
+
+    let kdump = static_tools().unwrap().kdump;
+    let run = |args: &[&str]| {
+        let out = Command::new(&kdump).args(args).arg(&live).output().unwrap();
+        assert!(out.status.success(), "kdump {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // The log as it was when the dump was taken: the guest's own dmesg afterwards starts with it.
+    let ours = run(&["dmesg"]);
+    let after = outcome.read_result("dmesg-after.txt").unwrap();
+    let ours: Vec<&str> = ours.lines().map(text).collect();
+    let theirs: Vec<&str> = after.lines().map(text).collect();
+    assert!(ours.len() > 100 && ours.len() <= theirs.len(), "{} lines vs {}", ours.len(), theirs.len());
+    assert!(ours == theirs[..ours.len()], "the live dump's log is not the start of the guest's dmesg");
+
+    let info: serde_json::Value = serde_json::from_str(&run(&["info", "--json"])).unwrap();
+    assert_eq!(info["kernel"]["release"].as_str(), Some(outcome.read_result("release").unwrap().trim()));
+    assert!(info["live_dump_time"].as_str().is_some_and(|t| t.starts_with("20")), "{info:#}");
+    assert!(info["panic"].is_null() && info["crashing_cpu"].is_null(), "no panic in a live dump: {info:#}");
+    let text_report = run(&["info"]);
+    assert!(text_report.contains("live dump:   of the running kernel"), "{text_report}");
+}
