@@ -46,9 +46,8 @@ pub(crate) fn run(s: &Scenario) -> Result<Outcome, LabError> {
         file.set_len(u64::from(s.vm.extra_disk_mib) << 20).map_err(io_err(&extra))?;
     }
 
-    // No crypto self-tests: they are not what the lab tests, and under a loaded
-    // host multi-threaded TCG has been seen to hang one in alg_test for minutes.
-    let mut cmdline = String::from("console=ttyS0 panic=-1 cryptomgr.notests");
+    // See LAB_CMDLINE: no crypto self-tests, patient NVMe timeouts.
+    let mut cmdline = format!("console=ttyS0 panic=-1 {}", crate::LAB_CMDLINE);
     if let Some(ck) = &s.vm.crashkernel {
         cmdline.push_str(&format!(" crashkernel={ck}"));
     }

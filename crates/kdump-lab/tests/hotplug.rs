@@ -251,6 +251,7 @@ fn bookworm_service(name: &str, reloads: bool) {
     };
     let vm = hotplug_vm(LabKernel::Bookworm);
     let step = hot_add(&vm.cpu_model);
+    let append = kdump_lab::LAB_CMDLINE;
     let first = format!(
         r#"uuid=$(dd if=/dev/nvme0n1 bs=1 skip=1128 count=16 2>/dev/null | od -An -tx1 | tr -d ' \n')
 [ ${{#uuid}} = 32 ]
@@ -264,6 +265,7 @@ wait_seconds = 30
 [capture]
 kernel = "/lab/vmlinuz"
 initramfs = "/var/lib/kdump/initramfs.img"
+append = "{append}"
 CONFIG
 kdump setup > /results/setup.txt
 kdump status > /results/status-before.txt

@@ -27,6 +27,7 @@ fn first_script(config: &str) -> String {
 
 /// [`first_script`] with `capture.kernel = kernel`.
 fn first_script_loading(config: &str, kernel: &str) -> String {
+    let append = kdump_lab::LAB_CMDLINE;
     format!(
         r#"uuid=$(dd if=/dev/nvme0n1 bs=1 skip=1128 count=16 2>/dev/null | od -An -tx1 | tr -d ' \n')
 [ ${{#uuid}} = 32 ]
@@ -36,6 +37,7 @@ cat > /etc/kdump.toml <<CONFIG
 [capture]
 kernel = "{kernel}"
 initramfs = "/var/lib/kdump/initramfs.img"
+append = "{append}"
 CONFIG
 kdump config > /results/config.txt
 kdump estimate | tee /results/estimate.txt
