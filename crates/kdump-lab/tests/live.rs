@@ -16,8 +16,13 @@ fn text(line: &str) -> &str {
     }
 }
 
-#[test]
-fn live_dump_of_the_running_kernel_from_proc_kcore() {
+kdump_lab::kernel_matrix! {
+    fn live_dump_of_the_running_kernel_from_proc_kcore(kernel) {
+        live_dump(kernel);
+    }
+}
+
+fn live_dump(kernel: LabKernel) {
     let first = "\
 uname -r > /results/release
 mkdir -p /work && mount -t tmpfs tmpfs /work
@@ -27,10 +32,10 @@ kdump dump -z -d 31 /proc/kcore /results/live.kdump 2> /results/live.err
 kill %1
 dmesg > /results/dmesg-after.txt
 ";
-    let vm = Vm { memory_mib: 512, crashkernel: None, results_disk_mib: 1024, ..Vm::on(LabKernel::Bookworm) };
-    let outcome = Scenario::new("live-kcore", first).vm(vm).run().expect("scenario");
+    let vm = Vm { memory_mib: 512, crashkernel: None, results_disk_mib: 1024, ..Vm::on(kernel) };
+    let outcome = Scenario::new(&format!("live-kcore-{kernel}"), first).vm(vm).run().expect("scenario");
     let err = outcome.read_result("live.err").unwrap();
-    assert!(err.contains("a live dump of the running kernel"), "{err}");
+    assert!(err.contains("a live dump of the running kernel"), "{kernel}: {err}");
     assert!(err.contains("dump level 31 left out") && err.contains("free"), "filtered like a crash dump: {err}");
     let live = outcome.result_path("live.kdump");
     let r = KdumpReader::open(std::fs::File::open(&live).unwrap()).unwrap();
