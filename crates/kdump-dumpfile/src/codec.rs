@@ -65,6 +65,17 @@ impl Codec {
         })
     }
 
+    /// makedumpfile's command-line flag for this codec (`None` for no compression).
+    pub fn makedumpfile_flag(self) -> Option<&'static str> {
+        match self {
+            Codec::None => None,
+            Codec::Zlib => Some("-c"),
+            Codec::Lzo => Some("-l"),
+            Codec::Snappy => Some("-p"),
+            Codec::Zstd => Some("-z"),
+        }
+    }
+
     /// Short name ("zlib", …).
     pub fn name(self) -> &'static str {
         match self {

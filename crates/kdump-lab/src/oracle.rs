@@ -63,6 +63,10 @@ pub mod kpf {
     pub const PRIVATE: u32 = 35;
 }
 
+// The level bits and the classes below repeat `kdump_kernel::pages::{level, PageClass}` on
+// purpose: an oracle that imported the code it checks would agree with any bug in it. They
+// are makedumpfile's published values, written down a second time from its documentation.
+
 /// Dump-level bits (makedumpfile `-d`).
 const CACHE: u32 = 2;
 const CACHE_PRIVATE: u32 = 4;

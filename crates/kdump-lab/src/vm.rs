@@ -214,6 +214,11 @@ mod tests {
     use super::*;
 
     #[test]
+    fn capture_kernels_get_the_lab_parameters_too() {
+        assert!(crate::CAPTURE_CMDLINE.ends_with(crate::LAB_CMDLINE), "{}", crate::CAPTURE_CMDLINE);
+    }
+
+    #[test]
     fn finds_end_markers_amid_kernel_noise() {
         let log = "boot\nLAB-SCENARIO-END first rc=0\n[ 1.0] x LAB-SCENARIO-END capture rc=17[ 1.1] y\n";
         assert_eq!(end_status(log, Role::First), Some(0));

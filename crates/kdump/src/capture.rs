@@ -15,7 +15,7 @@ use anyhow::{Context, bail};
 use kdump_service::config::CONFIG_PATH;
 use kdump_service::initramfs::{MODULE_DIR, MODULE_LIST, module_list};
 use kdump_service::naming::{crash_dir_name, unique};
-use kdump_service::{Action, Codec, Config, FailureAction, TargetSpec};
+use kdump_service::{Action, Config, FailureAction, TargetSpec};
 use kdump_sys::SysRoot;
 use kdump_sys::power::Stop;
 use kdump_sys::{block, file, module, mount, power};
@@ -213,13 +213,7 @@ fn request(cfg: &Config, level: u32) -> SaveRequest {
 
 /// The command line `kdump dump` would take for `req`, for the log.
 fn described(req: &SaveRequest) -> String {
-    let codec = match req.codec {
-        Codec::None => "",
-        Codec::Zlib => " -c",
-        Codec::Lzo => " -l",
-        Codec::Snappy => " -p",
-        Codec::Zstd => " -z",
-    };
+    let codec = req.codec.makedumpfile_flag().map(|f| format!(" {f}")).unwrap_or_default();
     format!("-d {}{codec} --num-threads {}", req.level, req.threads.unwrap_or(0))
 }
 

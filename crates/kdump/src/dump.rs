@@ -185,6 +185,11 @@ pub struct SaveRequest {
 }
 
 impl SaveRequest {
+    /// The message level for the end-of-dump report: `--show-stats` prints it even at 0.
+    fn report_level(&self) -> u32 {
+        if self.show_stats { self.message_level.max(1) } else { self.message_level }
+    }
+
     /// A kdump-compressed dump at `level` with `codec`, messages on, read as the environment says.
     pub fn new(level: u32, codec: Codec) -> Self {
         Self {
@@ -376,7 +381,7 @@ pub fn save(source: &Path, output: Output<'_>, req: &SaveRequest) -> anyhow::Res
             sink.finish()
                 .and_then(|w| w.flush())
                 .with_context(|| format!("cannot finish the flattened stream on {name}"))?;
-            filter_report(&filter, if req.show_stats { req.message_level.max(1) } else { req.message_level });
+            filter_report(&filter, req.report_level());
             timings.show(Some(&report), report.written.file_size, None);
             finish_report(&report, name, req.message_level)
         }
@@ -397,7 +402,7 @@ pub fn save(source: &Path, output: Output<'_>, req: &SaveRequest) -> anyhow::Res
                     .with_context(|| format!("cannot rename {} to {}", partial.display(), dest.display()))?;
                 sync_parent(dest);
             }
-            filter_report(&filter, if req.show_stats { req.message_level.max(1) } else { req.message_level });
+            filter_report(&filter, req.report_level());
             timings.show(Some(&report), report.written.file_size, Some(fsync));
             finish_report(&report, &dest.display().to_string(), req.message_level)
                 .with_context(|| format!("the pages written so far are in {} (marked incomplete)", partial.display()))
@@ -463,7 +468,7 @@ fn save_elf_file(
     std::fs::rename(&partial, dest)
         .with_context(|| format!("cannot rename {} to {}", partial.display(), dest.display()))?;
     sync_parent(dest);
-    filter_report(filter, if req.show_stats { req.message_level.max(1) } else { req.message_level });
+    filter_report(filter, req.report_level());
     timings.show(None, report.file_size, Some(fsync));
     if req.message_level > 0 {
         eprintln!(
