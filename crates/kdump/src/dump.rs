@@ -603,8 +603,11 @@ fn config(dump: &mut Dump, codec: Codec, level: u32) -> anyhow::Result<KdumpConf
     cfg.notes = dump.mem.notes().to_vec();
     cfg.vmcoreinfo = dump.vmcoreinfo_raw().map(<[u8]>::to_vec);
     cfg.nr_cpus = kdump_kernel::prstatus::cpu_states(&cfg.notes).len().max(1) as i32;
+    // SOURCE_DATE_EPOCH (the reproducible-builds convention) pins the header's time, so the
+    // same memory saved twice is the same file.
+    let pinned = std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|s| s.parse::<i64>().ok());
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    cfg.timestamp = (now.as_secs() as i64, i64::from(now.subsec_micros()));
+    cfg.timestamp = pinned.map_or((now.as_secs() as i64, i64::from(now.subsec_micros())), |s| (s, 0));
     if let Some(raw) = &cfg.vmcoreinfo {
         let info = Vmcoreinfo::parse(raw);
         cfg.phys_base = info.number("phys_base").unwrap_or(0) as u64;
