@@ -20,7 +20,9 @@ use kdump_sys::SysRoot;
 use kdump_sys::power::Stop;
 use kdump_sys::{block, file, module, mount, power};
 
-use crate::dump::{Output, SaveRequest, save as save_dump};
+use kdump_collector::{SaveRequest, Sink};
+
+use crate::dump::{Messages, save as save_dump};
 
 const VMCORE: &str = "/proc/vmcore";
 const MOUNTPOINT: &str = "/mnt/target";
@@ -251,7 +253,7 @@ fn save(cfg: &Config, log: &mut Log) -> anyhow::Result<()> {
 
     // The small files first, so that a full disk still leaves them.
     match std::fs::File::create(dir.join("dmesg.txt")).map_err(anyhow::Error::from).and_then(|mut f| {
-        let mut dump = crate::dumpfile::open(Path::new(VMCORE))?;
+        let mut dump = kdump_collector::source::open(Path::new(VMCORE))?;
         let records = crate::dmesg::records(&mut dump)?;
         f.write_all(&kdump_kernel::printk::format_like_makedumpfile(&records))?;
         f.sync_all()?;
@@ -278,7 +280,8 @@ fn save(cfg: &Config, log: &mut Log) -> anyhow::Result<()> {
     let vmcore = dir.join("vmcore");
     let req = request(cfg, cfg.dump.level);
     log.say(format!("kdump dump {} {VMCORE} {}", described(&req), shown.join("vmcore").display()));
-    let mut result = save_dump(Path::new(VMCORE), Output::File { path: &vmcore, force: false }, &req);
+    let mut result =
+        save_dump(Path::new(VMCORE), Sink::File { path: &vmcore, force: false }, &req, Messages::DEFAULT).map(drop);
     let mut level = cfg.dump.level;
     if let Err(e) = &result
         && cfg.failure_action == FailureAction::RetryStricter
@@ -287,8 +290,13 @@ fn save(cfg: &Config, log: &mut Log) -> anyhow::Result<()> {
         log.say(format!("the dump failed: {e:#}"));
         log.say("failure_action = retry-stricter: retrying at dump level 31");
         log.flush();
-        match save_dump(Path::new(VMCORE), Output::File { path: &vmcore, force: true }, &request(cfg, 31)) {
-            Ok(()) => {
+        match save_dump(
+            Path::new(VMCORE),
+            Sink::File { path: &vmcore, force: true },
+            &request(cfg, 31),
+            Messages::DEFAULT,
+        ) {
+            Ok(_) => {
                 result = Ok(());
                 level = 31;
             }
@@ -329,14 +337,14 @@ fn save(cfg: &Config, log: &mut Log) -> anyhow::Result<()> {
 /// The crashed kernel's host name and crash time (VMCOREINFO CRASHTIME), else now.
 fn crash_identity() -> (String, i64) {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    let Ok(mut dump) = crate::dumpfile::open(Path::new(VMCORE)) else { return (String::new(), now) };
+    let Ok(mut dump) = kdump_collector::source::open(Path::new(VMCORE)) else { return (String::new(), now) };
     let Ok(info) = dump.vmcoreinfo() else { return (String::new(), now) };
     let when = info.crash_time().unwrap_or(now);
     let host = kdump_kernel::memory::X86_64Layout::from_vmcoreinfo(&info)
         .ok()
         .and_then(|layout| {
-            let mut mem = kdump_kernel::KernelMemory::new(crate::dumpfile::PhysAdapter::new(dump.mem.as_mut()), layout);
-            crate::kernel::identity(&mut mem, &info).nodename
+            let mut mem = kdump_kernel::KernelMemory::new(kdump_collector::PhysAdapter::new(dump.mem.as_mut()), layout);
+            kdump_kernel::identity::identity(&mut mem, &info).nodename
         })
         .unwrap_or_default();
     (host, when)
@@ -349,7 +357,8 @@ fn save_raw(cfg: &Config, node: &Path, log: &mut Log) -> anyhow::Result<()> {
     log.say(format!("kdump dump -F {} {VMCORE} > {}", described(&req), node.display()));
     let name = node.display().to_string();
     let mut stream = std::io::BufWriter::with_capacity(1 << 20, &dev);
-    let result = save_dump(Path::new(VMCORE), Output::Flattened { sink: &mut stream, name: &name }, &req);
+    let result =
+        save_dump(Path::new(VMCORE), Sink::Flattened { stream: &mut stream, name: &name }, &req, Messages::DEFAULT);
     drop(stream);
     dev.sync_all().with_context(|| format!("cannot flush {}", node.display()))?;
     result?;

@@ -5,9 +5,7 @@
 mod capture;
 mod dmesg;
 mod dump;
-mod dumpfile;
 mod info;
-mod kernel;
 mod service;
 mod sysinfo;
 
