@@ -13,16 +13,8 @@ use crate::physmem::{
     PageState, PfnRange, PhysMem, check_buf, normalize_ranges, read_at, stream_len, u16_at, u32_at, u64_at,
 };
 
-/// `PT_LOAD` program header type.
-pub const PT_LOAD: u32 = 1;
-/// `PT_NOTE` program header type.
-pub const PT_NOTE: u32 = 4;
-/// `ET_CORE` ELF file type.
-pub const ET_CORE: u16 = 4;
-/// `EM_X86_64`.
-pub const EM_X86_64: u16 = 62;
-/// `EM_386`.
-pub const EM_386: u16 = 3;
+use kdump_elf::{AsBytes, ELF64_EHDR_SIZE, ELF64_PHDR_SIZE, Elf64Ehdr, Elf64Phdr};
+pub use kdump_elf::{EM_386, EM_X86_64, ET_CORE, PT_LOAD, PT_NOTE};
 /// Most note bytes this reader accepts (all PT_NOTEs together).
 pub const MAX_NOTES_SIZE: u64 = 64 << 20;
 /// Most program headers this reader accepts.
@@ -377,28 +369,10 @@ pub fn write_elf64_vmcore<W: std::io::Write>(
     if phnum >= 0xffff {
         return Err(Error::InvalidArgument("too many segments for this simple writer".into()));
     }
-    let mut h = vec![0u8; 64];
-    h[0..4].copy_from_slice(b"\x7fELF");
-    h[4] = 2;
-    h[5] = 1;
-    h[6] = 1;
-    h[16..18].copy_from_slice(&ET_CORE.to_le_bytes());
-    h[18..20].copy_from_slice(&machine.to_le_bytes());
-    h[20..24].copy_from_slice(&1u32.to_le_bytes());
-    h[32..40].copy_from_slice(&64u64.to_le_bytes());
-    h[52..54].copy_from_slice(&64u16.to_le_bytes());
-    h[54..56].copy_from_slice(&56u16.to_le_bytes());
-    h[56..58].copy_from_slice(&(phnum as u16).to_le_bytes());
-    let mut off = 64 + 56 * phnum as u64;
+    let mut h = Elf64Ehdr::core(machine, phnum as u16, 0).as_bytes().to_vec();
+    let mut off = (ELF64_EHDR_SIZE + ELF64_PHDR_SIZE * phnum) as u64;
     let mut ph = |t: u32, o: u64, paddr: u64, filesz: u64, memsz: u64| {
-        let mut p = [0u8; 56];
-        p[0..4].copy_from_slice(&t.to_le_bytes());
-        p[4..8].copy_from_slice(&7u32.to_le_bytes());
-        p[8..16].copy_from_slice(&o.to_le_bytes());
-        p[24..32].copy_from_slice(&paddr.to_le_bytes());
-        p[32..40].copy_from_slice(&filesz.to_le_bytes());
-        p[40..48].copy_from_slice(&memsz.to_le_bytes());
-        h.extend_from_slice(&p);
+        h.extend_from_slice(Elf64Phdr::core(t, o, 0, paddr, filesz, memsz).as_bytes());
     };
     ph(PT_NOTE, off, 0, notes.len() as u64, notes.len() as u64);
     off += notes.len() as u64;

@@ -7,7 +7,7 @@
 use crate::error::{Result, corrupt};
 
 /// `NT_PRSTATUS`: registers of one CPU (note name `"CORE"`).
-pub const NT_PRSTATUS: u32 = 1;
+pub use kdump_elf::NT_PRSTATUS;
 /// Note name of the VMCOREINFO note (its type is 0).
 pub const VMCOREINFO_NAME: &[u8] = b"VMCOREINFO";
 

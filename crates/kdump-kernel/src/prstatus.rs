@@ -2,8 +2,8 @@
 
 use serde::Serialize;
 
-/// `NT_PRSTATUS` note type.
-pub const NT_PRSTATUS: u32 = 1;
+/// `NT_PRSTATUS`: registers of one CPU (note name `"CORE"`).
+pub use kdump_elf::NT_PRSTATUS;
 /// Offset of `pr_pid` in x86_64 `struct elf_prstatus`.
 const PR_PID: usize = 32;
 /// Offset of `pr_reg` (27 × u64, `struct user_regs_struct`).

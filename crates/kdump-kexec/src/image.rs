@@ -2,6 +2,10 @@
 //!
 //! Offsets are those of the x86 boot protocol (Documentation/arch/x86/boot.rst).
 
+use kdump_elf::{
+    EI_CLASS, EI_DATA, ELF64_PHDR_SIZE, ELFCLASS64, ELFDATA2LSB, EM_X86_64, ET_EXEC, Elf64Ehdr, Elf64Phdr, PT_LOAD,
+    ReadBytes,
+};
 use serde::Serialize;
 
 /// A `.lzma` header has no magic: properties byte (lc+lp*9+pb*45 < 225), a dictionary
@@ -294,54 +298,48 @@ impl Vmlinux {
         if ImageKind::sniff(bytes) != ImageKind::Elf {
             return Err(ImageError::NotBzImage(ImageKind::sniff(bytes)));
         }
-        let u16_at = |o: usize| bytes.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
-        let u32_at = |o: usize| bytes.get(o..o + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-        let u64_at = |o: usize| {
-            bytes.get(o..o + 8).map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
-        };
         let short = || bad("the ELF header is cut short".into());
-        if bytes.len() < 64 {
-            return Err(short());
-        }
-        if bytes.get(4) != Some(&2) {
+        let (ehdr, _) = Elf64Ehdr::read_from_prefix(bytes).map_err(|_| short())?;
+        if ehdr.e_ident[EI_CLASS] != ELFCLASS64 {
             return Err(bad("it is a 32-bit ELF file (ELFCLASS32): a 64-bit x86 kernel is needed".into()));
         }
-        if bytes.get(5) != Some(&1) {
+        if ehdr.e_ident[EI_DATA] != ELFDATA2LSB {
             return Err(bad("it is big-endian".into()));
         }
-        let machine = u16_at(18).ok_or_else(short)?;
-        if machine != 62 {
+        let machine = ehdr.e_machine.get();
+        if machine != EM_X86_64 {
             return Err(bad(format!("e_machine is {machine}, not x86_64 (62)")));
         }
-        let kind = u16_at(16).ok_or_else(short)?;
-        if kind != 2 {
+        let kind = ehdr.e_type.get();
+        if kind != ET_EXEC {
             return Err(bad(format!(
                 "e_type is {kind}, not ET_EXEC (2): a module, core file or shared object is not a kernel"
             )));
         }
-        let entry = u64_at(24).ok_or_else(short)?;
-        let phoff = u64_at(32).ok_or_else(short)?;
-        let phentsize = u16_at(54).ok_or_else(short)?;
-        let phnum = u16_at(56).ok_or_else(short)?;
-        if phentsize != 56 {
+        let entry = ehdr.e_entry.get();
+        let phoff = ehdr.e_phoff.get();
+        let phentsize = ehdr.e_phentsize.get();
+        if usize::from(phentsize) != ELF64_PHDR_SIZE {
             return Err(bad(format!("e_phentsize is {phentsize}, not 56")));
         }
         let mut loads = Vec::new();
         let mut entry_vaddr = None;
-        for i in 0..u64::from(phnum) {
-            let at = phoff
-                .checked_add(i * 56)
+        for i in 0..u64::from(ehdr.e_phnum.get()) {
+            let header = phoff
+                .checked_add(i * ELF64_PHDR_SIZE as u64)
                 .and_then(|a| usize::try_from(a).ok())
-                .filter(|&a| a.checked_add(56).is_some_and(|end| end <= bytes.len()))
-                .ok_or_else(|| bad(format!("program header {i} lies outside the file")))?;
-            if u32_at(at) != Some(1) {
+                .and_then(|a| bytes.get(a..))
+                .and_then(|rest| Elf64Phdr::read_from_prefix(rest).ok())
+                .ok_or_else(|| bad(format!("program header {i} lies outside the file")))?
+                .0;
+            if header.p_type.get() != PT_LOAD {
                 continue;
             }
             let load = VmlinuxLoad {
-                offset: u64_at(at + 8).ok_or_else(short)?,
-                paddr: u64_at(at + 24).ok_or_else(short)?,
-                filesz: u64_at(at + 32).ok_or_else(short)?,
-                memsz: u64_at(at + 40).ok_or_else(short)?,
+                offset: header.p_offset.get(),
+                paddr: header.p_paddr.get(),
+                filesz: header.p_filesz.get(),
+                memsz: header.p_memsz.get(),
             };
             if load.memsz == 0 {
                 continue;
@@ -356,7 +354,7 @@ impl Vmlinux {
                 return Err(bad(format!("PT_LOAD {i} wraps around the address space")));
             }
             if load.paddr <= entry && entry < load.paddr + load.memsz {
-                entry_vaddr = u64_at(at + 16);
+                entry_vaddr = Some(header.p_vaddr.get());
             }
             loads.push(load);
         }

@@ -192,13 +192,15 @@ macro_rules! kernel_matrix {
 
 /// The command line the capture kernel boots with by default in the lab.
 pub const CAPTURE_CMDLINE: &str =
-    "console=ttyS0 irqpoll nr_cpus=1 reset_devices panic=-1 cryptomgr.notests nvme_core.io_timeout=255";
+    "console=ttyS0 irqpoll nr_cpus=1 reset_devices panic=-1 cryptomgr.notests nvme_core.io_timeout=255 no_timer_check";
 
 /// Kernel parameters every lab kernel gets: no crypto self-tests (not what the lab tests, and
 /// slow under emulation), and NVMe commands allowed 255 s instead of 30: a single-threaded
 /// TCG guest on a host busy with other guests and builds has been seen to time out and reset
-/// its controller mid-dump.
-pub const LAB_CMDLINE: &str = "cryptomgr.notests nvme_core.io_timeout=255";
+/// its controller mid-dump. `no_timer_check`: the kernel's check that the IO-APIC timer
+/// ticks fails when the emulated CPU is starved (the guest then panics with "IO-APIC + timer
+/// doesn't work!", seen on a capture kernel while other guests and builds ran).
+pub const LAB_CMDLINE: &str = "cryptomgr.notests nvme_core.io_timeout=255 no_timer_check";
 
 /// A script to run in the first kernel, and optionally one for the capture kernel.
 #[derive(Debug, Clone)]

@@ -229,6 +229,16 @@ pub enum TargetSpec {
 }
 
 impl TargetSpec {
+    /// Whether a filesystem with identity `id` is this target (a path names a device, not a
+    /// filesystem: never by identity). UUIDs compare without their dashes.
+    pub fn matches(&self, id: &crate::superblock::FsIdentity) -> bool {
+        match self {
+            TargetSpec::Uuid(u) => id.uuid.replace('-', "") == u.replace('-', ""),
+            TargetSpec::Label(l) => &id.label == l,
+            TargetSpec::Path(_) => false,
+        }
+    }
+
     /// Parses `/dev/...`, `UUID=...` or `LABEL=...`.
     pub fn parse(s: &str) -> Result<Self, ConfigError> {
         let s = s.trim();

@@ -146,12 +146,7 @@ pub fn find_target(root: &SysRoot, spec: &TargetSpec) -> Option<(PathBuf, Option
                 let node = PathBuf::from(format!("/dev/{}", dev.name));
                 let Ok(head) = block::read_head(&node, superblock::PROBE_LEN) else { continue };
                 let Some(id) = superblock::identify(&head) else { continue };
-                let hit = match spec {
-                    TargetSpec::Uuid(u) => id.uuid.replace('-', "") == u.replace('-', ""),
-                    TargetSpec::Label(l) => &id.label == l,
-                    TargetSpec::Path(_) => false,
-                };
-                if hit {
+                if spec.matches(&id) {
                     return Some((node, Some(id)));
                 }
             }
