@@ -294,14 +294,15 @@ impl<R: Read + Seek> Read for FlatReader<R> {
         let hit = self.map.range(..=self.pos).next_back().filter(|(_, (e, _))| *e > self.pos).map(|(s, v)| (*s, *v));
         let n = match hit {
             Some((s, (e, p))) => {
-                let n = want.min(e - self.pos) as usize;
+                // At most `buf.len()`: it fits.
+                let n = usize::try_from(want.min(e - self.pos)).unwrap_or(buf.len());
                 self.inner.seek(SeekFrom::Start(p + (self.pos - s)))?;
                 self.inner.read_exact(&mut buf[..n])?;
                 n
             }
             None => {
                 let next = self.map.range(self.pos..).next().map_or(self.len, |(s, _)| *s);
-                let n = want.min(next - self.pos) as usize;
+                let n = usize::try_from(want.min(next - self.pos)).unwrap_or(buf.len());
                 buf[..n].fill(0);
                 n
             }

@@ -5,6 +5,7 @@
 //! `/proc/kcore` we read and the vmlinux images we load all use these.
 #![no_std]
 #![forbid(unsafe_code)]
+#![deny(clippy::cast_possible_truncation)]
 
 use core::mem::{offset_of, size_of};
 
@@ -142,14 +143,26 @@ const _: () = {
     assert!(size_of::<Nhdr>() == 12);
 };
 
-/// `EHDR_SIZE` of ELF64.
+/// Bytes of an ELF64 file header.
 pub const ELF64_EHDR_SIZE: usize = size_of::<Elf64Ehdr>();
-/// `PHDR_SIZE` of ELF64.
+/// Bytes of an ELF64 program header.
 pub const ELF64_PHDR_SIZE: usize = size_of::<Elf64Phdr>();
-/// `EHDR_SIZE` of ELF32.
+/// Bytes of an ELF32 file header.
 pub const ELF32_EHDR_SIZE: usize = size_of::<Elf32Ehdr>();
-/// `PHDR_SIZE` of ELF32.
+/// Bytes of an ELF32 program header.
 pub const ELF32_PHDR_SIZE: usize = size_of::<Elf32Phdr>();
+
+// The same sizes in the header fields' own types (`e_ehsize`, `e_phentsize`, `e_phoff`).
+const EHSIZE64: u16 = 64;
+const PHENTSIZE64: u16 = 56;
+const EHSIZE32: u16 = 52;
+const PHENTSIZE32: u16 = 32;
+const _: () = assert!(
+    EHSIZE64 as usize == ELF64_EHDR_SIZE
+        && PHENTSIZE64 as usize == ELF64_PHDR_SIZE
+        && EHSIZE32 as usize == ELF32_EHDR_SIZE
+        && PHENTSIZE32 as usize == ELF32_PHDR_SIZE
+);
 
 fn ident(class: u8) -> [u8; 16] {
     let mut id = [0u8; 16];
@@ -170,11 +183,11 @@ impl Elf64Ehdr {
             e_machine: machine.into(),
             e_version: u32::from(EV_CURRENT).into(),
             e_entry: 0.into(),
-            e_phoff: (ELF64_EHDR_SIZE as u64).into(),
+            e_phoff: u64::from(EHSIZE64).into(),
             e_shoff: 0.into(),
             e_flags: flags.into(),
-            e_ehsize: (ELF64_EHDR_SIZE as u16).into(),
-            e_phentsize: (ELF64_PHDR_SIZE as u16).into(),
+            e_ehsize: EHSIZE64.into(),
+            e_phentsize: PHENTSIZE64.into(),
             e_phnum: phnum.into(),
             e_shentsize: 0.into(),
             e_shnum: 0.into(),
@@ -193,11 +206,11 @@ impl Elf32Ehdr {
             e_machine: machine.into(),
             e_version: u32::from(EV_CURRENT).into(),
             e_entry: 0.into(),
-            e_phoff: (ELF32_EHDR_SIZE as u32).into(),
+            e_phoff: u32::from(EHSIZE32).into(),
             e_shoff: 0.into(),
             e_flags: flags.into(),
-            e_ehsize: (ELF32_EHDR_SIZE as u16).into(),
-            e_phentsize: (ELF32_PHDR_SIZE as u16).into(),
+            e_ehsize: EHSIZE32.into(),
+            e_phentsize: PHENTSIZE32.into(),
             e_phnum: phnum.into(),
             e_shentsize: 0.into(),
             e_shnum: 0.into(),

@@ -98,6 +98,7 @@ pub fn paging_levels(direct_map_base: u64) -> u8 {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // fixtures of known small sizes
 mod tests {
     use super::*;
 
