@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use kdump_kexec::cmdline::{self, CmdlineRequest};
-use kdump_kexec::errno::{self, Call, allows_fallback, explain, is_signature_error};
-use kdump_kexec::image::KernelImage;
-use kdump_kexec::plan::Options;
-use kdump_kexec::preflight::{LoadCheck, Syscall, check_load};
+use kdump_loader::cmdline::{self, CmdlineRequest};
+use kdump_loader::errno::{self, Call, allows_fallback, explain, is_signature_error};
+use kdump_loader::image::KernelImage;
+use kdump_loader::plan::Options;
+use kdump_loader::preflight::{LoadCheck, Syscall, check_load};
 use kdump_service::capture_kernel;
 use kdump_service::config::{CONFIG_PATH, DEFAULTS_TOML, default_capture_cmdline};
 use kdump_service::initramfs::{self, ModuleFile, is_static_elf};
@@ -356,7 +356,7 @@ fn saved_kallsyms(root: &SysRoot, release: &str) -> anyhow::Result<(Vec<u8>, usi
 /// The release a kernel file names in its setup header (a bzImage, also compressed), if any.
 fn image_release(path: &Path) -> Option<String> {
     let raw = std::fs::read(path).ok()?;
-    let decompressed = kdump_kexec::image::decompress(&raw).ok()?;
+    let decompressed = kdump_loader::image::decompress(&raw).ok()?;
     let image = KernelImage::parse(decompressed.as_deref().unwrap_or(&raw)).ok()?;
     let version = image.header().version?;
     capture_kernel::release_of(&version).map(str::to_string)
@@ -366,7 +366,7 @@ fn image_release(path: &Path) -> Option<String> {
 /// (finit_module of the kernels we boot may not take compressed modules), through the same
 /// bounded decompression as compressed kernels.
 fn decompress_module(rel: &str, raw: Vec<u8>) -> anyhow::Result<Vec<u8>> {
-    match kdump_kexec::image::decompress(&raw)? {
+    match kdump_loader::image::decompress(&raw)? {
         Some(plain) => Ok(plain),
         None if modules::compression(rel) == Compression::None => Ok(raw),
         None => bail!("the file name says {:?}-compressed but its bytes are not", modules::compression(rel)),
@@ -400,7 +400,7 @@ fn setup(config_path: &Path, dry_run: bool) -> anyhow::Result<()> {
         .with_context(|| format!("cannot read the capture kernel {} (set capture.kernel)", built.kernel.display()))?;
     // A compressed kernel file or an ELF vmlinux: kexec_file_load refuses both, kexec_load
     // (below) takes the decompressed bytes.
-    let decompressed = kdump_kexec::image::decompress(&raw).with_context(|| format!("{}", built.kernel.display()))?;
+    let decompressed = kdump_loader::image::decompress(&raw).with_context(|| format!("{}", built.kernel.display()))?;
     let kernel_bytes = decompressed.as_deref().unwrap_or(&raw);
     let kernel_image = KernelImage::parse(kernel_bytes)
         .with_context(|| format!("{} cannot be loaded (set capture.kernel)", built.kernel.display()))?;
@@ -729,7 +729,7 @@ fn estimate(config_path: &Path) -> anyhow::Result<()> {
     let root = SysRoot::host();
     let built = build(&cfg, &text, &root)?;
     let raw = std::fs::read(&built.kernel).with_context(|| format!("cannot read {}", built.kernel.display()))?;
-    let raw = kdump_kexec::image::decompress(&raw)?.unwrap_or(raw);
+    let raw = kdump_loader::image::decompress(&raw)?.unwrap_or(raw);
     let image = KernelImage::parse(&raw)?.header();
     let machine = collect_machine_info(&root).context("cannot read the machine description")?;
     let max_pfn = machine.system_ram.iter().map(|r| r.end / 4096 + 1).max().unwrap_or(0);
