@@ -153,6 +153,7 @@ pub fn registers_in_crash_kexec(symbols: &CrashSymbols, cpus: &[CpuState]) -> Op
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // fixtures of known small sizes
 mod tests {
     use super::*;
     use crate::kallsyms::Symbol;
