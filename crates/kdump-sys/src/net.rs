@@ -59,11 +59,11 @@ pub fn interface_by_mac(root: &SysRoot, mac: MacAddr) -> io::Result<Option<Inter
     Ok(all.iter().find(|i| i.permanent_mac == mac).or_else(|| all.iter().find(|i| i.mac == mac)).cloned())
 }
 
-/// The kernel module that drives the interface's device, when it is one
-/// (`/sys/class/net/X/device/driver/module`); `None` for a built-in driver.
-pub fn driver_module(root: &SysRoot, name: &str) -> Option<String> {
-    let link = std::fs::read_link(root.path(&format!("/sys/class/net/{name}/device/driver/module"))).ok()?;
-    link.file_name().map(|n| n.to_string_lossy().into_owned())
+/// The kernel modules that drive the interface's device and the devices above it
+/// (`.../driver/module` links; `virtio_net` for a virtio NIC), nearest first; built-in
+/// drivers have none.
+pub fn driver_modules(root: &SysRoot, name: &str) -> Vec<String> {
+    crate::block::driver_modules_above(root, &format!("/sys/class/net/{name}"))
 }
 
 /// `SIOCETHTOOL`, from `linux/sockios.h`.
@@ -373,17 +373,23 @@ mod tests {
         assert_eq!(interface_by_mac(&root, MacAddr([2, 0, 0, 0, 0, 1])).unwrap(), None);
         assert!(has_carrier(&root, "ens3"));
         assert!(!wait_for_carrier(&root, "lo", Duration::from_millis(250)));
-        assert_eq!(driver_module(&root, "ens3"), None);
+        assert!(driver_modules(&root, "ens3").is_empty());
     }
 
     #[test]
-    fn a_driver_module_is_the_name_of_its_link() {
+    fn driver_modules_are_found_up_the_device_tree() {
         let dir = tempfile::tempdir().unwrap();
-        fake_net(dir.path(), "ens3", "1\n", "2\n", "52:54:00:12:34:56\n");
-        let driver = dir.path().join("sys/class/net/ens3/device/driver");
-        std::fs::create_dir_all(&driver).unwrap();
-        std::os::unix::fs::symlink("../../../../module/virtio_net", driver.join("module")).unwrap();
-        assert_eq!(driver_module(&SysRoot::at(dir.path()), "ens3").as_deref(), Some("virtio_net"));
+        let d = dir.path();
+        let dev = d.join("sys/devices/pci0000:00/0000:00:03.0/virtio0");
+        std::fs::create_dir_all(dev.join("net/ens3")).unwrap();
+        std::fs::create_dir_all(d.join("sys/class/net")).unwrap();
+        std::os::unix::fs::symlink(dev.join("net/ens3"), d.join("sys/class/net/ens3")).unwrap();
+        std::fs::create_dir_all(d.join("sys/module/virtio_net")).unwrap();
+        std::fs::create_dir_all(d.join("sys/bus/virtio/drivers/virtio_net")).unwrap();
+        std::os::unix::fs::symlink(d.join("sys/module/virtio_net"), d.join("sys/bus/virtio/drivers/virtio_net/module"))
+            .unwrap();
+        std::os::unix::fs::symlink(d.join("sys/bus/virtio/drivers/virtio_net"), dev.join("driver")).unwrap();
+        assert_eq!(driver_modules(&SysRoot::at(d), "ens3"), ["virtio_net"]);
     }
 
     #[test]

@@ -160,6 +160,35 @@ pub fn find_target(root: &SysRoot, spec: &TargetSpec) -> Option<(PathBuf, Option
     }
 }
 
+/// The driver modules of the [network] interface, found now by its permanent MAC.
+fn nic_modules(
+    root: &SysRoot,
+    network: &kdump_service::Network,
+    report: &mut Vec<String>,
+) -> anyhow::Result<Vec<String>> {
+    let mac = network.mac()?;
+    let Some(iface) = kdump_sys::net::interface_by_mac(root, mac).context("cannot list the network interfaces")? else {
+        let present: Vec<String> = kdump_sys::net::interfaces(root)
+            .unwrap_or_default()
+            .iter()
+            .map(|i| format!("{} {}", i.name, i.permanent_mac))
+            .collect();
+        bail!(
+            "network.interface {mac}: no interface has that MAC (present: {}); write the permanent MAC of the NIC \
+             the capture kernel should use",
+            if present.is_empty() { "none".into() } else { present.join(", ") }
+        );
+    };
+    let modules = kdump_sys::net::driver_modules(root, &iface.name);
+    report.push(format!(
+        "network: {} is {} (driver modules: {})",
+        mac,
+        iface.name,
+        if modules.is_empty() { "none, built in".to_string() } else { modules.join(", ") }
+    ));
+    Ok(modules)
+}
+
 fn mib(b: u64) -> String {
     format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
 }
@@ -251,6 +280,9 @@ fn build(cfg: &Config, config_text: &str, root: &SysRoot) -> anyhow::Result<Buil
                 wanted.push(cfg.target.fstype.clone());
             }
         }
+    }
+    if let Some(network) = &cfg.network {
+        wanted.extend(nic_modules(root, network, &mut report)?);
     }
     wanted.append(&mut from_config.clone());
     let mut dedup: Vec<String> = Vec::new();
