@@ -223,6 +223,9 @@ fn save(cfg: &Config, log: &mut Log) -> anyhow::Result<()> {
         bail!("{VMCORE} does not exist: this is not a capture kernel booted after a crash");
     }
     load_modules(log);
+    if let Some(network) = &cfg.network {
+        crate::network::bring_up(network, &mut |line| log.say(line))?;
+    }
     let (node, detected) = wait_for_target(cfg, &spec, log)?;
     if cfg.target.raw {
         return save_raw(cfg, &node, log);

@@ -8,6 +8,7 @@ mod dump;
 mod dumpfile;
 mod info;
 mod kernel;
+mod network;
 mod service;
 mod sysinfo;
 
