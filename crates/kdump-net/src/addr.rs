@@ -69,6 +69,14 @@ impl Ipv4Net {
         Ipv4Addr::from(mask_bits(self.prefix_len))
     }
 
+    /// The subnet itself: the address with its host bits cleared (`10.0.2.0/24`).
+    pub fn subnet(&self) -> Ipv4Net {
+        Ipv4Net {
+            address: Ipv4Addr::from(u32::from(self.address) & mask_bits(self.prefix_len)),
+            prefix_len: self.prefix_len,
+        }
+    }
+
     /// True when `other` is on this subnet (reachable without a gateway).
     pub fn contains(&self, other: Ipv4Addr) -> bool {
         let m = mask_bits(self.prefix_len);
@@ -133,6 +141,7 @@ mod tests {
         assert_eq!(n.netmask(), Ipv4Addr::new(255, 255, 255, 0));
         assert!(n.contains(Ipv4Addr::new(10, 0, 2, 2)));
         assert!(!n.contains(Ipv4Addr::new(10, 0, 3, 2)));
+        assert_eq!(n.subnet().to_string(), "10.0.2.0/24");
         assert_eq!("0.0.0.0/0".parse::<Ipv4Net>().unwrap().netmask(), Ipv4Addr::UNSPECIFIED);
         assert_eq!("1.2.3.4/32".parse::<Ipv4Net>().unwrap().netmask(), Ipv4Addr::BROADCAST);
         for bad in ["10.0.2.15", "10.0.2.15/33", "10.0.2/24", "x/1"] {

@@ -81,7 +81,7 @@ pub fn bring_up(cfg: &Network, say: &mut dyn FnMut(String)) -> anyhow::Result<()
             rtnl.add_route(&default).with_context(|| format!("network: cannot add the default route via {gw}"))?;
             say(format!("network: route default via {gw} dev {}", iface.name));
         }
-        None => say(format!("network: no gateway: only {net} is reachable")),
+        None => say(format!("network: no gateway given: only {} is reachable", net.subnet())),
     }
 
     if let Some(probe) = cfg.probe()? {

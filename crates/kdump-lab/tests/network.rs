@@ -1,0 +1,259 @@
+//! Lab tests of the capture kernel's network ([network] in /etc/kdump.toml).
+//!
+//! The guest has a virtio NIC on QEMU's user network with `restrict=on`: it reaches
+//! QEMU's DHCP server and one `guestfwd` address, 10.0.2.100:2222, which QEMU connects
+//! to a listener this test runs on 127.0.0.1. Nothing else is reachable, ever.
+//!
+//! virtio_net and virtio_pci are modules in Debian's cloud kernel: the first kernel loads
+//! them (from the kernel package, with a modules.dep made from their `depends=`), and
+//! `kdump setup` must find the NIC by its MAC and put its driver modules, with their
+//! dependencies, into the capture initramfs.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use kdump_lab::{LabKernel, Nic, Outcome, Scenario, Vm};
+
+const MAC: &str = "52:54:00:6b:64:01";
+/// The NIC's driver and its bus's, with what they need (Debian's 6.1 cloud kernel).
+const NIC_MODULES: &[&str] = &["virtio_net", "virtio_pci"];
+
+fn modinfo(ko: &[u8], key: &str) -> Option<String> {
+    let pat = format!("\0{key}=");
+    let at = ko.windows(pat.len()).position(|w| w == pat.as_bytes())? + pat.len();
+    let end = ko[at..].iter().position(|&b| b == 0)?;
+    Some(String::from_utf8_lossy(&ko[at..at + end]).into_owned())
+}
+
+fn find_module(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()? {
+        let path = entry.ok()?.path();
+        if path.is_dir() {
+            if let Some(found) = find_module(&path, name) {
+                return Some(found);
+            }
+        } else if path.file_name().is_some_and(|f| f == format!("{name}.ko").as_str()) {
+            return Some(path);
+        }
+    }
+    None
+}
+
+/// The guest files for /lab/modules (the modules, modules.dep made from their `depends=`
+/// as depmod would, modules.builtin) and the order to insmod them in (dependencies first).
+fn nic_modules(kernel: LabKernel) -> (Vec<(String, Vec<u8>)>, Vec<String>) {
+    let image = kernel.image().unwrap();
+    let release = image.file_name().unwrap().to_string_lossy().trim_start_matches("vmlinuz-").to_string();
+    let base = image.parent().unwrap().parent().unwrap().join("lib/modules").join(&release);
+    let mut found: BTreeMap<String, (String, Vec<String>, Vec<u8>)> = BTreeMap::new();
+    let mut todo: Vec<String> = NIC_MODULES.iter().map(|s| s.to_string()).collect();
+    while let Some(name) = todo.pop() {
+        if found.contains_key(&name) {
+            continue;
+        }
+        let path =
+            find_module(&base.join("kernel"), &name).unwrap_or_else(|| panic!("{name}.ko not in {}", base.display()));
+        let ko = std::fs::read(&path).unwrap();
+        let deps: Vec<String> = modinfo(&ko, "depends")
+            .unwrap_or_default()
+            .split(',')
+            .filter(|d| !d.is_empty())
+            .map(str::to_string)
+            .collect();
+        todo.extend(deps.iter().cloned());
+        let rel = path.strip_prefix(&base).unwrap().to_string_lossy().into_owned();
+        found.insert(name, (rel, deps, ko));
+    }
+    assert!(found["virtio_net"].1.contains(&"net_failover".to_string()), "virtio_net needs net_failover");
+    let mut order: Vec<String> = Vec::new();
+    fn visit(n: &str, found: &BTreeMap<String, (String, Vec<String>, Vec<u8>)>, order: &mut Vec<String>) {
+        if order.iter().any(|o| o == n) {
+            return;
+        }
+        for d in &found[n].1 {
+            visit(d, found, order);
+        }
+        order.push(n.to_string());
+    }
+    for n in found.keys() {
+        visit(n, &found, &mut order);
+    }
+    let dep: String = found
+        .values()
+        .map(|(rel, deps, _)| {
+            let paths: Vec<&str> = deps.iter().map(|d| found[d].0.as_str()).collect();
+            format!("{rel}: {}\n", paths.join(" "))
+        })
+        .collect();
+    let mut files = vec![
+        ("lab/modules/modules.dep".to_string(), dep.into_bytes()),
+        ("lab/modules/modules.builtin".to_string(), std::fs::read(base.join("modules.builtin")).unwrap()),
+    ];
+    let insmods = order.iter().map(|n| format!("/lab/modules/{}", found[n].0)).collect();
+    for (rel, _, ko) in found.into_values() {
+        files.push((format!("lab/modules/{rel}"), ko));
+    }
+    (files, insmods)
+}
+
+/// A host-side service on 127.0.0.1: each line it gets is answered `lab-host got: LINE`
+/// and passed on to the test. QEMU's guestfwd connects once, when it starts.
+fn answering_listener() -> (u16, mpsc::Receiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((stream, _)) = listener.accept() else { return };
+        let mut out = stream.try_clone().unwrap();
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            let _ = out.write_all(format!("lab-host got: {line}\n").as_bytes());
+            let _ = tx.send(line);
+        }
+    });
+    (port, rx)
+}
+
+/// Loads the NIC's modules, writes the config, sets up, crashes.
+fn run_crash(name: &str, network: &str, nic: Nic, failure_action: &str) -> Outcome {
+    let kernel = LabKernel::Bookworm;
+    let (files, insmods) = nic_modules(kernel);
+    let append = kdump_lab::LAB_CMDLINE;
+    let insmod: String = insmods.iter().map(|m| format!("insmod {m}\n")).collect();
+    let script = format!(
+        r#"{insmod}ip link show > /results/links.txt
+uuid=$(dd if=/dev/nvme0n1 bs=1 skip=1128 count=16 2>/dev/null | od -An -tx1 | tr -d ' \n')
+mkdir -p /etc
+cat > /etc/kdump.toml <<CONFIG
+final_action = "poweroff"
+failure_action = "{failure_action}"
+[target]
+device = "UUID=$uuid"
+path = "/crash"
+[capture]
+kernel = "/lab/vmlinuz"
+append = "{append}"
+modules_dir = "/lab/modules"
+[network]
+interface = "{MAC}"
+{network}
+CONFIG
+kdump setup | tee /results/setup.txt
+cp /var/lib/kdump/initramfs.img /results/initramfs.img
+sync
+kdump test --yes-crash-this-machine
+"#
+    );
+    let mut scenario = Scenario::new(name, &script).capture_is_ours();
+    for (path, data) in files {
+        scenario = scenario.file(&path, data, 0o644);
+    }
+    let vm = Vm {
+        memory_mib: 512,
+        crashkernel: Some("192M".into()),
+        results_disk_mib: 256,
+        nic: Some(nic),
+        ..Vm::on(kernel)
+    };
+    let start = Instant::now();
+    let outcome = scenario.vm(vm).run().expect("scenario");
+    eprintln!("{name}: {:.1} s of VM time", start.elapsed().as_secs_f64());
+    outcome
+}
+
+fn check_setup_included_the_nic_modules(outcome: &Outcome) {
+    let setup = outcome.read_result("setup.txt").unwrap();
+    assert!(setup.contains(&format!("network: {MAC} is ")), "{setup}");
+    assert!(setup.contains("driver modules: virtio_net, virtio_pci"), "{setup}");
+    let listing = std::process::Command::new("cpio")
+        .args(["-it", "--quiet", "-F"])
+        .arg(outcome.result_path("initramfs.img"))
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    for m in ["failover", "net_failover", "virtio_net", "virtio_pci", "virtio_ring", "virtio"] {
+        assert!(listing.lines().any(|l| l.ends_with(&format!("-{m}.ko"))), "{m} not in the initramfs:\n{listing}");
+    }
+}
+
+fn crash_dirs(outcome: &Outcome) -> usize {
+    std::fs::read_dir(outcome.result_path("crash")).map(|d| d.count()).unwrap_or(0)
+}
+
+#[test]
+fn dhcp_in_the_capture_kernel_reaches_a_host_service_then_the_dump_is_saved() {
+    let (port, lines) = answering_listener();
+    let nic = Nic { mac: MAC.into(), forwards: vec![("10.0.2.100:2222".parse().unwrap(), port)], connected: true };
+    let outcome = run_crash("network-dhcp", "dhcp = true\nprobe = \"10.0.2.100:2222\"", nic, "save-log");
+    check_setup_included_the_nic_modules(&outcome);
+    let console = &outcome.console;
+    for step in [
+        &format!("kdump-init: network: {MAC} is "),
+        "kdump-init: network: link ",
+        "kdump-init: network: carrier on ",
+        "kdump-init: network: DHCP: offer of 10.0.2.15/24 from 10.0.2.2",
+        "kdump-init: network: address 10.0.2.15/24 on ",
+        "(DHCP from 10.0.2.2 after ",
+        // QEMU's DHCP server names no router on a restricted network.
+        "kdump-init: network: no gateway given: only 10.0.2.0/24 is reachable",
+        "kdump-init: network: probe 10.0.2.100:2222 reachable, answered \"lab-host got: kdump capture kernel 10.0.2.15 probing\"",
+        "kdump-init: done; final_action = poweroff",
+    ] {
+        assert!(console.contains(step), "the console lacks {step:?}:\n{console}");
+    }
+    let got: Vec<String> = lines.try_iter().collect();
+    assert_eq!(got, ["kdump capture kernel 10.0.2.15 probing"], "what the host service received");
+    assert_eq!(crash_dirs(&outcome), 1, "the dump was saved after the network came up");
+}
+
+#[test]
+fn a_static_address_and_gateway_in_the_capture_kernel_reach_a_host_service() {
+    let (port, lines) = answering_listener();
+    let nic = Nic { mac: MAC.into(), forwards: vec![("10.0.2.100:2222".parse().unwrap(), port)], connected: true };
+    let network = "address = \"10.0.2.42/24\"\ngateway = \"10.0.2.2\"\nprobe = \"10.0.2.100:2222\"";
+    let outcome = run_crash("network-static", network, nic, "save-log");
+    let console = &outcome.console;
+    for step in [
+        "kdump-init: network: address 10.0.2.42/24 on ",
+        "(static)",
+        "kdump-init: network: route default via 10.0.2.2 dev ",
+        "answered \"lab-host got: kdump capture kernel 10.0.2.42 probing\"",
+        "kdump-init: done; final_action = poweroff",
+    ] {
+        assert!(console.contains(step), "the console lacks {step:?}:\n{console}");
+    }
+    assert!(!console.contains("DHCP"), "no DHCP with a static address");
+    assert_eq!(lines.try_iter().collect::<Vec<_>>(), ["kdump capture kernel 10.0.2.42 probing"]);
+}
+
+#[test]
+fn dhcp_without_an_answer_gives_up_in_time_and_runs_failure_action() {
+    // A NIC with no backend: carrier, but no DHCP server (nor anything else) answers.
+    let nic = Nic { mac: MAC.into(), forwards: Vec::new(), connected: false };
+    let outcome = run_crash("network-no-answer", "dhcp = true\ndhcp_wait_seconds = 6", nic, "poweroff");
+    check_setup_included_the_nic_modules(&outcome);
+    let console = &outcome.console;
+    for step in [
+        "kdump-init: network: carrier on ",
+        "kdump-init: network: DHCP on ",
+        "kdump-init: FAILED: network: DHCP on ",
+        "no DHCP lease within 6 s",
+        "kdump-init: failure_action = poweroff: poweroff now",
+    ] {
+        assert!(console.contains(step), "the console lacks {step:?}:\n{console}");
+    }
+    // Bounded: the failure comes about 6 s after the DHCP wait began.
+    let time_of = |needle: &str| -> f64 {
+        let line = console.lines().find(|l| l.contains(needle)).unwrap();
+        let at = line.find("] kdump-init").unwrap();
+        let open = line[..at].rfind('[').unwrap();
+        line[open + 1..at].trim().parse().unwrap()
+    };
+    let waited = time_of("kdump-init: FAILED: network") - time_of("kdump-init: network: DHCP on ");
+    assert!((5.5..9.0).contains(&waited), "waited {waited} s");
+    assert_eq!(crash_dirs(&outcome), 0, "nothing saved");
+}
