@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Instant;
 
-use kdump_lab::{LabKernel, Nic, Outcome, Scenario, Vm};
+use kdump_lab::{LabKernel, MonitorStep, Nic, Outcome, Scenario, Vm};
 
 const MAC: &str = "52:54:00:6b:64:01";
 /// The NIC's driver and its bus's, with what they need (Debian's 6.1 cloud kernel).
@@ -118,12 +118,21 @@ fn answering_listener() -> (u16, mpsc::Receiver<String>) {
     (port, rx)
 }
 
-/// Loads the NIC's modules, writes the config, sets up, crashes.
-fn run_crash(name: &str, network: &str, nic: Nic, failure_action: &str) -> Outcome {
+/// Printed by the first kernel when the test should pull the NIC's cable (QEMU `set_link`).
+const PULL_CABLE: &str = "LAB-PULL-THE-CABLE";
+
+/// Loads the NIC's modules, writes the config, sets up, crashes. With `pull_cable`, QEMU
+/// takes the NIC's link down after setup, before the crash.
+fn run_crash(name: &str, network: &str, nic: Nic, failure_action: &str, pull_cable: bool) -> Outcome {
     let kernel = LabKernel::Bookworm;
     let (files, insmods) = nic_modules(kernel);
     let append = kdump_lab::LAB_CMDLINE;
     let insmod: String = insmods.iter().map(|m| format!("insmod {m}\n")).collect();
+    let unplug = if pull_cable {
+        format!("exec 3</dev/ttyS1\necho {PULL_CABLE}\nread -r reply <&3\n[ \"$reply\" = done ]\n")
+    } else {
+        String::new()
+    };
     let script = format!(
         r#"{insmod}ip link show > /results/links.txt
 uuid=$(dd if=/dev/nvme0n1 bs=1 skip=1128 count=16 2>/dev/null | od -An -tx1 | tr -d ' \n')
@@ -145,10 +154,13 @@ CONFIG
 kdump setup | tee /results/setup.txt
 cp /var/lib/kdump/initramfs.img /results/initramfs.img
 sync
-kdump test --yes-crash-this-machine
+{unplug}kdump test --yes-crash-this-machine
 "#
     );
     let mut scenario = Scenario::new(name, &script).capture_is_ours();
+    if pull_cable {
+        scenario = scenario.monitor(MonitorStep::new(PULL_CABLE, &["set_link n0 off"]));
+    }
     for (path, data) in files {
         scenario = scenario.file(&path, data, 0o644);
     }
@@ -188,7 +200,7 @@ fn crash_dirs(outcome: &Outcome) -> usize {
 fn dhcp_in_the_capture_kernel_reaches_a_host_service_then_the_dump_is_saved() {
     let (port, lines) = answering_listener();
     let nic = Nic { mac: MAC.into(), forwards: vec![("10.0.2.100:2222".parse().unwrap(), port)], connected: true };
-    let outcome = run_crash("network-dhcp", "dhcp = true\nprobe = \"10.0.2.100:2222\"", nic, "save-log");
+    let outcome = run_crash("network-dhcp", "dhcp = true\nprobe = \"10.0.2.100:2222\"", nic, "save-log", false);
     check_setup_included_the_nic_modules(&outcome);
     let console = &outcome.console;
     for step in [
@@ -215,7 +227,7 @@ fn a_static_address_and_gateway_in_the_capture_kernel_reach_a_host_service() {
     let (port, lines) = answering_listener();
     let nic = Nic { mac: MAC.into(), forwards: vec![("10.0.2.100:2222".parse().unwrap(), port)], connected: true };
     let network = "address = \"10.0.2.42/24\"\ngateway = \"10.0.2.2\"\nprobe = \"10.0.2.100:2222\"";
-    let outcome = run_crash("network-static", network, nic, "save-log");
+    let outcome = run_crash("network-static", network, nic, "save-log", false);
     let console = &outcome.console;
     for step in [
         "kdump-init: network: address 10.0.2.42/24 on ",
@@ -234,7 +246,7 @@ fn a_static_address_and_gateway_in_the_capture_kernel_reach_a_host_service() {
 fn dhcp_without_an_answer_gives_up_in_time_and_runs_failure_action() {
     // A NIC with no backend: carrier, but no DHCP server (nor anything else) answers.
     let nic = Nic { mac: MAC.into(), forwards: Vec::new(), connected: false };
-    let outcome = run_crash("network-no-answer", "dhcp = true\ndhcp_wait_seconds = 6", nic, "poweroff");
+    let outcome = run_crash("network-no-answer", "dhcp = true\ndhcp_wait_seconds = 6", nic, "poweroff", false);
     check_setup_included_the_nic_modules(&outcome);
     let console = &outcome.console;
     for step in [
@@ -255,5 +267,26 @@ fn dhcp_without_an_answer_gives_up_in_time_and_runs_failure_action() {
     };
     let waited = time_of("kdump-init: FAILED: network") - time_of("kdump-init: network: DHCP on ");
     assert!((5.5..9.0).contains(&waited), "waited {waited} s");
+    assert_eq!(crash_dirs(&outcome), 0, "nothing saved");
+}
+
+#[test]
+fn a_pulled_cable_gives_up_after_the_carrier_wait_and_runs_failure_action() {
+    let (port, lines) = answering_listener();
+    let nic = Nic { mac: MAC.into(), forwards: vec![("10.0.2.100:2222".parse().unwrap(), port)], connected: true };
+    let network = "dhcp = true\ncarrier_wait_seconds = 4\nprobe = \"10.0.2.100:2222\"";
+    let outcome = run_crash("network-no-carrier", network, nic, "poweroff", true);
+    let console = &outcome.console;
+    for step in [
+        "kdump-init: network: link ",
+        "waiting up to 4 s for a carrier",
+        "kdump-init: FAILED: network: no carrier on ",
+        "within 4 s",
+        "kdump-init: failure_action = poweroff: poweroff now",
+    ] {
+        assert!(console.contains(step), "the console lacks {step:?}:\n{console}");
+    }
+    assert!(!console.contains("network: DHCP"), "no DHCP without a carrier");
+    assert_eq!(lines.try_iter().count(), 0, "nothing reached the host");
     assert_eq!(crash_dirs(&outcome), 0, "nothing saved");
 }
