@@ -124,6 +124,18 @@ const PULL_CABLE: &str = "LAB-PULL-THE-CABLE";
 /// Loads the NIC's modules, writes the config, sets up, crashes. With `pull_cable`, QEMU
 /// takes the NIC's link down after setup, before the crash.
 fn run_crash(name: &str, network: &str, nic: Nic, failure_action: &str, pull_cable: bool) -> Outcome {
+    run_crash_after(name, network, nic, failure_action, pull_cable, "")
+}
+
+/// [`run_crash`], running `before_crash` (shell) after setup.
+fn run_crash_after(
+    name: &str,
+    network: &str,
+    nic: Nic,
+    failure_action: &str,
+    pull_cable: bool,
+    before_crash: &str,
+) -> Outcome {
     let kernel = LabKernel::Bookworm;
     let (files, insmods) = nic_modules(kernel);
     let append = kdump_lab::LAB_CMDLINE;
@@ -154,7 +166,7 @@ CONFIG
 kdump setup | tee /results/setup.txt
 cp /var/lib/kdump/initramfs.img /results/initramfs.img
 sync
-{unplug}kdump test --yes-crash-this-machine
+{before_crash}{unplug}kdump test --yes-crash-this-machine
 "#
     );
     let mut scenario = Scenario::new(name, &script).capture_is_ours();
@@ -227,7 +239,19 @@ fn a_static_address_and_gateway_in_the_capture_kernel_reach_a_host_service() {
     let (port, lines) = answering_listener();
     let nic = Nic { mac: MAC.into(), forwards: vec![("10.0.2.100:2222".parse().unwrap(), port)], connected: true };
     let network = "address = \"10.0.2.42/24\"\ngateway = \"10.0.2.2\"\nprobe = \"10.0.2.100:2222\"";
-    let outcome = run_crash("network-static", network, nic, "save-log", false);
+    // The first kernel checks the same network from its side with a static address of its own.
+    let check = "ip addr add 10.0.2.43/24 dev eth0\nip link set eth0 up\nsleep 1\n\
+                 kdump check-network | tee /results/check-network.txt\nip link set eth0 down\nip addr flush dev eth0\n";
+    let outcome = run_crash_after("network-static", network, nic, "save-log", false, check);
+    let checked = outcome.read_result("check-network.txt").unwrap();
+    for line in [
+        &format!("{MAC}  carrier  driver modules: virtio_net, virtio_pci"),
+        &format!("network.interface {MAC}: eth0"),
+        "network: 10.0.2.42/24 via 10.0.2.2 (the capture kernel waits up to 15 s for a carrier)",
+        "probe 10.0.2.100:2222: reachable, answered \"lab-host got: kdump check-network probing\"",
+    ] {
+        assert!(checked.contains(line), "kdump check-network lacks {line:?}:\n{checked}");
+    }
     let console = &outcome.console;
     for step in [
         "kdump-init: network: address 10.0.2.42/24 on ",
@@ -239,7 +263,10 @@ fn a_static_address_and_gateway_in_the_capture_kernel_reach_a_host_service() {
         assert!(console.contains(step), "the console lacks {step:?}:\n{console}");
     }
     assert!(!console.contains("DHCP"), "no DHCP with a static address");
-    assert_eq!(lines.try_iter().collect::<Vec<_>>(), ["kdump capture kernel 10.0.2.42 probing"]);
+    assert_eq!(
+        lines.try_iter().collect::<Vec<_>>(),
+        ["kdump check-network probing", "kdump capture kernel 10.0.2.42 probing"]
+    );
 }
 
 #[test]

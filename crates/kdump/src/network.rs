@@ -1,8 +1,9 @@
 //! The capture kernel's network: `[network]` brought up step by step, one
 //! console line each, every wait bounded; the first failure ends it with
-//! the reason (the caller then runs failure_action).
+//! the reason (the caller then runs failure_action). And `kdump check-network`,
+//! the same checks from the running machine.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -91,6 +92,66 @@ pub fn bring_up(cfg: &Network, say: &mut dyn FnMut(String)) -> anyhow::Result<()
         say(format!("network: probe {probe} reachable, answered {answer:?}"));
     }
     Ok(())
+}
+
+/// `kdump check-network`: prints the interfaces, the configured one and a probe; fails
+/// naming every problem found.
+pub fn check(cfg: Option<&Network>, probe: Option<SocketAddrV4>) -> anyhow::Result<()> {
+    let root = SysRoot::host();
+    let all = sysnet::interfaces(&root).context("cannot list the network interfaces")?;
+    println!("interfaces:");
+    for i in &all {
+        let modules = sysnet::driver_modules(&root, &i.name);
+        println!(
+            "  {:<12} {}{}  {}  driver modules: {}",
+            i.name,
+            i.permanent_mac,
+            if i.mac != i.permanent_mac { format!(" (now {})", i.mac) } else { String::new() },
+            if sysnet::has_carrier(&root, &i.name) { "carrier" } else { "no carrier" },
+            if modules.is_empty() { "none (built in)".to_string() } else { modules.join(", ") }
+        );
+    }
+    if all.is_empty() {
+        println!("  none");
+    }
+    let mut problems = Vec::new();
+    match cfg {
+        None => println!("network: no [network] table: the capture kernel brings up no network"),
+        Some(net) => {
+            let mac = net.mac()?;
+            match all.iter().find(|i| i.permanent_mac == mac).or_else(|| all.iter().find(|i| i.mac == mac)) {
+                Some(i) if sysnet::has_carrier(&root, &i.name) => println!("network.interface {mac}: {}", i.name),
+                Some(i) => problems.push(format!("network.interface {mac} is {}, which has no carrier now", i.name)),
+                None => problems.push(format!("network.interface {mac}: no interface has that MAC")),
+            }
+            match net.addressing()? {
+                Addressing::Dhcp => println!(
+                    "network: DHCP (the capture kernel waits up to {} s for a carrier, {} s for a lease)",
+                    net.carrier_wait_seconds, net.dhcp_wait_seconds
+                ),
+                Addressing::Static { net: a, gateway } => println!(
+                    "network: {a}{} (the capture kernel waits up to {} s for a carrier)",
+                    gateway.map(|g| format!(" via {g}")).unwrap_or_default(),
+                    net.carrier_wait_seconds
+                ),
+            }
+        }
+    }
+    let probe = match probe {
+        Some(p) => Some(p),
+        None => cfg.map(Network::probe).transpose()?.flatten(),
+    };
+    match probe {
+        None => println!("probe: none (set network.probe or --probe HOST:PORT)"),
+        Some(p) => match sysnet::probe_tcp(SocketAddr::V4(p), "kdump check-network probing\n", PROBE_WAIT) {
+            Ok(answer) => println!("probe {p}: reachable, answered {answer:?}"),
+            Err(e) => problems.push(format!("probe {p}: {e}")),
+        },
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    bail!("{}", problems.join("; "))
 }
 
 /// The interface, once its driver has made it appear.

@@ -90,6 +90,17 @@ pub enum ServiceCommand {
         #[arg(short = 'f', long)]
         force: bool,
     },
+    /// The network the capture kernel will use: every Ethernet interface (permanent MAC, carrier,
+    /// driver modules), the one [network] names, and a TCP probe from this machine of
+    /// network.probe or --probe. Exits 1 when something is wrong, saying what.
+    CheckNetwork {
+        /// The config file.
+        #[arg(long, value_name = "FILE", default_value = CONFIG_PATH)]
+        config: PathBuf,
+        /// Probe this IPv4 HOST:PORT instead of network.probe.
+        #[arg(long, value_name = "HOST:PORT")]
+        probe: Option<std::net::SocketAddrV4>,
+    },
     /// Check the config file and print it with every default filled in.
     Config {
         /// The config file.
@@ -111,6 +122,10 @@ pub fn run(cmd: &ServiceCommand) -> anyhow::Result<()> {
         ServiceCommand::Test { yes_crash_this_machine } => test(*yes_crash_this_machine),
         ServiceCommand::List { config, dir } => list(config, dir.as_deref()),
         ServiceCommand::Extract { device, dest, force } => extract(device, dest, *force),
+        ServiceCommand::CheckNetwork { config, probe } => {
+            let (cfg, _) = load_config(config)?;
+            crate::network::check(cfg.network.as_ref(), *probe)
+        }
         ServiceCommand::Config { config, defaults } => {
             if *defaults {
                 print!("{DEFAULTS_TOML}");
