@@ -321,6 +321,18 @@ impl DhcpClient {
         }
     }
 
+    /// Gives up the offer being requested (its server stopped answering) and discovers again.
+    pub fn restart(&mut self) {
+        if let State::Requesting(_) = self.state {
+            self.state = State::Selecting;
+        }
+    }
+
+    /// True while a REQUEST awaits its ACK.
+    pub fn is_requesting(&self) -> bool {
+        matches!(self.state, State::Requesting(_))
+    }
+
     /// The datagram to send (again) now: a DISCOVER, or the REQUEST of the offer taken.
     /// `None` once bound.
     pub fn message(&self) -> Option<Vec<u8>> {
@@ -507,6 +519,19 @@ mod tests {
         assert!(matches!(c.handle(&foreign), Step::Ignored(_)));
         assert_eq!(c.handle(&reply(6, 7, MAC, [0; 4], &[54, 4, 10, 0, 2, 2])), Step::Refused(SERVER));
         assert_eq!(option(&c.message().unwrap(), 53), Some(&[1][..]));
+    }
+
+    #[test]
+    fn restart_gives_up_an_unanswered_request() {
+        let mut c = DhcpClient::new(MAC, 7);
+        c.restart();
+        assert!(!c.is_requesting());
+        c.handle(&reply(2, 7, MAC, [10, 0, 2, 15], &qemu_options()));
+        assert!(c.is_requesting());
+        c.restart();
+        assert!(!c.is_requesting());
+        assert_eq!(option(&c.message().unwrap(), 53), Some(&[1][..]));
+        assert!(matches!(c.handle(&reply(2, 7, MAC, [10, 0, 2, 16], &qemu_options())), Step::Offered(_)));
     }
 
     #[test]

@@ -236,9 +236,13 @@ fn transaction_id(mac: MacAddr) -> u32 {
     nanos ^ u32::from_be_bytes([a, b, c, d]).rotate_left(7) ^ std::process::id()
 }
 
+/// REQUESTs sent for one offer before the client gives it up and discovers again.
+const REQUESTS_PER_OFFER: u32 = 4;
+
 /// Runs DHCP on the interface until a lease is bound or `wait` has passed. Each message
-/// is resent after 1, 2, 4, 4... s without an answer. `note` hears what happened (offers,
-/// ignored datagrams, resends) for the console.
+/// is resent after 1, 2, 4, 4... s without an answer; an offer whose server does not
+/// acknowledge four REQUESTs is given up. `note` hears what happened (offers, ignored
+/// datagrams, NAKs) for the console.
 pub fn dhcp_lease(iface: &Interface, wait: Duration, note: &mut dyn FnMut(String)) -> io::Result<Lease> {
     let fd = socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
     let one: libc::c_int = 1;
@@ -258,7 +262,19 @@ pub fn dhcp_lease(iface: &Interface, wait: Duration, note: &mut dyn FnMut(String
     let mut backoff = Duration::from_secs(1);
     let mut buf = [0u8; 1500];
     let mut sent = 0u32;
-    while let Some(message) = client.message() {
+    let mut requests = 0u32;
+    loop {
+        if client.is_requesting() {
+            requests += 1;
+            if requests > REQUESTS_PER_OFFER {
+                note(format!("no answer to {REQUESTS_PER_OFFER} requests; discovering again"));
+                client.restart();
+                requests = 0;
+            }
+        } else {
+            requests = 0;
+        }
+        let Some(message) = client.message() else { break };
         let now = Instant::now();
         if now >= deadline {
             return Err(io::Error::new(
