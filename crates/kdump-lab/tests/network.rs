@@ -19,7 +19,8 @@ use std::time::Instant;
 use kdump_lab::{LabKernel, MonitorStep, Nic, Outcome, Scenario, Vm};
 
 const MAC: &str = "52:54:00:6b:64:01";
-/// The NIC's driver and its bus's, with what they need (Debian's 6.1 cloud kernel).
+/// The NIC's driver and its bus's (virtio_pci is a module up to Debian's 6.1 cloud kernel,
+/// built in since 6.12), with what they need.
 const NIC_MODULES: &[&str] = &["virtio_net", "virtio_pci"];
 
 fn modinfo(ko: &[u8], key: &str) -> Option<String> {
@@ -29,6 +30,7 @@ fn modinfo(ko: &[u8], key: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&ko[at..at + end]).into_owned())
 }
 
+/// A module file under `dir`: `NAME.ko`, or compressed as Debian ships them since 6.12.
 fn find_module(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
     for entry in std::fs::read_dir(dir).ok()? {
         let path = entry.ok()?.path();
@@ -36,41 +38,86 @@ fn find_module(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
             if let Some(found) = find_module(&path, name) {
                 return Some(found);
             }
-        } else if path.file_name().is_some_and(|f| f == format!("{name}.ko").as_str()) {
+        } else if path.file_name().is_some_and(|f| {
+            let f = f.to_string_lossy();
+            f == format!("{name}.ko") || f == format!("{name}.ko.xz") || f == format!("{name}.ko.zst")
+        }) {
             return Some(path);
         }
     }
     None
 }
 
-/// The guest files for /lab/modules (the modules, modules.dep made from their `depends=`
-/// as depmod would, modules.builtin) and the order to insmod them in (dependencies first).
-fn nic_modules(kernel: LabKernel) -> (Vec<(String, Vec<u8>)>, Vec<String>) {
+/// A module file's ELF bytes.
+fn decompressed(path: &Path) -> Vec<u8> {
+    let raw = std::fs::read(path).unwrap();
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("xz") => {
+            let mut out = Vec::new();
+            lzma_rs::xz_decompress(&mut raw.as_slice(), &mut out).unwrap();
+            out
+        }
+        Some("zst") => zstd::decode_all(raw.as_slice()).unwrap(),
+        _ => raw,
+    }
+}
+
+/// The kernel's modules directory, `[usr/]lib/modules/<release>` of the unpacked package
+/// (`boot/vmlinuz-<release>`, or `usr/lib/modules/<release>/vmlinuz` in newer packages).
+fn modules_dir(kernel: LabKernel) -> std::path::PathBuf {
     let image = kernel.image().unwrap();
-    let release = image.file_name().unwrap().to_string_lossy().trim_start_matches("vmlinuz-").to_string();
-    let base = image.parent().unwrap().parent().unwrap().join("lib/modules").join(&release);
-    let mut found: BTreeMap<String, (String, Vec<String>, Vec<u8>)> = BTreeMap::new();
+    let file = image.file_name().unwrap().to_string_lossy().into_owned();
+    let release = match file.strip_prefix("vmlinuz-") {
+        Some(r) => r.to_string(),
+        None => image.parent().unwrap().file_name().unwrap().to_string_lossy().into_owned(),
+    };
+    let candidates: Vec<std::path::PathBuf> = image
+        .ancestors()
+        .flat_map(|a| [a.join("lib/modules").join(&release), a.join("usr/lib/modules").join(&release)])
+        .collect();
+    candidates
+        .into_iter()
+        .find(|d| d.join("kernel").is_dir())
+        .unwrap_or_else(|| panic!("no modules directory for {}", image.display()))
+}
+
+/// The NIC's modules of `kernel`, resolved as depmod would from their `depends=`.
+struct NicModules {
+    /// Guest files: /lab/modules (the modules as shipped, modules.dep, modules.builtin) and
+    /// /lab/insmod (the same modules decompressed, for busybox insmod in the first kernel).
+    files: Vec<(String, Vec<u8>)>,
+    /// The decompressed modules in load order (dependencies first).
+    insmod: Vec<String>,
+    /// Every module name resolved.
+    names: Vec<String>,
+}
+
+fn nic_modules(kernel: LabKernel) -> NicModules {
+    let base = modules_dir(kernel);
+    let builtin_list = std::fs::read_to_string(base.join("modules.builtin")).unwrap();
+    let builtin =
+        |name: &str| builtin_list.lines().any(|l| l.rsplit('/').next().is_some_and(|f| f == format!("{name}.ko")));
+    let mut found: BTreeMap<String, (String, Vec<String>, std::path::PathBuf)> = BTreeMap::new();
     let mut todo: Vec<String> = NIC_MODULES.iter().map(|s| s.to_string()).collect();
     while let Some(name) = todo.pop() {
-        if found.contains_key(&name) {
+        if found.contains_key(&name) || builtin(&name) {
             continue;
         }
         let path =
             find_module(&base.join("kernel"), &name).unwrap_or_else(|| panic!("{name}.ko not in {}", base.display()));
-        let ko = std::fs::read(&path).unwrap();
+        let ko = decompressed(&path);
         let deps: Vec<String> = modinfo(&ko, "depends")
             .unwrap_or_default()
             .split(',')
             .filter(|d| !d.is_empty())
-            .map(str::to_string)
+            .map(|d| d.replace('-', "_"))
             .collect();
         todo.extend(deps.iter().cloned());
         let rel = path.strip_prefix(&base).unwrap().to_string_lossy().into_owned();
-        found.insert(name, (rel, deps, ko));
+        found.insert(name, (rel, deps, path));
     }
     assert!(found["virtio_net"].1.contains(&"net_failover".to_string()), "virtio_net needs net_failover");
-    let mut order: Vec<String> = Vec::new();
-    fn visit(n: &str, found: &BTreeMap<String, (String, Vec<String>, Vec<u8>)>, order: &mut Vec<String>) {
+    fn visit(n: &str, found: &BTreeMap<String, (String, Vec<String>, std::path::PathBuf)>, order: &mut Vec<String>) {
         if order.iter().any(|o| o == n) {
             return;
         }
@@ -79,6 +126,7 @@ fn nic_modules(kernel: LabKernel) -> (Vec<(String, Vec<u8>)>, Vec<String>) {
         }
         order.push(n.to_string());
     }
+    let mut order: Vec<String> = Vec::new();
     for n in found.keys() {
         visit(n, &found, &mut order);
     }
@@ -93,11 +141,15 @@ fn nic_modules(kernel: LabKernel) -> (Vec<(String, Vec<u8>)>, Vec<String>) {
         ("lab/modules/modules.dep".to_string(), dep.into_bytes()),
         ("lab/modules/modules.builtin".to_string(), std::fs::read(base.join("modules.builtin")).unwrap()),
     ];
-    let insmods = order.iter().map(|n| format!("/lab/modules/{}", found[n].0)).collect();
-    for (rel, _, ko) in found.into_values() {
-        files.push((format!("lab/modules/{rel}"), ko));
+    for (name, (rel, _, path)) in &found {
+        files.push((format!("lab/modules/{rel}"), std::fs::read(path).unwrap()));
+        files.push((format!("lab/insmod/{name}.ko"), decompressed(path)));
     }
-    (files, insmods)
+    NicModules {
+        files,
+        insmod: order.iter().map(|n| format!("/lab/insmod/{n}.ko")).collect(),
+        names: found.into_keys().collect(),
+    }
 }
 
 /// A host-side service on 127.0.0.1: each line it gets is answered `lab-host got: LINE`
@@ -124,11 +176,12 @@ const PULL_CABLE: &str = "LAB-PULL-THE-CABLE";
 /// Loads the NIC's modules, writes the config, sets up, crashes. With `pull_cable`, QEMU
 /// takes the NIC's link down after setup, before the crash.
 fn run_crash(name: &str, network: &str, nic: Nic, failure_action: &str, pull_cable: bool) -> Outcome {
-    run_crash_after(name, network, nic, failure_action, pull_cable, "")
+    run_crash_after(LabKernel::Bookworm, name, network, nic, failure_action, pull_cable, "")
 }
 
 /// [`run_crash`], running `before_crash` (shell) after setup.
 fn run_crash_after(
+    kernel: LabKernel,
     name: &str,
     network: &str,
     nic: Nic,
@@ -136,10 +189,9 @@ fn run_crash_after(
     pull_cable: bool,
     before_crash: &str,
 ) -> Outcome {
-    let kernel = LabKernel::Bookworm;
-    let (files, insmods) = nic_modules(kernel);
+    let modules = nic_modules(kernel);
     let append = kdump_lab::LAB_CMDLINE;
-    let insmod: String = insmods.iter().map(|m| format!("insmod {m}\n")).collect();
+    let insmod: String = modules.insmod.iter().map(|m| format!("insmod {m}\n")).collect();
     let unplug = if pull_cable {
         format!("exec 3</dev/ttyS1\necho {PULL_CABLE}\nread -r reply <&3\n[ \"$reply\" = done ]\n")
     } else {
@@ -173,7 +225,7 @@ sync
     if pull_cable {
         scenario = scenario.monitor(MonitorStep::new(PULL_CABLE, &["set_link n0 off"]));
     }
-    for (path, data) in files {
+    for (path, data) in modules.files {
         scenario = scenario.file(&path, data, 0o644);
     }
     let vm = Vm {
@@ -189,17 +241,20 @@ sync
     outcome
 }
 
-fn check_setup_included_the_nic_modules(outcome: &Outcome) {
+fn check_setup_included_the_nic_modules(outcome: &Outcome, kernel: LabKernel) {
     let setup = outcome.read_result("setup.txt").unwrap();
     assert!(setup.contains(&format!("network: {MAC} is ")), "{setup}");
-    assert!(setup.contains("driver modules: virtio_net, virtio_pci"), "{setup}");
+    // Built-in drivers have their sysfs module link too; modules.builtin tells them apart.
+    assert!(setup.contains("driver modules: virtio_net, virtio_pci)"), "{setup}");
+    let names = nic_modules(kernel).names;
     let listing = std::process::Command::new("cpio")
         .args(["-it", "--quiet", "-F"])
         .arg(outcome.result_path("initramfs.img"))
         .output()
         .unwrap();
     let listing = String::from_utf8_lossy(&listing.stdout);
-    for m in ["failover", "net_failover", "virtio_net", "virtio_pci", "virtio_ring", "virtio"] {
+    assert!(names.iter().any(|n| n == "failover"), "{names:?}");
+    for m in names {
         assert!(listing.lines().any(|l| l.ends_with(&format!("-{m}.ko"))), "{m} not in the initramfs:\n{listing}");
     }
 }
@@ -208,12 +263,39 @@ fn crash_dirs(outcome: &Outcome) -> usize {
     std::fs::read_dir(outcome.result_path("crash")).map(|d| d.count()).unwrap_or(0)
 }
 
-#[test]
-fn dhcp_in_the_capture_kernel_reaches_a_host_service_then_the_dump_is_saved() {
+/// On the kernels whose package in the lab cache has its modules (sid's has only vmlinuz),
+/// each under `KDUMP_LAB_MATRIX` like `kernel_matrix!`.
+mod dhcp_in_the_capture_kernel_reaches_a_host_service_then_the_dump_is_saved {
+    use super::*;
+
+    #[test]
+    fn bullseye() {
+        if kdump_lab::in_matrix(LabKernel::Bullseye) {
+            dhcp_cycle(LabKernel::Bullseye);
+        }
+    }
+
+    #[test]
+    fn bookworm() {
+        if kdump_lab::in_matrix(LabKernel::Bookworm) {
+            dhcp_cycle(LabKernel::Bookworm);
+        }
+    }
+
+    #[test]
+    fn trixie() {
+        if kdump_lab::in_matrix(LabKernel::Trixie) {
+            dhcp_cycle(LabKernel::Trixie);
+        }
+    }
+}
+
+fn dhcp_cycle(kernel: LabKernel) {
     let (port, lines) = answering_listener();
     let nic = Nic { mac: MAC.into(), forwards: vec![("10.0.2.100:2222".parse().unwrap(), port)], connected: true };
-    let outcome = run_crash("network-dhcp", "dhcp = true\nprobe = \"10.0.2.100:2222\"", nic, "save-log", false);
-    check_setup_included_the_nic_modules(&outcome);
+    let network = "dhcp = true\nprobe = \"10.0.2.100:2222\"";
+    let outcome = run_crash_after(kernel, &format!("network-dhcp-{kernel}"), network, nic, "save-log", false, "");
+    check_setup_included_the_nic_modules(&outcome, kernel);
     let console = &outcome.console;
     for step in [
         &format!("kdump-init: network: {MAC} is "),
@@ -242,7 +324,7 @@ fn a_static_address_and_gateway_in_the_capture_kernel_reach_a_host_service() {
     // The first kernel checks the same network from its side with a static address of its own.
     let check = "ip addr add 10.0.2.43/24 dev eth0\nip link set eth0 up\nsleep 1\n\
                  kdump check-network | tee /results/check-network.txt\nip link set eth0 down\nip addr flush dev eth0\n";
-    let outcome = run_crash_after("network-static", network, nic, "save-log", false, check);
+    let outcome = run_crash_after(LabKernel::Bookworm, "network-static", network, nic, "save-log", false, check);
     let checked = outcome.read_result("check-network.txt").unwrap();
     for line in [
         &format!("{MAC}  carrier  driver modules: virtio_net, virtio_pci"),
@@ -274,7 +356,7 @@ fn dhcp_without_an_answer_gives_up_in_time_and_runs_failure_action() {
     // A NIC with no backend: carrier, but no DHCP server (nor anything else) answers.
     let nic = Nic { mac: MAC.into(), forwards: Vec::new(), connected: false };
     let outcome = run_crash("network-no-answer", "dhcp = true\ndhcp_wait_seconds = 6", nic, "poweroff", false);
-    check_setup_included_the_nic_modules(&outcome);
+    check_setup_included_the_nic_modules(&outcome, LabKernel::Bookworm);
     let console = &outcome.console;
     for step in [
         "kdump-init: network: carrier on ",

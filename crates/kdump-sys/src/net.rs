@@ -60,8 +60,8 @@ pub fn interface_by_mac(root: &SysRoot, mac: MacAddr) -> io::Result<Option<Inter
 }
 
 /// The kernel modules that drive the interface's device and the devices above it
-/// (`.../driver/module` links; `virtio_net` for a virtio NIC), nearest first; built-in
-/// drivers have none.
+/// (`.../driver/module` links; `virtio_net` for a virtio NIC), nearest first. Built-in
+/// drivers can have such a link too: `modules.builtin` tells them apart.
 pub fn driver_modules(root: &SysRoot, name: &str) -> Vec<String> {
     crate::block::driver_modules_above(root, &format!("/sys/class/net/{name}"))
 }

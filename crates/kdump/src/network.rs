@@ -108,7 +108,7 @@ pub fn check(cfg: Option<&Network>, probe: Option<SocketAddrV4>) -> anyhow::Resu
             i.permanent_mac,
             if i.mac != i.permanent_mac { format!(" (now {})", i.mac) } else { String::new() },
             if sysnet::has_carrier(&root, &i.name) { "carrier" } else { "no carrier" },
-            if modules.is_empty() { "none (built in)".to_string() } else { modules.join(", ") }
+            if modules.is_empty() { "none".to_string() } else { modules.join(", ") }
         );
     }
     if all.is_empty() {

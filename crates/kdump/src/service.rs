@@ -199,7 +199,7 @@ fn nic_modules(
         "network: {} is {} (driver modules: {})",
         mac,
         iface.name,
-        if modules.is_empty() { "none, built in".to_string() } else { modules.join(", ") }
+        if modules.is_empty() { "none".to_string() } else { modules.join(", ") }
     ));
     Ok(modules)
 }
