@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::{Action, Codec, Config, FailureAction, TargetSpec};
+use crate::config::{Action, Codec, Config, FailureAction, Network, TargetSpec};
 use crate::naming::{crash_dir_name, unique};
 use crate::superblock::FsIdentity;
 
@@ -46,15 +46,21 @@ pub struct DumpFailure {
     pub root_cause: String,
 }
 
+/// Where the init's lines go as they happen, with the time since it started.
+pub trait Console {
+    /// Writes a line.
+    fn line(&mut self, line: &str);
+    /// Time since the init started.
+    fn elapsed(&self) -> Duration;
+}
+
 /// The machine, as the capture init uses it. Each method is one step; errors are the
 /// system's words, for the log.
 pub trait System {
-    /// Writes a line on the console.
-    fn console(&mut self, line: &str);
-    /// Time since the init started.
-    fn elapsed(&self) -> Duration;
     /// Waits.
     fn sleep(&mut self, d: Duration);
+    /// Brings the network up as `[network]` says, saying each step through `say`.
+    fn bring_up_network(&mut self, network: &Network, say: &mut dyn FnMut(String)) -> Result<(), String>;
     /// Mounts /proc, /sys and /dev; returns the problems.
     fn mount_pseudo_filesystems(&mut self) -> Vec<String>;
     /// The text of the config in the initramfs.
@@ -101,26 +107,26 @@ pub trait System {
 
 /// The log: every line on the console, and the whole text in `kdump.log` once the crash
 /// directory exists.
-struct Log<'a, S: System + ?Sized> {
-    sys: &'a mut S,
+struct Log<'a> {
+    console: &'a mut dyn Console,
     text: String,
     file: Option<PathBuf>,
 }
 
-impl<S: System + ?Sized> Log<'_, S> {
+impl Log<'_> {
     fn say(&mut self, msg: impl AsRef<str>) {
-        let line = format!("[{:8.3}] kdump-init: {}", self.sys.elapsed().as_secs_f64(), msg.as_ref());
-        self.sys.console(&line);
+        let line = format!("[{:8.3}] kdump-init: {}", self.console.elapsed().as_secs_f64(), msg.as_ref());
+        self.console.line(&line);
         self.text.push_str(&line);
         self.text.push('\n');
     }
 
     /// Rewrites the whole log file (cheap: it is small).
-    fn flush(&mut self) {
+    fn flush<S: System + ?Sized>(&mut self, sys: &mut S) {
         if let Some(path) = self.file.clone()
-            && let Err(e) = self.sys.write_file(&path, &self.text)
+            && let Err(e) = sys.write_file(&path, &self.text)
         {
-            self.sys.console(&format!("kdump-init: cannot write the log {}: {e}", path.display()));
+            self.console.line(&format!("kdump-init: cannot write the log {}: {e}", path.display()));
         }
     }
 }
@@ -137,21 +143,21 @@ pub fn failure_stop(cfg: &Config) -> Action {
 
 /// Runs the capture: config, modules, target, the crash directory and the dump. Returns the
 /// action to end with; everything that happened is on the console and in `kdump.log`.
-pub fn run<S: System + ?Sized>(sys: &mut S) -> Action {
-    let mut log = Log { sys, text: String::new(), file: None };
+pub fn run<S: System + ?Sized>(sys: &mut S, console: &mut dyn Console) -> Action {
+    let mut log = Log { console, text: String::new(), file: None };
     log.say(format!("kdump {} capture init", env!("CARGO_PKG_VERSION")));
-    for problem in log.sys.mount_pseudo_filesystems() {
+    for problem in sys.mount_pseudo_filesystems() {
         log.say(problem);
     }
-    let cfg = match log.sys.read_config().and_then(|t| Config::parse(&t).map_err(|e| e.to_string())) {
+    let cfg = match sys.read_config().and_then(|t| Config::parse(&t).map_err(|e| e.to_string())) {
         Ok(c) => c,
         Err(e) => {
             log.say(format!("FAILED: {}: {e}; rebooting", crate::config::CONFIG_PATH));
             return Action::Reboot;
         }
     };
-    log.sys.on_internal_error(failure_stop(&cfg));
-    let action = match save(&cfg, &mut log) {
+    sys.on_internal_error(failure_stop(&cfg));
+    let action = match save(&cfg, sys, &mut log) {
         Ok(()) => {
             log.say(format!("done; final_action = {}", cfg.final_action));
             cfg.final_action
@@ -170,30 +176,33 @@ pub fn run<S: System + ?Sized>(sys: &mut S) -> Action {
             action
         }
     };
-    log.flush();
-    log.sys.sync();
-    if let Err(e) = log.sys.unmount(Path::new(MOUNTPOINT)) {
+    log.flush(sys);
+    sys.sync();
+    if let Err(e) = sys.unmount(Path::new(MOUNTPOINT)) {
         log.say(format!("cannot unmount {MOUNTPOINT}: {e} (synced anyway)"));
     }
     action
 }
 
-fn save<S: System + ?Sized>(cfg: &Config, log: &mut Log<'_, S>) -> Result<(), String> {
+fn save<S: System + ?Sized>(cfg: &Config, sys: &mut S, log: &mut Log<'_>) -> Result<(), String> {
     let spec = cfg.target_spec().map_err(|e| e.to_string())?;
-    if !log.sys.vmcore_present() {
+    if !sys.vmcore_present() {
         return Err(format!("{VMCORE} does not exist: this is not a capture kernel booted after a crash"));
     }
-    for (file, loaded) in log.sys.load_modules() {
+    for (file, loaded) in sys.load_modules() {
         match loaded {
             Ok(()) => log.say(format!("loaded module {file}")),
             Err(e) => log.say(format!("cannot load module {file}: {e}")),
         }
     }
-    let (node, detected) = wait_for_target(cfg, &spec, log)?;
+    if let Some(network) = &cfg.network {
+        sys.bring_up_network(network, &mut |line| log.say(line))?;
+    }
+    let (node, detected) = wait_for_target(cfg, &spec, sys, log)?;
     let dump = DumpSpec { level: cfg.dump.level, codec: cfg.dump.codec, threads: cfg.dump.threads as usize };
     if cfg.target.raw {
         log.say(format!("kdump dump -F {} {VMCORE} > {}", dump.described(), node.display()));
-        log.sys.save_flattened(&node, &dump)?;
+        sys.save_flattened(&node, &dump)?;
         log.say(format!(
             "saved the flattened dump on {}; after reboot: kdump extract {} DEST",
             node.display(),
@@ -207,56 +216,55 @@ fn save<S: System + ?Sized>(cfg: &Config, log: &mut Log<'_, S>) -> Result<(), St
         cfg.target.fstype.clone()
     };
     let mountpoint = Path::new(MOUNTPOINT);
-    log.sys.create_dir_all(mountpoint).map_err(|e| format!("cannot create {MOUNTPOINT}: {e}"))?;
-    log.sys
-        .mount(&node, mountpoint, &fstype)
+    sys.create_dir_all(mountpoint).map_err(|e| format!("cannot create {MOUNTPOINT}: {e}"))?;
+    sys.mount(&node, mountpoint, &fstype)
         .map_err(|e| format!("cannot mount {} ({fstype}) on {MOUNTPOINT}: {e}", node.display()))?;
     log.say(format!("mounted {} ({fstype})", node.display()));
     let base = mountpoint.join(cfg.target.path.trim_start_matches('/'));
-    log.sys.create_dir_all(&base).map_err(|e| format!("cannot create {} on the target: {e}", cfg.target.path))?;
+    sys.create_dir_all(&base).map_err(|e| format!("cannot create {} on the target: {e}", cfg.target.path))?;
 
     // Name the directory after the crashed host and the crash time.
-    let (host, when) = log.sys.crash_identity();
-    let name = unique(&crash_dir_name(&host, when), |n| log.sys.exists(&base.join(n)));
+    let (host, when) = sys.crash_identity();
+    let name = unique(&crash_dir_name(&host, when), |n| sys.exists(&base.join(n)));
     let dir = base.join(&name);
-    log.sys.create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    sys.create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let shown = Path::new(&cfg.target.path).join(&name);
     log.file = Some(dir.join("kdump.log"));
     log.say(format!("saving into {spec}:{}", shown.display()));
-    log.flush();
+    log.flush(sys);
 
     // The small files first, so that a full disk still leaves them.
-    match log.sys.save_kernel_log(&dir.join("dmesg.txt")) {
+    match sys.save_kernel_log(&dir.join("dmesg.txt")) {
         Ok(n) => log.say(format!("saved the kernel log ({n} records) to dmesg.txt")),
         Err(e) => log.say(format!("cannot save the kernel log: {e}")),
     }
-    match log.sys.save_report(&dir.join("info.json")) {
+    match sys.save_report(&dir.join("info.json")) {
         Ok(()) => log.say("saved the crash report to info.json"),
         Err(e) => log.say(format!("cannot save info.json: {e}")),
     }
     let reserve = dir.join(".kdump-log-reserve");
-    log.sys.reserve(&reserve, LOG_RESERVE);
-    log.flush();
+    sys.reserve(&reserve, LOG_RESERVE);
+    log.flush(sys);
 
     let vmcore = dir.join("vmcore");
     log.say(format!("kdump dump {} {VMCORE} {}", dump.described(), shown.join("vmcore").display()));
-    let mut result = log.sys.save_dump(&vmcore, false, &dump).map(|size| (size, dump.level));
+    let mut result = sys.save_dump(&vmcore, false, &dump).map(|size| (size, dump.level));
     if let Err(e) = &result
         && cfg.failure_action == FailureAction::RetryStricter
         && dump.level != 31
     {
         log.say(format!("the dump failed: {}", e.message));
         log.say("failure_action = retry-stricter: retrying at dump level 31");
-        log.flush();
+        log.flush(sys);
         let stricter = DumpSpec { level: 31, ..dump };
-        match log.sys.save_dump(&vmcore, true, &stricter) {
+        match sys.save_dump(&vmcore, true, &stricter) {
             Ok(size) => result = Ok((size, 31)),
             // Report the first failure: it is what happened to the dump that was asked for.
             Err(again) => log.say(format!("the retry at level 31 failed too: {}", again.message)),
         }
     }
-    log.sys.remove(&reserve);
-    log.sys.sync();
+    sys.remove(&reserve);
+    sys.sync();
     match result {
         Ok((size, level)) => {
             log.say(format!(
@@ -267,7 +275,7 @@ fn save<S: System + ?Sized>(cfg: &Config, log: &mut Log<'_, S>) -> Result<(), St
             ));
             Ok(())
         }
-        Err(e) if log.sys.exists(&dir.join("vmcore.incomplete")) => {
+        Err(e) if sys.exists(&dir.join("vmcore.incomplete")) => {
             // The writer's own message says what happened; say where the pieces are, with target paths.
             Err(format!(
                 "{}; the pages saved so far are in {} (marked incomplete), the log in {}",
@@ -284,12 +292,13 @@ fn save<S: System + ?Sized>(cfg: &Config, log: &mut Log<'_, S>) -> Result<(), St
 fn wait_for_target<S: System + ?Sized>(
     cfg: &Config,
     spec: &TargetSpec,
-    log: &mut Log<'_, S>,
+    sys: &mut S,
+    log: &mut Log<'_>,
 ) -> Result<(PathBuf, Option<String>), String> {
-    let deadline = log.sys.elapsed() + Duration::from_secs(u64::from(cfg.target.wait_seconds));
+    let deadline = log.console.elapsed() + Duration::from_secs(u64::from(cfg.target.wait_seconds));
     log.say(format!("waiting up to {} s for the target {spec}", cfg.target.wait_seconds));
     loop {
-        if let Some((node, id)) = log.sys.find_target(spec) {
+        if let Some((node, id)) = sys.find_target(spec) {
             log.say(format!(
                 "target {spec} is {}{}",
                 node.display(),
@@ -299,15 +308,15 @@ fn wait_for_target<S: System + ?Sized>(
             ));
             return Ok((node, id.map(|i| i.fstype.to_string())));
         }
-        if log.sys.elapsed() >= deadline {
-            let devs = log.sys.block_devices();
+        if log.console.elapsed() >= deadline {
+            let devs = sys.block_devices();
             return Err(format!(
                 "the target {spec} did not appear within {} s (block devices: {})",
                 cfg.target.wait_seconds,
                 if devs.is_empty() { "none".to_string() } else { devs.join(", ") }
             ));
         }
-        log.sys.sleep(Duration::from_millis(200));
+        sys.sleep(Duration::from_millis(200));
     }
 }
 

@@ -18,4 +18,4 @@ pub mod modules;
 pub mod naming;
 pub mod superblock;
 
-pub use config::{Action, Codec, Config, ConfigError, FailureAction, TargetSpec};
+pub use config::{Action, Addressing, Codec, Config, ConfigError, FailureAction, Network, TargetSpec};

@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use kdump_collector::{SaveRequest, Sink};
-use kdump_service::capture::{DumpFailure, DumpSpec, System, VMCORE};
+use kdump_service::capture::{Console, DumpFailure, DumpSpec, System, VMCORE};
 use kdump_service::config::CONFIG_PATH;
 use kdump_service::initramfs::{MODULE_DIR, MODULE_LIST, module_list};
 use kdump_service::superblock::FsIdentity;
-use kdump_service::{Action, TargetSpec};
+use kdump_service::{Action, Network, TargetSpec};
 use kdump_sys::SysRoot;
 use kdump_sys::power::Stop;
 use kdump_sys::{block, file, module, mount, power};
@@ -44,8 +44,8 @@ pub fn run() -> ! {
         let err = power::stop_machine(how);
         eprintln!("kdump-init: cannot stop the machine: {err}");
     }));
-    let mut machine = Machine { start: Instant::now() };
-    let action = kdump_service::capture::run(&mut machine);
+    let mut console = Serial { start: Instant::now() };
+    let action = kdump_service::capture::run(&mut Machine, &mut console);
     let err = power::stop_machine(stop_of(action));
     eprintln!("kdump-init: {action} failed: {err}; halting here");
     loop {
@@ -62,8 +62,21 @@ fn stop_of(action: Action) -> Stop {
 }
 
 /// The capture kernel's machine.
-struct Machine {
+struct Machine;
+
+/// The console (stderr, the serial line in the lab), with the time since the init started.
+struct Serial {
     start: Instant,
+}
+
+impl Console for Serial {
+    fn line(&mut self, line: &str) {
+        eprintln!("{line}");
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
 }
 
 fn request(spec: &DumpSpec) -> SaveRequest {
@@ -71,16 +84,12 @@ fn request(spec: &DumpSpec) -> SaveRequest {
 }
 
 impl System for Machine {
-    fn console(&mut self, line: &str) {
-        eprintln!("{line}");
-    }
-
-    fn elapsed(&self) -> Duration {
-        self.start.elapsed()
-    }
-
     fn sleep(&mut self, d: Duration) {
         std::thread::sleep(d);
+    }
+
+    fn bring_up_network(&mut self, network: &Network, say: &mut dyn FnMut(String)) -> Result<(), String> {
+        crate::network::bring_up(network, say).map_err(|e| format!("{e:#}"))
     }
 
     fn mount_pseudo_filesystems(&mut self) -> Vec<String> {

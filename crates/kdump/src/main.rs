@@ -6,6 +6,7 @@ mod capture;
 mod dmesg;
 mod dump;
 mod info;
+mod network;
 mod service;
 mod sysinfo;
 

@@ -90,6 +90,17 @@ pub enum ServiceCommand {
         #[arg(short = 'f', long)]
         force: bool,
     },
+    /// The network the capture kernel will use: every Ethernet interface (permanent MAC, carrier,
+    /// driver modules), the one [network] names, and a TCP probe from this machine of
+    /// network.probe or --probe. Exits 1 when something is wrong, saying what.
+    CheckNetwork {
+        /// The config file.
+        #[arg(long, value_name = "FILE", default_value = CONFIG_PATH)]
+        config: PathBuf,
+        /// Probe this IPv4 HOST:PORT instead of network.probe.
+        #[arg(long, value_name = "HOST:PORT")]
+        probe: Option<std::net::SocketAddrV4>,
+    },
     /// Check the config file and print it with every default filled in.
     Config {
         /// The config file.
@@ -111,6 +122,10 @@ pub fn run(cmd: &ServiceCommand) -> anyhow::Result<()> {
         ServiceCommand::Test { yes_crash_this_machine } => test(*yes_crash_this_machine),
         ServiceCommand::List { config, dir } => list(config, dir.as_deref()),
         ServiceCommand::Extract { device, dest, force } => extract(device, dest, *force),
+        ServiceCommand::CheckNetwork { config, probe } => {
+            let (cfg, _) = load_config(config)?;
+            crate::network::check(cfg.network.as_ref(), *probe)
+        }
         ServiceCommand::Config { config, defaults } => {
             if *defaults {
                 print!("{DEFAULTS_TOML}");
@@ -153,6 +168,35 @@ pub fn find_target(root: &SysRoot, spec: &TargetSpec) -> Option<(PathBuf, Option
             None
         }
     }
+}
+
+/// The driver modules of the [network] interface, found now by its permanent MAC.
+fn nic_modules(
+    root: &SysRoot,
+    network: &kdump_service::Network,
+    report: &mut Vec<String>,
+) -> anyhow::Result<Vec<String>> {
+    let mac = network.mac()?;
+    let Some(iface) = kdump_sys::net::interface_by_mac(root, mac).context("cannot list the network interfaces")? else {
+        let present: Vec<String> = kdump_sys::net::interfaces(root)
+            .unwrap_or_default()
+            .iter()
+            .map(|i| format!("{} {}", i.name, i.permanent_mac))
+            .collect();
+        bail!(
+            "network.interface {mac}: no interface has that MAC (present: {}); write the permanent MAC of the NIC \
+             the capture kernel should use",
+            if present.is_empty() { "none".into() } else { present.join(", ") }
+        );
+    };
+    let modules = kdump_sys::net::driver_modules(root, &iface.name);
+    report.push(format!(
+        "network: {} is {} (driver modules: {})",
+        mac,
+        iface.name,
+        if modules.is_empty() { "none".to_string() } else { modules.join(", ") }
+    ));
+    Ok(modules)
 }
 
 fn mib(b: u64) -> String {
@@ -246,6 +290,9 @@ fn build(cfg: &Config, config_text: &str, root: &SysRoot) -> anyhow::Result<Buil
                 wanted.push(cfg.target.fstype.clone());
             }
         }
+    }
+    if let Some(network) = &cfg.network {
+        wanted.extend(nic_modules(root, network, &mut report)?);
     }
     wanted.append(&mut from_config.clone());
     let mut dedup: Vec<String> = Vec::new();

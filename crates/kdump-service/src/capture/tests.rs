@@ -9,8 +9,10 @@ use super::*;
 
 /// A machine whose every step is recorded; files live in a map.
 struct Machine {
-    now: Duration,
+    now: std::rc::Rc<std::cell::Cell<Duration>>,
     console: Vec<String>,
+    network_up: bool,
+    network_result: Result<(), String>,
     config: Result<String, String>,
     vmcore: bool,
     /// The target appears at this time (never when `None`).
@@ -30,8 +32,10 @@ const CRASH_TIME: i64 = 1_764_547_200; // 2025-12-01 00:00:00 UTC
 
 fn machine(config: &str) -> Machine {
     Machine {
-        now: Duration::ZERO,
+        now: Default::default(),
         console: Vec::new(),
+        network_up: false,
+        network_result: Ok(()),
         config: Ok(config.to_string()),
         vmcore: true,
         target_at: Some(Duration::from_secs(1)),
@@ -49,15 +53,30 @@ fn machine(config: &str) -> Machine {
     }
 }
 
-impl System for Machine {
-    fn console(&mut self, line: &str) {
-        self.console.push(line.to_string());
+/// The console of a scripted machine: its lines, and the machine's clock.
+struct Screen {
+    lines: Vec<String>,
+    now: std::rc::Rc<std::cell::Cell<Duration>>,
+}
+
+impl Console for Screen {
+    fn line(&mut self, line: &str) {
+        self.lines.push(line.to_string());
     }
     fn elapsed(&self) -> Duration {
-        self.now
+        self.now.get()
     }
+}
+
+impl System for Machine {
     fn sleep(&mut self, d: Duration) {
-        self.now += d;
+        self.now.set(self.now.get() + d);
+    }
+    fn bring_up_network(&mut self, network: &Network, say: &mut dyn FnMut(String)) -> Result<(), String> {
+        say(format!("network: {} up", network.interface));
+        self.network_up = true;
+        self.now.set(self.now.get() + Duration::from_secs(2));
+        self.network_result.clone()
     }
     fn mount_pseudo_filesystems(&mut self) -> Vec<String> {
         Vec::new()
@@ -75,7 +94,7 @@ impl System for Machine {
         vec![("00-ext4.ko".into(), Ok(())), ("01-nvme.ko".into(), Err("File exists".into()))]
     }
     fn find_target(&mut self, _: &TargetSpec) -> Option<(PathBuf, Option<FsIdentity>)> {
-        self.target_at.is_some_and(|t| self.now >= t).then(|| self.target.clone())
+        self.target_at.is_some_and(|t| self.now.get() >= t).then(|| self.target.clone())
     }
     fn block_devices(&mut self) -> Vec<String> {
         vec!["vda".into()]
@@ -149,13 +168,21 @@ impl Machine {
     }
 }
 
+/// Runs the init on `m`, its console lines kept in `m.console`.
+fn go(m: &mut Machine) -> Action {
+    let mut screen = Screen { lines: Vec::new(), now: m.now.clone() };
+    let action = run(m, &mut screen);
+    m.console = screen.lines;
+    action
+}
+
 const DISK: &str = "final_action = \"poweroff\"\n[target]\ndevice = \"LABEL=crash\"\n";
 const CRASH_DIR: &str = "/mnt/target/var/crash/web-7-2025-12-01-00:00:00";
 
 #[test]
 fn a_crash_directory_gets_the_small_files_first_then_the_dump() {
     let mut m = machine(DISK);
-    assert_eq!(run(&mut m), Action::Poweroff);
+    assert_eq!(go(&mut m), Action::Poweroff);
     assert_eq!(m.mounted, [(PathBuf::from("/dev/vdb"), "ext4".to_string())]);
     let dir = Path::new(CRASH_DIR);
     assert_eq!(m.saved, [(dir.join("vmcore"), false, DumpSpec { level: 31, codec: Codec::Lzo, threads: 1 })]);
@@ -180,7 +207,7 @@ fn a_crash_directory_gets_the_small_files_first_then_the_dump() {
 fn a_second_crash_in_the_same_second_gets_its_own_directory() {
     let mut m = machine(DISK);
     m.dirs.insert(PathBuf::from(CRASH_DIR));
-    run(&mut m);
+    go(&mut m);
     assert_eq!(m.saved[0].0, PathBuf::from(format!("{CRASH_DIR}.1/vmcore")));
 }
 
@@ -188,8 +215,9 @@ fn a_second_crash_in_the_same_second_gets_its_own_directory() {
 fn a_target_that_never_appears_is_waited_for_a_bounded_time_then_failure_action_runs() {
     let mut m = machine(&format!("failure_action = \"halt\"\n{DISK}wait_seconds = 3\n"));
     m.target_at = None;
-    assert_eq!(run(&mut m), Action::Halt);
-    assert!(m.now >= Duration::from_secs(3) && m.now < Duration::from_secs(4), "{:?}", m.now);
+    assert_eq!(go(&mut m), Action::Halt);
+    let waited = m.now.get();
+    assert!(waited >= Duration::from_secs(3) && waited < Duration::from_secs(4), "{waited:?}");
     assert!(m.said("FAILED: the target LABEL=crash did not appear within 3 s (block devices: vda)"));
     assert!(m.said("failure_action = halt: halt now"));
     assert!(m.saved.is_empty() && m.mounted.is_empty());
@@ -201,7 +229,7 @@ fn retry_stricter_saves_at_level_31_over_the_partial_file() {
     let mut m = machine(&cfg);
     let full = DumpFailure { message: "cannot write: No space left on device".into(), root_cause: "No space".into() };
     m.dumps = VecDeque::from([(Err(full), true), (Ok(1 << 20), false)]);
-    assert_eq!(run(&mut m), Action::Poweroff);
+    assert_eq!(go(&mut m), Action::Poweroff);
     let levels: Vec<(u32, bool)> = m.saved.iter().map(|(_, force, s)| (s.level, *force)).collect();
     assert_eq!(levels, [(1, false), (31, true)]);
     assert!(m.said("the dump failed: cannot write: No space left on device"));
@@ -217,7 +245,7 @@ fn an_incomplete_dump_says_where_its_pages_are_in_target_paths() {
         root_cause: "the dump is INCOMPLETE: No space".into(),
     };
     m.dumps = VecDeque::from([(Err(full), true)]);
-    assert_eq!(run(&mut m), Action::Poweroff, "save-log ends with final_action");
+    assert_eq!(go(&mut m), Action::Poweroff, "save-log ends with final_action");
     assert!(m.said(
         "FAILED: the dump is INCOMPLETE: No space; the pages saved so far are in \
          /var/crash/web-7-2025-12-01-00:00:00/vmcore.incomplete (marked incomplete), the log in \
@@ -231,7 +259,7 @@ fn an_incomplete_dump_says_where_its_pages_are_in_target_paths() {
 #[test]
 fn a_raw_target_gets_the_flattened_stream_and_nothing_is_mounted() {
     let mut m = machine("[target]\ndevice = \"/dev/vdb\"\nraw = true\n");
-    assert_eq!(run(&mut m), Action::Reboot);
+    assert_eq!(go(&mut m), Action::Reboot);
     assert_eq!(m.flattened, [PathBuf::from("/dev/vdb")]);
     assert!(m.mounted.is_empty() && m.saved.is_empty());
     assert!(m.said("kdump extract /dev/vdb DEST"));
@@ -241,13 +269,33 @@ fn a_raw_target_gets_the_flattened_stream_and_nothing_is_mounted() {
 fn no_vmcore_or_no_config_fail_clearly() {
     let mut m = machine(DISK);
     m.vmcore = false;
-    assert_eq!(run(&mut m), Action::Poweroff);
+    assert_eq!(go(&mut m), Action::Poweroff);
     assert!(m.said("/proc/vmcore does not exist: this is not a capture kernel"));
     let mut m = machine(DISK);
     m.config = Err("No such file or directory".into());
-    assert_eq!(run(&mut m), Action::Reboot);
+    assert_eq!(go(&mut m), Action::Reboot);
     assert!(m.said("FAILED: /etc/kdump.toml: No such file or directory; rebooting"));
     let mut m = machine("[target]\n");
-    assert_eq!(run(&mut m), Action::Reboot, "no target: failure_action save-log, final_action reboot");
+    assert_eq!(go(&mut m), Action::Reboot, "no target: failure_action save-log, final_action reboot");
     assert!(m.said("FAILED:"));
+}
+
+const NETWORK: &str = "[network]\ninterface = \"52:54:00:12:34:56\"\ndhcp = true\n";
+
+#[test]
+fn the_network_comes_up_before_the_target_is_looked_for_and_its_failure_runs_failure_action() {
+    let mut m = machine(&format!("{DISK}{NETWORK}"));
+    m.target_at = Some(Duration::from_secs(2));
+    assert_eq!(go(&mut m), Action::Poweroff);
+    assert!(m.network_up);
+    let up = m.console.iter().position(|l| l.contains("network: 52:54:00:12:34:56 up")).expect("network line");
+    let target = m.console.iter().position(|l| l.contains("target LABEL=crash is")).expect("target line");
+    assert!(up < target, "{:?}", m.console);
+    assert!(m.said("done; final_action = poweroff"));
+
+    let mut m = machine(&format!("failure_action = \"reboot\"\n{DISK}{NETWORK}"));
+    m.network_result = Err("network: no carrier on eth0 within 4 s".into());
+    assert_eq!(go(&mut m), Action::Reboot);
+    assert!(m.said("FAILED: network: no carrier on eth0 within 4 s"));
+    assert!(m.saved.is_empty() && m.mounted.is_empty(), "nothing is tried after the network failed");
 }
