@@ -6,6 +6,7 @@
 
 pub mod bootparams;
 pub mod bootproto;
+pub mod choice;
 pub mod cmdline;
 pub mod elfcore;
 pub mod errno;

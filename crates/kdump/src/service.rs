@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
+use kdump_loader::choice::KernelFile;
 use kdump_loader::cmdline::{self, CmdlineRequest};
 use kdump_loader::errno::{self, Call, allows_fallback, explain, is_signature_error};
 use kdump_loader::image::KernelImage;
@@ -447,25 +448,23 @@ fn setup(config_path: &Path, dry_run: bool) -> anyhow::Result<()> {
         .with_context(|| format!("cannot read the capture kernel {} (set capture.kernel)", built.kernel.display()))?;
     // A compressed kernel file or an ELF vmlinux: kexec_file_load refuses both, kexec_load
     // (below) takes the decompressed bytes.
-    let decompressed = kdump_loader::image::decompress(&raw).with_context(|| format!("{}", built.kernel.display()))?;
-    let kernel_bytes = decompressed.as_deref().unwrap_or(&raw);
-    let kernel_image = KernelImage::parse(kernel_bytes)
+    let mut digest = kdump_sha256::Sha256::new();
+    digest.update(&raw);
+    let capture_kernel = KernelFile::parse(raw)
         .with_context(|| format!("{} cannot be loaded (set capture.kernel)", built.kernel.display()))?;
-    let image = kernel_image.header();
+    let image = capture_kernel.image.header();
     let request =
         CmdlineRequest { reuse: None, append: vec![built.cmdline.clone()], panic: true, capture_defaults: true };
     let line = cmdline::build(&request, usize::try_from(image.cmdline_size).unwrap_or(usize::MAX))?;
     println!(
         "  kernel: {} ({}, {}{})",
         built.kernel.display(),
-        kernel_image.format(),
+        capture_kernel.image.format(),
         image.version.as_deref().unwrap_or("unknown version"),
-        if decompressed.is_some() { ", compressed" } else { "" }
+        if capture_kernel.compressed { ", compressed" } else { "" }
     );
     println!("  command line: {line}");
 
-    let mut digest = kdump_sha256::Sha256::new();
-    digest.update(&raw);
     digest.update(&built.initramfs.bytes);
     digest.update(line.as_bytes());
     let machine = collect_machine_info(&root).context("cannot read the machine description")?;
@@ -526,10 +525,14 @@ fn setup(config_path: &Path, dry_run: bool) -> anyhow::Result<()> {
                  core headers and purgatory",
                 errno::name(e)
             );
-            load_with_kexec_load(&root, &machine, kernel_bytes, &built.initramfs.bytes, &line).with_context(|| {
-                format!("kexec_file_load refused the capture kernel first ({}): {why}", errno::name(e))
-            })?;
-            format!("kexec_load (kexec_file_load refused the {} with {})", kernel_image.format(), errno::name(e))
+            load_with_kexec_load(&root, &machine, &capture_kernel.bytes, &built.initramfs.bytes, &line).with_context(
+                || format!("kexec_file_load refused the capture kernel first ({}): {why}", errno::name(e)),
+            )?;
+            format!(
+                "kexec_load (kexec_file_load refused the {} with {})",
+                capture_kernel.image.format(),
+                errno::name(e)
+            )
         }
         Err(e) => bail!("kexec_file_load refused the capture kernel: {}", explain(Call::FileLoad, true, e)),
     };

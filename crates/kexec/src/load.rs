@@ -9,7 +9,6 @@ use anyhow::{Context, bail};
 use kdump_loader::BzImage;
 use kdump_loader::cmdline::{self, CmdlineRequest};
 use kdump_loader::errno::{Call, allows_fallback, explain, is_signature_error};
-use kdump_loader::image::KernelImage;
 use kdump_loader::plan::{Options, Plan as LoadPlan};
 use kdump_loader::preflight::{LoadCheck, Syscall, check_load};
 use kdump_machine::PhysRange;
@@ -17,7 +16,9 @@ use kdump_machine::sysfs::{CAP_SYS_BOOT, parse_effective_capabilities, parse_fla
 use kdump_sys::legacy::{LegacyLoad, load_plan, plan_kexec_load};
 use kdump_sys::{SysRoot, collect_machine_info, kexec as sys};
 
-use crate::{Args, SyscallChoice};
+use kdump_loader::choice::{self, KernelFile, SyscallChoice};
+
+use crate::Args;
 
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
@@ -68,13 +69,8 @@ pub fn load(args: &Args, root: &SysRoot) -> anyhow::Result<()> {
     })?;
     let raw = std::fs::read(kernel_path)
         .with_context(|| format!("cannot read the kernel image {}", kernel_path.display()))?;
-    let decompressed = kdump_loader::image::decompress(&raw).with_context(|| format!("{}", kernel_path.display()))?;
-    let compressed = decompressed.is_some();
-    let kernel_bytes = decompressed.unwrap_or(raw);
-    let kernel_image =
-        KernelImage::parse(&kernel_bytes).with_context(|| format!("{} cannot be loaded", kernel_path.display()))?;
-    let image = kernel_image.header();
-    let vmlinux = matches!(kernel_image, KernelImage::Vmlinux(_));
+    let kernel = KernelFile::parse(raw).with_context(|| format!("{} cannot be loaded", kernel_path.display()))?;
+    let image = kernel.image.header();
     let initrd = match &args.initrd {
         Some(path) => {
             let file = File::open(path).with_context(|| format!("cannot open the initrd {}", path.display()))?;
@@ -87,54 +83,13 @@ pub fn load(args: &Args, root: &SysRoot) -> anyhow::Result<()> {
         None => None,
     };
 
-    let mut choice = args.syscall();
-    if vmlinux {
-        // The x86_64 file loader takes bzImages only (ENOEXEC): -a goes on with kexec_load, as
-        // kexec-tools does after that refusal.
-        match choice {
-            SyscallChoice::File => bail!(
-                "{} is an ELF vmlinux: kexec_file_load (-s) takes only a bzImage on x86_64; load the vmlinuz-* \
-                 from /boot, or use -c (kexec_load) for the vmlinux",
-                kernel_path.display()
-            ),
-            SyscallChoice::Auto => {
-                eprintln!(
-                    "kexec: {} is an ELF vmlinux, which kexec_file_load does not take: loading it with kexec_load (-c)",
-                    kernel_path.display()
-                );
-                choice = SyscallChoice::Legacy;
-            }
-            SyscallChoice::Legacy => {}
-        }
-    } else if compressed {
-        // kexec_file_load takes the bzImage file itself; the decompressed bytes go through kexec_load.
-        match choice {
-            SyscallChoice::File => bail!(
-                "{} is compressed: kexec_file_load (-s) takes the bzImage itself; decompress it, or use -c",
-                kernel_path.display()
-            ),
-            SyscallChoice::Auto => {
-                eprintln!("kexec: {} is compressed: loading it with kexec_load (-c)", kernel_path.display());
-                choice = SyscallChoice::Legacy;
-            }
-            _ => {}
-        }
-    }
     let window = segment_window(args)?;
-    if window.is_some() {
-        // Only kexec_load lets user space choose where segments go.
-        match choice {
-            SyscallChoice::File => bail!(
-                "--mem-min/--mem-max place segments, which only kexec_load (-c) lets user space do: \
-                 with kexec_file_load (-s) the kernel places them; drop -s or the bounds"
-            ),
-            SyscallChoice::Auto => {
-                eprintln!("kexec: --mem-min/--mem-max given: loading with kexec_load (-c), which honours them");
-                choice = SyscallChoice::Legacy;
-            }
-            _ => {}
-        }
+    let chosen = choice::choose(args.syscall(), &kernel, &kernel_path.display().to_string(), window.is_some())
+        .map_err(anyhow::Error::msg)?;
+    if let Some(why) = &chosen.switched {
+        eprintln!("kexec: {why}");
     }
+    let choice = chosen.choice;
     if args.no_hotplug && args.panic && choice == SyscallChoice::File {
         eprintln!(
             "kexec: --no-hotplug applies to kexec_load (-c): a kernel with crash hotplug always updates \
@@ -167,7 +122,7 @@ pub fn load(args: &Args, root: &SysRoot) -> anyhow::Result<()> {
     };
     let line = cmdline::build(&request, usize::try_from(image.cmdline_size).unwrap_or(usize::MAX))?;
     let legacy =
-        Legacy { args, root, machine: &machine, kernel: &kernel_bytes, initrd: initrd.as_ref().map(|i| i.0), window };
+        Legacy { args, root, machine: &machine, kernel: &kernel.bytes, initrd: initrd.as_ref().map(|i| i.0), window };
     if choice == SyscallChoice::Legacy {
         return legacy.load(&line, &problems);
     }
@@ -178,7 +133,7 @@ pub fn load(args: &Args, root: &SysRoot) -> anyhow::Result<()> {
         let plan = Plan {
             kernel_path,
             image: &image,
-            kernel_len: kernel_bytes.len() as u64,
+            kernel_len: kernel.bytes.len() as u64,
             initrd: initrd.as_ref().map(|(path, _, len)| (*path, *len)),
             cmdline: &line,
             flags,

@@ -15,16 +15,7 @@ use clap::{ArgAction, Parser};
 use kdump_loader::errno::{Call, explain};
 use kdump_sys::{SysRoot, collect_machine_info, kexec as sys};
 
-/// Which syscall(s) to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SyscallChoice {
-    /// kexec_file_load only (`-s`).
-    File,
-    /// kexec_load only (`-c`).
-    Legacy,
-    /// kexec_file_load, then kexec_load on ENOSYS/EINVAL/ENOEXEC/ENOTSUP (`-a`, the default).
-    Auto,
-}
+pub use kdump_loader::choice::SyscallChoice;
 
 #[derive(Debug, Parser)]
 #[command(
