@@ -1,0 +1,327 @@
+//! Against a real OpenSSH sshd on 127.0.0.1 (Debian's openssh-server; scripts/deps.sh installs
+//! it): a kdump-compressed file written through the WriteAt handle is byte-identical to a local
+//! write, unknown and changed host keys and unauthorized user keys are refused with their
+//! fixes, a server killed mid-transfer leaves `.incomplete`, and check-target reports.
+
+use std::io::Cursor;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kdump_dumpfile::{Codec, KdumpConfig, KdumpReader, KdumpWriter, PhysMem, SeekSink, WriteAt};
+use kdump_ssh::{Error, KnownHosts, PrivateKey, SshTarget, SshUrl, check};
+
+const SSHD: &str = "/usr/sbin/sshd";
+
+/// An sshd of its own: config, host key, authorized_keys, log, in a temporary directory.
+struct Sshd {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+    host_key: PrivateKey,
+    user_key: PrivateKey,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn whoami() -> String {
+    let out = Command::new("id").arg("-un").output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn write_0600(path: &Path, text: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+impl Sshd {
+    fn start() -> Sshd {
+        Sshd::start_with("")
+    }
+
+    /// With extra sshd_config lines.
+    fn start_with(extra: &str) -> Sshd {
+        assert!(Path::new(SSHD).exists(), "{SSHD} is missing: run scripts/deps.sh (Debian package openssh-server)");
+        // sshd refuses to start without its privilege separation directory.
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let host_key = PrivateKey::generate("test host").unwrap();
+        let user_key = PrivateKey::generate("kdump@test").unwrap();
+        write_0600(&dir.path().join("host_ed25519"), &host_key.to_openssh().unwrap());
+        write_0600(&dir.path().join("authorized_keys"), &format!("{}\n", user_key.authorized_keys_line()));
+        std::fs::create_dir(dir.path().join("dumps")).unwrap();
+        let port = free_port();
+        let d = dir.path().display();
+        // sshd takes the first value of a keyword: the extra lines go first.
+        let config = format!(
+            "{extra}Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_ed25519\nAuthorizedKeysFile {d}/authorized_keys\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\n\
+             StrictModes no\nPidFile none\nSubsystem sftp internal-sftp\nLogLevel VERBOSE\n"
+        );
+        std::fs::write(dir.path().join("sshd_config"), config).unwrap();
+        let log = std::fs::File::create(dir.path().join("sshd.log")).unwrap();
+        let child = Command::new(SSHD)
+            .args(["-D", "-e", "-f"])
+            .arg(dir.path().join("sshd_config"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let s = Sshd { child, port, dir, host_key, user_key };
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(10), "sshd did not listen: {}", s.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        s
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+    }
+
+    fn dumps(&self) -> PathBuf {
+        self.dir.path().join("dumps")
+    }
+
+    fn known_hosts_line(&self) -> String {
+        let pubkey = self.host_key.authorized_keys_line();
+        let b64 = pubkey.split_whitespace().nth(1).unwrap();
+        format!("[127.0.0.1]:{} ssh-ed25519 {b64}\n", self.port)
+    }
+
+    fn target_with(&self, key: PrivateKey, known_hosts: &str) -> SshTarget {
+        let url = SshUrl::parse(&format!(
+            "ssh://{}@127.0.0.1:{}{}",
+            whoami(),
+            self.port,
+            self.dumps().join("crash").display()
+        ))
+        .unwrap();
+        let mut t = SshTarget::new(url, key, KnownHosts::parse(known_hosts), "/test/known_hosts");
+        t.timeout = Duration::from_secs(10);
+        t
+    }
+
+    fn target(&self) -> SshTarget {
+        let key = PrivateKey::from_openssh(&self.user_key.to_openssh().unwrap()).unwrap();
+        self.target_with(key, &self.known_hosts_line())
+    }
+
+    /// Kills sshd and every process it forked for connections (by pid: ours only).
+    fn kill_all(&mut self) {
+        let mut pids = vec![self.child.id() as i32];
+        let mut i = 0;
+        while i < pids.len() {
+            pids.extend(children(pids[i]));
+            i += 1;
+        }
+        for pid in pids.iter().rev() {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
+
+fn children(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+        // Fields after the ")" of the command name: state, ppid.
+        let Some(rest) = stat.rsplit_once(')').map(|r| r.1) else { continue };
+        if rest.split_whitespace().nth(1).and_then(|s| s.parse::<i32>().ok()) == Some(pid) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// A synthetic machine's dump: `pages` pages of 4 KiB in two RAM ranges, mixed content.
+fn write_dump<S: WriteAt>(sink: S, pages: u64) -> kdump_dumpfile::Result<S> {
+    let ram = [16..16 + pages / 2, 100 + pages / 2..100 + pages];
+    let mut cfg = KdumpConfig::new(4096, 100 + pages, ram.to_vec(), Codec::Zstd);
+    cfg.vmcoreinfo = Some(b"OSRELEASE=6.1.0-test\nPAGESIZE=4096\n".to_vec());
+    cfg.share_zero_pages = true;
+    let mut w = KdumpWriter::new(sink, cfg)?;
+    let mut x = 0x9e3779b97f4a7c15u64;
+    let mut page = vec![0u8; 4096];
+    for pfn in ram.into_iter().flatten() {
+        match pfn % 4 {
+            0 => page.fill(0),
+            1 => page.iter_mut().enumerate().for_each(|(i, b)| *b = (i as u64 ^ pfn) as u8),
+            _ => page.iter_mut().for_each(|b| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }),
+        }
+        w.append_page(pfn, &page)?;
+    }
+    Ok(w.finish()?.0)
+}
+
+#[test]
+fn a_kdump_file_written_over_sftp_is_byte_identical() {
+    // Re-exchanging keys every 256 KiB: the client must follow the server's rekeys mid-write.
+    let sshd = Sshd::start_with("RekeyLimit 256K\nLogLevel DEBUG1\n");
+    let local = write_dump(SeekSink::new(Cursor::new(Vec::new())), 2000).unwrap().into_inner().into_inner();
+
+    let target = sshd.target();
+    let mut conn = target.connect().unwrap_or_else(|e| panic!("{e}\nsshd log:\n{}", sshd.log()));
+    let mut dir = conn.create_crash_dir("host-2026-12-01-06:00").unwrap();
+    let file = dir.create_file("vmcore").unwrap();
+    let file = write_dump(file, 2000).unwrap();
+    // The writer comes back to its headers and page table: more bytes than the file's size.
+    assert!(file.bytes_written() as usize > local.len());
+    file.finish().unwrap();
+    dir.write_file("dmesg.txt", b"[    0.000000] Linux version 6.1.0-test\n").unwrap();
+    assert!(sshd.dumps().join("crash/host-2026-12-01-06:00.incomplete/vmcore").exists());
+    let done = dir.complete().unwrap();
+    conn.close().unwrap();
+    // The first exchange and at least two rekeys (about 4 MiB written, 256 KiB a key).
+    let kexinits = sshd.log().matches("SSH2_MSG_KEXINIT sent").count();
+    assert!(kexinits >= 3, "expected the server to rekey; its log:\n{}", sshd.log());
+
+    let done = PathBuf::from(done);
+    assert_eq!(done, sshd.dumps().join("crash/host-2026-12-01-06:00"));
+    assert!(!sshd.dumps().join("crash/host-2026-12-01-06:00.incomplete").exists());
+    let remote = std::fs::read(done.join("vmcore")).unwrap();
+    assert!(
+        remote == local,
+        "remote vmcore ({} bytes) differs from the local write ({} bytes)",
+        remote.len(),
+        local.len()
+    );
+    let r = KdumpReader::open(Cursor::new(remote)).unwrap();
+    assert_eq!(r.page_size(), 4096);
+    assert_eq!(std::fs::read(done.join("dmesg.txt")).unwrap(), b"[    0.000000] Linux version 6.1.0-test\n");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(done.join("vmcore")).unwrap().permissions().mode() & 0o777, 0o600);
+}
+
+#[test]
+fn unknown_and_changed_host_keys_are_refused() {
+    let sshd = Sshd::start();
+    let fp = sshd.host_key.fingerprint();
+
+    let key = || PrivateKey::from_openssh(&sshd.user_key.to_openssh().unwrap()).unwrap();
+    let e = sshd.target_with(key(), "").connect().unwrap_err();
+    assert!(matches!(e, Error::HostKeyUnknown { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains(&format!("[127.0.0.1]:{}", sshd.port)) && msg.contains(&fp), "{msg}");
+    assert!(msg.contains(&format!("ssh-keyscan -t ed25519 -p {} 127.0.0.1", sshd.port)), "{msg}");
+
+    // The port matters: a key pinned for port 22 does not pin this port.
+    let b64 = sshd.known_hosts_line().split_whitespace().nth(2).unwrap().to_string();
+    let e = sshd.target_with(key(), &format!("127.0.0.1 ssh-ed25519 {b64}\n")).connect().unwrap_err();
+    assert!(matches!(e, Error::HostKeyUnknown { .. }), "{e}");
+
+    let other = PrivateKey::generate("").unwrap().authorized_keys_line();
+    let other_b64 = other.split_whitespace().nth(1).unwrap();
+    let kh = format!("# pinned\n[127.0.0.1]:{} ssh-ed25519 {other_b64}\n", sshd.port);
+    let e = sshd.target_with(key(), &kh).connect().unwrap_err();
+    assert!(matches!(e, Error::HostKeyMismatch { line: 2, .. }), "{e}");
+    assert!(e.to_string().contains(&fp) && e.to_string().contains("ssh-keygen -R"), "{e}");
+    // Nothing was written.
+    assert_eq!(std::fs::read_dir(sshd.dumps()).unwrap().count(), 0);
+}
+
+#[test]
+fn an_unauthorized_user_key_is_refused() {
+    let sshd = Sshd::start();
+    let stranger = PrivateKey::generate("stranger").unwrap();
+    let fp = stranger.fingerprint();
+    let e = sshd.target_with(stranger, &sshd.known_hosts_line()).connect().unwrap_err();
+    assert!(matches!(e, Error::AuthRefused { .. }), "{e}");
+    assert!(e.to_string().contains(&fp) && e.to_string().contains("authorized_keys"), "{e}");
+}
+
+#[test]
+fn nothing_listening_is_a_connect_error() {
+    let port = free_port();
+    let url = SshUrl::parse(&format!("ssh://root@127.0.0.1:{port}/tmp/x")).unwrap();
+    let e = SshTarget::new(url, PrivateKey::generate("").unwrap(), KnownHosts::default(), "kh").connect().unwrap_err();
+    assert!(matches!(e, Error::Connect { .. }), "{e}");
+    assert!(e.to_string().contains("start sshd"), "{e}");
+}
+
+/// Kills the server after `after` bytes went through it.
+struct KillAfter<'a, W> {
+    inner: W,
+    sshd: &'a mut Sshd,
+    after: u64,
+    sent: u64,
+}
+
+impl<W: WriteAt> WriteAt for KillAfter<'_, W> {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.sent += data.len() as u64;
+        if self.sent > self.after && self.after > 0 {
+            self.sshd.kill_all();
+            self.after = 0;
+        }
+        self.inner.write_at(offset, data)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[test]
+fn a_server_killed_mid_transfer_leaves_incomplete() {
+    let mut sshd = Sshd::start();
+    let target = sshd.target();
+    let dumps = sshd.dumps();
+    let mut conn = target.connect().unwrap();
+    let mut dir = conn.create_crash_dir("crash1").unwrap();
+    let file = dir.create_file("vmcore").unwrap();
+    let e = match write_dump(KillAfter { inner: file, sshd: &mut sshd, after: 4 << 20, sent: 0 }, 20_000) {
+        Ok(_) => panic!("the dump was written although sshd was killed"),
+        Err(e) => e,
+    };
+    // The writer's io::Error carries our typed error.
+    let kdump_dumpfile::Error::Io(io) = &e else { panic!("not an I/O error: {e}") };
+    let inner = io.get_ref().and_then(|i| i.downcast_ref::<Error>()).unwrap_or_else(|| panic!("untyped: {io}"));
+    assert!(inner.is_connection_lost(), "{inner}");
+    assert!(inner.to_string().contains("writing") && inner.to_string().contains(".incomplete"), "{inner}");
+    assert!(dumps.join("crash/crash1.incomplete/vmcore").exists());
+    assert!(!dumps.join("crash/crash1").exists());
+}
+
+#[test]
+fn check_target_reports_every_step() {
+    let sshd = Sshd::start();
+    let report = check(&sshd.target(), Some(1 << 20));
+    assert!(report.ok(), "{report}");
+    let text = report.to_string();
+    for what in ["reachable", "host key", "authentication", "free space", "write"] {
+        assert!(text.contains(what), "{text}");
+    }
+    // The probe file is gone; the directory was made.
+    assert_eq!(std::fs::read_dir(sshd.dumps().join("crash")).unwrap().count(), 0);
+
+    // A dump bigger than the disk, and a stranger's key.
+    let report = check(&sshd.target(), Some(u64::MAX / 2));
+    assert!(!report.ok());
+    assert!(matches!(report.items[3].outcome, Some(Err(Error::DiskFull { .. }))), "{report}");
+    assert!(matches!(report.items[4].outcome, Some(Ok(_))), "{report}");
+    let stranger = sshd.target_with(PrivateKey::generate("").unwrap(), &sshd.known_hosts_line());
+    let report = check(&stranger, None);
+    assert!(matches!(report.items[1].outcome, Some(Ok(_))), "{report}");
+    assert!(matches!(report.items[2].outcome, Some(Err(Error::AuthRefused { .. }))), "{report}");
+    assert!(report.items[3].outcome.is_none() && report.items[4].outcome.is_none(), "{report}");
+}
