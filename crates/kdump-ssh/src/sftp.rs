@@ -364,7 +364,8 @@ impl Sftp {
 
 /// A remote file being written: writes are sent at once and their replies collected later,
 /// with at most [`MAX_OUTSTANDING`] in flight, so throughput does not wait on round trips.
-/// A failed write is reported by a later call ([`WriteAt::write_at`], flush or finish).
+/// A failed write is reported by a later call ([`kdump_dumpfile::WriteAt::write_at`], flush or
+/// finish).
 pub struct RemoteFile<'a> {
     sftp: &'a mut Sftp,
     handle: Vec<u8>,
@@ -373,8 +374,6 @@ pub struct RemoteFile<'a> {
     /// The first failed write's status: turned into an error once nothing is in flight, as
     /// finding out why (statvfs) needs a request of its own.
     failed: Option<Status>,
-    /// A write failed and was reported: the file has a hole, every later call fails.
-    poisoned: bool,
     written: u64,
 }
 
@@ -386,7 +385,7 @@ impl std::fmt::Debug for RemoteFile<'_> {
 
 impl<'a> RemoteFile<'a> {
     pub(crate) fn new(sftp: &'a mut Sftp, handle: Vec<u8>, path: String) -> Self {
-        RemoteFile { sftp, handle, path, in_flight: VecDeque::new(), failed: None, poisoned: false, written: 0 }
+        RemoteFile { sftp, handle, path, in_flight: VecDeque::new(), failed: None, written: 0 }
     }
 
     /// The remote path.
@@ -424,10 +423,9 @@ impl<'a> RemoteFile<'a> {
         Ok(())
     }
 
+    /// Reports a failed write once. Later writes are still sent: a writer that fails may
+    /// still mark its file incomplete in space that is already allocated.
     fn check(&mut self) -> Result<()> {
-        if self.poisoned {
-            return Err(Error::Protocol(format!("an earlier write to {} failed", self.path)));
-        }
         if self.failed.is_none() {
             return Ok(());
         }
@@ -435,7 +433,6 @@ impl<'a> RemoteFile<'a> {
             self.collect_one()?;
         }
         let Some(s) = self.failed.take() else { return Ok(()) };
-        self.poisoned = true;
         let path = self.path.clone();
         Err(self.sftp.error("write", &path, s))
     }

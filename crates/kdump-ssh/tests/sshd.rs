@@ -46,6 +46,16 @@ impl Sshd {
 
     /// With extra sshd_config lines.
     fn start_with(extra: &str) -> Sshd {
+        Sshd::spawn(extra, None)
+    }
+
+    /// With the dumps directory on a tmpfs of `bytes`, mounted in a mount namespace of sshd's
+    /// own (`unshare`): the machine's mount table is not touched, and the mount goes with sshd.
+    fn start_with_disk_of(bytes: u64) -> Sshd {
+        Sshd::spawn("", Some(bytes))
+    }
+
+    fn spawn(extra: &str, disk: Option<u64>) -> Sshd {
         assert!(Path::new(SSHD).exists(), "{SSHD} is missing: run scripts/deps.sh (Debian package openssh-server)");
         // sshd refuses to start without its privilege separation directory.
         std::fs::create_dir_all("/run/sshd").unwrap();
@@ -65,7 +75,17 @@ impl Sshd {
         );
         std::fs::write(dir.path().join("sshd_config"), config).unwrap();
         let log = std::fs::File::create(dir.path().join("sshd.log")).unwrap();
-        let child = Command::new(SSHD)
+        let mut cmd = match disk {
+            None => Command::new(SSHD),
+            Some(bytes) => {
+                let mut c = Command::new("unshare");
+                c.args(["--mount", "--propagation", "private", "--", "sh", "-c"]);
+                c.arg(format!("mount -t tmpfs -o size={bytes} kdump-test {d}/dumps && exec {SSHD} \"$@\""));
+                c.arg("sh");
+                c
+            }
+        };
+        let child = cmd
             .args(["-D", "-e", "-f"])
             .arg(dir.path().join("sshd_config"))
             .stdin(Stdio::null())
@@ -123,7 +143,7 @@ impl Sshd {
             i += 1;
         }
         for pid in pids.iter().rev() {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).stderr(Stdio::null()).status();
         }
         let _ = self.child.wait();
     }
@@ -300,6 +320,29 @@ fn a_server_killed_mid_transfer_leaves_incomplete() {
     assert!(inner.to_string().contains("writing") && inner.to_string().contains(".incomplete"), "{inner}");
     assert!(dumps.join("crash/crash1.incomplete/vmcore").exists());
     assert!(!dumps.join("crash/crash1").exists());
+}
+
+#[test]
+fn a_full_remote_disk_is_named() {
+    let sshd = Sshd::start_with_disk_of(2 << 20);
+    let target = sshd.target();
+    let mut conn = target.connect().unwrap_or_else(|e| panic!("{e}\nsshd log:\n{}", sshd.log()));
+    let space = conn.free_space().unwrap();
+    assert_eq!(space.total, 2 << 20, "the dumps directory is not the 2 MiB tmpfs");
+    let mut dir = conn.create_crash_dir("crash1").unwrap();
+    let file = dir.create_file("vmcore").unwrap();
+    let e = write_dump(file, 5000).map(|_| ()).unwrap_err();
+    let kdump_dumpfile::Error::Io(io) = &e else { panic!("not an I/O error: {e}") };
+    assert_eq!(io.kind(), std::io::ErrorKind::StorageFull, "{io}");
+    let inner = io.get_ref().and_then(|i| i.downcast_ref::<Error>()).unwrap();
+    assert!(matches!(inner, Error::DiskFull { .. }), "{inner}");
+    assert!(inner.to_string().contains("free space there"), "{inner}");
+    // The session is still usable: a small write into allocated space (the writer marking
+    // its header incomplete) succeeds, and the directory stays incomplete.
+    let mut file = dir.create_file("dmesg.txt").unwrap_or_else(|e| panic!("{e}"));
+    file.write_at_typed(0, b"").unwrap();
+    file.finish().unwrap();
+    assert!(conn.free_space().unwrap().available < 64 << 10);
 }
 
 #[test]
