@@ -63,7 +63,8 @@ pub enum Verdict {
     },
 }
 
-/// The name known_hosts uses for a host: `host` on port 22, else `[host]:port`.
+/// The name known_hosts uses for a host: `host` on port 22, else `[host]:port` (an IPv6
+/// address too: `::1`, `[::1]:2222`).
 pub fn host_name(host: &str, port: u16) -> String {
     if port == 22 { host.to_ascii_lowercase() } else { format!("[{}]:{port}", host.to_ascii_lowercase()) }
 }
@@ -243,6 +244,8 @@ mod tests {
         assert_eq!(kh.verify("x.lab", &blob(KEY_A)), Verdict::Trusted { line: 5 });
         assert_eq!(kh.verify("bad.lab", &blob(KEY_A)), Verdict::Unknown { other_types: vec![] });
         assert_eq!(kh.verify("BACKUP.example", &blob(KEY_A)), Verdict::Trusted { line: 3 });
+        assert_eq!(host_name("::1", 2222), "[::1]:2222");
+        assert_eq!(host_name("::1", 22), "::1");
     }
 
     #[test]

@@ -89,10 +89,10 @@ impl SshTarget {
     }
 
     fn tcp(&self) -> Result<TcpStream> {
-        let addr = format!("{}:{}", self.url.host, self.url.port);
+        let (host, port) = (&self.url.host, self.url.port);
+        let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
         let connect_err = |source| Error::Connect { addr: addr.clone(), source };
-        let host = self.url.host.trim_start_matches('[').trim_end_matches(']');
-        let addrs: Vec<_> = (host, self.url.port).to_socket_addrs().map_err(connect_err)?.collect();
+        let addrs: Vec<_> = (self.url.host.as_str(), self.url.port).to_socket_addrs().map_err(connect_err)?.collect();
         let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "the name has no address");
         for a in addrs {
             match TcpStream::connect_timeout(&a, self.timeout) {
@@ -145,7 +145,7 @@ impl SshTarget {
     }
 
     fn session_after_auth(&self, t: Transport) -> Result<Connection> {
-        let sftp = Sftp::start(SftpChannel::open(t)?)?;
+        let sftp = Sftp::start(SftpChannel::open(t)?, self.timeout)?;
         Ok(Connection { sftp, base: self.url.path.clone() })
     }
 }

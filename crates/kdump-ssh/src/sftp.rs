@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::time::Duration;
 
 use crate::channel::SftpChannel;
 use crate::error::{Error, Result};
@@ -34,6 +35,9 @@ const PF_CREAT: u32 = 0x08;
 const PF_TRUNC: u32 = 0x10;
 const PF_EXCL: u32 = 0x20;
 const ATTR_PERMISSIONS: u32 = 0x04;
+
+/// Bound on the server's fsync of a whole dump.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// Largest reply accepted (OpenSSH's own limit is 256 KiB).
 const MAX_REPLY: usize = 256 * 1024;
@@ -68,6 +72,8 @@ pub(crate) struct Status {
 /// An SFTP session.
 pub(crate) struct Sftp {
     ch: SftpChannel,
+    /// The bound on waiting for a reply (restored after an fsync).
+    timeout: Duration,
     next_id: u32,
     extensions: Vec<String>,
 }
@@ -80,7 +86,7 @@ fn status_of(reply: &Reply) -> Result<Status> {
 }
 
 impl Sftp {
-    pub(crate) fn start(mut ch: SftpChannel) -> Result<Sftp> {
+    pub(crate) fn start(mut ch: SftpChannel, timeout: Duration) -> Result<Sftp> {
         ch.t.activity = "starting sftp".into();
         let mut init = Vec::new();
         init.put_u32(5);
@@ -104,7 +110,7 @@ impl Sftp {
             extensions.push(r.text()?);
             r.string()?;
         }
-        Ok(Sftp { ch, next_id: 1, extensions })
+        Ok(Sftp { ch, timeout, next_id: 1, extensions })
     }
 
     pub(crate) fn host(&self) -> &str {
@@ -347,7 +353,12 @@ impl Sftp {
         let mut b = Vec::new();
         b.put_string(b"fsync@openssh.com");
         b.put_string(handle);
-        self.call_status(FXP_EXTENDED, &b)?.map_err(|s| self.error("fsync", path, s))
+        // Flushing gigabytes of page cache on the server can take minutes; silence for that
+        // long is no sign of a dead connection.
+        self.ch.t.set_read_timeout(Some(SYNC_TIMEOUT))?;
+        let r = self.call_status(FXP_EXTENDED, &b);
+        self.ch.t.set_read_timeout(Some(self.timeout))?;
+        r?.map_err(|s| self.error("fsync", path, s))
     }
 
     fn close_handle(&mut self, handle: &[u8], path: &str) -> Result<()> {

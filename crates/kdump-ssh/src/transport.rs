@@ -186,6 +186,11 @@ impl Transport {
         Err(Error::Protocol(format!("{} sent no SSH version line: is it an ssh server?", self.host)))
     }
 
+    /// Bounds the wait for any single read (None: no bound).
+    pub(crate) fn set_read_timeout(&mut self, t: Option<std::time::Duration>) -> Result<()> {
+        self.stream.get_ref().set_read_timeout(t).map_err(|e| self.lost(e))
+    }
+
     /// The server's host key blob (string type, string key).
     pub(crate) fn host_key(&self) -> &[u8] {
         &self.host_key

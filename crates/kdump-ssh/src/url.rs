@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 pub struct SshUrl {
     /// Remote user.
     pub user: String,
-    /// Host name or address (IPv6 in brackets).
+    /// Host name or address (an IPv6 address without its brackets).
     pub host: String,
     /// TCP port (22 unless given).
     pub port: u16,
@@ -30,14 +30,17 @@ impl SshUrl {
         }
         let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
             let (addr, after) = v6.split_once(']').ok_or_else(|| bad("an IPv6 address lacks its ]"))?;
-            (format!("[{addr}]"), after.strip_prefix(':'))
+            if !after.is_empty() && !after.starts_with(':') {
+                return Err(bad("junk after the IPv6 address"));
+            }
+            (addr.to_string(), after.strip_prefix(':'))
         } else {
             match hostport.split_once(':') {
                 Some((h, p)) => (h.to_string(), Some(p)),
                 None => (hostport.to_string(), None),
             }
         };
-        if host.is_empty() || host == "[]" || host.contains(|c: char| c.is_whitespace()) {
+        if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '[' || c == ']') {
             return Err(bad("the host is empty or has spaces"));
         }
         let port = match port {
@@ -54,7 +57,11 @@ impl SshUrl {
 
 impl std::fmt::Display for SshUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ssh://{}@{}", self.user, self.host)?;
+        if self.host.contains(':') {
+            write!(f, "ssh://{}@[{}]", self.user, self.host)?;
+        } else {
+            write!(f, "ssh://{}@{}", self.user, self.host)?;
+        }
         if self.port != 22 {
             write!(f, ":{}", self.port)?;
         }
@@ -77,7 +84,8 @@ mod tests {
         assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("127.0.0.1", 2222, "/srv/dumps"));
         assert_eq!(u.to_string(), "ssh://kdump@127.0.0.1:2222/srv/dumps");
         let u = SshUrl::parse("ssh://a@[::1]:23/d").unwrap();
-        assert_eq!((u.host.as_str(), u.port), ("[::1]", 23));
+        assert_eq!((u.host.as_str(), u.port), ("::1", 23));
+        assert_eq!(u.to_string(), "ssh://a@[::1]:23/d");
     }
 
     #[test]
@@ -93,6 +101,8 @@ mod tests {
             "ssh://u@h/a/../b",
             "ssh://@h/x",
             "ssh://u@[::1/x",
+            "ssh://u@[::1]x/x",
+            "ssh://u@[]/x",
         ] {
             let e = SshUrl::parse(bad).unwrap_err();
             assert!(e.to_string().contains("ssh://user@host"), "{bad}: {e}");

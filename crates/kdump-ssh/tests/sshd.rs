@@ -368,3 +368,53 @@ fn check_target_reports_every_step() {
     assert!(matches!(report.items[2].outcome, Some(Err(Error::AuthRefused { .. }))), "{report}");
     assert!(report.items[3].outcome.is_none() && report.items[4].outcome.is_none(), "{report}");
 }
+
+/// A server on 127.0.0.1 that accepts one connection and runs `serve` on it.
+fn fake_server(serve: impl FnOnce(TcpStream) + Send + 'static) -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        if let Ok((s, _)) = l.accept() {
+            serve(s);
+        }
+    });
+    port
+}
+
+fn target_on(port: u16) -> SshTarget {
+    let url = SshUrl::parse(&format!("ssh://root@127.0.0.1:{port}/tmp/x")).unwrap();
+    let mut t = SshTarget::new(url, PrivateKey::generate("").unwrap(), KnownHosts::default(), "kh");
+    t.timeout = Duration::from_secs(1);
+    t
+}
+
+#[test]
+fn a_silent_or_foreign_server_is_a_clear_error() {
+    // Accepts and says nothing: bounded by the timeout.
+    let port = fake_server(|s| {
+        std::thread::sleep(Duration::from_secs(3));
+        drop(s);
+    });
+    let start = Instant::now();
+    let e = target_on(port).connect().unwrap_err();
+    assert!(start.elapsed() < Duration::from_secs(3), "waited {:?}", start.elapsed());
+    assert!(e.is_connection_lost() && e.to_string().contains("no answer"), "{e}");
+
+    // Not an ssh server at all.
+    let port = fake_server(|mut s| {
+        use std::io::Write;
+        let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+    });
+    let e = target_on(port).connect().unwrap_err();
+    assert!(e.to_string().contains("closed the connection") || e.to_string().contains("ssh server"), "{e}");
+
+    // An ssh version line, then garbage where the key exchange should be.
+    let port = fake_server(|mut s| {
+        use std::io::{Read, Write};
+        let _ = s.write_all(b"SSH-2.0-Fake\r\n\xff\xff\xff\xff\x00\x00");
+        let mut sink = [0u8; 4096];
+        let _ = s.read(&mut sink);
+    });
+    let e = target_on(port).connect().unwrap_err();
+    assert!(matches!(e, Error::Protocol(_)) && e.to_string().contains("bad length"), "{e}");
+}
