@@ -182,21 +182,22 @@ impl SftpChannel {
                     return Err(Error::Protocol(format!("{} overran the channel window", self.t.host)));
                 }
                 self.local_window -= n;
-                if self.read_pos == self.inbox.len() {
-                    self.inbox.clear();
+                if self.read_pos == self.inbox.len() || self.read_pos >= 64 * 1024 {
+                    self.inbox.drain(..self.read_pos);
                     self.read_pos = 0;
                 }
                 self.inbox.extend_from_slice(data);
-                if self.local_window < LOCAL_WINDOW / 2 {
-                    let mut adj = vec![MSG_CHANNEL_WINDOW_ADJUST];
-                    adj.put_u32(self.remote_id);
-                    adj.put_u32(LOCAL_WINDOW - self.local_window);
-                    self.t.send(&adj)?;
-                    self.local_window = LOCAL_WINDOW;
-                }
             }
-            // sftp-server's stderr: nothing kdump acts on.
-            MSG_CHANNEL_EXTENDED_DATA => {}
+            // sftp-server's stderr: nothing kdump acts on, but it uses the window.
+            MSG_CHANNEL_EXTENDED_DATA => {
+                r.u32()?;
+                r.u32()?;
+                let n = r.string()?.len() as u32;
+                if n > self.local_window {
+                    return Err(Error::Protocol(format!("{} overran the channel window", self.t.host)));
+                }
+                self.local_window -= n;
+            }
             MSG_CHANNEL_EOF | MSG_CHANNEL_CLOSE => self.closed = true,
             MSG_CHANNEL_REQUEST => {
                 r.u32()?;
@@ -212,8 +213,10 @@ impl SftpChannel {
         Ok(())
     }
 
-    /// Reads and handles one message from the server.
+    /// Reads and handles one message from the server (first returning the window of what was
+    /// read: waiting with a closed window for a server that waits for us would deadlock).
     fn pump(&mut self) -> Result<()> {
+        self.open_window()?;
         if self.closed {
             return Err(Error::ConnectionLost {
                 host: self.t.host.clone(),
@@ -250,6 +253,21 @@ impl SftpChannel {
         }
         buf.copy_from_slice(&self.inbox[self.read_pos..self.read_pos + buf.len()]);
         self.read_pos += buf.len();
+        Ok(())
+    }
+
+    /// Gives the server back the window of data consumed, so what it may send never exceeds
+    /// what is unread plus LOCAL_WINDOW: a server cannot make us buffer without bound.
+    fn open_window(&mut self) -> Result<()> {
+        let unread = (self.inbox.len() - self.read_pos) as u32;
+        let free = LOCAL_WINDOW - self.local_window - unread.min(LOCAL_WINDOW - self.local_window);
+        if free >= LOCAL_WINDOW / 2 {
+            let mut adj = vec![MSG_CHANNEL_WINDOW_ADJUST];
+            adj.put_u32(self.remote_id);
+            adj.put_u32(free);
+            self.t.send(&adj)?;
+            self.local_window += free;
+        }
         Ok(())
     }
 

@@ -197,8 +197,15 @@ fn connect_fix(e: &io::Error) -> &'static str {
 }
 
 impl Error {
-    /// Whether the connection broke after it was set up (the dump may be retried).
+    /// Whether the connection broke after it was set up.
     pub fn is_connection_lost(&self) -> bool {
         matches!(self, Error::ConnectionLost { .. })
+    }
+
+    /// Whether trying again later may help: no connection, or a connection that broke (a
+    /// network coming up, a server restarting). A refused host key or user key, a full disk
+    /// or a denied path need a person, and retrying them only delays failure_action.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Connect { .. } | Error::ConnectionLost { .. })
     }
 }
