@@ -30,7 +30,7 @@ mod transport;
 mod url;
 mod wire;
 
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 pub use check::{CheckItem, CheckReport, check};
@@ -60,6 +60,10 @@ pub struct SshTarget {
     pub known_hosts_path: String,
     /// Bound on connecting and on waiting for any single answer.
     pub timeout: Duration,
+    /// Connect to this address instead of resolving the URL's host: a capture kernel has no
+    /// resolver (`kdump setup` can resolve the name beforehand). The host key is still looked
+    /// up under the URL's host name.
+    pub address: Option<IpAddr>,
 }
 
 impl SshTarget {
@@ -71,6 +75,7 @@ impl SshTarget {
             known_hosts,
             known_hosts_path: known_hosts_path.to_string(),
             timeout: Duration::from_secs(30),
+            address: None,
         }
     }
 
@@ -92,7 +97,10 @@ impl SshTarget {
         let (host, port) = (&self.url.host, self.url.port);
         let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
         let connect_err = |source| Error::Connect { addr: addr.clone(), source };
-        let addrs: Vec<_> = (self.url.host.as_str(), self.url.port).to_socket_addrs().map_err(connect_err)?.collect();
+        let addrs: Vec<SocketAddr> = match self.address {
+            Some(ip) => vec![SocketAddr::new(ip, port)],
+            None => (host.as_str(), port).to_socket_addrs().map_err(connect_err)?.collect(),
+        };
         let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "the name has no address");
         for a in addrs {
             match TcpStream::connect_timeout(&a, self.timeout) {
@@ -270,5 +278,17 @@ impl RemoteCrashDir<'_> {
     /// Removes an empty directory (used by checks; a failed dump is left as it is).
     pub fn remove_empty(self) -> Result<()> {
         self.conn.sftp.rmdir(&self.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The save pipeline writes from its own thread: the file handle must be able to go there.
+    #[test]
+    fn handles_can_move_to_a_writer_thread() {
+        fn send<T: Send>() {}
+        send::<super::RemoteFile<'static>>();
+        send::<super::RemoteCrashDir<'static>>();
+        send::<super::Connection>();
     }
 }

@@ -261,6 +261,22 @@ fn unknown_and_changed_host_keys_are_refused() {
 }
 
 #[test]
+fn a_name_pinned_in_known_hosts_is_reached_at_a_given_address() {
+    // No resolver is asked: `.invalid` never resolves (RFC 6761).
+    let sshd = Sshd::start();
+    let url = format!("ssh://{}@dumps.invalid:{}{}", whoami(), sshd.port, sshd.dumps().display());
+    let pinned = sshd.known_hosts_line().replace("127.0.0.1", "dumps.invalid");
+    let key = PrivateKey::from_openssh(&sshd.user_key.to_openssh().unwrap()).unwrap();
+    let mut target = SshTarget::new(SshUrl::parse(&url).unwrap(), key, KnownHosts::parse(&pinned), "kh");
+    target.address = Some(std::net::Ipv4Addr::LOCALHOST.into());
+    target.connect().unwrap_or_else(|e| panic!("{e}")).close().unwrap();
+    // Pinned under the address only, the name is unknown.
+    target.known_hosts = KnownHosts::parse(&sshd.known_hosts_line());
+    let e = target.connect().unwrap_err();
+    assert!(matches!(e, Error::HostKeyUnknown { .. }) && e.to_string().contains("[dumps.invalid]:"), "{e}");
+}
+
+#[test]
 fn an_unauthorized_user_key_is_refused() {
     let sshd = Sshd::start();
     let stranger = PrivateKey::generate("stranger").unwrap();
