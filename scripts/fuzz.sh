@@ -13,13 +13,13 @@ cd "$(dirname "$0")/.."
 
 secs=${1:-20}
 shift || true
-all=(dump_kdump dump_flat dump_elf kernel_memory machine_text bzimage ssh_text)
+all=(dump_kdump dump_flat dump_elf kernel_memory machine_text bzimage ssh_text ssh_handshake)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 
 # Edges each target must reach from its seeds within the time (measured about
 # 2x above these with 20 s on a 2-core machine under load).
-declare -A floor=([dump_kdump]=400 [dump_flat]=400 [dump_elf]=250 [kernel_memory]=600 [machine_text]=400 [bzimage]=40 [ssh_text]=450)
+declare -A floor=([dump_kdump]=400 [dump_flat]=400 [dump_elf]=250 [kernel_memory]=600 [machine_text]=400 [bzimage]=40 [ssh_text]=450 [ssh_handshake]=300)
 
 out=$PWD/target/fuzz
 seeds=$out/seeds
@@ -46,6 +46,7 @@ printf 'ssh://root@127.0.0.1:2222/var/crash\n# comment\nbackup.example,10.0.0.5 
   "$key" "$key" "$key" > "$seeds/ssh_text/plain"
 printf '|1|ZcPjRMa6ldDcfLQPxorxtfF4bU4=|sv3aU5XMlra6rf1jHJBkCS8a0AY= ssh-ed25519 %s\n@revoked * ssh-ed25519 %s\n@cert-authority *.lab ssh-ed25519 %s\nsrv ecdsa-sha2-nistp256 AAAAE2VjZHNh\n' \
   "$key" "$key" "$key" > "$seeds/ssh_text/hashed"
+cargo run --quiet -p kdump-ssh --example ssh_fuzz_seeds -- "$seeds/ssh_handshake"
 cat > "$seeds/ssh_text/key" <<'KEY'
 -----BEGIN OPENSSH PRIVATE KEY-----
 b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW

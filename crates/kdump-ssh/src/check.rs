@@ -66,7 +66,7 @@ pub fn check(target: &SshTarget, needed: Option<u64>) -> CheckReport {
             }
             Err(e) => return record(&mut items, Err(e)),
         };
-        let mut t = match Transport::handshake(stream, &target.url.host).and_then(|t| {
+        let mut t = match Transport::handshake(Box::new(stream), &target.url.host).and_then(|t| {
             target.verify_host_key(t.host_key())?;
             Ok(t)
         }) {

@@ -23,6 +23,8 @@
 mod channel;
 pub mod check;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod key;
 mod known_hosts;
 mod sftp;
@@ -88,7 +90,7 @@ impl SshTarget {
     /// TCP connection and key exchange, host key verified.
     fn handshake(&self) -> Result<Transport> {
         let stream = self.tcp()?;
-        let t = Transport::handshake(stream, &self.url.host)?;
+        let t = Transport::handshake(Box::new(stream), &self.url.host)?;
         self.verify_host_key(t.host_key())?;
         Ok(t)
     }

@@ -6,6 +6,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::time::Duration;
 
 use aes_gcm::aead::AeadInPlace;
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce, Tag};
@@ -36,6 +37,17 @@ const CIPHER: &str = "aes256-gcm@openssh.com";
 /// Largest packet accepted: RFC 4253 requires 35000; OpenSSH sends up to 256 KiB.
 const MAX_PACKET: usize = 256 * 1024 + 64;
 
+/// The byte stream under the transport: a TCP connection, or bytes in memory for fuzzing.
+pub(crate) trait Link: Read + Write + Send {
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()>;
+}
+
+impl Link for TcpStream {
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, t)
+    }
+}
+
 /// One direction's aes256-gcm@openssh.com state (RFC 5647 with OpenSSH's framing).
 struct Gcm {
     cipher: Aes256Gcm,
@@ -64,7 +76,7 @@ impl Gcm {
 
 /// An encrypted, authenticated SSH connection to one server.
 pub(crate) struct Transport {
-    stream: BufReader<TcpStream>,
+    stream: BufReader<Box<dyn Link>>,
     /// Encrypted packets not yet written: sent in one `write` before the next read.
     out: Vec<u8>,
     send_seq: u32,
@@ -129,7 +141,7 @@ fn random<const N: usize>() -> Result<[u8; N]> {
 impl Transport {
     /// Exchanges versions and keys over a connected socket. The host key is then
     /// [`Transport::host_key`]: the caller must verify it before authenticating.
-    pub(crate) fn handshake(stream: TcpStream, host: &str) -> Result<Transport> {
+    pub(crate) fn handshake(stream: Box<dyn Link>, host: &str) -> Result<Transport> {
         let mut t = Transport {
             stream: BufReader::with_capacity(64 * 1024, stream),
             out: Vec::new(),
@@ -187,7 +199,7 @@ impl Transport {
     }
 
     /// Bounds the wait for any single read (None: no bound).
-    pub(crate) fn set_read_timeout(&mut self, t: Option<std::time::Duration>) -> Result<()> {
+    pub(crate) fn set_read_timeout(&mut self, t: Option<Duration>) -> Result<()> {
         self.stream.get_ref().set_read_timeout(t).map_err(|e| self.lost(e))
     }
 
