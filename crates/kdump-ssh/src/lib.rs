@@ -202,7 +202,22 @@ impl Connection {
         self.sftp.mkdir_all(&self.base)?;
         let final_path = join(&self.base, name);
         let path = format!("{final_path}{INCOMPLETE}");
+        let host = self.sftp.host().to_string();
+        let exists = |path: String| Error::Sftp {
+            host: host.clone(),
+            op: "mkdir",
+            path,
+            code: 4,
+            message: "it already exists (an earlier dump of the same name); crash directories are never reused".into(),
+        };
+        // The final rename would fail on it after the whole transfer: refuse now.
+        if self.sftp.is_dir(&final_path)?.is_some() {
+            return Err(exists(final_path));
+        }
         if let Err(s) = self.sftp.mkdir(&path)? {
+            if self.sftp.is_dir(&path)?.is_some() {
+                return Err(exists(path));
+            }
             return Err(self.sftp.error("mkdir", &path, s));
         }
         Ok(RemoteCrashDir { conn: self, path, final_path })
@@ -275,11 +290,6 @@ impl RemoteCrashDir<'_> {
         self.conn.sftp.set_activity(format!("renaming {} to {}", self.path, self.final_path));
         self.conn.sftp.rename(&self.path, &self.final_path)?;
         Ok(self.final_path)
-    }
-
-    /// Removes an empty directory (used by checks; a failed dump is left as it is).
-    pub fn remove_empty(self) -> Result<()> {
-        self.conn.sftp.rmdir(&self.path)
     }
 }
 

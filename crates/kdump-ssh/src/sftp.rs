@@ -16,7 +16,6 @@ const FXP_CLOSE: u8 = 4;
 const FXP_WRITE: u8 = 6;
 const FXP_REMOVE: u8 = 13;
 const FXP_MKDIR: u8 = 14;
-const FXP_RMDIR: u8 = 15;
 const FXP_STAT: u8 = 17;
 const FXP_RENAME: u8 = 18;
 const FXP_STATUS: u8 = 101;
@@ -259,12 +258,6 @@ impl Sftp {
             }
         }
         Ok(())
-    }
-
-    pub(crate) fn rmdir(&mut self, path: &str) -> Result<()> {
-        let mut b = Vec::new();
-        b.put_string(path.as_bytes());
-        self.call_status(FXP_RMDIR, &b)?.map_err(|s| self.error("rmdir", path, s))
     }
 
     pub(crate) fn remove(&mut self, path: &str) -> Result<()> {

@@ -211,6 +211,12 @@ fn a_kdump_file_written_over_sftp_is_byte_identical() {
     dir.write_file("dmesg.txt", b"[    0.000000] Linux version 6.1.0-test\n").unwrap();
     assert!(sshd.dumps().join("crash/host-2026-12-01-06:00.incomplete/vmcore").exists());
     let done = dir.complete().unwrap();
+    // A crash directory of the same name, complete or not, is never written into.
+    let e = conn.create_crash_dir("host-2026-12-01-06:00").unwrap_err();
+    assert!(e.to_string().contains("already exists"), "{e}");
+    conn.create_crash_dir("other").unwrap();
+    let e = conn.create_crash_dir("other").unwrap_err();
+    assert!(e.to_string().contains("already exists"), "{e}");
     conn.close().unwrap();
     // The first exchange and at least two rekeys (about 4 MiB written, 256 KiB a key).
     let kexinits = sshd.log().matches("SSH2_MSG_KEXINIT sent").count();
