@@ -1,7 +1,6 @@
 //! Every way sending a dump over ssh can fail, each naming its cause and its fix.
 
 use std::io;
-use std::path::PathBuf;
 
 /// Result of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -16,16 +15,6 @@ pub enum Error {
         url: String,
         /// What is wrong with it.
         reason: String,
-    },
-    /// A key or known_hosts file could not be read or parsed.
-    #[error("{}: {reason}; {fix}", path.display())]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-        /// How to fix it.
-        fix: String,
     },
     /// The private key is not usable.
     #[error("ssh private key: {reason}; {fix}")]

@@ -10,7 +10,7 @@
 //!   `NAME` only when everything in it is complete and fsynced, as on a local disk.
 //!   [`RemoteFile`] implements [`kdump_dumpfile::WriteAt`], so the kdump-compressed file is
 //!   written in place at its offsets: no flattened stream and no `-R` step afterwards.
-//! - [`check`] answers `kdump check-target`: reachability, host key, authentication, write
+//! - [`check()`] answers `kdump check-target`: reachability, host key, authentication, write
 //!   permission and free space, each problem with its fix.
 //!
 //! The protocol subset (curve25519-sha256, ssh-ed25519, aes256-gcm@openssh.com, SFTP v3 with

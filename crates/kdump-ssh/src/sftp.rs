@@ -367,7 +367,7 @@ impl Sftp {
 }
 
 /// A remote file being written: writes are sent at once and their replies collected later,
-/// with at most [`MAX_OUTSTANDING`] in flight, so throughput does not wait on round trips.
+/// with at most 64 (of 32 KiB) in flight, so throughput does not wait on round trips.
 /// A failed write is reported by a later call ([`kdump_dumpfile::WriteAt::write_at`], flush or
 /// finish).
 pub struct RemoteFile<'a> {
