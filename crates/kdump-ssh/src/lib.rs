@@ -87,6 +87,28 @@ impl SshTarget {
         self.session(t)
     }
 
+    /// [`Self::connect`], tried up to `attempts` times `delay` apart while the failure is
+    /// transient ([`Error::is_transient`]: a network still coming up, a server restarting);
+    /// `on_retry(attempt, error)` is told of each failure that will be retried, for the console.
+    pub fn connect_retrying(
+        &self,
+        attempts: u32,
+        delay: Duration,
+        mut on_retry: impl FnMut(u32, &Error),
+    ) -> Result<Connection> {
+        let mut attempt = 1;
+        loop {
+            match self.connect() {
+                Err(e) if e.is_transient() && attempt < attempts => {
+                    on_retry(attempt, &e);
+                    std::thread::sleep(delay);
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
     /// TCP connection and key exchange, host key verified.
     fn handshake(&self) -> Result<Transport> {
         let stream = self.tcp()?;

@@ -102,6 +102,19 @@ impl Sshd {
         s
     }
 
+    /// Starts sshd again after [`Sshd::kill_all`]: same port, keys and config.
+    fn respawn(&mut self) {
+        let log = std::fs::OpenOptions::new().append(true).open(self.dir.path().join("sshd.log")).unwrap();
+        self.child = Command::new(SSHD)
+            .args(["-D", "-e", "-f"])
+            .arg(self.dir.path().join("sshd_config"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
     }
@@ -296,9 +309,40 @@ fn an_unauthorized_user_key_is_refused() {
 fn nothing_listening_is_a_connect_error() {
     let port = free_port();
     let url = SshUrl::parse(&format!("ssh://root@127.0.0.1:{port}/tmp/x")).unwrap();
-    let e = SshTarget::new(url, PrivateKey::generate("").unwrap(), KnownHosts::default(), "kh").connect().unwrap_err();
+    let target = SshTarget::new(url, PrivateKey::generate("").unwrap(), KnownHosts::default(), "kh");
+    let e = target.connect().unwrap_err();
     assert!(matches!(e, Error::Connect { .. }), "{e}");
     assert!(e.to_string().contains("start sshd"), "{e}");
+    // Retried as often as asked, each failure told.
+    let mut told = Vec::new();
+    let e = target.connect_retrying(3, Duration::from_millis(10), |n, e| told.push((n, e.to_string()))).unwrap_err();
+    assert!(matches!(e, Error::Connect { .. }), "{e}");
+    assert_eq!(told.iter().map(|t| t.0).collect::<Vec<_>>(), [1, 2]);
+}
+
+#[test]
+fn retries_wait_for_a_server_but_not_past_a_refusal() {
+    let sshd = Sshd::start();
+    // A refused host key needs a person: no retry.
+    let mut told = 0;
+    let e =
+        sshd.target_with(PrivateKey::generate("").unwrap(), "").connect_retrying(5, Duration::ZERO, |_, _| told += 1);
+    assert!(matches!(e, Err(Error::HostKeyUnknown { .. })));
+    assert_eq!(told, 0);
+    // A server that comes up while we retry is reached.
+    let target = sshd.target();
+    let mut sshd = sshd;
+    sshd.kill_all();
+    let late = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        sshd.respawn();
+        sshd
+    });
+    let mut told = 0;
+    let conn = target.connect_retrying(200, Duration::from_millis(50), |_, _| told += 1);
+    let _sshd = late.join().unwrap();
+    conn.unwrap_or_else(|e| panic!("{e}")).close().unwrap();
+    assert!(told >= 2, "{told} retries");
 }
 
 /// Kills the server after `after` bytes went through it.
