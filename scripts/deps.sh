@@ -11,6 +11,8 @@ command -v cpio >/dev/null || need+=(cpio)
 command -v makedumpfile >/dev/null || need+=(makedumpfile)
 command -v gdb >/dev/null || need+=(gdb)
 command -v dpkg >/dev/null || need+=(dpkg)
+# The ssh target's tests run a real sshd on 127.0.0.1 (crates/kdump-ssh/tests/sshd.rs).
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"

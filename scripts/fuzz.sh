@@ -13,13 +13,13 @@ cd "$(dirname "$0")/.."
 
 secs=${1:-20}
 shift || true
-all=(dump_kdump dump_flat dump_elf kernel_memory machine_text bzimage net_replies)
+all=(dump_kdump dump_flat dump_elf kernel_memory machine_text bzimage net_replies ssh_text ssh_handshake)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 
 # Edges each target must reach from its seeds within the time (measured about
 # 2x above these with 20 s on a 2-core machine under load).
-declare -A floor=([dump_kdump]=400 [dump_flat]=400 [dump_elf]=250 [kernel_memory]=600 [machine_text]=400 [bzimage]=40 [net_replies]=75)
+declare -A floor=([dump_kdump]=400 [dump_flat]=400 [dump_elf]=250 [kernel_memory]=600 [machine_text]=400 [bzimage]=40 [net_replies]=75 [ssh_text]=450 [ssh_handshake]=300)
 
 out=$PWD/target/fuzz
 seeds=$out/seeds
@@ -38,6 +38,25 @@ if [ -n "$kernel" ]; then
 else
   printf 'MZ' > "$seeds/bzimage/tiny"
 fi
+
+# known_hosts lines of every form (plain, [host]:port, patterns, hashed by ssh-keygen -H,
+# markers), a private key as ssh-keygen writes it, a target URL.
+mkdir -p "$seeds/ssh_text"
+key=AAAAC3NzaC1lZDI1NTE5AAAAIHD3ZRQLsQ/Kpq5elLfS6C9y/yr/wrKEoNaWiHx3olkU
+printf 'ssh://root@127.0.0.1:2222/var/crash\n# comment\nbackup.example,10.0.0.5 ssh-ed25519 %s root@b\n[127.0.0.1]:2222 ssh-ed25519 %s\n*.lab,!bad.lab,h?st ssh-ed25519 %s\n' \
+  "$key" "$key" "$key" > "$seeds/ssh_text/plain"
+printf '|1|ZcPjRMa6ldDcfLQPxorxtfF4bU4=|sv3aU5XMlra6rf1jHJBkCS8a0AY= ssh-ed25519 %s\n@revoked * ssh-ed25519 %s\n@cert-authority *.lab ssh-ed25519 %s\nsrv ecdsa-sha2-nistp256 AAAAE2VjZHNh\n' \
+  "$key" "$key" "$key" > "$seeds/ssh_text/hashed"
+cargo run --quiet -p kdump-ssh --example ssh_fuzz_seeds -- "$seeds/ssh_handshake"
+cat > "$seeds/ssh_text/key" <<'KEY'
+-----BEGIN OPENSSH PRIVATE KEY-----
+b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW
+QyNTUxOQAAACBw92UUC7EPyqauXpS30ugvcv8q/8KyhKDWloh8d6JZFAAAAJAS3KSYEtyk
+mAAAAAtzc2gtZWQyNTUxOQAAACBw92UUC7EPyqauXpS30ugvcv8q/8KyhKDWloh8d6JZFA
+AAAECx0LDYfKalcyEo9JVc3QGyVLykJubnHI75033aEXZRonD3ZRQLsQ/Kpq5elLfS6C9y
+/yr/wrKEoNaWiHx3olkUAAAAB3Rlc3RrZXkBAgMEBQY=
+-----END OPENSSH PRIVATE KEY-----
+KEY
 
 echo "== building the fuzz targets (SanitizerCoverage, stable)"
 # --target keeps these flags off build scripts and proc macros.

@@ -8,6 +8,7 @@ mod dump;
 mod info;
 mod network;
 mod service;
+mod ssh_key;
 mod sysinfo;
 
 use std::path::PathBuf;
@@ -59,6 +60,8 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         system_map: Option<PathBuf>,
     },
+    /// Create an ed25519 key for the ssh target and print the line to authorize on the server.
+    SshKey(ssh_key::SshKeyArgs),
     #[command(flatten)]
     Service(service::ServiceCommand),
 }
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
         Command::Dmesg { dump, json, caller_id } => dmesg::run(&dump, json, caller_id),
         Command::Dump(args) => dump::run(&args),
         Command::Info { dump, json, system_map } => info::run(&dump, json, system_map.as_deref()),
+        Command::SshKey(args) => ssh_key::run(&args),
         Command::Service(cmd) => service::run(&cmd),
     };
     match result {
