@@ -151,7 +151,7 @@ struct Machine {
 
 impl Machine {
     fn page(pfn: u64, out: &mut [u8]) {
-        if pfn % 11 == 0 {
+        if pfn.is_multiple_of(11) {
             out.fill(0);
             return;
         }
@@ -160,7 +160,7 @@ impl Machine {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let v = if pfn % 3 == 0 { x & 0x0303_0303_0303_0303 } else { x };
+            let v = if pfn.is_multiple_of(3) { x & 0x0303_0303_0303_0303 } else { x };
             chunk.copy_from_slice(&v.to_le_bytes()[..chunk.len()]);
         }
     }
@@ -221,7 +221,7 @@ fn upload_and_compare(weed: &Weed, key: &str, m: &Machine, cfg: MultipartConfig)
         secs,
         done.size as f64 / 1048576.0 / secs,
         done.buffers_allocated,
-        done.buffers_allocated as u64 * cfg.part_size >> 20
+        (done.buffers_allocated as u64 * cfg.part_size) >> 20
     );
     assert_eq!(progress.bytes_uploaded(), done.size);
     assert!(done.buffers_allocated <= cfg.max_open_parts + cfg.parts_in_flight);
@@ -350,7 +350,7 @@ fn server_killed_mid_upload_leaves_no_object() {
         retry: RetryPolicy { attempts: 3, first_backoff: Duration::from_millis(200) },
         ..MultipartConfig::for_estimated_size(0)
     };
-    let m = Machine { max_pfn: 0x10000, ram: vec![0x10..0xa000] };
+    let m = Machine { max_pfn: 0x10000, ram: std::iter::once(0x10..0xa000).collect() };
     // The writer borrows the sink, so that after an error the caller still has it to abort.
     let mut sink = MultipartSink::start(c.clone(), key, cfg).unwrap();
     let progress = sink.progress();
