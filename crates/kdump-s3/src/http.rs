@@ -50,16 +50,16 @@ pub struct Request<'a> {
 
 /// A response whose body has not been read yet.
 #[derive(Debug)]
-pub struct Response {
+pub struct Response<R = TcpStream> {
     /// Status code.
     pub status: u16,
     /// Header fields, names lower-cased.
     pub headers: Vec<(String, String)>,
     /// The body.
-    pub body: Body,
+    pub body: Body<R>,
 }
 
-impl Response {
+impl<R> Response<R> {
     /// The first header named `name` (lower case).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
@@ -75,12 +75,12 @@ enum Mode {
 
 /// A response body, decoded from its transfer framing as it is read.
 #[derive(Debug)]
-pub struct Body {
-    conn: BufReader<TcpStream>,
+pub struct Body<R = TcpStream> {
+    conn: BufReader<R>,
     mode: Mode,
 }
 
-impl Body {
+impl<R: Read> Body<R> {
     /// Reads at most `limit` bytes of the body (for error documents and XML answers); more is
     /// an error.
     pub fn read_bounded(&mut self, limit: usize) -> io::Result<Vec<u8>> {
@@ -102,7 +102,7 @@ impl Body {
     }
 }
 
-impl Read for Body {
+impl<R: Read> Read for Body<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
@@ -239,53 +239,46 @@ pub fn send(endpoint: &HostPort, timeout: Duration, req: &Request<'_>) -> Result
     w.write_all(req.body).map_err(|e| io_err("sending the request body", e))?;
     w.flush().map_err(|e| io_err("sending the request", e))?;
 
-    let mut conn = BufReader::with_capacity(64 * 1024, stream);
-    let status_line = read_line(&mut conn, 8192).map_err(|e| io_err("reading the response", e))?;
+    let conn = BufReader::with_capacity(64 * 1024, stream);
+    read_response(conn, req.method).map_err(|e| io_err("reading the response", e))
+}
+
+/// Reads a status line and header section from `conn` and frames the body that follows
+/// (`method` decides whether a HEAD answer has one). Malformed input is `InvalidData`.
+pub fn read_response<R: Read>(mut conn: BufReader<R>, method: &str) -> io::Result<Response<R>> {
+    let status_line = read_line(&mut conn, 8192)?;
     let mut parts = status_line.splitn(3, ' ');
     let version = parts.next().unwrap_or("");
     let status = parts.next().and_then(|s| s.parse::<u16>().ok());
     let Some(status) = status.filter(|s| (100..600).contains(s) && version.starts_with("HTTP/1.")) else {
-        return Err(S3Error::Protocol {
-            endpoint: endpoint.to_string(),
-            detail: format!("status line {status_line:?}"),
-        });
+        return Err(bad(format!("status line {status_line:?}")));
     };
     let mut headers = Vec::new();
     let mut total = 0usize;
     loop {
-        let line = read_line(&mut conn, 8192).map_err(|e| io_err("reading the response headers", e))?;
+        let line = read_line(&mut conn, 8192)?;
         if line.is_empty() {
             break;
         }
         total += line.len() + 2;
         if total > MAX_HEADER_BYTES || headers.len() >= MAX_HEADERS {
-            return Err(S3Error::Protocol {
-                endpoint: endpoint.to_string(),
-                detail: "response headers too large".into(),
-            });
+            return Err(bad("response headers too large".into()));
         }
         let Some((k, v)) = line.split_once(':') else {
-            return Err(S3Error::Protocol { endpoint: endpoint.to_string(), detail: format!("header line {line:?}") });
+            return Err(bad(format!("header line {line:?}")));
         };
         headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
     }
     if (100..200).contains(&status) {
-        return Err(S3Error::Protocol {
-            endpoint: endpoint.to_string(),
-            detail: format!("unexpected interim status {status}"),
-        });
+        return Err(bad(format!("unexpected interim status {status}")));
     }
     let find = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
-    let mode = if req.method == "HEAD" || status == 204 || status == 304 {
+    let mode = if method == "HEAD" || status == 204 || status == 304 {
         Mode::Length(0)
     } else if find("transfer-encoding").is_some_and(|t| t.to_ascii_lowercase().contains("chunked")) {
         Mode::Chunked { left: 0, done: false }
     } else if let Some(len) = find("content-length") {
-        let len = len.parse::<u64>().map_err(|_| S3Error::Protocol {
-            endpoint: endpoint.to_string(),
-            detail: format!("Content-Length {len:?}"),
-        })?;
-        Mode::Length(len)
+        Mode::Length(len.parse::<u64>().map_err(|_| bad(format!("Content-Length {len:?}")))?)
     } else {
         Mode::Close
     };
@@ -296,6 +289,7 @@ pub fn send(endpoint: &HostPort, timeout: Duration, req: &Request<'_>) -> Result
 mod tests {
     use super::*;
     use std::net::TcpListener;
+    use std::path::Path;
 
     /// Serves one canned answer on 127.0.0.1 and returns what the client sent.
     fn serve(answer: &'static [u8]) -> (HostPort, std::thread::JoinHandle<Vec<u8>>) {
@@ -377,5 +371,22 @@ mod tests {
         );
         assert!(matches!(r, Err(S3Error::Timeout { .. })), "{r:?}");
         drop(l);
+    }
+
+    /// The fuzz seeds are valid answers (so fuzzing starts past the framing).
+    #[test]
+    fn fuzz_seeds_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/s3_response");
+        let chunked = std::fs::read(dir.join("chunked.http")).unwrap();
+        let mut r = read_response(BufReader::new(&chunked[..]), "GET").unwrap();
+        let page = crate::xml::parse_list_objects(&r.body.read_bounded(4096).unwrap()).unwrap();
+        assert_eq!(page.objects[0].key, "a");
+        let error = std::fs::read(dir.join("error.http")).unwrap();
+        let mut r = read_response(BufReader::new(&error[..]), "GET").unwrap();
+        assert_eq!((r.status, r.header("etag")), (404, Some("\"x\"")));
+        assert_eq!(crate::xml::parse_error(&r.body.read_bounded(4096).unwrap()).unwrap().code, "NoSuchKey");
+        for x in ["list.xml", "error.xml", "initiate.xml", "uploads.xml"] {
+            crate::xml::parse(&std::fs::read(dir.join(x)).unwrap()).unwrap();
+        }
     }
 }
