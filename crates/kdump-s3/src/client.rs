@@ -2,6 +2,7 @@
 //! upload and `kdump fleet` need.
 
 use std::io::{self, Read, Write};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Result, S3Error};
@@ -61,15 +62,24 @@ fn check_bucket(bucket: &str) -> Result<()> {
     }
 }
 
-/// Parses an endpoint URL, `http://host[:port][/]`. `https://` is refused: this build has no
-/// TLS client.
-pub fn parse_endpoint(url: &str) -> Result<HostPort> {
-    if url.starts_with("https://") {
-        return Err(S3Error::HttpsUnsupported { endpoint: url.to_string() });
-    }
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| S3Error::Config(format!("endpoint {url:?} must start with http://")))?;
+/// A parsed endpoint URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Host and port (80 or 443 when the URL has none).
+    pub host_port: HostPort,
+    /// `https://`: TLS.
+    pub https: bool,
+}
+
+/// Parses an endpoint URL, `http://host[:port][/]` or `https://host[:port][/]`.
+pub fn parse_endpoint(url: &str) -> Result<Endpoint> {
+    let (rest, https) = if let Some(r) = url.strip_prefix("https://") {
+        (r, true)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (r, false)
+    } else {
+        return Err(S3Error::Config(format!("endpoint {url:?} must start with http:// or https://")));
+    };
     let authority = rest.trim_end_matches('/');
     if authority.is_empty() || authority.contains(['/', '?', '#', '@', ' ']) {
         return Err(S3Error::Config(format!("endpoint {url:?}: expected http://host[:port] with no path")));
@@ -89,19 +99,23 @@ pub fn parse_endpoint(url: &str) -> Result<HostPort> {
             .ok()
             .filter(|&p| p > 0)
             .ok_or_else(|| S3Error::Config(format!("endpoint {url:?}: bad port {p:?}")))?,
+        None if https => 443,
         None => 80,
     };
     if host.is_empty() {
         return Err(S3Error::Config(format!("endpoint {url:?} has no host")));
     }
-    Ok(HostPort { host: host.to_string(), port })
+    Ok(Endpoint { host_port: HostPort { host: host.to_string(), port }, https })
 }
 
 /// Everything a [`Client`] needs.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// `http://host:port`.
+    /// `http://host[:port]` or `https://host[:port]`.
     pub endpoint: String,
+    /// For `https://`: the PEM certificate(s) of the CA that signed the endpoint's certificate;
+    /// `None` trusts Mozilla's roots (built in), as for AWS.
+    pub ca_pem: Option<Vec<u8>>,
     /// Region the signature is scoped to (`us-east-1` for most non-AWS servers).
     pub region: String,
     /// Bucket.
@@ -151,7 +165,8 @@ impl RetryPolicy {
 /// A blocking S3 client for one bucket.
 #[derive(Debug, Clone)]
 pub struct Client {
-    endpoint: HostPort,
+    endpoint: Endpoint,
+    tls: Option<Arc<rustls::ClientConfig>>,
     cfg: ClientConfig,
 }
 
@@ -163,7 +178,17 @@ impl Client {
         if cfg.region.is_empty() || cfg.region.contains(['/', ' ']) {
             return Err(S3Error::Config(format!("region {:?}", cfg.region)));
         }
-        Ok(Client { endpoint, cfg })
+        let tls = match (endpoint.https, &cfg.ca_pem) {
+            (false, None) => None,
+            (false, Some(_)) => {
+                return Err(S3Error::Config(format!(
+                    "a CA file is given, but endpoint {} is not https://",
+                    cfg.endpoint
+                )));
+            }
+            (true, ca) => Some(http::tls_config(ca.as_deref()).map_err(S3Error::Config)?),
+        };
+        Ok(Client { endpoint, tls, cfg })
     }
 
     /// The bucket.
@@ -173,12 +198,14 @@ impl Client {
 
     /// `host:port` of the endpoint.
     pub fn endpoint(&self) -> &HostPort {
-        &self.endpoint
+        &self.endpoint.host_port
     }
 
     /// Host header and encoded path of `key` ("" for the bucket itself).
     pub fn host_and_path(&self, key: &str) -> (String, String) {
-        let hp = if self.endpoint.port == 80 { self.endpoint.host.clone() } else { self.endpoint.to_string() };
+        let ep = &self.endpoint.host_port;
+        let default_port = if self.endpoint.https { 443 } else { 80 };
+        let hp = if ep.port == default_port { ep.host.clone() } else { ep.to_string() };
         match self.cfg.addressing {
             Addressing::Path if key.is_empty() => (hp, sigv4::encode_path(&self.cfg.bucket)),
             Addressing::Path => (hp, sigv4::encode_path(&format!("{}/{}", self.cfg.bucket, key))),
@@ -228,7 +255,17 @@ impl Client {
     ) -> Result<Response> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let (target, headers) = self.signed_headers(method, key, query, extra, &sigv4::payload_hash(body), now);
-        let mut resp = http::send(&self.endpoint, self.cfg.timeout, &Request { method, target, headers, body })?;
+        let tls = self.tls.as_ref().map(|config| {
+            // The certificate must name the host the request is for (bucket.host with
+            // virtual-host addressing).
+            let host = match self.cfg.addressing {
+                Addressing::Path => self.endpoint.host_port.host.clone(),
+                Addressing::VirtualHost => format!("{}.{}", self.cfg.bucket, self.endpoint.host_port.host),
+            };
+            http::Tls { config: Arc::clone(config), server_name: host }
+        });
+        let req = Request { method, target, headers, body };
+        let mut resp = http::send(&self.endpoint.host_port, tls.as_ref(), self.cfg.timeout, &req)?;
         if (200..300).contains(&resp.status) {
             return Ok(resp);
         }
@@ -241,11 +278,11 @@ impl Client {
     }
 
     fn net(&self, what: &'static str, e: io::Error) -> S3Error {
-        http::net_error(&self.endpoint, what, self.cfg.timeout, e)
+        http::net_error(&self.endpoint.host_port, what, self.cfg.timeout, e)
     }
 
     fn protocol(&self, detail: String) -> S3Error {
-        S3Error::Protocol { endpoint: self.endpoint.to_string(), detail }
+        S3Error::Protocol { endpoint: self.endpoint.host_port.to_string(), detail }
     }
 
     /// Stores a whole object (PutObject).
@@ -390,6 +427,7 @@ mod tests {
     fn client(addressing: Addressing) -> Client {
         Client::new(ClientConfig {
             endpoint: "http://127.0.0.1:9000/".into(),
+            ca_pem: None,
             region: "us-east-1".into(),
             bucket: "crash-dumps".into(),
             addressing,
@@ -401,10 +439,12 @@ mod tests {
 
     #[test]
     fn endpoints() {
-        assert_eq!(parse_endpoint("http://127.0.0.1:8333").unwrap(), HostPort { host: "127.0.0.1".into(), port: 8333 });
-        assert_eq!(parse_endpoint("http://s3.local/").unwrap(), HostPort { host: "s3.local".into(), port: 80 });
-        assert_eq!(parse_endpoint("http://[::1]:9000").unwrap(), HostPort { host: "::1".into(), port: 9000 });
-        assert!(matches!(parse_endpoint("https://s3.amazonaws.com"), Err(S3Error::HttpsUnsupported { .. })));
+        let hp = |u: &str| parse_endpoint(u).map(|e| (e.host_port.host, e.host_port.port, e.https)).unwrap();
+        assert_eq!(hp("http://127.0.0.1:8333"), ("127.0.0.1".into(), 8333, false));
+        assert_eq!(hp("http://s3.local/"), ("s3.local".into(), 80, false));
+        assert_eq!(hp("http://[::1]:9000"), ("::1".into(), 9000, false));
+        assert_eq!(hp("https://s3.eu-west-1.amazonaws.com"), ("s3.eu-west-1.amazonaws.com".into(), 443, true));
+        assert_eq!(hp("https://minio.lan:9000"), ("minio.lan".into(), 9000, true));
         for bad in ["ftp://x", "http://", "http://h:0", "http://h:99999", "http://h/path", "http://u@h"] {
             assert!(matches!(parse_endpoint(bad), Err(S3Error::Config(_))), "{bad}");
         }

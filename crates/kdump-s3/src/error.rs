@@ -8,14 +8,16 @@ pub enum S3Error {
     /// The target URL, endpoint or options are malformed.
     #[error("S3 configuration: {0}")]
     Config(String),
-    /// An `https://` endpoint: this client speaks plain HTTP only.
+    /// The TLS handshake failed (untrusted or mismatched certificate, no common protocol).
     #[error(
-        "endpoint {endpoint}: https is not supported by this build (no TLS client); use an http:// endpoint \
-         on a trusted network, or a local TLS-terminating proxy"
+        "TLS with {endpoint} failed: {detail}; if the endpoint's certificate is signed by a private CA, give its PEM \
+         as the CA file; check that the endpoint's host name is the one in its certificate"
     )]
-    HttpsUnsupported {
-        /// The endpoint as configured.
+    Tls {
+        /// `host:port`.
         endpoint: String,
+        /// rustls's reason.
+        detail: String,
     },
     /// Nothing listens at the endpoint.
     #[error("connection to {endpoint} refused: is the S3 server running and is the endpoint's host and port right?")]

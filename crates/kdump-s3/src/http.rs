@@ -1,10 +1,12 @@
-//! A small blocking HTTP/1.1 client over `std::net::TcpStream`: one request per connection
-//! (`Connection: close`), `Content-Length` request bodies, responses with a length, chunked or
-//! read to the close; header sections and chunk lines bounded; every socket operation under
-//! a timeout. The server's bytes are untrusted: malformed answers are errors, never panics.
+//! A small blocking HTTP/1.1 client over `std::net::TcpStream`, plain or TLS (rustls): one
+//! request per connection (`Connection: close`), `Content-Length` request bodies, responses
+//! with a length, chunked or read to the close; header sections and chunk lines bounded; every
+//! socket operation under a timeout. The server's bytes are untrusted: malformed answers are
+//! errors, never panics.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Result, S3Error};
@@ -48,9 +50,78 @@ pub struct Request<'a> {
     pub body: &'a [u8],
 }
 
+/// A connection: plain TCP, or TLS over it.
+#[derive(Debug)]
+pub enum Conn {
+    /// `http://`.
+    Plain(TcpStream),
+    /// `https://`.
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// TLS settings of a connection: the rustls configuration (trusted roots) and the name the
+/// certificate must carry.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    /// rustls client configuration.
+    pub config: Arc<rustls::ClientConfig>,
+    /// Host name (or IP address) to verify the certificate against and to send as SNI.
+    pub server_name: String,
+}
+
+/// A rustls configuration on the `ring` provider trusting the certificates of `ca_pem` (PEM,
+/// one or more), or Mozilla's roots (built in) without one.
+pub fn tls_config(ca_pem: Option<&[u8]>) -> std::result::Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_pem {
+        Some(pem) => {
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                let cert = cert.map_err(|e| format!("the CA file is not PEM certificates: {e}"))?;
+                roots.add(cert).map_err(|e| format!("a certificate of the CA file: {e}"))?;
+            }
+            if roots.is_empty() {
+                return Err("the CA file holds no certificate".into());
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// A response whose body has not been read yet.
 #[derive(Debug)]
-pub struct Response<R = TcpStream> {
+pub struct Response<R = Conn> {
     /// Status code.
     pub status: u16,
     /// Header fields, names lower-cased.
@@ -75,7 +146,7 @@ enum Mode {
 
 /// A response body, decoded from its transfer framing as it is read.
 #[derive(Debug)]
-pub struct Body<R = TcpStream> {
+pub struct Body<R = Conn> {
     conn: BufReader<R>,
     mode: Mode,
 }
@@ -185,6 +256,9 @@ fn read_line(r: &mut impl BufRead, limit: usize) -> io::Result<String> {
 
 /// Turns an I/O error into the S3 error that names cause and fix.
 pub fn net_error(endpoint: &HostPort, what: &'static str, timeout: Duration, e: io::Error) -> S3Error {
+    if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        return S3Error::Tls { endpoint: endpoint.to_string(), detail: tls.to_string() };
+    }
     let endpoint = endpoint.to_string();
     match e.kind() {
         io::ErrorKind::ConnectionRefused => S3Error::ConnectionRefused { endpoint },
@@ -196,8 +270,9 @@ pub fn net_error(endpoint: &HostPort, what: &'static str, timeout: Duration, e: 
     }
 }
 
-/// Sends a request and reads the status line and headers of the answer.
-pub fn send(endpoint: &HostPort, timeout: Duration, req: &Request<'_>) -> Result<Response> {
+/// Sends a request (over TLS when `tls` is given) and reads the status line and headers of
+/// the answer.
+pub fn send(endpoint: &HostPort, tls: Option<&Tls>, timeout: Duration, req: &Request<'_>) -> Result<Response> {
     let addrs: Vec<_> = (endpoint.host.as_str(), endpoint.port)
         .to_socket_addrs()
         .map_err(|e| net_error(endpoint, "resolving the host", timeout, e))?
@@ -234,12 +309,21 @@ pub fn send(endpoint: &HostPort, timeout: Duration, req: &Request<'_>) -> Result
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", req.body.len()));
-    let mut w = &stream;
-    w.write_all(head.as_bytes()).map_err(|e| io_err("sending the request", e))?;
-    w.write_all(req.body).map_err(|e| io_err("sending the request body", e))?;
-    w.flush().map_err(|e| io_err("sending the request", e))?;
+    let mut conn = match tls {
+        None => Conn::Plain(stream),
+        Some(t) => {
+            let name = rustls::pki_types::ServerName::try_from(t.server_name.clone())
+                .map_err(|_| S3Error::Config(format!("{:?} is not a host name for TLS", t.server_name)))?;
+            let c = rustls::ClientConnection::new(Arc::clone(&t.config), name)
+                .map_err(|e| S3Error::Tls { endpoint: endpoint.to_string(), detail: e.to_string() })?;
+            Conn::Tls(Box::new(rustls::StreamOwned::new(c, stream)))
+        }
+    };
+    conn.write_all(head.as_bytes()).map_err(|e| io_err("sending the request", e))?;
+    conn.write_all(req.body).map_err(|e| io_err("sending the request body", e))?;
+    conn.flush().map_err(|e| io_err("sending the request", e))?;
 
-    let conn = BufReader::with_capacity(64 * 1024, stream);
+    let conn = BufReader::with_capacity(64 * 1024, conn);
     read_response(conn, req.method).map_err(|e| io_err("reading the response", e))
 }
 
@@ -307,7 +391,12 @@ mod tests {
     }
 
     fn get(ep: &HostPort) -> Result<Response> {
-        send(ep, Duration::from_secs(5), &Request { method: "GET", target: "/x".into(), headers: vec![], body: b"" })
+        send(
+            ep,
+            None,
+            Duration::from_secs(5),
+            &Request { method: "GET", target: "/x".into(), headers: vec![], body: b"" },
+        )
     }
 
     #[test]
@@ -366,6 +455,7 @@ mod tests {
         let ep = HostPort { host: "127.0.0.1".into(), port: l.local_addr().unwrap().port() };
         let r = send(
             &ep,
+            None,
             Duration::from_millis(300),
             &Request { method: "GET", target: "/".into(), headers: vec![], body: b"" },
         );

@@ -28,6 +28,8 @@ struct Weed {
     dir: PathBuf,
     args: Vec<String>,
     s3_port: u16,
+    /// With TLS: the https port and the CA's PEM.
+    https: Option<(u16, Vec<u8>)>,
 }
 
 fn free_ports(n: usize) -> Vec<u16> {
@@ -44,9 +46,33 @@ fn weed_binary() -> String {
     if venv.exists() { venv.display().to_string() } else { "weed".into() }
 }
 
+/// A private CA and a certificate it signed for 127.0.0.1 and localhost, written to `dir`;
+/// returns the CA's PEM and the paths of the certificate and key.
+fn private_ca(dir: &Path) -> (Vec<u8>, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "kdump test CA");
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let (c, k) = (dir.join("server.crt"), dir.join("server.key"));
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (ca.pem().into_bytes(), c, k)
+}
+
 impl Weed {
     fn start(dir: &Path) -> Weed {
-        let p = free_ports(10);
+        Self::start_with(dir, false)
+    }
+
+    fn start_with(dir: &Path, tls: bool) -> Weed {
+        let p = free_ports(11);
         std::fs::create_dir_all(dir.join("data")).unwrap();
         let ident = format!(
             r#"{{"identities":[{{"name":"kdump","credentials":[{{"accessKey":"{KEY_ID}","secretKey":"{SECRET}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
@@ -74,7 +100,16 @@ impl Weed {
             format!("-bucket={BUCKET}"),
         ]
         .into();
-        let mut w = Weed { child: Self::spawn(dir, &args), dir: dir.to_path_buf(), args, s3_port: p[6] };
+        let mut args = args;
+        let mut https = None;
+        if tls {
+            let (ca, cert, key) = private_ca(dir);
+            args.push(format!("-s3.port.https={}", p[10]));
+            args.push(format!("-s3.cert.file={}", cert.display()));
+            args.push(format!("-s3.key.file={}", key.display()));
+            https = Some((p[10], ca));
+        }
+        let mut w = Weed { child: Self::spawn(dir, &args), dir: dir.to_path_buf(), args, s3_port: p[6], https };
         w.wait_ready();
         w
     }
@@ -98,9 +133,13 @@ impl Weed {
 
     fn wait_ready(&mut self) {
         let t = Instant::now();
-        let c = self.client();
+        let c = match &self.https {
+            Some(_) => Client::new(self.tls_config(true)).unwrap(),
+            None => self.client(),
+        };
         loop {
-            if c.list_objects_page("", None, Some(1)).is_ok() {
+            // Listing needs the filer; reading and writing also the master and volume server.
+            if c.check_writable(".kdump-ready-probe").is_ok() {
                 eprintln!("SeaweedFS ready on 127.0.0.1:{} in {:.1} s", self.s3_port, t.elapsed().as_secs_f64());
                 return;
             }
@@ -129,12 +168,19 @@ impl Weed {
     fn config(&self) -> ClientConfig {
         ClientConfig {
             endpoint: format!("http://127.0.0.1:{}", self.s3_port),
+            ca_pem: None,
             region: "us-east-1".into(),
             bucket: BUCKET.into(),
             addressing: Addressing::Path,
             credentials: Credentials { access_key_id: KEY_ID.into(), secret_access_key: SECRET.into() },
             timeout: Duration::from_secs(20),
         }
+    }
+
+    /// The https endpoint, trusting the private CA or (without `with_ca`) only Mozilla's roots.
+    fn tls_config(&self, with_ca: bool) -> ClientConfig {
+        let (port, ca) = self.https.clone().expect("started without TLS");
+        ClientConfig { endpoint: format!("https://127.0.0.1:{port}"), ca_pem: with_ca.then_some(ca), ..self.config() }
     }
 
     fn client(&self) -> Client {
@@ -203,12 +249,13 @@ impl Machine {
 
 fn download(c: &Client, key: &str) -> Vec<u8> {
     let mut out = Vec::new();
-    c.get_object(key, &mut out).unwrap();
+    if let Err(e) = c.get_object(key, &mut out) {
+        panic!("GET {key}: {e:?}");
+    }
     out
 }
 
-fn upload_and_compare(weed: &Weed, key: &str, m: &Machine, cfg: MultipartConfig) {
-    let c = weed.client();
+fn upload_and_compare(c: &Client, key: &str, m: &Machine, cfg: MultipartConfig) {
     let t = Instant::now();
     let local = m.local();
     eprintln!("{key}: the same dump into memory: {:.2} s", t.elapsed().as_secs_f64());
@@ -234,7 +281,7 @@ fn upload_and_compare(weed: &Weed, key: &str, m: &Machine, cfg: MultipartConfig)
     assert!(done.marker_removed);
     assert_eq!(done.size, local.len() as u64);
     assert_eq!(done.parts as u64, local.len().div_ceil(PART as usize) as u64);
-    let remote = download(&c, key);
+    let remote = download(c, key);
     assert!(remote == local, "{key}: the downloaded object differs from the local dump");
     // A complete kdump file whose pages read back.
     let mut r = KdumpReader::open(Cursor::new(remote)).unwrap();
@@ -248,6 +295,10 @@ fn upload_and_compare(weed: &Weed, key: &str, m: &Machine, cfg: MultipartConfig)
     // The marker is gone, and only the dump is there.
     let keys: Vec<String> = c.list_objects(key, None).unwrap().into_iter().map(|o| o.key).collect();
     assert_eq!(keys, vec![key.to_string()]);
+}
+
+fn small_machine() -> Machine {
+    Machine { max_pfn: 0x8000, ram: vec![1..0x9f, 0x100..0x400] }
 }
 
 #[test]
@@ -267,9 +318,9 @@ fn dumps_lists_and_errors_against_seaweedfs() {
     c.check_writable("fleet/.kdump-check").unwrap();
 
     // A dump whose data is smaller than one part: metadata part + one short data part.
-    let small = Machine { max_pfn: 0x8000, ram: vec![1..0x9f, 0x100..0x400] };
+    let small = small_machine();
     upload_and_compare(
-        &weed,
+        &c,
         "fleet/h1/t1/vmcore",
         &small,
         MultipartConfig { part_size: PART, ..MultipartConfig::for_estimated_size(0) },
@@ -282,7 +333,7 @@ fn dumps_lists_and_errors_against_seaweedfs() {
         ram: vec![0x100..0x2100, 30 << 20..(30 << 20) + 0x1800, (64 << 20) - 0x1000..64 << 20],
     };
     upload_and_compare(
-        &weed,
+        &c,
         "fleet/h2/t1/vmcore",
         &big,
         MultipartConfig { part_size: PART, ..MultipartConfig::for_estimated_size(0) },
@@ -397,4 +448,24 @@ fn server_killed_mid_upload_leaves_no_object() {
     assert!(uploads.iter().any(|(k, u)| k == key && *u == id), "{uploads:?}");
     c.abort_multipart_upload(key, &id).unwrap();
     assert!(!c.list_multipart_uploads("fleet/h9/").unwrap().iter().any(|(_, u)| *u == id));
+}
+
+#[test]
+fn https_with_a_private_ca() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let weed = Weed::start_with(tmp.path(), true);
+    let c = Client::new(weed.tls_config(true)).unwrap();
+    c.put_object("tls/h1/t1/dmesg.txt", b"over TLS\n").unwrap();
+    assert_eq!(download(&c, "tls/h1/t1/dmesg.txt"), b"over TLS\n");
+    let cfg = MultipartConfig { part_size: PART, ..MultipartConfig::for_estimated_size(0) };
+    upload_and_compare(&c, "tls/h1/t1/vmcore", &small_machine(), cfg);
+    // Mozilla's roots do not include the private CA: refused, with the fix.
+    let e = Client::new(weed.tls_config(false)).unwrap().put_object("tls/x", b"x").unwrap_err();
+    assert!(matches!(e, S3Error::Tls { .. }), "{e:?}");
+    assert!(e.to_string().contains("CA file"), "{e}");
+    // A CA file that is not PEM is refused before any request.
+    let mut bad = weed.tls_config(true);
+    bad.ca_pem = Some(b"not a certificate".to_vec());
+    assert!(matches!(Client::new(bad), Err(S3Error::Config(_))));
 }
