@@ -297,6 +297,25 @@ fn upload_and_compare(c: &Client, key: &str, m: &Machine, cfg: MultipartConfig) 
     assert_eq!(keys, vec![key.to_string()]);
 }
 
+/// Appends `mib` MiB of PRNG bytes in 1 MiB writes, completes, and checks the download.
+fn raw_upload(c: &Client, key: &str, mib: usize) -> Vec<u8> {
+    let mut data = vec![0u8; mib << 20];
+    for (i, chunk) in data.chunks_mut(4096).enumerate() {
+        Machine::page(i as u64 * 11 + 1, chunk);
+    }
+    let t = Instant::now();
+    let mut sink = MultipartSink::start(c.clone(), key, MultipartConfig::for_estimated_size(0)).unwrap();
+    for (i, chunk) in data.chunks(1 << 20).enumerate() {
+        kdump_dumpfile::WriteAt::write_at(&mut sink, (i << 20) as u64, chunk).unwrap();
+    }
+    let done = sink.complete().unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    eprintln!("{key}: {mib} MiB uploaded in {} parts, {secs:.2} s, {:.1} MiB/s", done.parts, mib as f64 / secs);
+    let back = download(c, key);
+    assert!(back == data, "{key}: the download differs");
+    back
+}
+
 fn small_machine() -> Machine {
     Machine { max_pfn: 0x8000, ram: vec![1..0x9f, 0x100..0x400] }
 }
@@ -338,6 +357,10 @@ fn dumps_lists_and_errors_against_seaweedfs() {
         &big,
         MultipartConfig { part_size: PART, ..MultipartConfig::for_estimated_size(0) },
     );
+
+    // The upload alone: 60 MiB of incompressible bytes appended through the sink.
+    let raw = raw_upload(&c, "fleet/raw/vmcore", 60);
+    assert_eq!(raw.len(), 60 << 20);
 
     // Aborted on purpose: no object, no upload left, the marker says why.
     let sink = MultipartSink::start(c.clone(), "fleet/h3/t1/vmcore", MultipartConfig::for_estimated_size(0)).unwrap();
@@ -460,6 +483,7 @@ fn https_with_a_private_ca() {
     assert_eq!(download(&c, "tls/h1/t1/dmesg.txt"), b"over TLS\n");
     let cfg = MultipartConfig { part_size: PART, ..MultipartConfig::for_estimated_size(0) };
     upload_and_compare(&c, "tls/h1/t1/vmcore", &small_machine(), cfg);
+    raw_upload(&c, "tls/raw/vmcore", 30);
     // Mozilla's roots do not include the private CA: refused, with the fix.
     let e = Client::new(weed.tls_config(false)).unwrap().put_object("tls/x", b"x").unwrap_err();
     assert!(matches!(e, S3Error::Tls { .. }), "{e:?}");
