@@ -98,6 +98,8 @@ impl Weed {
             "-s3.port.lance=0".into(),
             format!("-s3.config={}", dir.join("identities.json").display()),
             format!("-bucket={BUCKET}"),
+            // Virtual-host requests name the bucket in the Host header: dumps.127.0.0.1:port.
+            "-s3.domainName=127.0.0.1".into(),
         ]
         .into();
         let mut args = args;
@@ -335,6 +337,13 @@ fn dumps_lists_and_errors_against_seaweedfs() {
     c.delete_object("fleet/h1/t1/odd key +&=?.json").unwrap();
     assert!(matches!(c.get_object("fleet/h1/t1/odd key +&=?.json", &mut Vec::new()), Err(S3Error::NoSuchKey { .. })));
     c.check_writable("fleet/.kdump-check").unwrap();
+    // Virtual-host addressing reaches the same bucket.
+    let v = Client::new(ClientConfig { addressing: Addressing::VirtualHost, ..weed.config() }).unwrap();
+    assert_eq!(download(&v, "fleet/h1/t1/dmesg.txt"), b"[    0.000000] Linux version 6.1\n");
+    v.put_object("fleet/vhost.txt", b"v").unwrap();
+    assert_eq!(download(&c, "fleet/vhost.txt"), b"v");
+    assert_eq!(v.list_objects("fleet/vhost", None).unwrap().len(), 1);
+    v.delete_object("fleet/vhost.txt").unwrap();
 
     // A dump whose data is smaller than one part: metadata part + one short data part.
     let small = small_machine();
