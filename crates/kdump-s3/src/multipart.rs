@@ -518,6 +518,15 @@ impl Drop for MultipartSink {
 mod tests {
     use super::*;
 
+    /// The save pipeline writes from its own thread.
+    #[test]
+    fn the_sink_can_move_to_the_writer_thread() {
+        fn send<T: Send>() {}
+        send::<MultipartSink>();
+        send::<&mut MultipartSink>();
+        send::<Client>();
+    }
+
     #[test]
     fn part_size_from_estimate() {
         assert_eq!(MultipartConfig::for_estimated_size(0).part_size, MIN_PART_SIZE);

@@ -318,6 +318,51 @@ fn raw_upload(c: &Client, key: &str, mib: usize) -> Vec<u8> {
     back
 }
 
+/// A TCP proxy on 127.0.0.1 to `upstream` that closes every `nth` PUT or POST connection
+/// after reading the start of the request, before any answer (reads pass); returns its port
+/// and the count of connections cut.
+fn flaky_proxy(upstream: u16, nth: u64) -> (u16, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpStream};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let cut = std::sync::Arc::new(AtomicU64::new(0));
+    let counter = cut.clone();
+    std::thread::spawn(move || {
+        let mut writes = 0u64;
+        for conn in l.incoming() {
+            let Ok(mut client) = conn else { return };
+            let mut first = vec![0u8; 4096];
+            let Ok(n) = client.read(&mut first) else { continue };
+            first.truncate(n);
+            if first.starts_with(b"PUT ") || first.starts_with(b"POST ") {
+                writes += 1;
+                if writes % nth == 0 {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    continue; // dropped: the client sees the connection close
+                }
+            }
+            std::thread::spawn(move || {
+                let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else { return };
+                if server.write_all(&first).is_err() {
+                    return;
+                }
+                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let up = std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c2, &mut s2);
+                    let _ = s2.shutdown(Shutdown::Write);
+                });
+                let _ = std::io::copy(&mut server, &mut client);
+                let _ = client.flush();
+                let _ = client.shutdown(Shutdown::Both);
+                let _ = up.join();
+            });
+        }
+    });
+    (port, cut)
+}
+
 fn small_machine() -> Machine {
     Machine { max_pfn: 0x8000, ram: vec![1..0x9f, 0x100..0x400] }
 }
@@ -370,6 +415,17 @@ fn dumps_lists_and_errors_against_seaweedfs() {
     // The upload alone: 60 MiB of incompressible bytes appended through the sink.
     let raw = raw_upload(&c, "fleet/raw/vmcore", 60);
     assert_eq!(raw.len(), 60 << 20);
+
+    // Every third connection cut before the answer: the retries carry the upload through.
+    let (proxy_port, cut) = flaky_proxy(weed.s3_port, 3);
+    let flaky =
+        Client::new(ClientConfig { endpoint: format!("http://127.0.0.1:{proxy_port}"), ..weed.config() }).unwrap();
+    let retry = RetryPolicy { attempts: 4, first_backoff: Duration::from_millis(50) };
+    let cfg = MultipartConfig { part_size: PART, retry, ..MultipartConfig::for_estimated_size(0) };
+    upload_and_compare(&flaky, "fleet/h4/t1/vmcore", &small, cfg);
+    let cut = cut.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("flaky proxy: {cut} connections cut");
+    assert!(cut >= 2, "{cut}");
 
     // Aborted on purpose: no object, no upload left, the marker says why.
     let sink = MultipartSink::start(c.clone(), "fleet/h3/t1/vmcore", MultipartConfig::for_estimated_size(0)).unwrap();
