@@ -338,7 +338,7 @@ fn flaky_proxy(upstream: u16, nth: u64) -> (u16, std::sync::Arc<std::sync::atomi
             first.truncate(n);
             if first.starts_with(b"PUT ") || first.starts_with(b"POST ") {
                 writes += 1;
-                if writes % nth == 0 {
+                if writes.is_multiple_of(nth) {
                     counter.fetch_add(1, Ordering::Relaxed);
                     continue; // dropped: the client sees the connection close
                 }
