@@ -201,10 +201,20 @@ impl Drop for Weed {
 struct Machine {
     max_pfn: u64,
     ram: Vec<std::ops::Range<u64>>,
+    /// All pages zero but every 1000th.
+    sparse: bool,
 }
 
 impl Machine {
-    fn page(pfn: u64, out: &mut [u8]) {
+    fn page(&self, pfn: u64, out: &mut [u8]) {
+        if self.sparse && !pfn.is_multiple_of(1000) {
+            out.fill(0);
+        } else {
+            Self::fill(pfn, out);
+        }
+    }
+
+    fn fill(pfn: u64, out: &mut [u8]) {
         if pfn.is_multiple_of(11) {
             out.fill(0);
             return;
@@ -233,7 +243,7 @@ impl Machine {
         let mut page = vec![0u8; 4096];
         for r in &self.ram {
             for pfn in r.clone() {
-                Self::page(pfn, &mut page);
+                self.page(pfn, &mut page);
                 w.append_page(pfn, &page)?;
             }
         }
@@ -291,7 +301,7 @@ fn upload_and_compare(c: &Client, key: &str, m: &Machine, cfg: MultipartConfig) 
     let (mut a, mut b) = (vec![0u8; 4096], vec![0u8; 4096]);
     for pfn in m.ram.iter().flat_map(|r| [r.start, r.end - 1]) {
         assert_eq!(r.read_page(pfn, &mut a).unwrap(), PageState::Present);
-        Machine::page(pfn, &mut b);
+        m.page(pfn, &mut b);
         assert_eq!(a, b, "pfn {pfn:#x}");
     }
     // The marker is gone, and only the dump is there.
@@ -303,7 +313,7 @@ fn upload_and_compare(c: &Client, key: &str, m: &Machine, cfg: MultipartConfig) 
 fn raw_upload(c: &Client, key: &str, mib: usize) -> Vec<u8> {
     let mut data = vec![0u8; mib << 20];
     for (i, chunk) in data.chunks_mut(4096).enumerate() {
-        Machine::page(i as u64 * 11 + 1, chunk);
+        Machine::fill(i as u64 * 11 + 1, chunk);
     }
     let t = Instant::now();
     let mut sink = MultipartSink::start(c.clone(), key, MultipartConfig::for_estimated_size(0)).unwrap();
@@ -364,7 +374,7 @@ fn flaky_proxy(upstream: u16, nth: u64) -> (u16, std::sync::Arc<std::sync::atomi
 }
 
 fn small_machine() -> Machine {
-    Machine { max_pfn: 0x8000, ram: vec![1..0x9f, 0x100..0x400] }
+    Machine { max_pfn: 0x8000, ram: vec![1..0x9f, 0x100..0x400], sparse: false }
 }
 
 #[test]
@@ -404,6 +414,7 @@ fn dumps_lists_and_errors_against_seaweedfs() {
     let big = Machine {
         max_pfn: 64 << 20,
         ram: vec![0x100..0x2100, 30 << 20..(30 << 20) + 0x1800, (64 << 20) - 0x1000..64 << 20],
+        sparse: false,
     };
     upload_and_compare(
         &c,
@@ -415,6 +426,16 @@ fn dumps_lists_and_errors_against_seaweedfs() {
     // The upload alone: 60 MiB of incompressible bytes appended through the sink.
     let raw = raw_upload(&c, "fleet/raw/vmcore", 60);
     assert_eq!(raw.len(), 60 << 20);
+
+    // A page-descriptor table (300,000 pages, 7 MiB) that spans parts: mostly zero pages,
+    // which cost a descriptor and no data.
+    let sparse = Machine { max_pfn: 0x50000, ram: std::iter::once(0x100..0x100 + 300_000).collect(), sparse: true };
+    upload_and_compare(
+        &c,
+        "fleet/h5/t1/vmcore",
+        &sparse,
+        MultipartConfig { part_size: PART, ..MultipartConfig::for_estimated_size(0) },
+    );
 
     // Every third connection cut before the answer: the retries carry the upload through.
     let (proxy_port, cut) = flaky_proxy(weed.s3_port, 3);
@@ -432,7 +453,7 @@ fn dumps_lists_and_errors_against_seaweedfs() {
     let mut w = KdumpWriter::new(sink, big.config()).unwrap();
     let mut page = vec![0u8; 4096];
     for pfn in big.ram[0].clone() {
-        Machine::page(pfn, &mut page);
+        big.page(pfn, &mut page);
         w.append_page(pfn, &page).unwrap();
     }
     let (sink, _) = w.finish_incomplete().unwrap();
@@ -495,7 +516,7 @@ fn server_killed_mid_upload_leaves_no_object() {
         retry: RetryPolicy { attempts: 3, first_backoff: Duration::from_millis(200) },
         ..MultipartConfig::for_estimated_size(0)
     };
-    let m = Machine { max_pfn: 0x10000, ram: std::iter::once(0x10..0xa000).collect() };
+    let m = Machine { max_pfn: 0x10000, ram: std::iter::once(0x10..0xa000).collect(), sparse: false };
     // The writer borrows the sink, so that after an error the caller still has it to abort.
     let mut sink = MultipartSink::start(c.clone(), key, cfg).unwrap();
     let progress = sink.progress();
@@ -508,7 +529,7 @@ fn server_killed_mid_upload_leaves_no_object() {
             weed.kill();
             killed = true;
         }
-        Machine::page(pfn, &mut page);
+        m.page(pfn, &mut page);
         if let Err(e) = w.append_page(pfn, &page) {
             error = Some(e);
             break;
