@@ -59,6 +59,8 @@ pub mod error;
 pub mod http;
 pub mod multipart;
 pub mod sigv4;
+#[cfg(feature = "test-server")]
+pub mod testserver;
 pub mod xml;
 
 pub use client::{Addressing, Client, ClientConfig, Endpoint, RetryPolicy, S3Url, parse_endpoint};

