@@ -168,6 +168,8 @@ pub struct Client {
     endpoint: Endpoint,
     tls: Option<Arc<rustls::ClientConfig>>,
     cfg: ClientConfig,
+    /// Idle kept-alive connections, shared by the clones (the multipart upload threads).
+    pool: Arc<http::Pool>,
 }
 
 impl Client {
@@ -188,7 +190,7 @@ impl Client {
             }
             (true, ca) => Some(http::tls_config(ca.as_deref()).map_err(S3Error::Config)?),
         };
-        Ok(Client { endpoint, tls, cfg })
+        Ok(Client { endpoint, tls, cfg, pool: Arc::default() })
     }
 
     /// The bucket.
@@ -265,16 +267,22 @@ impl Client {
             http::Tls { config: Arc::clone(config), server_name: host }
         });
         let req = Request { method, target, headers, body };
-        let mut resp = http::send(&self.endpoint.host_port, tls.as_ref(), self.cfg.timeout, &req)?;
+        let resp = http::send(&self.endpoint.host_port, tls.as_ref(), self.cfg.timeout, &req, Some(&self.pool))?;
         if (200..300).contains(&resp.status) {
             return Ok(resp);
         }
-        let text = resp.body.read_bounded(64 * 1024).unwrap_or_default();
-        Err(S3Error::from_response(resp.status, xml::parse_error(&text), &self.cfg.bucket, key))
+        let status = resp.status;
+        let text = self.read_xml(resp).unwrap_or_default();
+        Err(S3Error::from_response(status, xml::parse_error(&text), &self.cfg.bucket, key))
     }
 
-    fn read_xml(&self, resp: &mut Response) -> Result<Vec<u8>> {
-        resp.body.read_bounded(MAX_XML).map_err(|e| self.net("reading the answer", e))
+    /// Reads the (bounded) rest of an answer and keeps its connection for the next request.
+    fn read_xml(&self, mut resp: Response) -> Result<Vec<u8>> {
+        let body = resp.body.read_bounded(MAX_XML).map_err(|e| self.net("reading the answer", e))?;
+        if let Some(conn) = resp.into_idle() {
+            self.pool.put(conn);
+        }
+        Ok(body)
     }
 
     fn net(&self, what: &'static str, e: io::Error) -> S3Error {
@@ -287,8 +295,8 @@ impl Client {
 
     /// Stores a whole object (PutObject).
     pub fn put_object(&self, key: &str, body: &[u8]) -> Result<()> {
-        let mut r = self.call("PUT", key, &[], &[], body)?;
-        let _ = r.body.read_bounded(MAX_XML);
+        let r = self.call("PUT", key, &[], &[], body)?;
+        let _ = self.read_xml(r);
         Ok(())
     }
 
@@ -305,14 +313,17 @@ impl Client {
             out.write_all(&buf[..n]).map_err(|e| S3Error::Sink(format!("writing the downloaded object: {e}")))?;
             total += n as u64;
         }
+        if let Some(conn) = r.into_idle() {
+            self.pool.put(conn);
+        }
         Ok(total)
     }
 
     /// Removes an object (DeleteObject); a missing object is not an error.
     pub fn delete_object(&self, key: &str) -> Result<()> {
         match self.call("DELETE", key, &[], &[], b"") {
-            Ok(mut r) => {
-                let _ = r.body.read_bounded(MAX_XML);
+            Ok(r) => {
+                let _ = self.read_xml(r);
                 Ok(())
             }
             Err(S3Error::NoSuchKey { .. }) => Ok(()),
@@ -334,8 +345,8 @@ impl Client {
         if let Some(m) = max_keys {
             q.push(("max-keys".to_string(), m.to_string()));
         }
-        let mut r = self.call("GET", "", &q, &[], b"")?;
-        let body = self.read_xml(&mut r)?;
+        let r = self.call("GET", "", &q, &[], b"")?;
+        let body = self.read_xml(r)?;
         xml::parse_list_objects(&body).map_err(|e| self.protocol(format!("ListObjectsV2: {e}")))
     }
 
@@ -358,17 +369,17 @@ impl Client {
 
     /// Starts a multipart upload; returns its upload id.
     pub fn create_multipart_upload(&self, key: &str) -> Result<String> {
-        let mut r = self.call("POST", key, &[("uploads".into(), String::new())], &[], b"")?;
-        let body = self.read_xml(&mut r)?;
+        let r = self.call("POST", key, &[("uploads".into(), String::new())], &[], b"")?;
+        let body = self.read_xml(r)?;
         xml::parse_upload_id(&body).map_err(|e| self.protocol(format!("CreateMultipartUpload: {e}")))
     }
 
     /// Uploads part `part_number` (1..=10,000); returns its ETag.
     pub fn upload_part(&self, key: &str, upload_id: &str, part_number: u32, body: &[u8]) -> Result<String> {
         let q = [("partNumber".to_string(), part_number.to_string()), ("uploadId".to_string(), upload_id.to_string())];
-        let mut r = self.call("PUT", key, &q, &[], body)?;
+        let r = self.call("PUT", key, &q, &[], body)?;
         let etag = r.header("etag").map(str::to_string);
-        let _ = r.body.read_bounded(MAX_XML);
+        let _ = self.read_xml(r);
         etag.ok_or_else(|| self.protocol(format!("UploadPart {part_number}: no ETag in the answer")))
     }
 
@@ -380,9 +391,9 @@ impl Client {
         }
         doc.push_str("</CompleteMultipartUpload>");
         let q = [("uploadId".to_string(), upload_id.to_string())];
-        let mut r = self.call("POST", key, &q, &[], doc.as_bytes())?;
+        let r = self.call("POST", key, &q, &[], doc.as_bytes())?;
         // S3 may answer 200 and report the failure in the body.
-        let body = self.read_xml(&mut r)?;
+        let body = self.read_xml(r)?;
         if let Some(e) = xml::parse_error(&body) {
             return Err(S3Error::from_response(500, Some(e), &self.cfg.bucket, key));
         }
@@ -392,16 +403,16 @@ impl Client {
     /// Abandons a multipart upload: its parts are deleted and no object appears.
     pub fn abort_multipart_upload(&self, key: &str, upload_id: &str) -> Result<()> {
         let q = [("uploadId".to_string(), upload_id.to_string())];
-        let mut r = self.call("DELETE", key, &q, &[], b"")?;
-        let _ = r.body.read_bounded(MAX_XML);
+        let r = self.call("DELETE", key, &q, &[], b"")?;
+        let _ = self.read_xml(r);
         Ok(())
     }
 
     /// The multipart uploads in progress under `prefix`, as (key, upload id).
     pub fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<(String, String)>> {
         let q = [("uploads".to_string(), String::new()), ("prefix".to_string(), prefix.to_string())];
-        let mut r = self.call("GET", "", &q, &[], b"")?;
-        let body = self.read_xml(&mut r)?;
+        let r = self.call("GET", "", &q, &[], b"")?;
+        let body = self.read_xml(r)?;
         xml::parse_uploads(&body).map_err(|e| self.protocol(format!("ListMultipartUploads: {e}")))
     }
 
@@ -423,6 +434,7 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
 
     fn client(addressing: Addressing) -> Client {
         Client::new(ClientConfig {
@@ -482,6 +494,76 @@ mod tests {
         assert_eq!(target, "/?list-type=2&prefix=a%20b");
         let auth = &headers.iter().find(|(k, _)| k == "Authorization").unwrap().1;
         assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AK/20130524/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature="));
+    }
+
+    /// A server on 127.0.0.1 answering `200` with an empty body to every request; closes each
+    /// connection after one answer (without saying so) when `close_each`. Returns the port and
+    /// the count of connections accepted.
+    fn empty_200_server(close_each: bool) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::{BufRead, BufReader};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(conn) = conn else { return };
+                count.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || {
+                    let mut r = BufReader::new(conn.try_clone().unwrap());
+                    let mut w = conn;
+                    loop {
+                        let mut len = 0usize;
+                        loop {
+                            let mut line = String::new();
+                            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                                len = v.trim().parse().unwrap();
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                        }
+                        let mut body = vec![0u8; len];
+                        r.read_exact(&mut body).unwrap();
+                        w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").unwrap();
+                        if close_each {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (port, accepted)
+    }
+
+    fn local_client(port: u16) -> Client {
+        Client::new(ClientConfig { endpoint: format!("http://127.0.0.1:{port}"), ..client(Addressing::Path).cfg })
+            .unwrap()
+    }
+
+    #[test]
+    fn connections_are_kept_alive_and_replaced_when_closed() {
+        use std::sync::atomic::Ordering;
+        let (port, accepted) = empty_200_server(false);
+        let c = local_client(port);
+        for i in 0..5 {
+            c.put_object(&format!("k{i}"), b"body").unwrap();
+        }
+        c.delete_object("k0").unwrap();
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        // A server that closes after each answer: the idle connection is found closed and
+        // replaced, transparently.
+        let (port, accepted) = empty_200_server(true);
+        let c = local_client(port);
+        for i in 0..3 {
+            c.put_object(&format!("k{i}"), b"body").unwrap();
+            std::thread::sleep(Duration::from_millis(20)); // the close reaches us
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
     }
 
     #[test]

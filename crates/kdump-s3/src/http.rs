@@ -1,12 +1,13 @@
-//! A small blocking HTTP/1.1 client over `std::net::TcpStream`, plain or TLS (rustls): one
-//! request per connection (`Connection: close`), `Content-Length` request bodies, responses
+//! A small blocking HTTP/1.1 client over `std::net::TcpStream`, plain or TLS (rustls):
+//! connections kept alive in a small [`Pool`] and reused (a reused connection the server has
+//! closed meanwhile is replaced by a new one, once), `Content-Length` request bodies, responses
 //! with a length, chunked or read to the close; header sections and chunk lines bounded; every
 //! socket operation under a timeout. The server's bytes are untrusted: malformed answers are
 //! errors, never panics.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::error::{Result, S3Error};
@@ -134,6 +135,38 @@ impl<R> Response<R> {
     /// The first header named `name` (lower case).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The connection, if the body has been read to its end, nothing follows it, and the
+    /// server did not say it closes: ready for the next request.
+    pub fn into_idle(self) -> Option<R> {
+        let done = matches!(self.body.mode, Mode::Length(0) | Mode::Chunked { done: true, .. });
+        let close = self.header("connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
+        (done && !close && self.body.conn.buffer().is_empty()).then(|| self.body.conn.into_inner())
+    }
+}
+
+/// Idle connections to one endpoint, kept for the next request (at most [`Pool::MAX_IDLE`]).
+#[derive(Debug, Default)]
+pub struct Pool {
+    idle: Mutex<Vec<Conn>>,
+}
+
+impl Pool {
+    /// Most idle connections kept.
+    pub const MAX_IDLE: usize = 4;
+
+    fn take(&self) -> Option<Conn> {
+        self.idle.lock().ok()?.pop()
+    }
+
+    /// Keeps a connection for reuse (dropped when the pool is full).
+    pub fn put(&self, conn: Conn) {
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < Self::MAX_IDLE
+        {
+            idle.push(conn);
+        }
     }
 }
 
@@ -270,9 +303,7 @@ pub fn net_error(endpoint: &HostPort, what: &'static str, timeout: Duration, e: 
     }
 }
 
-/// Sends a request (over TLS when `tls` is given) and reads the status line and headers of
-/// the answer.
-pub fn send(endpoint: &HostPort, tls: Option<&Tls>, timeout: Duration, req: &Request<'_>) -> Result<Response> {
+fn connect(endpoint: &HostPort, tls: Option<&Tls>, timeout: Duration) -> Result<Conn> {
     let addrs: Vec<_> = (endpoint.host.as_str(), endpoint.port)
         .to_socket_addrs()
         .map_err(|e| net_error(endpoint, "resolving the host", timeout, e))?
@@ -296,20 +327,11 @@ pub fn send(endpoint: &HostPort, tls: Option<&Tls>, timeout: Duration, req: &Req
             last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the host has no address")),
         )
     })?;
-    let io_err = |what, e| net_error(endpoint, what, timeout, e);
-    stream.set_read_timeout(Some(timeout)).map_err(|e| io_err("configuring the socket", e))?;
-    stream.set_write_timeout(Some(timeout)).map_err(|e| io_err("configuring the socket", e))?;
+    let io_err = |e| net_error(endpoint, "configuring the socket", timeout, e);
+    stream.set_read_timeout(Some(timeout)).map_err(io_err)?;
+    stream.set_write_timeout(Some(timeout)).map_err(io_err)?;
     let _ = stream.set_nodelay(true);
-
-    let mut head = format!("{} {} HTTP/1.1\r\n", req.method, req.target);
-    for (k, v) in &req.headers {
-        if k.contains(['\r', '\n', ':']) || v.contains(['\r', '\n']) {
-            return Err(S3Error::Config(format!("header {k:?} has a line break or colon")));
-        }
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", req.body.len()));
-    let mut conn = match tls {
+    Ok(match tls {
         None => Conn::Plain(stream),
         Some(t) => {
             let name = rustls::pki_types::ServerName::try_from(t.server_name.clone())
@@ -318,13 +340,71 @@ pub fn send(endpoint: &HostPort, tls: Option<&Tls>, timeout: Duration, req: &Req
                 .map_err(|e| S3Error::Tls { endpoint: endpoint.to_string(), detail: e.to_string() })?;
             Conn::Tls(Box::new(rustls::StreamOwned::new(c, stream)))
         }
-    };
-    conn.write_all(head.as_bytes()).map_err(|e| io_err("sending the request", e))?;
-    conn.write_all(req.body).map_err(|e| io_err("sending the request body", e))?;
-    conn.flush().map_err(|e| io_err("sending the request", e))?;
+    })
+}
 
-    let conn = BufReader::with_capacity(64 * 1024, conn);
-    read_response(conn, req.method).map_err(|e| io_err("reading the response", e))
+/// How an exchange on a connection failed: `stale` when the server had closed it before
+/// taking the request (nothing could be written, or the answer ended before its first byte).
+struct Failed {
+    error: io::Error,
+    what: &'static str,
+    stale: bool,
+}
+
+fn exchange(conn: Conn, head: &[u8], req: &Request<'_>) -> std::result::Result<Response, Failed> {
+    let mut conn = conn;
+    let sent = conn.write_all(head).and_then(|()| conn.write_all(req.body)).and_then(|()| conn.flush());
+    if let Err(error) = sent {
+        return Err(Failed { error, what: "sending the request", stale: true });
+    }
+    let mut conn = BufReader::with_capacity(64 * 1024, conn);
+    match conn.fill_buf() {
+        Ok([]) => {
+            let error = io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the connection");
+            return Err(Failed { error, what: "reading the response", stale: true });
+        }
+        Ok(_) => {}
+        Err(error) => {
+            let stale = matches!(error.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted);
+            return Err(Failed { error, what: "reading the response", stale });
+        }
+    }
+    read_response(conn, req.method).map_err(|error| Failed { error, what: "reading the response", stale: false })
+}
+
+/// Sends a request (over TLS when `tls` is given) on an idle connection of `pool` or a new
+/// one, and reads the status line and headers of the answer. Give the connection back with
+/// [`Response::into_idle`] and [`Pool::put`] once the body is read. Without a pool the request
+/// asks the server to close the connection.
+pub fn send(
+    endpoint: &HostPort,
+    tls: Option<&Tls>,
+    timeout: Duration,
+    req: &Request<'_>,
+    pool: Option<&Pool>,
+) -> Result<Response> {
+    let mut head = format!("{} {} HTTP/1.1\r\n", req.method, req.target);
+    for (k, v) in &req.headers {
+        if k.contains(['\r', '\n', ':']) || v.contains(['\r', '\n']) {
+            return Err(S3Error::Config(format!("header {k:?} has a line break or colon")));
+        }
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n", req.body.len()));
+    if pool.is_none() {
+        head.push_str("Connection: close\r\n");
+    }
+    head.push_str("\r\n");
+    if let Some(conn) = pool.and_then(Pool::take) {
+        match exchange(conn, head.as_bytes(), req) {
+            Ok(r) => return Ok(r),
+            // Closed by the server while idle: once more on a new connection.
+            Err(f) if f.stale => {}
+            Err(f) => return Err(net_error(endpoint, f.what, timeout, f.error)),
+        }
+    }
+    let conn = connect(endpoint, tls, timeout)?;
+    exchange(conn, head.as_bytes(), req).map_err(|f| net_error(endpoint, f.what, timeout, f.error))
 }
 
 /// Reads a status line and header section from `conn` and frames the body that follows
@@ -396,6 +476,7 @@ mod tests {
             None,
             Duration::from_secs(5),
             &Request { method: "GET", target: "/x".into(), headers: vec![], body: b"" },
+            None,
         )
     }
 
@@ -458,6 +539,7 @@ mod tests {
             None,
             Duration::from_millis(300),
             &Request { method: "GET", target: "/".into(), headers: vec![], body: b"" },
+            None,
         );
         assert!(matches!(r, Err(S3Error::Timeout { .. })), "{r:?}");
         drop(l);

@@ -159,8 +159,8 @@ fn raw_upload(c: &Client, key: &str, mib: usize) -> Vec<u8> {
 }
 
 /// A TCP proxy on 127.0.0.1 to `upstream` that closes every `nth` PUT or POST connection
-/// after reading the start of the request, before any answer (reads pass); returns its port
-/// and the count of connections cut.
+/// after reading the start of the request, before any answer (reads pass), and makes every
+/// connection carry one request; returns its port and the count of connections cut.
 fn flaky_proxy(upstream: u16, nth: u64) -> (u16, std::sync::Arc<std::sync::atomic::AtomicU64>) {
     use std::io::{Read, Write};
     use std::net::{Shutdown, TcpStream};
@@ -182,6 +182,11 @@ fn flaky_proxy(upstream: u16, nth: u64) -> (u16, std::sync::Arc<std::sync::atomi
                     counter.fetch_add(1, Ordering::Relaxed);
                     continue; // dropped: the client sees the connection close
                 }
+            }
+            // One request per connection, so that every request passes here: the server is
+            // asked to close after answering (Connection is not a signed header).
+            if let Some(eol) = first.windows(2).position(|w| w == b"\r\n") {
+                first.splice(eol + 2..eol + 2, b"Connection: close\r\n".iter().copied());
             }
             std::thread::spawn(move || {
                 let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else { return };
