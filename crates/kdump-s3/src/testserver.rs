@@ -93,6 +93,8 @@ impl SeaweedFs {
             format!("-admin.port={}", p[8]),
             format!("-admin.port.grpc={}", p[9]),
             "-webdav=false".into(),
+            // It would report statistics to an outside server by default: only 127.0.0.1 here.
+            "-master.telemetry=false".into(),
             "-s3.port.iceberg=0".into(),
             "-s3.port.lance=0".into(),
             format!("-s3.config={}", dir.join("identities.json").display()),
