@@ -338,7 +338,38 @@ impl Client {
         continuation: Option<&str>,
         max_keys: Option<u32>,
     ) -> Result<ListPage> {
+        self.list_page(prefix, None, continuation, max_keys)
+    }
+
+    /// The distinct next path levels under `prefix` (`prefix` ends with `/`): ListObjectsV2
+    /// with the delimiter `/`, every page. For `fleet/` these are `fleet/<host>/`.
+    pub fn list_prefixes(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut all = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self.list_page(prefix, Some("/"), token.as_deref(), None)?;
+            all.extend(page.prefixes);
+            match page.next_continuation_token {
+                Some(t) if token.as_deref() == Some(t.as_str()) => {
+                    return Err(self.protocol("ListObjectsV2 returned the same continuation token twice".into()));
+                }
+                Some(t) => token = Some(t),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    fn list_page(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        continuation: Option<&str>,
+        max_keys: Option<u32>,
+    ) -> Result<ListPage> {
         let mut q = vec![("list-type".to_string(), "2".to_string()), ("prefix".to_string(), prefix.to_string())];
+        if let Some(d) = delimiter {
+            q.push(("delimiter".to_string(), d.to_string()));
+        }
         if let Some(t) = continuation {
             q.push(("continuation-token".to_string(), t.to_string()));
         }

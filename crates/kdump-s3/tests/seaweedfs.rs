@@ -338,6 +338,11 @@ fn dumps_lists_and_errors_against_seaweedfs() {
     let default: Vec<String> = c.list_objects("scale/", None).unwrap().into_iter().map(|o| o.key).collect();
     assert_eq!(default, want);
     eprintln!("listing 1050 keys twice: {:.2} s", t.elapsed().as_secs_f64());
+    // One level down: the 97 hosts.
+    let hosts = c.list_prefixes("scale/").unwrap();
+    assert_eq!(hosts.len(), 97);
+    assert_eq!(hosts[0], "scale/host000/");
+    assert_eq!(hosts[96], "scale/host096/");
 }
 
 #[test]
