@@ -1,7 +1,7 @@
 //! /proc and /sys text parsers and the command-line builder never panic.
 #![no_main]
 
-use kdump_kexec::cmdline::{CmdlineRequest, build, split_words};
+use kdump_loader::cmdline::{CmdlineRequest, build, split_words};
 use kdump_machine::Iomem;
 use kdump_machine::cpulist::parse_cpu_list;
 use kdump_machine::sysfs::{parse_effective_capabilities, parse_lockdown, parse_vmcoreinfo};

@@ -10,19 +10,11 @@ use std::io::{Read, Seek};
 use crate::error::{Error, Result, corrupt};
 use crate::notes::find_vmcoreinfo;
 use crate::physmem::{
-    PageState, PfnRange, PhysMem, check_buf, normalize_ranges, read_at, stream_len, u16_at, u32_at, u64_at,
+    PageState, PfnRange, PhysMem, check_buf, normalize_ranges, read_at, stream_len, u16_at, u32_at, u64_at, usize_of,
 };
 
-/// `PT_LOAD` program header type.
-pub const PT_LOAD: u32 = 1;
-/// `PT_NOTE` program header type.
-pub const PT_NOTE: u32 = 4;
-/// `ET_CORE` ELF file type.
-pub const ET_CORE: u16 = 4;
-/// `EM_X86_64`.
-pub const EM_X86_64: u16 = 62;
-/// `EM_386`.
-pub const EM_386: u16 = 3;
+use kdump_elf::{AsBytes, ELF64_EHDR_SIZE, ELF64_PHDR_SIZE, Elf64Ehdr, Elf64Phdr};
+pub use kdump_elf::{EM_386, EM_X86_64, ET_CORE, PT_LOAD, PT_NOTE};
 /// Most note bytes this reader accepts (all PT_NOTEs together).
 pub const MAX_NOTES_SIZE: u64 = 64 << 20;
 /// Most program headers this reader accepts.
@@ -121,8 +113,8 @@ impl<R: Read + Seek> ElfVmcore<R> {
         }
         // PN_XNUM: the real count is in section header 0's sh_info.
         let phnum = if phnum16 == 0xffff {
-            let (shsize, info_off) = if class64 { (64u64, 44usize) } else { (40, 28) };
-            let mut sh = vec![0u8; shsize as usize];
+            let (shsize, info_off) = if class64 { (64usize, 44usize) } else { (40, 28) };
+            let mut sh = vec![0u8; shsize];
             read_at(&mut inner, file_len, shoff, &mut sh, "ELF section header 0 (PN_XNUM)")?;
             u64::from(u32_at(&sh, info_off, le))
         } else {
@@ -140,14 +132,14 @@ impl<R: Read + Seek> ElfVmcore<R> {
                 len: file_len,
             });
         }
-        let mut ph = vec![0u8; ph_bytes as usize];
+        let mut ph = vec![0u8; usize_of(ph_bytes, "ELF program headers")?];
         read_at(&mut inner, file_len, phoff, &mut ph, "ELF program headers")?;
 
         let mut segments = Vec::new();
         let mut note_ranges = Vec::new();
         let mut note_total = 0u64;
-        for i in 0..phnum as usize {
-            let p = &ph[i * want_phent as usize..(i + 1) * want_phent as usize];
+        // The table was read whole above: every entry is in `ph`.
+        for (i, p) in ph.chunks_exact(usize::from(phentsize)).enumerate() {
             let p_type = u32_at(p, 0, le);
             let seg = if class64 {
                 LoadSegment {
@@ -209,10 +201,10 @@ impl<R: Read + Seek> ElfVmcore<R> {
                 _ => {}
             }
         }
-        let mut notes = Vec::with_capacity(note_total as usize);
+        let mut notes = Vec::with_capacity(usize_of(note_total, "ELF notes")?);
         for (off, size) in note_ranges {
             let start = notes.len();
-            notes.resize(start + size as usize, 0);
+            notes.resize(start + usize_of(size, "ELF PT_NOTE segment")?, 0);
             read_at(&mut inner, file_len, off, &mut notes[start..], "ELF PT_NOTE segment")?;
         }
         let vmcoreinfo = find_vmcoreinfo(&notes, le).map(|(off, d)| off..off + d.len());
@@ -337,7 +329,7 @@ impl<R: Read + Seek> PhysMem for ElfVmcore<R> {
             let e = p.end.min(end);
             match p.file_off {
                 Some(off) => {
-                    let dst = &mut buf[(s - start) as usize..(e - start) as usize];
+                    let dst = &mut buf[usize_of(s - start, "ELF PT_LOAD")?..usize_of(e - start, "ELF PT_LOAD")?];
                     read_at(&mut self.inner, self.file_len, off + (s - p.start), dst, "ELF PT_LOAD data")?;
                     any_file = true;
                 }
@@ -374,31 +366,14 @@ pub fn write_elf64_vmcore<W: std::io::Write>(
     segments: &[(u64, u64, &[u8])],
 ) -> Result<()> {
     let phnum = 1 + segments.len();
-    if phnum >= 0xffff {
-        return Err(Error::InvalidArgument("too many segments for this simple writer".into()));
-    }
-    let mut h = vec![0u8; 64];
-    h[0..4].copy_from_slice(b"\x7fELF");
-    h[4] = 2;
-    h[5] = 1;
-    h[6] = 1;
-    h[16..18].copy_from_slice(&ET_CORE.to_le_bytes());
-    h[18..20].copy_from_slice(&machine.to_le_bytes());
-    h[20..24].copy_from_slice(&1u32.to_le_bytes());
-    h[32..40].copy_from_slice(&64u64.to_le_bytes());
-    h[52..54].copy_from_slice(&64u16.to_le_bytes());
-    h[54..56].copy_from_slice(&56u16.to_le_bytes());
-    h[56..58].copy_from_slice(&(phnum as u16).to_le_bytes());
-    let mut off = 64 + 56 * phnum as u64;
+    let phnum16 = u16::try_from(phnum)
+        .ok()
+        .filter(|&n| n < 0xffff)
+        .ok_or_else(|| Error::InvalidArgument("too many segments for this simple writer".into()))?;
+    let mut h = Elf64Ehdr::core(machine, phnum16, 0).as_bytes().to_vec();
+    let mut off = (ELF64_EHDR_SIZE + ELF64_PHDR_SIZE * phnum) as u64;
     let mut ph = |t: u32, o: u64, paddr: u64, filesz: u64, memsz: u64| {
-        let mut p = [0u8; 56];
-        p[0..4].copy_from_slice(&t.to_le_bytes());
-        p[4..8].copy_from_slice(&7u32.to_le_bytes());
-        p[8..16].copy_from_slice(&o.to_le_bytes());
-        p[24..32].copy_from_slice(&paddr.to_le_bytes());
-        p[32..40].copy_from_slice(&filesz.to_le_bytes());
-        p[40..48].copy_from_slice(&memsz.to_le_bytes());
-        h.extend_from_slice(&p);
+        h.extend_from_slice(Elf64Phdr::core(t, o, 0, paddr, filesz, memsz).as_bytes());
     };
     ph(PT_NOTE, off, 0, notes.len() as u64, notes.len() as u64);
     off += notes.len() as u64;
@@ -418,6 +393,7 @@ pub fn write_elf64_vmcore<W: std::io::Write>(
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // fixtures of known small sizes
 mod tests {
     use super::*;
     use crate::notes::push_note;

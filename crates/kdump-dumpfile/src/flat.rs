@@ -14,9 +14,37 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
+use zerocopy::big_endian::I64;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
 use crate::error::{Error, Result, corrupt};
 use crate::kdump::WriteAt;
 use crate::physmem::{read_at, stream_len};
+
+/// `struct makedumpfile_header`: the start of the 4096-byte stream header (big-endian).
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+struct RawFlatHeader {
+    signature: [u8; 16],
+    kind: I64,
+    version: I64,
+}
+
+/// `struct makedumpfile_data_header`: before each record's bytes (big-endian).
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+struct RawRecordHeader {
+    offset: I64,
+    buf_size: I64,
+}
+
+const _: () = {
+    assert!(size_of::<RawFlatHeader>() == 32);
+    assert!(size_of::<RawRecordHeader>() == 16);
+};
+
+/// The record that ends a stream.
+const END_RECORD: RawRecordHeader = RawRecordHeader { offset: I64::new(-1), buf_size: I64::new(-1) };
 
 /// Size of the flattened header.
 pub const FLAT_HEADER_SIZE: usize = 4096;
@@ -31,19 +59,21 @@ pub const MAX_RECORD: usize = 1 << 20;
 
 /// The flattened-stream header bytes.
 pub fn flat_header() -> [u8; FLAT_HEADER_SIZE] {
+    let mut raw = RawFlatHeader { signature: [0; 16], kind: FLAT_TYPE.into(), version: FLAT_VERSION.into() };
+    raw.signature[..FLAT_SIGNATURE.len()].copy_from_slice(FLAT_SIGNATURE);
     let mut h = [0u8; FLAT_HEADER_SIZE];
-    h[..FLAT_SIGNATURE.len()].copy_from_slice(FLAT_SIGNATURE);
-    h[16..24].copy_from_slice(&FLAT_TYPE.to_be_bytes());
-    h[24..32].copy_from_slice(&FLAT_VERSION.to_be_bytes());
+    h[..size_of::<RawFlatHeader>()].copy_from_slice(raw.as_bytes());
     h
 }
 
 fn check_header(h: &[u8]) -> Result<()> {
-    if &h[..FLAT_SIGNATURE.len()] != FLAT_SIGNATURE || h[FLAT_SIGNATURE.len()..16].iter().any(|&b| b != 0) {
-        return Err(Error::BadMagic { expected: "a makedumpfile flattened file", found: h[..16].to_vec() });
+    let bad = || Error::BadMagic { expected: "a makedumpfile flattened file", found: h[..h.len().min(16)].to_vec() };
+    let (raw, _) = RawFlatHeader::read_from_prefix(h).map_err(|_| bad())?;
+    let (name, padding) = raw.signature.split_at(FLAT_SIGNATURE.len());
+    if name != FLAT_SIGNATURE || padding.iter().any(|&b| b != 0) {
+        return Err(bad());
     }
-    let t = i64::from_be_bytes(h[16..24].try_into().expect("8 bytes"));
-    let v = i64::from_be_bytes(h[24..32].try_into().expect("8 bytes"));
+    let (t, v) = (raw.kind.get(), raw.version.get());
     if t != FLAT_TYPE || v != FLAT_VERSION {
         return Err(Error::Unsupported {
             what: "flattened header",
@@ -68,8 +98,7 @@ impl<W: Write> FlatWriter<W> {
 
     /// Writes the end marker, flushes, and gives back the writer.
     pub fn finish(mut self) -> io::Result<W> {
-        self.inner.write_all(&(-1i64).to_be_bytes())?;
-        self.inner.write_all(&(-1i64).to_be_bytes())?;
+        self.inner.write_all(END_RECORD.as_bytes())?;
         self.inner.flush()?;
         Ok(self.inner)
     }
@@ -80,8 +109,8 @@ impl<W: Write> WriteAt for FlatWriter<W> {
         let mut off = offset;
         for chunk in data.chunks(MAX_RECORD) {
             let o = i64::try_from(off).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?;
-            self.inner.write_all(&o.to_be_bytes())?;
-            self.inner.write_all(&(chunk.len() as i64).to_be_bytes())?;
+            let header = RawRecordHeader { offset: o.into(), buf_size: (chunk.len() as i64).into() };
+            self.inner.write_all(header.as_bytes())?;
             self.inner.write_all(chunk)?;
             off += chunk.len() as u64;
         }
@@ -95,8 +124,8 @@ impl<W: Write> WriteAt for FlatWriter<W> {
 
 /// Reads one record header; `Ok(None)` at the end marker.
 fn parse_record(h: &[u8; 16], at: u64) -> Result<Option<(u64, u64)>> {
-    let off = i64::from_be_bytes(h[..8].try_into().expect("8 bytes"));
-    let size = i64::from_be_bytes(h[8..].try_into().expect("8 bytes"));
+    let raw = RawRecordHeader::read_from_bytes(h).expect("16 bytes, asserted");
+    let (off, size) = (raw.offset.get(), raw.buf_size.get());
     if off == -1 && size == -1 {
         return Ok(None);
     }
@@ -265,14 +294,15 @@ impl<R: Read + Seek> Read for FlatReader<R> {
         let hit = self.map.range(..=self.pos).next_back().filter(|(_, (e, _))| *e > self.pos).map(|(s, v)| (*s, *v));
         let n = match hit {
             Some((s, (e, p))) => {
-                let n = want.min(e - self.pos) as usize;
+                // At most `buf.len()`: it fits.
+                let n = usize::try_from(want.min(e - self.pos)).unwrap_or(buf.len());
                 self.inner.seek(SeekFrom::Start(p + (self.pos - s)))?;
                 self.inner.read_exact(&mut buf[..n])?;
                 n
             }
             None => {
                 let next = self.map.range(self.pos..).next().map_or(self.len, |(s, _)| *s);
-                let n = want.min(next - self.pos) as usize;
+                let n = usize::try_from(want.min(next - self.pos)).unwrap_or(buf.len());
                 buf[..n].fill(0);
                 n
             }

@@ -25,14 +25,20 @@
 #![forbid(unsafe_code)]
 
 pub mod codec;
+#[deny(clippy::cast_possible_truncation)] // parses untrusted bytes: no silent truncation
 pub mod detect;
+#[deny(clippy::cast_possible_truncation)] // parses untrusted bytes: no silent truncation
 pub mod elf;
 pub mod error;
+#[deny(clippy::cast_possible_truncation)] // parses untrusted bytes: no silent truncation
 pub mod flat;
 pub mod kdump;
 pub mod lzo;
+#[deny(clippy::cast_possible_truncation)] // parses untrusted bytes: no silent truncation
 pub mod notes;
+#[deny(clippy::cast_possible_truncation)] // parses untrusted bytes: no silent truncation
 pub mod physmem;
+#[deny(clippy::cast_possible_truncation)] // parses untrusted bytes: no silent truncation
 pub mod scan;
 
 pub use codec::{Codec, Encoded, PageDecoder, PageEncoder, decompress_page, is_zero_page};

@@ -7,7 +7,7 @@
 use crate::error::{Result, corrupt};
 
 /// `NT_PRSTATUS`: registers of one CPU (note name `"CORE"`).
-pub const NT_PRSTATUS: u32 = 1;
+pub use kdump_elf::NT_PRSTATUS;
 /// Note name of the VMCOREINFO note (its type is 0).
 pub const VMCOREINFO_NAME: &[u8] = b"VMCOREINFO";
 
@@ -92,9 +92,11 @@ impl<'a> Iterator for NoteIter<'a> {
 
 /// Appends one note (little-endian) to `out`.
 pub fn push_note(out: &mut Vec<u8>, name: &[u8], ntype: u32, desc: &[u8]) {
-    let namesz = name.len() + 1;
-    out.extend_from_slice(&(namesz as u32).to_le_bytes());
-    out.extend_from_slice(&(desc.len() as u32).to_le_bytes());
+    // Notes we write are small (register sets, VMCOREINFO); a longer field saturates, which
+    // readers reject rather than misparse.
+    let namesz = u32::try_from(name.len() + 1).unwrap_or(u32::MAX);
+    out.extend_from_slice(&namesz.to_le_bytes());
+    out.extend_from_slice(&u32::try_from(desc.len()).unwrap_or(u32::MAX).to_le_bytes());
     out.extend_from_slice(&ntype.to_le_bytes());
     out.extend_from_slice(name);
     out.push(0);

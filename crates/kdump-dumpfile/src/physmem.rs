@@ -57,6 +57,12 @@ pub trait PhysMem {
 }
 
 /// Checks that `buf` has exactly `page_size` bytes.
+/// `v` as a length or index of memory: a size read from a file that this machine cannot hold
+/// is corrupt, never truncated.
+pub(crate) fn usize_of(v: u64, what: &'static str) -> Result<usize> {
+    usize::try_from(v).map_err(|_| crate::error::corrupt(what, format!("{v:#x} does not fit in memory")))
+}
+
 pub(crate) fn check_buf(buf: &[u8], page_size: u64) -> Result<()> {
     if buf.len() as u64 != page_size {
         return Err(Error::InvalidArgument(format!(

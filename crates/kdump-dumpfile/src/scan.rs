@@ -131,6 +131,7 @@ impl VmcoreinfoScan {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // fixtures of known small sizes
 mod tests {
     use super::*;
     use crate::notes::{VMCOREINFO_NAME, push_note};

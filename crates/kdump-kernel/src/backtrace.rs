@@ -79,6 +79,7 @@ pub fn backtrace<P: PhysRead>(
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // fixtures of known small sizes
 mod tests {
     use super::*;
     use crate::kallsyms::Symbol;

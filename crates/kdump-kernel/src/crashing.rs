@@ -131,6 +131,13 @@ pub fn crashing_cpu<P: PhysRead>(
         .map(|s| CrashingCpu { index: s.index, method: CrashingCpuMethod::Guess })
 }
 
+/// The crashing CPU of a dump, with the few symbols that tell read from it (not the whole
+/// table: see [`CrashSymbols::from_dump`]).
+pub fn find<P: PhysRead>(mem: &mut KernelMemory<P>, info: &Vmcoreinfo, cpus: &[CpuState]) -> Option<CrashingCpu> {
+    let symbols = CrashSymbols::from_dump(mem, info).ok();
+    crashing_cpu(mem, symbols.as_ref(), cpus)
+}
+
 /// The one CPU whose saved RIP is in `__crash_kexec` or `crash_kexec` (or a
 /// compiler-made `.cold`/`.isra` part of them), if exactly one is.
 pub fn registers_in_crash_kexec(symbols: &CrashSymbols, cpus: &[CpuState]) -> Option<usize> {
@@ -146,6 +153,7 @@ pub fn registers_in_crash_kexec(symbols: &CrashSymbols, cpus: &[CpuState]) -> Op
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // fixtures of known small sizes
 mod tests {
     use super::*;
     use crate::kallsyms::Symbol;

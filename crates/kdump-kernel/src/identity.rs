@@ -20,12 +20,14 @@ pub struct KernelId {
 
 /// `new_utsname` is six 65-byte strings: sysname, nodename, release, version, machine, domainname.
 const UTS_LEN: u64 = 65;
+/// The same, as an array length.
+const UTS_BYTES: usize = 65;
 /// How far into `struct uts_namespace` the name is searched for when VMCOREINFO
 /// has no `OFFSET(uts_namespace.name)` (before 5.x it follows a `kref`).
 const UTS_NAME_SEARCH: u64 = 64;
 
 fn uts_field<P: PhysRead>(mem: &mut KernelMemory<P>, base: u64, index: u64) -> Option<String> {
-    let mut b = [0u8; UTS_LEN as usize];
+    let mut b = [0u8; UTS_BYTES];
     mem.read(base + index * UTS_LEN, &mut b).ok()?;
     let end = b.iter().position(|&c| c == 0)?;
     Some(String::from_utf8_lossy(&b[..end]).into_owned())
@@ -58,6 +60,7 @@ pub fn identity<P: PhysRead>(mem: &mut KernelMemory<P>, info: &Vmcoreinfo) -> Ke
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // fixtures of known small sizes
 mod tests {
     use crate::memory::{FlatMemory, START_KERNEL_MAP, X86_64Layout};
 

@@ -348,7 +348,7 @@ fn decode_names<P: PhysRead>(
     num: u64,
     tokens: &[Vec<u8>],
 ) -> Result<Vec<(u8, String)>> {
-    let mut out = Vec::with_capacity(num as usize);
+    let mut out = Vec::with_capacity(crate::to_usize(num));
     for_each_name(mem, names_at, num, tokens, |_, kind, name| {
         out.push((kind, String::from_utf8_lossy(name).into_owned()));
     })?;
@@ -383,7 +383,7 @@ fn for_each_name<P: PhysRead>(
         let Some((&kind, rest)) = name.split_first() else {
             return Err(Error::Corrupt(format!("kallsyms entry {i} is empty")));
         };
-        visit(i as usize, kind, rest);
+        visit(crate::to_usize(i), kind, rest);
     }
     Ok(())
 }
@@ -432,7 +432,7 @@ impl NameStream {
             self.at += self.buf.len() as u64;
             self.buf = vec![0; 1 << 16];
             if mem.read(self.at, &mut self.buf).is_err() {
-                self.buf = vec![0; (PAGE - (self.at & (PAGE - 1))) as usize];
+                self.buf = vec![0; crate::to_usize(PAGE - (self.at & (PAGE - 1)))];
                 mem.read(self.at, &mut self.buf)?;
             }
             self.pos = 0;
@@ -454,7 +454,7 @@ fn read_forward<P: PhysRead>(mem: &mut KernelMemory<P>, at: u64, max: u64) -> Ve
     let mut addr = at;
     while (out.len() as u64) < max {
         let n = (PAGE - (addr & (PAGE - 1))).min(max - out.len() as u64);
-        let mut page = vec![0u8; n as usize];
+        let mut page = vec![0u8; crate::to_usize(n)];
         if mem.read(addr, &mut page).is_err() {
             break;
         }
@@ -476,7 +476,7 @@ fn read_backward<P: PhysRead>(mem: &mut KernelMemory<P>, end: u64, max: u64) -> 
             n => n,
         };
         let n = in_page.min(max - got).min(addr);
-        let mut page = vec![0u8; n as usize];
+        let mut page = vec![0u8; crate::to_usize(n)];
         if mem.read(addr - n, &mut page).is_err() {
             break;
         }
@@ -557,4 +557,5 @@ impl SymbolTable {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // fixtures of known small sizes
 mod tests;

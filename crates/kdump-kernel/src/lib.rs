@@ -8,6 +8,7 @@
 //! memory as well as on real dumps.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+#![deny(clippy::cast_possible_truncation)] // reads untrusted memory: no silent truncation
 
 pub mod backtrace;
 pub mod crashing;
@@ -57,3 +58,10 @@ pub enum Error {
 
 /// Result with this crate's error.
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// `v` as an in-memory length or index. Dumps are read on 64-bit hosts, where every `u64`
+/// fits; were a value not to fit, it saturates, so the bounds check or allocation that follows
+/// fails loudly instead of using a small wrong value.
+pub(crate) fn to_usize(v: u64) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
+}

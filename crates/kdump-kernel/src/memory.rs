@@ -127,7 +127,7 @@ impl<P: PhysRead> KernelMemory<P> {
         let mut done = 0usize;
         while done < buf.len() {
             let addr = vaddr.wrapping_add(done as u64);
-            let in_page = (PAGE_SIZE - (addr & (PAGE_SIZE - 1))) as usize;
+            let in_page = crate::to_usize(PAGE_SIZE - (addr & (PAGE_SIZE - 1)));
             let n = in_page.min(buf.len() - done);
             let paddr = match self.layout.text_to_phys(addr) {
                 Some(p) => p,
@@ -170,7 +170,7 @@ impl<P: PhysRead> KernelMemory<P> {
             // Probe the last byte before allocating: a bogus length fails fast.
             self.read(vaddr.wrapping_add(len - 1), &mut [0u8])?;
         }
-        let mut v = vec![0u8; len as usize];
+        let mut v = vec![0u8; crate::to_usize(len)];
         self.read(vaddr, &mut v)?;
         Ok(v)
     }
@@ -187,7 +187,7 @@ pub struct FlatMemory {
 
 impl PhysRead for FlatMemory {
     fn read_phys(&mut self, paddr: u64, buf: &mut [u8]) -> Result<()> {
-        let start = paddr.checked_sub(self.base).ok_or(Error::NotInDump(paddr))? as usize;
+        let start = crate::to_usize(paddr.checked_sub(self.base).ok_or(Error::NotInDump(paddr))?);
         let end = start.checked_add(buf.len()).ok_or(Error::NotInDump(paddr))?;
         let src = self.bytes.get(start..end).ok_or(Error::NotInDump(paddr))?;
         buf.copy_from_slice(src);
@@ -196,6 +196,7 @@ impl PhysRead for FlatMemory {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // fixtures of known small sizes
 pub(crate) mod tests {
     use super::*;
 

@@ -271,7 +271,7 @@ impl SparseMem {
             sections_per_root: if extreme { per_root } else { 1 },
             section_size,
             map_offset,
-            pfn_section_shift: (section_bits - page_shift) as u32,
+            pfn_section_shift: u32::try_from(section_bits - page_shift).unwrap_or(u32::MAX), /* below 64: checked above */
         })
     }
 
@@ -459,12 +459,12 @@ impl StructPage {
 }
 
 fn u64_at(b: &[u8], off: u64) -> u64 {
-    let o = off as usize;
+    let o = crate::to_usize(off);
     u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"))
 }
 
 fn u32_at(b: &[u8], off: u64) -> u32 {
-    let o = off as usize;
+    let o = crate::to_usize(off);
     u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"))
 }
 
@@ -525,7 +525,7 @@ impl<P: PhysRead> PageClassifier<P> {
         Ok(Self {
             mem,
             model,
-            batch: Vec::with_capacity(((PAGE_BATCH + 1) * page.size) as usize),
+            batch: Vec::with_capacity(crate::to_usize((PAGE_BATCH + 1) * page.size)),
             page,
             rules,
             limits,
@@ -596,7 +596,7 @@ impl<P: PhysRead> PageClassifier<P> {
             && pend > start
         {
             let upto = pend.min(end);
-            out[..(upto - start) as usize].fill(class);
+            out[..crate::to_usize(upto - start)].fill(class);
             pfn = upto;
             if pend > end {
                 self.pending = Some((pend, class));
@@ -626,7 +626,7 @@ impl<P: PhysRead> PageClassifier<P> {
                 }
             };
             let Some(map) = map else {
-                out[(pfn - start) as usize..(sec_end - start) as usize].fill(PageClass::NoMemMap);
+                out[crate::to_usize(pfn - start)..crate::to_usize(sec_end - start)].fill(PageClass::NoMemMap);
                 pfn = sec_end;
                 continue;
             };
@@ -642,7 +642,7 @@ impl<P: PhysRead> PageClassifier<P> {
                     let bend = (pfn / PAGE_BATCH + 1) * PAGE_BATCH;
                     let read_end = (bend + 1).min(sec_hard_end);
                     let n = (read_end - pfn) * self.page.size;
-                    self.batch.resize(n as usize, 0);
+                    self.batch.resize(crate::to_usize(n), 0);
                     let addr = map.wrapping_add(pfn.wrapping_mul(self.page.size));
                     if let Err(e) = self.mem.read(addr, &mut self.batch) {
                         let stop = bend.min(sec_end);
@@ -659,7 +659,7 @@ impl<P: PhysRead> PageClassifier<P> {
                 if class != PageClass::Kernel {
                     let block_end = pfn.saturating_add(count);
                     let stop = block_end.min(end);
-                    out[(pfn - start) as usize..(stop - start) as usize].fill(class);
+                    out[crate::to_usize(pfn - start)..crate::to_usize(stop - start)].fill(class);
                     if block_end > end {
                         self.pending = Some((block_end, class));
                     }
@@ -679,7 +679,7 @@ impl<P: PhysRead> PageClassifier<P> {
     fn unreadable(&mut self, range: Range<u64>, out: &mut [PageClass], start: u64, e: Error) {
         for pfn in range {
             if self.is_ram(pfn) {
-                out[(pfn - start) as usize] = PageClass::Unreadable;
+                out[crate::to_usize(pfn - start)] = PageClass::Unreadable;
                 self.anomalies.unreadable_pages += 1;
             }
         }
@@ -693,9 +693,9 @@ impl<P: PhysRead> PageClassifier<P> {
         let p = &self.page;
         let r = self.rules;
         let i = (pfn - self.batch_pfns.start) * p.size;
-        let sp = &self.batch[i as usize..(i + p.size) as usize];
-        let next = ((i + 2 * p.size) as usize <= self.batch.len() && !(pfn + 1).is_multiple_of(PAGE_BATCH))
-            .then(|| &self.batch[(i + p.size) as usize..(i + 2 * p.size) as usize]);
+        let sp = &self.batch[crate::to_usize(i)..crate::to_usize(i + p.size)];
+        let next = (crate::to_usize(i + 2 * p.size) <= self.batch.len() && !(pfn + 1).is_multiple_of(PAGE_BATCH))
+            .then(|| &self.batch[crate::to_usize(i + p.size)..crate::to_usize(i + 2 * p.size)]);
         let flags = u64_at(sp, p.flags);
         let mapping = p.mapping.map_or(0, |o| u64_at(sp, o));
         let mapcount = p.mapcount.map_or(0, |o| u32_at(sp, o));
@@ -711,8 +711,8 @@ impl<P: PhysRead> PageClassifier<P> {
             let next_flags = u64_at(next, p.flags);
             match info {
                 CompoundInfo::Bytes { order: o, dtor } => {
-                    order = o.map_or(0, |o| u64::from(next[o as usize]));
-                    hugetlb = dtor.zip(p.hugetlb_dtor).is_some_and(|(d, v)| u64::from(next[d as usize]) == v);
+                    order = o.map_or(0, |o| u64::from(next[crate::to_usize(o)]));
+                    hugetlb = dtor.zip(p.hugetlb_dtor).is_some_and(|(d, v)| u64::from(next[crate::to_usize(d)]) == v);
                 }
                 CompoundInfo::FlagsPgHugetlb(b) => {
                     order = next_flags & 0xff;
@@ -789,13 +789,13 @@ impl<P: PhysRead> LevelFilter<P> {
         let in_cycle = pfn.checked_sub(self.cycle_start).is_some_and(|d| d < self.classes.len() as u64);
         if !in_cycle {
             self.cycle_start = pfn / CYCLE_PAGES * CYCLE_PAGES;
-            self.classes.resize(CYCLE_PAGES as usize, PageClass::Kernel);
+            self.classes.resize(crate::to_usize(CYCLE_PAGES), PageClass::Kernel);
             self.classifier.classify(self.cycle_start, &mut self.classes);
             for c in &self.classes {
                 self.counts[*c as usize] += 1;
             }
         }
-        self.classes[(pfn - self.cycle_start) as usize]
+        self.classes[crate::to_usize(pfn - self.cycle_start)]
     }
 
     /// Whether `pfn` belongs in the dump.
@@ -815,4 +815,5 @@ impl<P: PhysRead> LevelFilter<P> {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // fixtures of known small sizes
 mod tests;

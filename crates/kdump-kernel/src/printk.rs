@@ -90,8 +90,8 @@ fn read_lockless<P: PhysRead>(mem: &mut KernelMemory<P>, info: &Vmcoreinfo) -> R
 
     // Records are read one at a time (descriptor, info, text), so memory use
     // does not depend on the ring sizes the dump claims.
-    let mut desc = vec![0u8; desc_size as usize];
-    let mut inf = vec![0u8; info_size as usize];
+    let mut desc = vec![0u8; crate::to_usize(desc_size)];
+    let mut inf = vec![0u8; crate::to_usize(info_size)];
     let field = |buf: &[u8], at: u64, width: usize| -> Result<u64> {
         let at = usize::try_from(at).map_err(|_| Error::Corrupt("offset overflow".into()))?;
         let end = at.checked_add(width).ok_or_else(|| Error::Corrupt("offset overflow".into()))?;
@@ -123,13 +123,13 @@ fn read_lockless<P: PhysRead>(mem: &mut KernelMemory<P>, info: &Vmcoreinfo) -> R
                 begin += 8; // each data block starts with its descriptor id
                 let text_len = field(&inf, o_len, 2)?;
                 let len = text_len.min(next.saturating_sub(begin));
-                let mut text = vec![0u8; len as usize];
+                let mut text = vec![0u8; crate::to_usize(len)];
                 mem.read(data_at.wrapping_add(begin), &mut text)?;
                 // The level is the top 3 bits of the byte after `facility`
                 // (`u8 facility; u8 flags:5; u8 level:3;` follows text_len).
-                let level = field(&inf, o_len + 3, 1).ok().map(|b| (b >> 5) as u8);
+                let level = field(&inf, o_len + 3, 1).ok().and_then(|b| u8::try_from(b >> 5).ok());
                 let caller = match o_caller {
-                    Some(o) => Some(caller_name(field(&inf, o, 4)? as u32)),
+                    Some(o) => u32::try_from(field(&inf, o, 4)?).ok().map(caller_name),
                     None => None,
                 };
                 records.push(Record {
@@ -187,12 +187,12 @@ fn read_log_buf<P: PhysRead>(mem: &mut KernelMemory<P>, info: &Vmcoreinfo) -> Re
         }
         let at = usize::try_from(idx).map_err(|_| Error::Corrupt("log_buf index".into()))?;
         let ts = buf
-            .get(at + o_ts as usize..at + o_ts as usize + 8)
+            .get(at + crate::to_usize(o_ts)..at + crate::to_usize(o_ts) + 8)
             .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
             .ok_or_else(|| Error::Corrupt("log_buf record header".into()))?;
         let text_len = u16_at(idx + o_text_len).unwrap_or(0);
-        let start = at + hdr as usize;
-        let text = buf.get(start..start + text_len as usize).unwrap_or_default().to_vec();
+        let start = at + crate::to_usize(hdr);
+        let text = buf.get(start..start + crate::to_usize(text_len)).unwrap_or_default().to_vec();
         let caller = o_caller.and_then(|o| {
             let o = at.checked_add(usize::try_from(o).ok()?)?;
             buf.get(o..o.checked_add(4)?).map(|b| caller_name(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
@@ -246,6 +246,7 @@ pub fn format_log(records: &[Record], caller_id: bool) -> Vec<u8> {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // fixtures of known small sizes
 mod tests {
     use super::*;
     use crate::memory::tests::layout;

@@ -2,8 +2,8 @@
 
 use serde::Serialize;
 
-/// `NT_PRSTATUS` note type.
-pub const NT_PRSTATUS: u32 = 1;
+/// `NT_PRSTATUS`: registers of one CPU (note name `"CORE"`).
+pub use kdump_elf::NT_PRSTATUS;
 /// Offset of `pr_pid` in x86_64 `struct elf_prstatus`.
 const PR_PID: usize = 32;
 /// Offset of `pr_reg` (27 × u64, `struct user_regs_struct`).
@@ -32,8 +32,8 @@ pub fn notes(mut data: &[u8]) -> Vec<Note<'_>> {
     let mut out = Vec::new();
     let pad = |n: usize| n.checked_add(3).map(|v| v & !3);
     while data.len() >= 12 {
-        let word = |i: usize| u32::from_le_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]]) as usize;
-        let (namesz, descsz, kind) = (word(0), word(4), word(8) as u32);
+        let word = |i: usize| u32::from_le_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]]);
+        let (namesz, descsz, kind) = (crate::to_usize(word(0).into()), crate::to_usize(word(4).into()), word(8));
         if namesz == 0 && descsz == 0 && kind == 0 {
             break;
         }
@@ -82,6 +82,7 @@ pub fn cpu_states(notes_data: &[u8]) -> Vec<CpuState> {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // fixtures of known small sizes
 pub(crate) mod tests {
     use super::*;
 

@@ -122,6 +122,7 @@ impl Vmcoreinfo {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // fixtures of known small sizes
 mod tests {
     use super::*;
 

@@ -111,6 +111,37 @@ pub struct Vm {
     pub timeout: Duration,
     /// The QEMU binary (`qemu-system-x86_64` from PATH unless a test needs another version).
     pub qemu: PathBuf,
+    /// A virtio NIC, if any.
+    pub nic: Option<Nic>,
+}
+
+/// A virtio-net NIC. Connected, it is on QEMU's user network with `restrict=on`: the
+/// guest reaches nothing but QEMU's own DHCP server (10.0.2.2 gives 10.0.2.15/24) and
+/// the `guestfwd` addresses, which QEMU connects to 127.0.0.1 ports on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nic {
+    /// Its MAC (`52:54:00:...`).
+    pub mac: String,
+    /// `guestfwd` rules: a TCP address the guest connects to (on 10.0.2.0/24) and the host
+    /// port on 127.0.0.1 it reaches. QEMU connects to the host port when it starts (the
+    /// listener must be there) and relays the guest's connections over that one stream.
+    pub forwards: Vec<(std::net::SocketAddrV4, u16)>,
+    /// false: the NIC has no backend: it has a carrier, but nothing ever answers.
+    pub connected: bool,
+}
+
+impl Nic {
+    /// QEMU's arguments for this NIC.
+    pub fn qemu_args(&self) -> Vec<String> {
+        if !self.connected {
+            return vec!["-device".into(), format!("virtio-net-pci,mac={}", self.mac)];
+        }
+        let mut netdev = "user,id=n0,restrict=on".to_string();
+        for (guest, host_port) in &self.forwards {
+            netdev.push_str(&format!(",guestfwd=tcp:{guest}-tcp:127.0.0.1:{host_port}"));
+        }
+        vec!["-netdev".into(), netdev, "-device".into(), format!("virtio-net-pci,netdev=n0,mac={}", self.mac)]
+    }
 }
 
 impl Default for Vm {
@@ -129,6 +160,7 @@ impl Default for Vm {
             extra_disk_mib: 0,
             timeout: Duration::from_secs(300),
             qemu: PathBuf::from("qemu-system-x86_64"),
+            nic: None,
         }
     }
 }
@@ -192,13 +224,15 @@ macro_rules! kernel_matrix {
 
 /// The command line the capture kernel boots with by default in the lab.
 pub const CAPTURE_CMDLINE: &str =
-    "console=ttyS0 irqpoll nr_cpus=1 reset_devices panic=-1 cryptomgr.notests nvme_core.io_timeout=255";
+    "console=ttyS0 irqpoll nr_cpus=1 reset_devices panic=-1 cryptomgr.notests nvme_core.io_timeout=255 no_timer_check";
 
 /// Kernel parameters every lab kernel gets: no crypto self-tests (not what the lab tests, and
 /// slow under emulation), and NVMe commands allowed 255 s instead of 30: a single-threaded
 /// TCG guest on a host busy with other guests and builds has been seen to time out and reset
-/// its controller mid-dump.
-pub const LAB_CMDLINE: &str = "cryptomgr.notests nvme_core.io_timeout=255";
+/// its controller mid-dump. `no_timer_check`: the kernel's check that the IO-APIC timer
+/// ticks fails when the emulated CPU is starved (the guest then panics with "IO-APIC + timer
+/// doesn't work!", seen on a capture kernel while other guests and builds ran).
+pub const LAB_CMDLINE: &str = "cryptomgr.notests nvme_core.io_timeout=255 no_timer_check";
 
 /// A script to run in the first kernel, and optionally one for the capture kernel.
 #[derive(Debug, Clone)]

@@ -74,6 +74,9 @@ pub(crate) fn run(s: &Scenario) -> Result<Outcome, LabError> {
         .arg(format!("file={},format=raw,if=none,id=results", disk.display()))
         .args(["-device", "nvme,drive=results,serial=kdumplab"]);
     qemu.args(hypervisor_args(&s.vm));
+    if let Some(nic) = &s.vm.nic {
+        qemu.args(nic.qemu_args());
+    }
     if s.vm.extra_disk_mib > 0 {
         qemu.arg("-drive")
             .arg(format!("file={},format=raw,if=none,id=extra", extra.display()))
@@ -224,6 +227,26 @@ mod tests {
         assert_eq!(end_status(log, Role::First), Some(0));
         assert_eq!(end_status(log, Role::Capture), Some(17));
         assert_eq!(end_status("nothing", Role::First), None);
+    }
+
+    #[test]
+    fn nics_are_restricted_user_networks_or_unplugged() {
+        let nic = crate::Nic {
+            mac: "52:54:00:12:34:56".into(),
+            forwards: vec![("10.0.2.100:2222".parse().unwrap(), 40000)],
+            connected: true,
+        };
+        assert_eq!(
+            nic.qemu_args(),
+            [
+                "-netdev",
+                "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:2222-tcp:127.0.0.1:40000",
+                "-device",
+                "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56"
+            ]
+        );
+        let unplugged = crate::Nic { connected: false, ..nic };
+        assert_eq!(unplugged.qemu_args(), ["-device", "virtio-net-pci,mac=52:54:00:12:34:56"]);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use kdump_elf::{ELF64_PHDR_SIZE, Elf64Ehdr, Elf64Phdr, PT_LOAD, ReadBytes};
+
 use crate::ParseError;
 use crate::machine::PhysRange;
 
@@ -41,32 +43,27 @@ impl Kcore {
     /// Parses the ELF64 header and program headers at the start of `/proc/kcore` (the
     /// first few KiB are enough; headers cut short are an error).
     pub fn parse(bytes: &[u8]) -> Result<Self, ParseError> {
-        let u16_at = |o: usize| bytes.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
-        let u32_at = |o: usize| bytes.get(o..o + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap_or([0; 4])));
-        let u64_at = |o: usize| bytes.get(o..o + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
-        if !bytes.starts_with(b"\x7fELF\x02\x01") {
+        let (ehdr, _) = Elf64Ehdr::read_from_prefix(bytes).map_err(|_| bad("a complete ELF header"))?;
+        if ehdr.e_ident[..6] != *b"\x7fELF\x02\x01" {
             return Err(bad("an ELF64 little-endian header"));
         }
-        let phoff = u64_at(32).ok_or(bad("a complete ELF header"))?;
-        let phentsize = u16_at(54).ok_or(bad("a complete ELF header"))?;
-        let phnum = u16_at(56).ok_or(bad("a complete ELF header"))?;
-        if phentsize != 56 {
+        if usize::from(ehdr.e_phentsize.get()) != ELF64_PHDR_SIZE {
             return Err(bad("56-byte program headers"));
         }
-        let mut loads = Vec::new();
-        for i in 0..usize::from(phnum) {
-            let h = usize::try_from(phoff).map_err(|_| bad("a sane e_phoff"))? + i * 56;
-            let cut = || bad("program headers within the bytes read");
-            if u32_at(h).ok_or_else(cut)? != 1 {
-                continue;
-            }
-            loads.push(KcoreLoad {
-                offset: u64_at(h + 8).ok_or_else(cut)?,
-                vaddr: u64_at(h + 16).ok_or_else(cut)?,
-                paddr: u64_at(h + 24).ok_or_else(cut)?,
-                size: u64_at(h + 32).ok_or_else(cut)?,
-            });
-        }
+        let phoff = usize::try_from(ehdr.e_phoff.get()).map_err(|_| bad("a sane e_phoff"))?;
+        let table = bytes.get(phoff..).ok_or(bad("program headers within the bytes read"))?;
+        let (phdrs, _) = <[Elf64Phdr]>::ref_from_prefix_with_elems(table, usize::from(ehdr.e_phnum.get()))
+            .map_err(|_| bad("program headers within the bytes read"))?;
+        let loads = phdrs
+            .iter()
+            .filter(|p| p.p_type.get() == PT_LOAD)
+            .map(|p| KcoreLoad {
+                offset: p.p_offset.get(),
+                vaddr: p.p_vaddr.get(),
+                paddr: p.p_paddr.get(),
+                size: p.p_filesz.get(),
+            })
+            .collect();
         Ok(Self { loads })
     }
 
@@ -101,6 +98,7 @@ pub fn paging_levels(direct_map_base: u64) -> u8 {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // fixtures of known small sizes
 mod tests {
     use super::*;
 

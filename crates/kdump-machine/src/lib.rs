@@ -7,6 +7,7 @@
 //! were captured elsewhere.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+#![deny(clippy::cast_possible_truncation)] // parses untrusted text and bytes: no silent truncation
 
 pub mod cpulist;
 pub mod iomem;

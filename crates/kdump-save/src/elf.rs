@@ -11,6 +11,7 @@
 use std::io;
 
 use kdump_dumpfile::{PageState, PhysMem, WriteAt};
+use kdump_elf::{AsBytes, ELF64_EHDR_SIZE, ELF64_PHDR_SIZE, EM_X86_64, Elf64Ehdr, Elf64Phdr, PT_LOAD, PT_NOTE};
 
 /// Dropped pages in a row that justify a new PT_LOAD.
 pub const SPLIT_PAGES: u64 = 256;
@@ -19,10 +20,8 @@ pub const EXTRA_SEGMENTS: u64 = 4096;
 /// ELF `e_flags` bit set when the dump is incomplete (makedumpfile's convention).
 pub const ELF_FLAG_INCOMPLETE: u32 = 1;
 
-const EHDR: u64 = 64;
-const PHDR: u64 = 56;
-const PT_LOAD: u32 = 1;
-const PT_NOTE: u32 = 4;
+const EHDR: u64 = ELF64_EHDR_SIZE as u64;
+const PHDR: u64 = ELF64_PHDR_SIZE as u64;
 
 /// A region of the source to write as PT_LOADs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,14 +46,12 @@ struct Phdr {
 
 impl Phdr {
     fn bytes(&self) -> [u8; PHDR as usize] {
-        let mut b = [0u8; PHDR as usize];
-        b[0..4].copy_from_slice(&self.kind.to_le_bytes());
-        let flags: u32 = if self.kind == PT_LOAD { 7 } else { 0 };
-        b[4..8].copy_from_slice(&flags.to_le_bytes());
-        for (i, v) in [self.offset, self.vaddr, self.paddr, self.filesz, self.memsz, 0].iter().enumerate() {
-            b[8 + i * 8..16 + i * 8].copy_from_slice(&v.to_le_bytes());
+        let mut h = Elf64Phdr::core(self.kind, self.offset, self.vaddr, self.paddr, self.filesz, self.memsz);
+        // Notes carry no permissions (as makedumpfile writes them).
+        if self.kind != PT_LOAD {
+            h.p_flags = 0.into();
         }
-        b
+        h.as_bytes().try_into().expect("the size is asserted in kdump-elf")
     }
 }
 
@@ -236,7 +233,7 @@ where
     sink.write_at(EHDR, &table)?;
     let flags = if failure.is_some() { ELF_FLAG_INCOMPLETE } else { 0 };
     let phnum = u16::try_from(1 + loads.len()).map_err(|_| io::Error::other("too many program headers"))?;
-    sink.write_at(0, &ehdr(phnum, flags))?;
+    sink.write_at(0, ehdr(phnum, flags).as_bytes())?;
     sink.flush()?;
     report.segments = loads.len() as u64;
     report.file_size = durable;
@@ -244,19 +241,6 @@ where
     Ok(report)
 }
 
-fn ehdr(phnum: u16, flags: u32) -> [u8; EHDR as usize] {
-    let mut h = [0u8; EHDR as usize];
-    h[0..4].copy_from_slice(b"\x7fELF");
-    h[4] = 2; // ELFCLASS64
-    h[5] = 1; // little endian
-    h[6] = 1; // EV_CURRENT
-    h[16..18].copy_from_slice(&4u16.to_le_bytes()); // ET_CORE
-    h[18..20].copy_from_slice(&62u16.to_le_bytes()); // EM_X86_64
-    h[20..24].copy_from_slice(&1u32.to_le_bytes());
-    h[32..40].copy_from_slice(&EHDR.to_le_bytes()); // e_phoff
-    h[48..52].copy_from_slice(&flags.to_le_bytes());
-    h[52..54].copy_from_slice(&(EHDR as u16).to_le_bytes());
-    h[54..56].copy_from_slice(&(PHDR as u16).to_le_bytes());
-    h[56..58].copy_from_slice(&phnum.to_le_bytes());
-    h
+fn ehdr(phnum: u16, flags: u32) -> Elf64Ehdr {
+    Elf64Ehdr::core(EM_X86_64, phnum, flags)
 }

@@ -185,10 +185,8 @@ where
     };
     let finishing = clock();
     let (sink, summary, reason) = match written {
-        Written::Finished(writer) => {
-            let (sink, summary) = writer.finish()?;
-            (sink, summary, None)
-        }
+        // The last buffered pages are written here: a full disk now still leaves an incomplete file.
+        Written::Finished(writer) => writer.finish_or_incomplete(&mut keep)?,
         // The pages never read that the filter would have kept are marked lost.
         Written::Failed(writer, reason) => {
             let (sink, summary) = writer.finish_incomplete_with(&mut keep)?;
@@ -380,7 +378,11 @@ where
     read_loop(src, ranges, page_size, batch, total, &mut deliver, &stop, &mut keep, &mut progress, &mut report, opts);
     let t = clock();
     let (sink, summary) = match &failure {
-        None => writer.finish()?,
+        None => {
+            let (sink, summary, late) = writer.finish_or_incomplete(&mut keep)?;
+            failure = late;
+            (sink, summary)
+        }
         // The pages never read that the filter would have kept are marked lost.
         Some(_) => writer.finish_incomplete_with(&mut keep)?,
     };

@@ -2,7 +2,10 @@
 //! [`DEFAULTS_TOML`] documents them all (printed by `kdump config --defaults`).
 
 use std::fmt;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
+
+use kdump_net::{Ipv4Net, MacAddr};
 
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +66,25 @@ modules = []
 # Where modules.dep and the modules are. "" means /lib/modules/<release of the capture kernel>
 # (its setup header names it; the running kernel's release when it does not).
 modules_dir = ""
+
+# The network the capture kernel brings up before saving (for network targets). No [network]
+# table: none. With one, interface and either dhcp = true or address are required.
+# [network]
+# The interface, by its permanent MAC (`ethtool -P`): names can differ in the capture kernel.
+# interface = "52:54:00:12:34:56"
+# Take the address, prefix and gateway from a DHCP server...
+# dhcp = false
+# ...or set them: the address with its prefix length, and the gateway to destinations off that
+# subnet ("" for none: only the subnet is reachable).
+# address = "10.0.2.15/24"
+# gateway = ""
+# Seconds to wait for a carrier after bringing the link up, and for a DHCP lease.
+# carrier_wait_seconds = 15
+# dhcp_wait_seconds = 30
+# "HOST:PORT" (IPv4) the capture kernel connects to once the network is up, sending one line and
+# logging the first line it gets back (an ssh server answers with its version): a check that the
+# dump server is reachable. "" for none.
+# probe = ""
 "#;
 
 /// The whole configuration.
@@ -79,6 +101,125 @@ pub struct Config {
     pub dump: DumpSettings,
     /// The capture kernel.
     pub capture: Capture,
+    /// The capture kernel's network, when it needs one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<Network>,
+}
+
+/// `[network]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Network {
+    /// The interface's permanent MAC.
+    pub interface: String,
+    /// Configure by DHCP.
+    pub dhcp: bool,
+    /// A static `A.B.C.D/N`, or "".
+    pub address: String,
+    /// The static gateway, or "".
+    pub gateway: String,
+    /// Seconds to wait for a carrier.
+    pub carrier_wait_seconds: u32,
+    /// Seconds to wait for a DHCP lease.
+    pub dhcp_wait_seconds: u32,
+    /// `HOST:PORT` to check reachability of, or "".
+    pub probe: String,
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Self {
+            interface: String::new(),
+            dhcp: false,
+            address: String::new(),
+            gateway: String::new(),
+            carrier_wait_seconds: 15,
+            dhcp_wait_seconds: 30,
+            probe: String::new(),
+        }
+    }
+}
+
+/// How the capture kernel gets its address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addressing {
+    /// From a DHCP server.
+    Dhcp,
+    /// Set in the config.
+    Static {
+        /// Address and prefix.
+        net: Ipv4Net,
+        /// The default gateway.
+        gateway: Option<Ipv4Addr>,
+    },
+}
+
+impl Network {
+    /// The interface's MAC.
+    pub fn mac(&self) -> Result<MacAddr, ConfigError> {
+        if self.interface.trim().is_empty() {
+            return Err(ConfigError::Invalid(
+                "network.interface is not set: write the permanent MAC of the NIC the capture kernel uses, \
+                 e.g. interface = \"52:54:00:12:34:56\" (ethtool -P IFACE shows it)"
+                    .into(),
+            ));
+        }
+        self.interface.parse().map_err(|e| ConfigError::Invalid(format!("network.interface: {e}")))
+    }
+
+    /// DHCP or the static address, checked.
+    pub fn addressing(&self) -> Result<Addressing, ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        match (self.dhcp, self.address.trim().is_empty()) {
+            (true, false) => invalid("network: dhcp = true and an address are both set: choose one".into()),
+            (false, true) => invalid("network: set dhcp = true, or a static address = \"A.B.C.D/N\"".into()),
+            (true, true) if !self.gateway.trim().is_empty() => {
+                invalid("network.gateway is for a static address; with dhcp = true the server names it".into())
+            }
+            (true, true) => Ok(Addressing::Dhcp),
+            (false, false) => {
+                let net: Ipv4Net =
+                    self.address.parse().map_err(|e| ConfigError::Invalid(format!("network.address: {e}")))?;
+                let gateway =
+                    match self.gateway.trim() {
+                        "" => None,
+                        g => Some(g.parse::<Ipv4Addr>().map_err(|_| {
+                            ConfigError::Invalid(format!("network.gateway {g:?} is not an IPv4 address"))
+                        })?),
+                    };
+                if let Some(g) = gateway
+                    && !net.contains(g)
+                {
+                    return invalid(format!("network.gateway {g} is not on the subnet of network.address {net}"));
+                }
+                Ok(Addressing::Static { net, gateway })
+            }
+        }
+    }
+
+    /// The probe address, when set.
+    pub fn probe(&self) -> Result<Option<SocketAddrV4>, ConfigError> {
+        match self.probe.trim() {
+            "" => Ok(None),
+            p => p.parse().map(Some).map_err(|_| {
+                ConfigError::Invalid(format!("network.probe {p:?} is not an IPv4 HOST:PORT, e.g. \"10.0.2.100:22\""))
+            }),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.mac()?;
+        self.addressing()?;
+        self.probe()?;
+        for (key, v) in
+            [("carrier_wait_seconds", self.carrier_wait_seconds), ("dhcp_wait_seconds", self.dhcp_wait_seconds)]
+        {
+            if v > 600 {
+                return Err(ConfigError::Invalid(format!("network.{key} {v} is more than ten minutes")));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `[target]`.
@@ -188,6 +329,7 @@ impl Default for Config {
             target: Target::default(),
             dump: DumpSettings::default(),
             capture: Capture::default(),
+            network: None,
         }
     }
 }
@@ -229,6 +371,16 @@ pub enum TargetSpec {
 }
 
 impl TargetSpec {
+    /// Whether a filesystem with identity `id` is this target (a path names a device, not a
+    /// filesystem: never by identity). UUIDs compare without their dashes.
+    pub fn matches(&self, id: &crate::superblock::FsIdentity) -> bool {
+        match self {
+            TargetSpec::Uuid(u) => id.uuid.replace('-', "") == u.replace('-', ""),
+            TargetSpec::Label(l) => &id.label == l,
+            TargetSpec::Path(_) => false,
+        }
+    }
+
     /// Parses `/dev/...`, `UUID=...` or `LABEL=...`.
     pub fn parse(s: &str) -> Result<Self, ConfigError> {
         let s = s.trim();
@@ -330,6 +482,9 @@ impl Config {
         if self.capture.initramfs.is_empty() || !self.capture.initramfs.starts_with('/') {
             return invalid(format!("capture.initramfs {:?} must be an absolute path", self.capture.initramfs));
         }
+        if let Some(net) = &self.network {
+            net.validate()?;
+        }
         Ok(())
     }
 
@@ -405,6 +560,52 @@ mod tests {
         c.failure_action = FailureAction::RetryStricter;
         c.capture.modules = vec!["virtio_blk".into()];
         assert_eq!(Config::parse(&c.to_toml()).unwrap(), c);
+    }
+
+    #[test]
+    fn network_dhcp_static_and_refusals() {
+        let base = "[target]\ndevice=\"/dev/x\"\n[network]\ninterface=\"52:54:00:12:34:56\"\n";
+        let c = Config::parse(&format!("{base}dhcp=true\nprobe=\"10.0.2.100:22\"\n")).unwrap();
+        let net = c.network.as_ref().unwrap();
+        assert_eq!(net.addressing().unwrap(), Addressing::Dhcp);
+        assert_eq!(net.mac().unwrap().to_string(), "52:54:00:12:34:56");
+        assert_eq!(net.probe().unwrap(), Some("10.0.2.100:22".parse().unwrap()));
+        assert_eq!((net.carrier_wait_seconds, net.dhcp_wait_seconds), (15, 30));
+        assert_eq!(Config::parse(&c.to_toml()).unwrap(), c);
+        let c = Config::parse(&format!("{base}address=\"10.0.2.15/24\"\ngateway=\"10.0.2.2\"\n")).unwrap();
+        assert_eq!(
+            c.network.unwrap().addressing().unwrap(),
+            Addressing::Static { net: "10.0.2.15/24".parse().unwrap(), gateway: Some(Ipv4Addr::new(10, 0, 2, 2)) }
+        );
+        let err = |t: &str| Config::parse(&format!("{base}{t}")).unwrap_err().to_string();
+        assert!(err("").contains("set dhcp = true, or a static address"));
+        assert!(err("dhcp=true\naddress=\"10.0.2.15/24\"\n").contains("choose one"));
+        assert!(err("dhcp=true\ngateway=\"10.0.2.2\"\n").contains("the server names it"));
+        assert!(err("address=\"10.0.2.15\"\n").contains("network.address"));
+        assert!(err("address=\"10.0.2.15/24\"\ngateway=\"10.0.3.1\"\n").contains("not on the subnet"));
+        assert!(err("dhcp=true\nprobe=\"host:22\"\n").contains("network.probe"));
+        assert!(err("dhcp=true\ndhcp_wait_seconds=9999\n").contains("dhcp_wait_seconds"));
+        let no_mac = "[target]\ndevice=\"/dev/x\"\n[network]\ndhcp=true\n";
+        assert!(Config::parse(no_mac).unwrap_err().to_string().contains("network.interface is not set"));
+        let bad_mac = "[target]\ndevice=\"/dev/x\"\n[network]\ninterface=\"eth0\"\ndhcp=true\n";
+        assert!(Config::parse(bad_mac).unwrap_err().to_string().contains("not a MAC address"));
+    }
+
+    #[test]
+    fn documented_network_keys_are_the_defaults() {
+        // The commented [network] table of DEFAULTS_TOML, uncommented, is Network::default().
+        let table: String = DEFAULTS_TOML
+            .lines()
+            .skip_while(|l| *l != "# [network]")
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.starts_with('[') || l.contains(" = "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let doc: toml::Table = toml::from_str(&table).unwrap();
+        let net: Network = doc["network"].clone().try_into().unwrap();
+        let expected =
+            Network { interface: "52:54:00:12:34:56".into(), address: "10.0.2.15/24".into(), ..Network::default() };
+        assert_eq!(net, expected);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod capture;
 pub mod capture_kernel;
 pub mod config;
 pub mod estimate;
@@ -17,4 +18,4 @@ pub mod modules;
 pub mod naming;
 pub mod superblock;
 
-pub use config::{Action, Codec, Config, ConfigError, FailureAction, TargetSpec};
+pub use config::{Action, Addressing, Codec, Config, ConfigError, FailureAction, Network, TargetSpec};

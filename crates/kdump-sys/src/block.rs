@@ -56,8 +56,14 @@ pub fn read_head(dev: &Path, len: usize) -> io::Result<Vec<u8>> {
 /// The loadable modules that drive a block device: the `driver/module` of the
 /// device and of every parent in sysfs (e.g. `virtio_blk`, `virtio_pci`).
 pub fn block_device_modules(root: &SysRoot, name: &str) -> Vec<String> {
+    driver_modules_above(root, &format!("/sys/class/block/{name}"))
+}
+
+/// The driver modules of a class device (`/sys/class/X/NAME`) and of every device above it
+/// (the bus driver too: a disk needs its controller's driver, a NIC its bus's).
+pub(crate) fn driver_modules_above(root: &SysRoot, class_path: &str) -> Vec<String> {
     let mut out = Vec::new();
-    let Ok(mut dir) = std::fs::canonicalize(root.path(&format!("/sys/class/block/{name}"))) else { return out };
+    let Ok(mut dir) = std::fs::canonicalize(root.path(class_path)) else { return out };
     let top = root.path("/sys/devices");
     loop {
         if let Ok(module) = std::fs::read_link(dir.join("driver/module"))

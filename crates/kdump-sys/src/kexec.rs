@@ -1,7 +1,7 @@
 //! The kexec syscalls and the reboot that jumps into a loaded kernel.
 //!
 //! Each wrapper returns the raw errno on failure: what it means depends on the
-//! request, and `kdump_kexec::errno::explain` turns it into a sentence.
+//! request, and `kdump_loader::errno::explain` turns it into a sentence.
 
 use std::ffi::CStr;
 use std::fs::File;

@@ -1,9 +1,9 @@
 //! The one `kexec_load` path: `kexec -c`, `kexec -a` after kexec_file_load refused, and
 //! `kdump setup`'s fallback all come here. Reads what the planner needs, plans (pure, in
-//! `kdump-kexec`), hands the segments to the kernel and checks that sysfs agrees.
+//! `kdump-loader`), hands the segments to the kernel and checks that sysfs agrees.
 
-use kdump_kexec::errno::{Call, explain};
-use kdump_kexec::plan::{CrashMachine, Options, Plan, PlanError, plan_crash_load, plan_normal_load};
+use kdump_loader::errno::{Call, explain};
+use kdump_loader::plan::{CrashMachine, Options, Plan, PlanError, plan_crash_load, plan_normal_load};
 use kdump_machine::MachineInfo;
 
 use crate::{SysError, SysRoot, collect_loader_inputs, kexec};
@@ -106,7 +106,7 @@ pub struct UnloadError {
 pub fn unload_any(panic: bool) -> Result<(), UnloadError> {
     match kexec::kexec_file_unload(panic) {
         Ok(()) => Ok(()),
-        Err(errno) if kdump_kexec::errno::allows_fallback(errno) => kexec::kexec_load_unload(panic)
+        Err(errno) if kdump_loader::errno::allows_fallback(errno) => kexec::kexec_load_unload(panic)
             .map_err(|e| UnloadError { call: Call::LegacyUnload, errno: e, panic, first: Some(errno) }),
         Err(errno) => Err(UnloadError { call: Call::FileUnload, errno, panic, first: None }),
     }

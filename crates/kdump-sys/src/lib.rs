@@ -15,6 +15,7 @@ mod machine;
 pub mod mapped;
 pub mod module;
 pub mod mount;
+pub mod net;
 pub mod power;
 mod root;
 pub mod usage;

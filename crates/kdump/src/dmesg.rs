@@ -8,7 +8,8 @@ use kdump_kernel::KernelMemory;
 use kdump_kernel::memory::X86_64Layout;
 use kdump_kernel::printk::{Record, format_log, read_log};
 
-use crate::dumpfile::{self, Dump, PhysAdapter};
+use kdump_collector::source;
+use kdump_collector::{Dump, PhysAdapter};
 
 /// Reads every log record of the dump.
 pub fn records(dump: &mut Dump) -> anyhow::Result<Vec<Record>> {
@@ -19,9 +20,9 @@ pub fn records(dump: &mut Dump) -> anyhow::Result<Vec<Record>> {
 }
 
 pub fn run(dump_path: &Path, json: bool, caller_id: bool) -> anyhow::Result<()> {
-    let mut dump = dumpfile::open(dump_path)?;
+    let mut dump = source::open(dump_path)?;
     if let Some(at) = dump.resolve_vmcoreinfo()? {
-        eprintln!("kdump: VMCOREINFO {}", dumpfile::found_in_memory(at));
+        eprintln!("kdump: VMCOREINFO {}", crate::dump::found_in_memory(at));
     }
     let records = records(&mut dump)?;
     let mut out = std::io::stdout().lock();

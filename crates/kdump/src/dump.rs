@@ -1,26 +1,18 @@
 //! `kdump dump` (and `makedumpfile`): save a dump, with makedumpfile's options.
 
-use std::fs::File;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args as ClapArgs;
-use kdump_dumpfile::notes::{VMCOREINFO_NAME, find_vmcoreinfo, push_note};
-use kdump_dumpfile::{
-    Codec, FlatWriter, KdumpConfig, KdumpWriter, PageState, PfnRange, PhysMem, SeekSink, rebuild_flattened,
-};
-use kdump_kernel::memory::X86_64Layout;
-use kdump_kernel::{KernelMemory, Vmcoreinfo};
-use kdump_save::elf::{ElfSegment, elf_metadata_len, save_elf};
-use kdump_save::{Progress, SaveOptions, SaveReport, save_kdump};
-use kdump_sys::mapped::{PathTracker, ReadMode};
-use kdump_sys::usage::{peak_rss_bytes, thread_cpu_time};
-
-use crate::dumpfile::{self, Dump, PhysAdapter};
-
-mod filter;
+use kdump_collector::filter::MemUsageReport;
+use kdump_collector::save::create_new;
+use kdump_collector::{Notice, Observer, SaveRequest, Saved, Sink, Written};
+use kdump_dumpfile::Codec;
+use kdump_kernel::pages::PageClass;
+use kdump_save::Progress;
+use kdump_sys::mapped::ReadMode;
+use kdump_sys::usage::peak_rss_bytes;
 
 /// makedumpfile's options, so distribution `core_collector` lines work unchanged.
 #[derive(Debug, ClapArgs)]
@@ -157,72 +149,32 @@ fn codec(a: &DumpArgs) -> anyhow::Result<Codec> {
 const ML_PRINT_DEBUG_MSG: u32 = 16;
 
 fn read_mode(a: &DumpArgs) -> ReadMode {
-    if a.non_mmap { ReadMode::Read } else { dumpfile::read_mode_from_env() }
+    if a.non_mmap { ReadMode::Read } else { kdump_collector::source::read_mode_from_env() }
 }
 
-/// What to save and how: the typed form of `kdump dump`'s options, built by the
-/// command line and by the capture init alike.
-#[derive(Debug, Clone)]
-pub struct SaveRequest {
-    /// Dump level (0..=31).
-    pub level: u32,
-    /// Page codec (kdump-compressed and flattened output).
-    pub codec: Codec,
-    /// An uncompressed ELF file instead (needs [`Output::File`]).
-    pub elf: bool,
-    /// Compression threads; `None`: every CPU, or 0 (one thread) on one CPU.
-    pub threads: Option<usize>,
-    /// How the source is read.
-    pub read_mode: ReadMode,
+/// How much `kdump dump` says on stderr: makedumpfile's message level and our extras.
+#[derive(Debug, Clone, Copy)]
+pub struct Messages {
     /// makedumpfile's message level: 0 prints only errors.
-    pub message_level: u32,
+    pub level: u32,
     /// Print the time of each stage.
     pub timings: bool,
     /// Print the pages left out per class even at message level 0.
     pub show_stats: bool,
-    /// VMCOREINFO text to use where the dump has no note (`-i`).
-    pub vmcoreinfo: Option<Vec<u8>>,
 }
 
-impl SaveRequest {
+impl Messages {
+    /// The default: progress and a summary, no timings.
+    pub const DEFAULT: Messages = Messages { level: 7, timings: false, show_stats: false };
+
     /// The message level for the end-of-dump report: `--show-stats` prints it even at 0.
     fn report_level(&self) -> u32 {
-        if self.show_stats { self.message_level.max(1) } else { self.message_level }
+        if self.show_stats { self.level.max(1) } else { self.level }
     }
 
-    /// A kdump-compressed dump at `level` with `codec`, messages on, read as the environment says.
-    pub fn new(level: u32, codec: Codec) -> Self {
-        Self {
-            level,
-            codec,
-            elf: false,
-            threads: None,
-            read_mode: dumpfile::read_mode_from_env(),
-            message_level: 7,
-            timings: false,
-            show_stats: false,
-            vmcoreinfo: None,
-        }
+    fn timings_on(&self) -> bool {
+        self.timings || self.level & ML_PRINT_DEBUG_MSG != 0
     }
-}
-
-/// Where a dump goes.
-pub enum Output<'a> {
-    /// A file: written as `DEST.incomplete` (created 0600, never through a symlink), its
-    /// metadata preallocated, fsynced and renamed to `path` once complete.
-    File {
-        /// DEST.
-        path: &'a Path,
-        /// Replace an existing DEST.
-        force: bool,
-    },
-    /// makedumpfile's flattened format on a stream: a pipe, a raw device, a connection.
-    Flattened {
-        /// The stream.
-        sink: &'a mut (dyn Write + Send),
-        /// What it is, for messages (e.g. `standard output`, `/dev/vdb`).
-        name: &'a str,
-    },
 }
 
 pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
@@ -241,7 +193,9 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
     }
     if a.rebuild {
         let [dest] = a.files.as_slice() else { bail!("usage: kdump dump -R DEST < flattened-stream") };
-        return rebuild(dest, a.force);
+        kdump_collector::save::rebuild(std::io::stdin().lock(), dest, a.force)
+            .context("cannot rebuild the flattened stream from standard input")?;
+        return Ok(());
     }
     if a.dump_dmesg {
         let [source, dest] = a.files.as_slice() else { bail!("usage: kdump dump --dump-dmesg SOURCE LOGFILE") };
@@ -249,7 +203,8 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
     }
     if a.mem_usage {
         let [source] = a.files.as_slice() else { bail!("usage: kdump dump --mem-usage SOURCE") };
-        return filter::mem_usage(source, read_mode(a));
+        print_mem_usage(&kdump_collector::filter::mem_usage(source, read_mode(a))?);
+        return Ok(());
     }
     let req = SaveRequest {
         level: a.level,
@@ -257,14 +212,12 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
         elf: a.elf,
         threads: a.threads,
         read_mode: read_mode(a),
-        message_level: a.message_level,
-        timings: a.timings || a.debug,
-        show_stats: a.show_stats,
         vmcoreinfo: match &a.vmcoreinfo {
             Some(path) => Some(std::fs::read(path).with_context(|| format!("-i: cannot read {}", path.display()))?),
             None => None,
         },
     };
+    let msgs = Messages { level: a.message_level, timings: a.timings || a.debug, show_stats: a.show_stats };
     if a.elf && a.flatten {
         bail!("ELF output (-E) is uncompressed and needs a seekable file: leave out -F");
     }
@@ -291,356 +244,159 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
         // Everything but the writing: the same pages read, filtered and compressed into a
         // flattened stream that goes nowhere.
         let mut nowhere = std::io::sink();
-        return save(source, Output::Flattened { sink: &mut nowhere, name: "nowhere (--dry-run)" }, &req);
+        save(source, Sink::Flattened { stream: &mut nowhere, name: "nowhere (--dry-run)" }, &req, msgs)?;
+        return Ok(());
     }
     match (a.flatten, a.files.as_slice()) {
         (true, [source]) => {
             let mut stdout = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout());
-            save(source, Output::Flattened { sink: &mut stdout, name: "standard output" }, &req)
+            save(source, Sink::Flattened { stream: &mut stdout, name: "standard output" }, &req, msgs)?;
         }
-        (false, [source, dest]) => save(source, Output::File { path: dest, force: a.force }, &req),
+        (false, [source, dest]) => {
+            save(source, Sink::File { path: dest, force: a.force }, &req, msgs)?;
+        }
         (true, _) => bail!("usage: kdump dump -F [OPTIONS] SOURCE > stream"),
         (false, _) => bail!("usage: kdump dump [OPTIONS] SOURCE DEST"),
-    }
-}
-
-/// Saves `source` to `output` as `req` says: what `kdump dump` and the capture init run.
-pub fn save(source: &Path, output: Output<'_>, req: &SaveRequest) -> anyhow::Result<()> {
-    let started = Instant::now();
-    if req.level > 31 {
-        bail!("dump level {} is out of range: use 0 to 31", req.level);
-    }
-    if req.elf && (req.codec != Codec::None || matches!(output, Output::Flattened { .. })) {
-        bail!("ELF output (-E) is uncompressed and needs a seekable file: leave out -c/-l/-p/-z and -F");
-    }
-    if let Output::File { path, force: false } = output
-        && path.exists()
-    {
-        bail!("{} exists: use -f to overwrite it", path.display());
-    }
-    let mode = req.read_mode;
-    let mut dump = dumpfile::open_with(source, mode)?;
-    if let Some(text) = &req.vmcoreinfo
-        && let Some(warning) = dump.give_vmcoreinfo(text.clone())
-        && req.message_level > 0
-    {
-        eprintln!("kdump: warning: {warning}");
-    }
-    // A dump without a VMCOREINFO note (QEMU's) is still filtered, and the
-    // output carries the note, when the kernel's own is found in memory.
-    match dump.resolve_vmcoreinfo() {
-        Ok(Some(at)) if req.message_level > 0 => eprintln!("kdump: VMCOREINFO {}", dumpfile::found_in_memory(at)),
-        Ok(_) => {}
-        Err(e) if req.message_level > 0 => eprintln!("kdump: warning: {e:#}"),
-        Err(_) => {}
-    }
-    let mut filter = filter::build(source, &dump, req.level, mode)?;
-    if req.message_level > 0 {
-        for w in &filter.limits {
-            eprintln!("kdump: warning: {w}");
-        }
-    }
-    // One struct-page pass decides every page before any is read.
-    let classifying = Instant::now();
-    let kept = filter.decide_all(source, &dump, req.level, mode)?;
-    let mut timings = Timings::new(started, req, &dump);
-    timings.classification = Some((classifying.elapsed(), dump.mem.ram_ranges().iter().map(|r| r.end - r.start).sum()));
-    if req.elf {
-        let Output::File { path, force } = output else { bail!("ELF output needs a file") };
-        return save_elf_file(&mut dump, path, force, req, &mut filter, timings);
-    }
-    // The header records the level actually applied (never more than was filtered).
-    let mut config = config(&mut dump, req.codec, filter.effective_level)?;
-    if is_running_kernel(source) {
-        // A live dump: marked in the VMCOREINFO it carries, so readers do not look for a panic.
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        if let Some(text) = config.vmcoreinfo.as_mut() {
-            text.extend_from_slice(format!("{}={now}\n", kdump_kernel::vmcoreinfo::LIVE_DUMP_KEY).as_bytes());
-            // The writer takes VMCOREINFO from the notes when they hold it, as /proc/kcore's do.
-            config.notes = kdump_dumpfile::notes::with_vmcoreinfo(&config.notes, text);
-        }
-        if req.message_level > 0 {
-            eprintln!("kdump: a live dump of the running kernel: memory changes while it is read");
-        }
-    }
-    config.descriptor_slots = kept;
-    // One CPU (the capture kernel's nr_cpus=1): read, compress and write on one thread.
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = req.threads.unwrap_or(if cpus == 1 { 0 } else { cpus });
-    let opts = SaveOptions { threads, clock: thread_cpu_time, ..SaveOptions::default() };
-    // Level bit 1 is handled by the writer (zero pages share one block, as
-    // makedumpfile does); the other bits by the struct-page filter.
-    let keep = |pfn: u64| filter.keep(pfn);
-    let reporter = ProgressPrinter::new(req.message_level);
-
-    match output {
-        Output::Flattened { sink, name } => {
-            let flat = FlatWriter::new(sink).with_context(|| format!("cannot write to {name}"))?;
-            let writer = KdumpWriter::new(flat, config)?;
-            let (sink, report) = save_kdump(dump.mem.as_mut(), writer, &opts, keep, |p| reporter.show(p))?;
-            sink.finish()
-                .and_then(|w| w.flush())
-                .with_context(|| format!("cannot finish the flattened stream on {name}"))?;
-            filter_report(&filter, req.report_level());
-            timings.show(Some(&report), report.written.file_size, None);
-            finish_report(&report, name, req.message_level)
-        }
-        Output::File { path: dest, force } => {
-            let partial = partial_name(dest);
-            let file = create_new(&partial, force)?;
-            let handle = file.try_clone().context("cannot duplicate the dump file handle")?;
-            let writer = KdumpWriter::new(SeekSink::new(file), config)?;
-            preallocate(&handle, writer.metadata_len(), &partial)?;
-            let (sink, report) = save_kdump(dump.mem.as_mut(), writer, &opts, keep, |p| reporter.show(p))?;
-            let file = sink.into_inner();
-            let syncing = Instant::now();
-            let synced = file.sync_all();
-            let fsync = syncing.elapsed();
-            if report.incomplete_reason.is_none() {
-                synced.with_context(|| format!("cannot flush {}", partial.display()))?;
-                std::fs::rename(&partial, dest)
-                    .with_context(|| format!("cannot rename {} to {}", partial.display(), dest.display()))?;
-                sync_parent(dest);
-            }
-            filter_report(&filter, req.report_level());
-            timings.show(Some(&report), report.written.file_size, Some(fsync));
-            finish_report(&report, &dest.display().to_string(), req.message_level)
-                .with_context(|| format!("the pages written so far are in {} (marked incomplete)", partial.display()))
-        }
-    }
-}
-
-/// `kdump dump -E`: an ELF vmcore, for gdb and tools that read only ELF.
-fn save_elf_file(
-    dump: &mut Dump,
-    dest: &Path,
-    force: bool,
-    req: &SaveRequest,
-    filter: &mut filter::Filter,
-    timings: Timings,
-) -> anyhow::Result<()> {
-    let page = dump.mem.page_size();
-    // Segments: the source's own PT_LOADs (virtual addresses included), or its RAM.
-    let segments: Vec<ElfSegment> = match &dump.elf_segments {
-        Some(segs) => segs
-            .iter()
-            .map(|&(paddr, vaddr, memsz)| {
-                let start = paddr / page * page;
-                let end = (paddr + memsz).div_ceil(page) * page;
-                ElfSegment { paddr: start, vaddr: vaddr.wrapping_sub(paddr - start), len: end - start }
-            })
-            .collect(),
-        None => dump
-            .mem
-            .ram_ranges()
-            .iter()
-            .map(|r| ElfSegment { paddr: r.start * page, vaddr: 0, len: (r.end - r.start) * page })
-            .collect(),
-    };
-    let partial = partial_name(dest);
-    let file = create_new(&partial, force)?;
-    // A VMCOREINFO found in memory becomes a note of the output, as in kdump-compressed output.
-    let mut notes = dump.mem.notes().to_vec();
-    if dump.mem.vmcoreinfo().is_none()
-        && let Some(found) = dump.vmcoreinfo_raw()
-    {
-        notes.resize(notes.len().next_multiple_of(4), 0);
-        push_note(&mut notes, VMCOREINFO_NAME, 0, found);
-    }
-    preallocate(&file, elf_metadata_len(segments.len(), notes.len(), page), &partial)?;
-    let mut sink = SeekSink::new(file);
-    let mut source = WithNotes { mem: dump.mem.as_mut(), notes };
-    let report = save_elf(&mut source, &mut sink, &segments, req.level & 1 != 0, |pfn| filter.keep(pfn))
-        .with_context(|| format!("cannot write {}", partial.display()))?;
-    let file = sink.into_inner();
-    if let Some(reason) = &report.incomplete_reason {
-        let _ = file.sync_all();
-        bail!(
-            "the dump is INCOMPLETE: writing stopped ({reason}) after {} pages; the pages written so far are in {} \
-             (ELF e_flags bit 0 set)",
-            report.pages_written,
-            partial.display()
-        );
-    }
-    let syncing = Instant::now();
-    file.sync_all().with_context(|| format!("cannot flush {}", partial.display()))?;
-    let fsync = syncing.elapsed();
-    std::fs::rename(&partial, dest)
-        .with_context(|| format!("cannot rename {} to {}", partial.display(), dest.display()))?;
-    sync_parent(dest);
-    filter_report(filter, req.report_level());
-    timings.show(None, report.file_size, Some(fsync));
-    if req.message_level > 0 {
-        eprintln!(
-            "kdump: saved {} pages in {} segments to {} ({} left out): {:.1} MiB",
-            report.pages_written,
-            report.segments,
-            dest.display(),
-            report.pages_dropped,
-            report.file_size as f64 / (1 << 20) as f64
-        );
     }
     Ok(())
 }
 
-/// A dump whose notes are replaced (pages and ranges are the dump's own).
-struct WithNotes<'a> {
-    mem: &'a mut dyn PhysMem,
-    notes: Vec<u8>,
+/// Saves `source` to `sink` (see [`kdump_collector::save`]), printing as `msgs` says; an
+/// incomplete dump is an error that says where its pages are.
+pub fn save(source: &Path, sink: Sink<'_>, req: &SaveRequest, msgs: Messages) -> anyhow::Result<Saved> {
+    let mut printer = Printer { msgs, progress: ProgressPrinter::new(msgs.level) };
+    let saved = kdump_collector::save(source, sink, req, &mut printer)?;
+    print_filter_report(&saved, msgs.report_level());
+    if msgs.timings_on() {
+        print_timings(&saved);
+    }
+    print_outcome(&saved, msgs.level)?;
+    Ok(saved)
 }
 
-impl PhysMem for WithNotes<'_> {
-    fn page_size(&self) -> u64 {
-        self.mem.page_size()
+/// Notices and progress on stderr.
+struct Printer {
+    msgs: Messages,
+    progress: ProgressPrinter,
+}
+
+impl Observer for Printer {
+    fn notice(&mut self, notice: Notice) {
+        if self.msgs.level == 0 {
+            return;
+        }
+        match notice {
+            Notice::Warning(w) => eprintln!("kdump: warning: {w}"),
+            Notice::VmcoreinfoFound(at) => eprintln!("kdump: VMCOREINFO {}", found_in_memory(at)),
+            Notice::LiveDump => eprintln!("kdump: a live dump of the running kernel: memory changes while it is read"),
+        }
     }
-    fn max_pfn(&self) -> u64 {
-        self.mem.max_pfn()
-    }
-    fn ram_ranges(&self) -> &[PfnRange] {
-        self.mem.ram_ranges()
-    }
-    fn read_page(&mut self, pfn: u64, buf: &mut [u8]) -> kdump_dumpfile::Result<PageState> {
-        self.mem.read_page(pfn, buf)
-    }
-    fn notes(&self) -> &[u8] {
-        &self.notes
-    }
-    fn vmcoreinfo(&self) -> Option<&[u8]> {
-        find_vmcoreinfo(&self.notes, true).map(|(_, v)| v)
+
+    fn progress(&self, p: Progress) {
+        self.progress.show(p);
     }
 }
 
-/// True for `/proc/kcore`: the running kernel's memory, not a crashed one's.
-fn is_running_kernel(source: &Path) -> bool {
-    std::fs::canonicalize(source).is_ok_and(|p| p == Path::new("/proc/kcore"))
-}
-
-/// `DEST.incomplete`: where the dump is written until it is complete.
-fn partial_name(dest: &Path) -> PathBuf {
-    let mut name = dest.as_os_str().to_owned();
-    name.push(".incomplete");
-    PathBuf::from(name)
-}
-
-/// Creates a new file 0600, refusing to follow a symlink or reuse a file.
-fn create_new(path: &Path, force: bool) -> anyhow::Result<File> {
-    if force {
-        let _ = std::fs::remove_file(path);
-    }
-    kdump_sys::file::create_private(path)
-        .with_context(|| format!("cannot create {} (use -f to replace an old one)", path.display()))
-}
-
-/// Allocates the headers, bitmaps and descriptor table on disk before any
-/// page is written: if the disk fills up later, the file can still be
-/// finished as incomplete without needing more space. Filesystems without
-/// fallocate still work, just without this guarantee.
-fn preallocate(file: &File, len: u64, path: &Path) -> anyhow::Result<()> {
-    kdump_sys::file::reserve_space_if_supported(file, len).map(|_| ()).with_context(|| {
-        format!(
-            "cannot reserve {:.1} MiB for the dump's headers and page table in {}",
-            len as f64 / (1 << 20) as f64,
-            path.display()
-        )
-    })
-}
-
-fn sync_parent(path: &Path) {
-    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty())
-        && let Ok(d) = File::open(dir)
-    {
-        let _ = d.sync_all();
-    }
+/// The line that says where VMCOREINFO came from when the dump has no note.
+pub fn found_in_memory(paddr: u64) -> String {
+    format!("found in memory at {paddr:#x}, the dump has no note")
 }
 
 /// Pages left out per class, and anything the filter had to keep.
-fn filter_report(filter: &filter::Filter, level: u32) {
+fn print_filter_report(saved: &Saved, level: u32) {
     if level == 0 {
         return;
     }
-    for w in filter.warnings().iter().skip(filter.limits.len()) {
+    for w in &saved.late_warnings {
         eprintln!("kdump: warning: {w}");
     }
-    let excluded = filter.excluded();
-    if !excluded.is_empty() {
-        let parts: Vec<String> = excluded.iter().map(|(c, n)| format!("{n} {}", c.name())).collect();
-        eprintln!("kdump: dump level {} left out {} pages", filter.effective_level, parts.join(", "));
+    if !saved.excluded.is_empty() {
+        let parts: Vec<String> = saved.excluded.iter().map(|(c, n)| format!("{n} {}", c.name())).collect();
+        eprintln!("kdump: dump level {} left out {} pages", saved.effective_level, parts.join(", "));
     }
 }
 
-fn finish_report(report: &SaveReport, dest: &str, level: u32) -> anyhow::Result<()> {
-    if report.unreadable_count > 0 {
+fn print_outcome(saved: &Saved, level: u32) -> anyhow::Result<()> {
+    if let Written::Kdump(report) = &saved.written
+        && report.unreadable_count > 0
+    {
         eprintln!(
             "kdump: {} source pages could not be read and were left out (first PFNs: {:x?})",
             report.unreadable_count,
             &report.unreadable[..report.unreadable.len().min(8)]
         );
     }
-    if let Some(reason) = &report.incomplete_reason {
-        bail!(
-            "the dump is INCOMPLETE: writing stopped ({reason}) after {} pages; readers will report the rest as missing",
-            report.written.pages
+    if let Some(inc) = &saved.incomplete {
+        let e = anyhow::anyhow!(
+            "the dump is INCOMPLETE: writing stopped ({}) after {} pages; readers will report the rest as missing",
+            inc.reason,
+            inc.pages
         );
+        return Err(match &inc.partial {
+            Some(p) => e.context(format!("the pages written so far are in {} (marked incomplete)", p.display())),
+            None => e,
+        });
     }
-    if level > 0 {
-        eprintln!(
-            "kdump: saved {} pages ({} zero, {} stored raw) to {dest}: {:.1} MiB",
-            report.written.pages,
-            report.written.zero_pages,
-            report.written.raw_pages,
-            report.written.file_size as f64 / (1 << 20) as f64
-        );
+    if level == 0 {
+        return Ok(());
+    }
+    let mib = saved.file_size() as f64 / (1 << 20) as f64;
+    match &saved.written {
+        Written::Kdump(r) => eprintln!(
+            "kdump: saved {} pages ({} zero, {} stored raw) to {}: {mib:.1} MiB",
+            r.written.pages, r.written.zero_pages, r.written.raw_pages, saved.dest
+        ),
+        Written::Elf(r) => eprintln!(
+            "kdump: saved {} pages in {} segments to {} ({} left out): {mib:.1} MiB",
+            r.pages_written, r.segments, saved.dest, r.pages_dropped
+        ),
     }
     Ok(())
 }
 
-/// The kdump header fields a reader uses: kernel identity, CPUs, notes.
-fn config(dump: &mut Dump, codec: Codec, level: u32) -> anyhow::Result<KdumpConfig> {
-    let page_size = u32::try_from(dump.mem.page_size()).context("page size")?;
-    let mut cfg = KdumpConfig::new(page_size, dump.mem.max_pfn(), dump.mem.ram_ranges().to_vec(), codec);
-    cfg.share_zero_pages = level & 1 != 0;
-    cfg.dump_level = level as i32;
-    cfg.notes = dump.mem.notes().to_vec();
-    cfg.vmcoreinfo = dump.vmcoreinfo_raw().map(<[u8]>::to_vec);
-    cfg.nr_cpus = kdump_kernel::prstatus::cpu_states(&cfg.notes).len().max(1) as i32;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    cfg.timestamp = (now.as_secs() as i64, i64::from(now.subsec_micros()));
-    if let Some(raw) = &cfg.vmcoreinfo {
-        let info = Vmcoreinfo::parse(raw);
-        cfg.phys_base = info.number("phys_base").unwrap_or(0) as u64;
-        if let Ok(layout) = X86_64Layout::from_vmcoreinfo(&info) {
-            let mut mem = KernelMemory::new(PhysAdapter::new(dump.mem.as_mut()), layout);
-            let id = crate::kernel::identity(&mut mem, &info);
-            cfg.utsname.release = id.release.unwrap_or_default();
-            cfg.utsname.version = id.version.unwrap_or_default();
-            cfg.utsname.machine = id.machine.unwrap_or_default();
-            cfg.utsname.nodename = id.nodename.unwrap_or_default();
-            let cpus = kdump_kernel::prstatus::cpu_states(&cfg.notes);
-            if let Some(cpu) = crate::kernel::crashing(&mut mem, &info, &cpus)
-                && cpu.method != kdump_kernel::crashing::CrashingCpuMethod::Guess
-            {
-                cfg.current_cpu = cpu.index as u32;
-            }
-        }
+/// `kdump dump --mem-usage SOURCE`: pages per class and what each level would keep.
+fn print_mem_usage(r: &MemUsageReport) {
+    if let Some(at) = r.vmcoreinfo_found_at {
+        eprintln!("kdump: VMCOREINFO {}", found_in_memory(at));
     }
-    Ok(cfg)
-}
-
-fn rebuild(dest: &Path, force: bool) -> anyhow::Result<()> {
-    let partial = partial_name(dest);
-    let file = create_new(&partial, force)?;
-    let stdin = std::io::stdin().lock();
-    let mut out = std::io::BufWriter::new(file);
-    rebuild_flattened(stdin, &mut out).context("cannot rebuild the flattened stream from standard input")?;
-    let file = out.into_inner().map_err(|e| e.into_error()).context("cannot write the rebuilt file")?;
-    file.sync_all()?;
-    std::fs::rename(&partial, dest)?;
-    sync_parent(dest);
-    Ok(())
+    let usage = &r.usage;
+    let page_size = r.page_size;
+    let n = |c: PageClass| usage.count(c);
+    println!("{:<14} {:>12} {:>10}  DESCRIPTION", "TYPE", "PAGES", "EXCLUDABLE");
+    println!("{}", "-".repeat(70));
+    let row = |name: &str, pages: u64, ex: bool, what: &str| {
+        println!("{name:<14} {pages:>12} {:>10}  {what}", if ex { "yes" } else { "no" });
+    };
+    row("ZERO", usage.zero, true, "Pages filled with zero (among those level 31 keeps)");
+    row("NON_PRI_CACHE", n(PageClass::Cache), true, "Cache pages without private flag");
+    row("PRI_CACHE", n(PageClass::CachePrivate), true, "Cache pages with private flag");
+    row("USER", n(PageClass::User), true, "User process pages");
+    row("FREE", n(PageClass::Free), true, "Free pages");
+    row("HWPOISON", n(PageClass::Hwpoison), true, "Hardware-poisoned pages (always excluded)");
+    row("OFFLINE", n(PageClass::Offline), true, "Offline pages (always excluded)");
+    row("KERN_DATA", usage.kernel_data(), false, "Dumpable kernel data");
+    println!();
+    println!("page size:              {page_size}");
+    println!("Total pages on system:  {}", usage.total);
+    println!("Total size on system:   {} Byte", usage.total * page_size);
+    if r.absent > 0 {
+        println!("Pages not in the source (already filtered or lost): {}", r.absent);
+    }
+    println!();
+    println!("Dump size per level (pages x page size, before compression; with bit 1, zero pages only among");
+    println!("those level 31 keeps are subtracted, so levels without every bit are upper bounds):");
+    println!("{:>5} {:>12} {:>12}", "LEVEL", "PAGES", "MiB");
+    for l in 0..32u32 {
+        let pages = r.pages_at(l);
+        println!("{l:>5} {pages:>12} {:>12.1}", (pages * page_size) as f64 / (1 << 20) as f64);
+    }
+    for w in &r.warnings {
+        eprintln!("kdump: warning: {w}");
+    }
 }
 
 fn dump_dmesg(source: &Path, dest: &Path, force: bool) -> anyhow::Result<()> {
-    let mut dump = dumpfile::open(source)?;
+    let mut dump = kdump_collector::source::open(source)?;
     let records = crate::dmesg::records(&mut dump)?;
     let mut file = create_new(dest, force)?;
     file.write_all(&kdump_kernel::printk::format_like_makedumpfile(&records))?;
@@ -695,85 +451,59 @@ impl ProgressPrinter {
     }
 }
 
-/// Per-stage times for `--timings` (or message level bit 16).
-struct Timings {
-    on: bool,
-    started: Instant,
-    /// The struct-page pass: its time and the RAM pages it decided.
-    classification: Option<(Duration, u64)>,
-    page_size: u64,
-    source: PathTracker,
-}
-
-impl Timings {
-    fn new(started: Instant, req: &SaveRequest, dump: &Dump) -> Self {
-        Self {
-            on: req.timings || req.message_level & ML_PRINT_DEBUG_MSG != 0,
-            started,
-            classification: None,
-            page_size: dump.mem.page_size(),
-            source: dump.read_path.clone(),
-        }
-    }
-
-    fn show(&self, report: Option<&SaveReport>, out_bytes: u64, fsync: Option<Duration>) {
-        if !self.on {
-            return;
-        }
-        let mb = |b: u64| b as f64 / 1e6;
-        let rate = |b: u64, d: Duration| {
-            let s = d.as_secs_f64();
-            if s > 0.0 { format!("{:.1} MB/s", mb(b) / s) } else { "-".to_string() }
-        };
-        let mut err = std::io::stderr().lock();
+/// `--timings` (or message level bit 16): per-stage times and the peak memory.
+fn print_timings(saved: &Saved) {
+    let t = &saved.timings;
+    let mb = |b: u64| b as f64 / 1e6;
+    let rate = |b: u64, d: std::time::Duration| {
+        let s = d.as_secs_f64();
+        if s > 0.0 { format!("{:.1} MB/s", mb(b) / s) } else { "-".to_string() }
+    };
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "kdump: timings (source read by {}; stages in CPU seconds of their threads):", t.read_path);
+    if let Some((d, pages)) = t.classification {
+        let ram = pages * t.page_size;
         let _ = writeln!(
             err,
-            "kdump: timings (source read by {}; stages in CPU seconds of their threads):",
-            self.source.get()
-        );
-        if let Some((d, pages)) = self.classification {
-            let ram = pages * self.page_size;
-            let _ = writeln!(
-                err,
-                "kdump:   classification {:8.3} s  {:>10.1} MB of RAM  {}",
-                d.as_secs_f64(),
-                mb(ram),
-                rate(ram, d)
-            );
-        }
-        if let Some(r) = report {
-            let t = &r.times;
-            let read = t.bytes_read;
-            let _ = writeln!(
-                err,
-                "kdump:   reading        {:8.3} s  {:>10.1} MB          {}",
-                t.reading.as_secs_f64(),
-                mb(read),
-                rate(read, t.reading)
-            );
-            let _ = writeln!(
-                err,
-                "kdump:   compression    {:8.3} s  {:>10.1} MB in       {}",
-                t.encoding.as_secs_f64(),
-                mb(read),
-                rate(read, t.encoding)
-            );
-            let _ = writeln!(
-                err,
-                "kdump:   writing        {:8.3} s  {:>10.1} MB out      {}",
-                t.writing.as_secs_f64(),
-                mb(out_bytes),
-                rate(out_bytes, t.writing)
-            );
-        }
-        if let Some(d) = fsync {
-            let _ = writeln!(err, "kdump:   fsync          {:8.3} s", d.as_secs_f64());
-        }
-        let _ = writeln!(
-            err,
-            "kdump:   total          {:8.3} s  peak RSS {:.1} MiB",
-            self.started.elapsed().as_secs_f64(),
-            peak_rss_bytes().map_or(f64::NAN, |b| b as f64 / (1 << 20) as f64)
+            "kdump:   classification {:8.3} s  {:>10.1} MB of RAM  {}",
+            d.as_secs_f64(),
+            mb(ram),
+            rate(ram, d)
         );
     }
+    if let Written::Kdump(r) = &saved.written {
+        let st = &r.times;
+        let read = st.bytes_read;
+        let out = saved.file_size();
+        let _ = writeln!(
+            err,
+            "kdump:   reading        {:8.3} s  {:>10.1} MB          {}",
+            st.reading.as_secs_f64(),
+            mb(read),
+            rate(read, st.reading)
+        );
+        let _ = writeln!(
+            err,
+            "kdump:   compression    {:8.3} s  {:>10.1} MB in       {}",
+            st.encoding.as_secs_f64(),
+            mb(read),
+            rate(read, st.encoding)
+        );
+        let _ = writeln!(
+            err,
+            "kdump:   writing        {:8.3} s  {:>10.1} MB out      {}",
+            st.writing.as_secs_f64(),
+            mb(out),
+            rate(out, st.writing)
+        );
+    }
+    if let Some(d) = t.fsync {
+        let _ = writeln!(err, "kdump:   fsync          {:8.3} s", d.as_secs_f64());
+    }
+    let _ = writeln!(
+        err,
+        "kdump:   total          {:8.3} s  peak RSS {:.1} MiB",
+        t.total.as_secs_f64(),
+        peak_rss_bytes().map_or(f64::NAN, |b| b as f64 / (1 << 20) as f64)
+    );
 }

@@ -16,8 +16,8 @@ use kdump_kernel::{KernelMemory, Vmcoreinfo};
 use serde::Serialize;
 
 use crate::dmesg;
-use crate::dumpfile::{self, DumpFormat, PhysAdapter};
-use crate::kernel::KernelId;
+use kdump_collector::{DumpFormat, PhysAdapter};
+use kdump_kernel::identity::KernelId;
 
 #[derive(Debug, Serialize)]
 struct Cpu {
@@ -100,7 +100,7 @@ pub fn write(
     saved: Option<&Path>,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let mut dump = dumpfile::open(dump_path)?;
+    let mut dump = kdump_collector::source::open(dump_path)?;
     let found_at = dump.resolve_vmcoreinfo()?;
     let info: Vmcoreinfo = dump.vmcoreinfo()?;
     let mut warnings = Vec::new();
@@ -119,7 +119,7 @@ pub fn write(
     let layout = X86_64Layout::from_vmcoreinfo(&info).context("cannot set up address translation")?;
     let mut mem = KernelMemory::new(PhysAdapter::new(dump.mem.as_mut()), layout);
 
-    let kernel = crate::kernel::identity(&mut mem, &info);
+    let kernel = kdump_kernel::identity::identity(&mut mem, &info);
 
     let (symbols, source) = match system_map {
         Some(path) => {
@@ -226,7 +226,7 @@ fn render(r: &Report, symbols: Option<&SymbolTable>) -> String {
     );
     let _ = writeln!(s, "complete:    {}", if r.format.complete { "yes" } else { "NO: the file is marked incomplete" });
     if let Some(at) = r.vmcoreinfo_found_at {
-        let _ = writeln!(s, "VMCOREINFO:  {}", crate::dumpfile::found_in_memory(at));
+        let _ = writeln!(s, "VMCOREINFO:  {}", crate::dump::found_in_memory(at));
     }
     let _ = writeln!(s, "kernel:      {} {} ({})", or(&r.kernel.release), or(&r.kernel.version), or(&r.kernel.machine));
     let _ = writeln!(s, "host:        {}", or(&r.kernel.nodename));

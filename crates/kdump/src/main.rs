@@ -5,9 +5,8 @@
 mod capture;
 mod dmesg;
 mod dump;
-mod dumpfile;
 mod info;
-mod kernel;
+mod network;
 mod service;
 mod sysinfo;
 

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use kdump_kexec::cmdline::{self, CmdlineRequest};
-use kdump_kexec::errno::{self, Call, allows_fallback, explain, is_signature_error};
-use kdump_kexec::image::KernelImage;
-use kdump_kexec::plan::Options;
-use kdump_kexec::preflight::{LoadCheck, Syscall, check_load};
+use kdump_loader::cmdline::{self, CmdlineRequest};
+use kdump_loader::errno::{self, Call, allows_fallback, explain, is_signature_error};
+use kdump_loader::image::KernelImage;
+use kdump_loader::plan::Options;
+use kdump_loader::preflight::{LoadCheck, Syscall, check_load};
 use kdump_service::capture_kernel;
 use kdump_service::config::{CONFIG_PATH, DEFAULTS_TOML, default_capture_cmdline};
 use kdump_service::initramfs::{self, ModuleFile, is_static_elf};
@@ -90,6 +90,17 @@ pub enum ServiceCommand {
         #[arg(short = 'f', long)]
         force: bool,
     },
+    /// The network the capture kernel will use: every Ethernet interface (permanent MAC, carrier,
+    /// driver modules), the one [network] names, and a TCP probe from this machine of
+    /// network.probe or --probe. Exits 1 when something is wrong, saying what.
+    CheckNetwork {
+        /// The config file.
+        #[arg(long, value_name = "FILE", default_value = CONFIG_PATH)]
+        config: PathBuf,
+        /// Probe this IPv4 HOST:PORT instead of network.probe.
+        #[arg(long, value_name = "HOST:PORT")]
+        probe: Option<std::net::SocketAddrV4>,
+    },
     /// Check the config file and print it with every default filled in.
     Config {
         /// The config file.
@@ -111,6 +122,10 @@ pub fn run(cmd: &ServiceCommand) -> anyhow::Result<()> {
         ServiceCommand::Test { yes_crash_this_machine } => test(*yes_crash_this_machine),
         ServiceCommand::List { config, dir } => list(config, dir.as_deref()),
         ServiceCommand::Extract { device, dest, force } => extract(device, dest, *force),
+        ServiceCommand::CheckNetwork { config, probe } => {
+            let (cfg, _) = load_config(config)?;
+            crate::network::check(cfg.network.as_ref(), *probe)
+        }
         ServiceCommand::Config { config, defaults } => {
             if *defaults {
                 print!("{DEFAULTS_TOML}");
@@ -146,18 +161,42 @@ pub fn find_target(root: &SysRoot, spec: &TargetSpec) -> Option<(PathBuf, Option
                 let node = PathBuf::from(format!("/dev/{}", dev.name));
                 let Ok(head) = block::read_head(&node, superblock::PROBE_LEN) else { continue };
                 let Some(id) = superblock::identify(&head) else { continue };
-                let hit = match spec {
-                    TargetSpec::Uuid(u) => id.uuid.replace('-', "") == u.replace('-', ""),
-                    TargetSpec::Label(l) => &id.label == l,
-                    TargetSpec::Path(_) => false,
-                };
-                if hit {
+                if spec.matches(&id) {
                     return Some((node, Some(id)));
                 }
             }
             None
         }
     }
+}
+
+/// The driver modules of the [network] interface, found now by its permanent MAC.
+fn nic_modules(
+    root: &SysRoot,
+    network: &kdump_service::Network,
+    report: &mut Vec<String>,
+) -> anyhow::Result<Vec<String>> {
+    let mac = network.mac()?;
+    let Some(iface) = kdump_sys::net::interface_by_mac(root, mac).context("cannot list the network interfaces")? else {
+        let present: Vec<String> = kdump_sys::net::interfaces(root)
+            .unwrap_or_default()
+            .iter()
+            .map(|i| format!("{} {}", i.name, i.permanent_mac))
+            .collect();
+        bail!(
+            "network.interface {mac}: no interface has that MAC (present: {}); write the permanent MAC of the NIC \
+             the capture kernel should use",
+            if present.is_empty() { "none".into() } else { present.join(", ") }
+        );
+    };
+    let modules = kdump_sys::net::driver_modules(root, &iface.name);
+    report.push(format!(
+        "network: {} is {} (driver modules: {})",
+        mac,
+        iface.name,
+        if modules.is_empty() { "none".to_string() } else { modules.join(", ") }
+    ));
+    Ok(modules)
 }
 
 fn mib(b: u64) -> String {
@@ -251,6 +290,9 @@ fn build(cfg: &Config, config_text: &str, root: &SysRoot) -> anyhow::Result<Buil
                 wanted.push(cfg.target.fstype.clone());
             }
         }
+    }
+    if let Some(network) = &cfg.network {
+        wanted.extend(nic_modules(root, network, &mut report)?);
     }
     wanted.append(&mut from_config.clone());
     let mut dedup: Vec<String> = Vec::new();
@@ -361,7 +403,7 @@ fn saved_kallsyms(root: &SysRoot, release: &str) -> anyhow::Result<(Vec<u8>, usi
 /// The release a kernel file names in its setup header (a bzImage, also compressed), if any.
 fn image_release(path: &Path) -> Option<String> {
     let raw = std::fs::read(path).ok()?;
-    let decompressed = kdump_kexec::image::decompress(&raw).ok()?;
+    let decompressed = kdump_loader::image::decompress(&raw).ok()?;
     let image = KernelImage::parse(decompressed.as_deref().unwrap_or(&raw)).ok()?;
     let version = image.header().version?;
     capture_kernel::release_of(&version).map(str::to_string)
@@ -371,7 +413,7 @@ fn image_release(path: &Path) -> Option<String> {
 /// (finit_module of the kernels we boot may not take compressed modules), through the same
 /// bounded decompression as compressed kernels.
 fn decompress_module(rel: &str, raw: Vec<u8>) -> anyhow::Result<Vec<u8>> {
-    match kdump_kexec::image::decompress(&raw)? {
+    match kdump_loader::image::decompress(&raw)? {
         Some(plain) => Ok(plain),
         None if modules::compression(rel) == Compression::None => Ok(raw),
         None => bail!("the file name says {:?}-compressed but its bytes are not", modules::compression(rel)),
@@ -405,7 +447,7 @@ fn setup(config_path: &Path, dry_run: bool) -> anyhow::Result<()> {
         .with_context(|| format!("cannot read the capture kernel {} (set capture.kernel)", built.kernel.display()))?;
     // A compressed kernel file or an ELF vmlinux: kexec_file_load refuses both, kexec_load
     // (below) takes the decompressed bytes.
-    let decompressed = kdump_kexec::image::decompress(&raw).with_context(|| format!("{}", built.kernel.display()))?;
+    let decompressed = kdump_loader::image::decompress(&raw).with_context(|| format!("{}", built.kernel.display()))?;
     let kernel_bytes = decompressed.as_deref().unwrap_or(&raw);
     let kernel_image = KernelImage::parse(kernel_bytes)
         .with_context(|| format!("{} cannot be loaded (set capture.kernel)", built.kernel.display()))?;
@@ -734,7 +776,7 @@ fn estimate(config_path: &Path) -> anyhow::Result<()> {
     let root = SysRoot::host();
     let built = build(&cfg, &text, &root)?;
     let raw = std::fs::read(&built.kernel).with_context(|| format!("cannot read {}", built.kernel.display()))?;
-    let raw = kdump_kexec::image::decompress(&raw)?.unwrap_or(raw);
+    let raw = kdump_loader::image::decompress(&raw)?.unwrap_or(raw);
     let image = KernelImage::parse(&raw)?.header();
     let machine = collect_machine_info(&root).context("cannot read the machine description")?;
     let max_pfn = machine.system_ram.iter().map(|r| r.end / 4096 + 1).max().unwrap_or(0);

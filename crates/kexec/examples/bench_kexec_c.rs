@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use kdump_kexec::plan::{CrashMachine, Options, plan_crash_load};
+use kdump_loader::plan::{CrashMachine, Options, plan_crash_load};
 use kdump_purgatory::{Purgatory, Segment};
 use kdump_sys::{SysRoot, collect_loader_inputs, collect_machine_info};
 

@@ -6,12 +6,12 @@ use std::fs::File;
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use kdump_kexec::BzImage;
-use kdump_kexec::cmdline::{self, CmdlineRequest};
-use kdump_kexec::errno::{Call, allows_fallback, explain, is_signature_error};
-use kdump_kexec::image::KernelImage;
-use kdump_kexec::plan::{Options, Plan as LoadPlan};
-use kdump_kexec::preflight::{LoadCheck, Syscall, check_load};
+use kdump_loader::BzImage;
+use kdump_loader::cmdline::{self, CmdlineRequest};
+use kdump_loader::errno::{Call, allows_fallback, explain, is_signature_error};
+use kdump_loader::image::KernelImage;
+use kdump_loader::plan::{Options, Plan as LoadPlan};
+use kdump_loader::preflight::{LoadCheck, Syscall, check_load};
 use kdump_machine::PhysRange;
 use kdump_machine::sysfs::{CAP_SYS_BOOT, parse_effective_capabilities, parse_flag};
 use kdump_sys::legacy::{LegacyLoad, load_plan, plan_kexec_load};
@@ -68,7 +68,7 @@ pub fn load(args: &Args, root: &SysRoot) -> anyhow::Result<()> {
     })?;
     let raw = std::fs::read(kernel_path)
         .with_context(|| format!("cannot read the kernel image {}", kernel_path.display()))?;
-    let decompressed = kdump_kexec::image::decompress(&raw).with_context(|| format!("{}", kernel_path.display()))?;
+    let decompressed = kdump_loader::image::decompress(&raw).with_context(|| format!("{}", kernel_path.display()))?;
     let compressed = decompressed.is_some();
     let kernel_bytes = decompressed.unwrap_or(raw);
     let kernel_image =
@@ -239,7 +239,7 @@ struct Legacy<'a> {
 }
 
 impl Legacy<'_> {
-    fn load(&self, line: &str, problems: &[kdump_kexec::preflight::Problem]) -> anyhow::Result<()> {
+    fn load(&self, line: &str, problems: &[kdump_loader::preflight::Problem]) -> anyhow::Result<()> {
         let args = self.args;
         let what = if args.panic { "capture kernel" } else { "kernel" };
         let initrd = match self.initrd {

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{ArgAction, Parser};
-use kdump_kexec::errno::{Call, explain};
+use kdump_loader::errno::{Call, explain};
 use kdump_sys::{SysRoot, collect_machine_info, kexec as sys};
 
 /// Which syscall(s) to use.

@@ -1,15 +1,87 @@
 //! The on-disk headers: `disk_dump_header`, `kdump_sub_header`, `page_desc`, `new_utsname`.
+//!
+//! Each layout is declared once, as a `#[repr(C)]` struct of little-endian fields (`Raw*`, the
+//! 64-bit layout makedumpfile writes) with its size and offsets asserted at compile time; the
+//! public types are the same fields as plain integers, converted through it.
 
-use crate::physmem::{u32_at, u64_at};
+use core::mem::{offset_of, size_of};
 
-fn put_i32(b: &mut [u8], off: usize, v: i32) {
-    b[off..off + 4].copy_from_slice(&v.to_le_bytes());
+use zerocopy::little_endian::{I32, I64, U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+/// `struct disk_dump_header` on 64-bit: the timestamp (`struct timeval`) is 8-aligned, so six
+/// bytes of padding follow the names.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+struct RawDiskDumpHeader {
+    signature: [u8; 8],
+    header_version: I32,
+    utsname: [[u8; 65]; 6],
+    _pad: [u8; 6],
+    timestamp_sec: I64,
+    timestamp_usec: I64,
+    status: U32,
+    block_size: I32,
+    sub_hdr_size: I32,
+    bitmap_blocks: U32,
+    max_mapnr: U32,
+    total_ram_blocks: U32,
+    device_blocks: U32,
+    written_blocks: U32,
+    current_cpu: U32,
+    nr_cpus: I32,
 }
-fn put_u32(b: &mut [u8], off: usize, v: u32) {
-    b[off..off + 4].copy_from_slice(&v.to_le_bytes());
+
+/// `struct kdump_sub_header` (version 6, the whole of it).
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+struct RawKdumpSubHeader {
+    phys_base: U64,
+    dump_level: I32,
+    split: I32,
+    start_pfn: U64,
+    end_pfn: U64,
+    offset_vmcoreinfo: U64,
+    size_vmcoreinfo: U64,
+    offset_note: U64,
+    size_note: U64,
+    offset_eraseinfo: U64,
+    size_eraseinfo: U64,
+    start_pfn_64: U64,
+    end_pfn_64: U64,
+    max_mapnr_64: U64,
 }
-fn put_u64(b: &mut [u8], off: usize, v: u64) {
-    b[off..off + 8].copy_from_slice(&v.to_le_bytes());
+
+/// `struct page_desc`.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+struct RawPageDesc {
+    offset: I64,
+    size: U32,
+    flags: U32,
+    page_flags: U64,
+}
+
+const _: () = {
+    assert!(size_of::<RawDiskDumpHeader>() == 464);
+    assert!(offset_of!(RawDiskDumpHeader, utsname) == 12);
+    assert!(offset_of!(RawDiskDumpHeader, timestamp_sec) == 408);
+    assert!(offset_of!(RawDiskDumpHeader, status) == 424);
+    assert!(offset_of!(RawDiskDumpHeader, max_mapnr) == 440);
+    assert!(offset_of!(RawDiskDumpHeader, nr_cpus) == 460);
+    assert!(size_of::<RawKdumpSubHeader>() == 104);
+    assert!(offset_of!(RawKdumpSubHeader, offset_vmcoreinfo) == 32);
+    assert!(offset_of!(RawKdumpSubHeader, max_mapnr_64) == 96);
+    assert!(size_of::<RawPageDesc>() == 24);
+};
+
+/// Reads a layout from the front of `b`; short input reads as zeros (callers check lengths).
+fn read_raw<T: FromBytes + IntoBytes>(b: &[u8]) -> T {
+    let mut raw = T::new_zeroed();
+    let dst = raw.as_mut_bytes();
+    let n = dst.len().min(b.len());
+    dst[..n].copy_from_slice(&b[..n]);
+    raw
 }
 
 /// `disk_dump_header` (64-bit layout).
@@ -53,49 +125,46 @@ impl DiskDumpHeader {
 
     /// Encodes (little-endian).
     pub fn to_bytes(&self) -> [u8; Self::SIZE] {
-        let mut b = [0u8; Self::SIZE];
-        b[0..8].copy_from_slice(&self.signature);
-        put_i32(&mut b, 8, self.header_version);
-        for (i, f) in self.utsname.iter().enumerate() {
-            b[12 + 65 * i..12 + 65 * (i + 1)].copy_from_slice(f);
-        }
-        put_u64(&mut b, 408, self.timestamp_sec as u64);
-        put_u64(&mut b, 416, self.timestamp_usec as u64);
-        put_u32(&mut b, 424, self.status);
-        put_i32(&mut b, 428, self.block_size);
-        put_i32(&mut b, 432, self.sub_hdr_size);
-        put_u32(&mut b, 436, self.bitmap_blocks);
-        put_u32(&mut b, 440, self.max_mapnr);
-        put_u32(&mut b, 444, self.total_ram_blocks);
-        put_u32(&mut b, 448, self.device_blocks);
-        put_u32(&mut b, 452, self.written_blocks);
-        put_u32(&mut b, 456, self.current_cpu);
-        put_i32(&mut b, 460, self.nr_cpus);
-        b
+        let raw = RawDiskDumpHeader {
+            signature: self.signature,
+            header_version: self.header_version.into(),
+            utsname: self.utsname,
+            _pad: [0; 6],
+            timestamp_sec: self.timestamp_sec.into(),
+            timestamp_usec: self.timestamp_usec.into(),
+            status: self.status.into(),
+            block_size: self.block_size.into(),
+            sub_hdr_size: self.sub_hdr_size.into(),
+            bitmap_blocks: self.bitmap_blocks.into(),
+            max_mapnr: self.max_mapnr.into(),
+            total_ram_blocks: self.total_ram_blocks.into(),
+            device_blocks: self.device_blocks.into(),
+            written_blocks: self.written_blocks.into(),
+            current_cpu: self.current_cpu.into(),
+            nr_cpus: self.nr_cpus.into(),
+        };
+        raw.as_bytes().try_into().expect("the size is asserted above")
     }
 
-    /// Decodes (little-endian); `b` must hold at least [`Self::SIZE`] bytes.
+    /// Decodes (little-endian); `b` should hold [`Self::SIZE`] bytes (missing ones read as 0).
     pub fn parse(b: &[u8]) -> Self {
-        let mut utsname = [[0u8; 65]; 6];
-        for (i, f) in utsname.iter_mut().enumerate() {
-            f.copy_from_slice(&b[12 + 65 * i..12 + 65 * (i + 1)]);
-        }
+        let raw: RawDiskDumpHeader = read_raw(b);
         DiskDumpHeader {
-            signature: b[0..8].try_into().expect("8 bytes"),
-            header_version: u32_at(b, 8, true) as i32,
-            utsname,
-            timestamp_sec: u64_at(b, 408, true) as i64,
-            timestamp_usec: u64_at(b, 416, true) as i64,
-            status: u32_at(b, 424, true),
-            block_size: u32_at(b, 428, true) as i32,
-            sub_hdr_size: u32_at(b, 432, true) as i32,
-            bitmap_blocks: u32_at(b, 436, true),
-            max_mapnr: u32_at(b, 440, true),
-            total_ram_blocks: u32_at(b, 444, true),
-            device_blocks: u32_at(b, 448, true),
-            written_blocks: u32_at(b, 452, true),
-            current_cpu: u32_at(b, 456, true),
-            nr_cpus: u32_at(b, 460, true) as i32,
+            signature: raw.signature,
+            header_version: raw.header_version.get(),
+            utsname: raw.utsname,
+            timestamp_sec: raw.timestamp_sec.get(),
+            timestamp_usec: raw.timestamp_usec.get(),
+            status: raw.status.get(),
+            block_size: raw.block_size.get(),
+            sub_hdr_size: raw.sub_hdr_size.get(),
+            bitmap_blocks: raw.bitmap_blocks.get(),
+            max_mapnr: raw.max_mapnr.get(),
+            total_ram_blocks: raw.total_ram_blocks.get(),
+            device_blocks: raw.device_blocks.get(),
+            written_blocks: raw.written_blocks.get(),
+            current_cpu: raw.current_cpu.get(),
+            nr_cpus: raw.nr_cpus.get(),
         }
     }
 
@@ -146,59 +215,45 @@ impl KdumpSubHeader {
 
     /// Encodes (little-endian).
     pub fn to_bytes(&self) -> [u8; Self::SIZE] {
-        let mut b = [0u8; Self::SIZE];
-        put_u64(&mut b, 0, self.phys_base);
-        put_i32(&mut b, 8, self.dump_level);
-        put_i32(&mut b, 12, self.split);
-        let rest = [
-            self.start_pfn,
-            self.end_pfn,
-            self.offset_vmcoreinfo,
-            self.size_vmcoreinfo,
-            self.offset_note,
-            self.size_note,
-            self.offset_eraseinfo,
-            self.size_eraseinfo,
-            self.start_pfn_64,
-            self.end_pfn_64,
-            self.max_mapnr_64,
-        ];
-        for (i, v) in rest.iter().enumerate() {
-            put_u64(&mut b, 16 + 8 * i, *v);
-        }
-        b
+        let raw = RawKdumpSubHeader {
+            phys_base: self.phys_base.into(),
+            dump_level: self.dump_level.into(),
+            split: self.split.into(),
+            start_pfn: self.start_pfn.into(),
+            end_pfn: self.end_pfn.into(),
+            offset_vmcoreinfo: self.offset_vmcoreinfo.into(),
+            size_vmcoreinfo: self.size_vmcoreinfo.into(),
+            offset_note: self.offset_note.into(),
+            size_note: self.size_note.into(),
+            offset_eraseinfo: self.offset_eraseinfo.into(),
+            size_eraseinfo: self.size_eraseinfo.into(),
+            start_pfn_64: self.start_pfn_64.into(),
+            end_pfn_64: self.end_pfn_64.into(),
+            max_mapnr_64: self.max_mapnr_64.into(),
+        };
+        raw.as_bytes().try_into().expect("the size is asserted above")
     }
 
     /// Decodes the fields that exist in `header_version` (others stay 0).
     pub fn parse(b: &[u8], header_version: i32) -> Self {
-        let q = |i: usize| u64_at(b, 16 + 8 * i, true);
-        let mut s = KdumpSubHeader { phys_base: u64_at(b, 0, true), ..Default::default() };
-        if header_version >= 1 {
-            s.dump_level = u32_at(b, 8, true) as i32;
+        // A field beyond the version's sub-header is not the header's (it may be notes).
+        let raw: RawKdumpSubHeader = read_raw(&b[..b.len().min(sub_hdr_bytes(header_version))]);
+        KdumpSubHeader {
+            phys_base: raw.phys_base.get(),
+            dump_level: raw.dump_level.get(),
+            split: raw.split.get(),
+            start_pfn: raw.start_pfn.get(),
+            end_pfn: raw.end_pfn.get(),
+            offset_vmcoreinfo: raw.offset_vmcoreinfo.get(),
+            size_vmcoreinfo: raw.size_vmcoreinfo.get(),
+            offset_note: raw.offset_note.get(),
+            size_note: raw.size_note.get(),
+            offset_eraseinfo: raw.offset_eraseinfo.get(),
+            size_eraseinfo: raw.size_eraseinfo.get(),
+            start_pfn_64: raw.start_pfn_64.get(),
+            end_pfn_64: raw.end_pfn_64.get(),
+            max_mapnr_64: raw.max_mapnr_64.get(),
         }
-        if header_version >= 2 {
-            s.split = u32_at(b, 12, true) as i32;
-            s.start_pfn = q(0);
-            s.end_pfn = q(1);
-        }
-        if header_version >= 3 {
-            s.offset_vmcoreinfo = q(2);
-            s.size_vmcoreinfo = q(3);
-        }
-        if header_version >= 4 {
-            s.offset_note = q(4);
-            s.size_note = q(5);
-        }
-        if header_version >= 5 {
-            s.offset_eraseinfo = q(6);
-            s.size_eraseinfo = q(7);
-        }
-        if header_version >= 6 {
-            s.start_pfn_64 = q(8);
-            s.end_pfn_64 = q(9);
-            s.max_mapnr_64 = q(10);
-        }
-        s
     }
 }
 
@@ -221,21 +276,23 @@ impl PageDesc {
 
     /// Encodes (little-endian).
     pub fn to_bytes(&self) -> [u8; Self::SIZE] {
-        let mut b = [0u8; Self::SIZE];
-        put_u64(&mut b, 0, self.offset as u64);
-        put_u32(&mut b, 8, self.size);
-        put_u32(&mut b, 12, self.flags);
-        put_u64(&mut b, 16, self.page_flags);
-        b
+        let raw = RawPageDesc {
+            offset: self.offset.into(),
+            size: self.size.into(),
+            flags: self.flags.into(),
+            page_flags: self.page_flags.into(),
+        };
+        raw.as_bytes().try_into().expect("the size is asserted above")
     }
 
     /// Decodes (little-endian).
     pub fn parse(b: &[u8]) -> Self {
+        let raw: RawPageDesc = read_raw(b);
         PageDesc {
-            offset: u64_at(b, 0, true) as i64,
-            size: u32_at(b, 8, true),
-            flags: u32_at(b, 12, true),
-            page_flags: u64_at(b, 16, true),
+            offset: raw.offset.get(),
+            size: raw.size.get(),
+            flags: raw.flags.get(),
+            page_flags: raw.page_flags.get(),
         }
     }
 }

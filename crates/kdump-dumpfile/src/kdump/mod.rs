@@ -26,7 +26,9 @@ pub const MAX_NOTES_SIZE: u64 = 64 << 20;
 /// Most RAM ranges the reader builds from the 1st bitmap.
 pub const MAX_RAM_RANGES: usize = 1 << 22;
 
+#[deny(clippy::cast_possible_truncation)] // parses untrusted bytes: no silent truncation
 mod header;
+#[deny(clippy::cast_possible_truncation)]
 mod reader;
 mod sink;
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::io::{Read, Seek};
 use crate::codec::{FLAG_INCOMPLETE, PageDecoder};
 use crate::error::{Error, Result, corrupt};
 use crate::notes::find_vmcoreinfo;
-use crate::physmem::{PageState, PfnRange, PhysMem, check_buf, read_at, stream_len, u32_at};
+use crate::physmem::{PageState, PfnRange, PhysMem, check_buf, read_at, stream_len, u32_at, usize_of};
 
 use super::*;
 
@@ -129,7 +129,7 @@ impl<R: Read + Seek> KdumpReader<R> {
                     len: file_len,
                 });
             }
-            notes = vec![0u8; sub.size_note as usize];
+            notes = vec![0u8; usize_of(sub.size_note, "ELF notes")?];
             read_at(&mut inner, file_len, sub.offset_note, &mut notes, "ELF notes")?;
         }
         let mut vmcoreinfo = None;
@@ -145,7 +145,7 @@ impl<R: Read + Seek> KdumpReader<R> {
                     len: file_len,
                 });
             }
-            let mut v = vec![0u8; sub.size_vmcoreinfo as usize];
+            let mut v = vec![0u8; usize_of(sub.size_vmcoreinfo, "VMCOREINFO")?];
             read_at(&mut inner, file_len, sub.offset_vmcoreinfo, &mut v, "VMCOREINFO")?;
             vmcoreinfo = Some(v);
         } else if let Some((_, d)) = find_vmcoreinfo(&notes, true) {
@@ -156,8 +156,9 @@ impl<R: Read + Seek> KdumpReader<R> {
         // bitmap than its max_mapnr needs (a fuzzed one claimed terabytes).
         let bits = block * 8;
         let nblk = (bm_bytes / block).min(max_pfn.div_ceil(bits));
-        let mut rank_index = Vec::with_capacity(nblk as usize);
-        let mut blk = vec![0u8; block as usize];
+        let block_len = usize_of(block, "block size")?;
+        let mut rank_index = Vec::with_capacity(usize_of(nblk, "2nd bitmap")?);
+        let mut blk = vec![0u8; block_len];
         let mut total = 0u64;
         for b in 0..nblk {
             rank_index.push(total);
@@ -204,10 +205,10 @@ impl<R: Read + Seek> KdumpReader<R> {
             ram,
             notes,
             vmcoreinfo,
-            cache1: (u64::MAX, vec![0u8; block as usize]),
-            cache2: (u64::MAX, vec![0u8; block as usize]),
+            cache1: (u64::MAX, vec![0u8; block_len]),
+            cache2: (u64::MAX, vec![0u8; block_len]),
             descs: (0, Vec::new()),
-            data: Vec::with_capacity(block as usize),
+            data: Vec::with_capacity(block_len),
             decoder: PageDecoder::new(),
         })
     }
@@ -243,8 +244,14 @@ impl<R: Read + Seek> KdumpReader<R> {
             cache.0 = b;
         }
         let i = pfn % bits;
-        let set = cache.1[(i / 8) as usize] >> (i % 8) & 1 == 1;
-        let rank = if second { self.rank_index[b as usize] + popcount_prefix(&cache.1, i) } else { 0 };
+        // `i` is below the block's bits and `b` below the blocks indexed (pfn < max_pfn).
+        let set = cache.1.get(usize_of(i / 8, what)?).is_some_and(|byte| byte >> (i % 8) & 1 == 1);
+        let rank = if second {
+            let before = self.rank_index.get(usize_of(b, what)?).copied().unwrap_or(self.dumpable);
+            before + popcount_prefix(&cache.1, i)
+        } else {
+            0
+        };
         Ok((set, rank))
     }
 
@@ -260,8 +267,11 @@ impl<R: Read + Seek> KdumpReader<R> {
         }
         const SIZE: u64 = PageDesc::SIZE as u64;
         let (first, run) = &self.descs;
-        if let Some(d) = rank.checked_sub(*first).and_then(|i| run.get((i * SIZE) as usize..((i + 1) * SIZE) as usize))
-        {
+        let cached = rank
+            .checked_sub(*first)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| run.get(i * PageDesc::SIZE..(i + 1) * PageDesc::SIZE));
+        if let Some(d) = cached {
             return Ok(Some(PageDesc::parse(d)));
         }
         // A run of descriptors, within the table and the file (a short file reads one at a time).
@@ -269,7 +279,7 @@ impl<R: Read + Seek> KdumpReader<R> {
         let count = DESC_RUN.min(self.dumpable.saturating_sub(rank)).min(self.file_len.saturating_sub(off) / SIZE);
         if count > 1 {
             let mut run = std::mem::take(&mut self.descs.1);
-            run.resize((count * SIZE) as usize, 0);
+            run.resize(usize_of(count * SIZE, "page descriptors")?, 0);
             read_at(&mut self.inner, self.file_len, off, &mut run, "page descriptors")?;
             let d = PageDesc::parse(&run[..PageDesc::SIZE]);
             self.descs = (rank, run);

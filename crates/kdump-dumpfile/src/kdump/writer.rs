@@ -426,6 +426,33 @@ impl<S: WriteAt> KdumpWriter<S> {
 
     /// Completes the file: remaining bitmap blocks, buffered data and descriptors, final header.
     pub fn finish(mut self) -> Result<(S, WriteSummary)> {
+        self.complete()?;
+        self.summary.file_size = self.data_buf_off;
+        Ok((self.sink, self.summary))
+    }
+
+    /// Completes the file like [`finish`](Self::finish), or, when a write fails on the way
+    /// (the last buffered pages hit a full disk), finishes it as incomplete like
+    /// [`finish_incomplete_with`](Self::finish_incomplete_with) and says why.
+    pub fn finish_or_incomplete(
+        mut self,
+        would_keep: impl FnMut(u64) -> bool,
+    ) -> Result<(S, WriteSummary, Option<String>)> {
+        match self.complete() {
+            Ok(()) => {
+                self.summary.file_size = self.data_buf_off;
+                Ok((self.sink, self.summary, None))
+            }
+            Err(Error::Io(e)) => {
+                let (sink, summary) = self.finish_incomplete_with(would_keep)?;
+                Ok((sink, summary, Some(e.to_string())))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Buffered data and descriptors, the rest of the 2nd bitmap, the final header.
+    fn complete(&mut self) -> Result<()> {
         if self.failed {
             return Err(Error::Usage("an earlier write failed; call finish_incomplete()".into()));
         }
@@ -436,9 +463,7 @@ impl<S: WriteAt> KdumpWriter<S> {
         let r = self.sink.write_at(0, &hdr);
         self.io(r)?;
         let r = self.sink.flush();
-        self.io(r)?;
-        self.summary.file_size = self.data_buf_off;
-        Ok((self.sink, self.summary))
+        self.io(r)
     }
 
     /// After a write error (e.g. `ENOSPC`), makes the most of what was written: pages whose
@@ -465,6 +490,8 @@ impl<S: WriteAt> KdumpWriter<S> {
             let pd = PageDesc::parse(d);
             if pd.offset as u64 + u64::from(pd.size) > durable && Some(pd.offset as u64) != self.zero_off {
                 d.copy_from_slice(&PageDesc::default().to_bytes());
+                // Its data never reached the sink: the page is lost, not written.
+                self.summary.pages -= 1;
             }
         }
         if !self.desc_buf.is_empty() {

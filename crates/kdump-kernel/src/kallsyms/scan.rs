@@ -51,7 +51,7 @@ pub fn scan_image<P: PhysRead>(mem: &mut KernelMemory<P>, start: u64, len: u64, 
     let mut missing = 0u64;
     while at < end {
         let n = CHUNK.min(end - at);
-        let mut chunk = vec![0u8; n as usize];
+        let mut chunk = vec![0u8; crate::to_usize(n)];
         if mem.read(at, &mut chunk).is_err() {
             // Pages the kernel freed (the text/rodata gap, init memory) are
             // filtered out of dumps: search the pages that are there.
@@ -156,7 +156,7 @@ fn token_tables<P: PhysRead>(mem: &mut KernelMemory<P>, digits_at: u64) -> Resul
             continue;
         }
         // Tokens 1.. are where the index says, and token 0 fills the gap before token 1.
-        let text_end = (table_end - table_at) as usize;
+        let text_end = crate::to_usize(table_end - table_at);
         let Ok(text) = mem.read_vec(table_at, text_end as u64, MAX_TABLE, "kallsyms_token_table") else { continue };
         let mut tokens = Vec::with_capacity(256);
         let mut at = 0usize;
@@ -233,9 +233,9 @@ fn names_before<P: PhysRead>(mem: &mut KernelMemory<P>, markers_at: u64, marks: 
     let span = last + 256 * MAX_ENTRY_BYTES + 8;
     let region = read_backward(mem, markers_at, span);
     let region_at = markers_at - region.len() as u64;
-    let byte = |a: u64| a.checked_sub(region_at).and_then(|i| region.get(i as usize)).copied();
+    let byte = |a: u64| a.checked_sub(region_at).and_then(|i| region.get(crate::to_usize(i))).copied();
     let word = |a: u64| -> Option<u64> {
-        let i = a.checked_sub(region_at)? as usize;
+        let i = crate::to_usize(a.checked_sub(region_at)?);
         Some(u64::from(u32::from_le_bytes(region.get(i..i + 4)?.try_into().ok()?)))
     };
     // Walks `n` entries from `at`; the end, or None past the region.

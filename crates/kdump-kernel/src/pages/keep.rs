@@ -56,7 +56,7 @@ impl<P: PhysRead> LevelFilter<P> {
         if last - start > KEEP_MAP_MAX_PAGES {
             return None;
         }
-        let mut words = vec![0u64; (last - start).div_ceil(64) as usize];
+        let mut words = vec![0u64; crate::to_usize((last - start).div_ceil(64))];
         let mut kept = 0;
         for r in ram {
             let mut pfn = r.start;
@@ -66,7 +66,7 @@ impl<P: PhysRead> LevelFilter<P> {
                 let cycle_end = (self.cycle_start + CYCLE_PAGES).min(r.end);
                 let level = self.level;
                 for (j, class) in self.classes
-                    [(pfn - self.cycle_start) as usize..(cycle_end - self.cycle_start) as usize]
+                    [crate::to_usize(pfn - self.cycle_start)..crate::to_usize(cycle_end - self.cycle_start)]
                     .iter()
                     .enumerate()
                 {

@@ -1118,4 +1118,58 @@ mod tests {
         assert_eq!(subtract(&[r(0, 99)], &[r(10, 19), r(90, 200)]), vec![r(0, 9), r(20, 89)]);
         assert_eq!(subtract(&[r(10, 19)], &[r(0, 100)]), vec![]);
     }
+
+    /// Every segment's bytes, hashed, for a bzImage and a vmlinux crash load, an ELF32 one and a
+    /// normal load with more than 128 e820 entries: recorded before the layouts became structs
+    /// (`bootproto`), so a layout change cannot move a byte unnoticed.
+    #[test]
+    fn segment_bytes_are_the_recorded_ones() {
+        fn fnv(b: &[u8]) -> u64 {
+            b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| (h ^ u64::from(x)).wrapping_mul(0x100_0000_01b3))
+        }
+        let crash = PhysRange { start: 0x2300_0000, end: 0x32ff_ffff };
+        let mut many = machine(crash);
+        many.memory_map
+            .extend((0..200u64).map(|i| ram(0x1_0000_0000 + i * 0x20_0000, 0x1_0000_0000 + i * 0x20_0000 + 0xf_ffff)));
+        let initrd = [7u8; 10_000];
+        let plans = [
+            ("bzimage", plan_crash_load(&machine(crash), &kernel(), Some(&initrd), &opts()).unwrap()),
+            (
+                "vmlinux",
+                plan_crash_load(&machine(crash), &crate::image::tests::fake_vmlinux(), Some(&initrd), &opts()).unwrap(),
+            ),
+            ("elf32", plan_crash_load(&machine(crash), &kernel(), None, &Options { elf32: true, ..opts() }).unwrap()),
+            ("normal-e820-ext", plan_normal_load(&many, &kernel(), Some(&initrd), &opts()).unwrap()),
+        ];
+        let mut got = String::new();
+        for (name, plan) in &plans {
+            for s in &plan.segments {
+                got.push_str(&format!("{name} {} {:016x}\n", s.name, fnv(&s.buf)));
+            }
+        }
+        let want = concat!(
+            "bzimage kernel 28c31cf8df2ec325\n",
+            "bzimage initrd 3e843bfe02a637f5\n",
+            "bzimage backup cbf29ce484222325\n",
+            "bzimage elfcorehdr 62225ecbf549f2df\n",
+            "bzimage boot_params e5107cd8ef70a98d\n",
+            "bzimage purgatory e1288e70a5102814\n",
+            "vmlinux kernel 45f9e3bcf6fc9065\n",
+            "vmlinux initrd 3e843bfe02a637f5\n",
+            "vmlinux backup cbf29ce484222325\n",
+            "vmlinux elfcorehdr 62225ecbf549f2df\n",
+            "vmlinux boot_params ad479520386e1477\n",
+            "vmlinux purgatory e1969bf6db3f61bb\n",
+            "elf32 kernel 28c31cf8df2ec325\n",
+            "elf32 backup cbf29ce484222325\n",
+            "elf32 elfcorehdr 6bdfc8db5779e9ab\n",
+            "elf32 boot_params 733fc9a8d9638bd3\n",
+            "elf32 purgatory 5f725ea65178a661\n",
+            "normal-e820-ext kernel 28c31cf8df2ec325\n",
+            "normal-e820-ext initrd 3e843bfe02a637f5\n",
+            "normal-e820-ext boot_params a05ed4c4fa4faed1\n",
+            "normal-e820-ext purgatory 5b5895a68a598b28\n",
+        );
+        assert_eq!(got, want);
+    }
 }

@@ -1,23 +1,24 @@
-//! Dump-level filtering for `kdump dump -d`: a second reader of the source
-//! feeds `kdump_kernel::pages`, which classifies every struct page once, before
-//! the save pipeline reads page contents through the first reader.
+//! Dump-level filtering (`-d`): a second reader of the source feeds `kdump_kernel::pages`,
+//! which classifies every struct page once, before the save pipeline reads page contents
+//! through the first reader.
 
 use std::path::Path;
 
-use anyhow::Context;
 use kdump_dumpfile::{PageState, PhysMem};
 use kdump_kernel::memory::X86_64Layout;
 use kdump_kernel::pages::{KeepMap, LevelFilter, MemUsage, PageClass, PageClassifier, level};
 use kdump_kernel::{KernelMemory, Vmcoreinfo};
 use kdump_sys::mapped::ReadMode;
 
-use crate::dumpfile::{self, Dump, PhysAdapter};
+use crate::error::Result;
+use crate::source::{self, Dump, PhysAdapter};
 
 /// Byte reads over a second handle on the dump, owned by the filter.
 pub type OwnedPhys = PhysAdapter<Box<dyn PhysMem>>;
 
 /// The filter for one dump, and what it could not do.
 pub struct Filter {
+    /// The classifier and level, when struct pages are read at all.
     pub inner: Option<LevelFilter<OwnedPhys>>,
     /// Every page's decision, once [`decide_all`](Self::decide_all) has run.
     decided: Option<KeepMap>,
@@ -29,12 +30,19 @@ pub struct Filter {
     pub hwpoison_exported: bool,
 }
 
+impl std::fmt::Debug for Filter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Filter").field("effective_level", &self.effective_level).finish_non_exhaustive()
+    }
+}
+
 impl Filter {
     /// Keep-everything (levels 0 and 1 need no struct pages).
     fn none(level: u32, limits: Vec<String>) -> Self {
         Filter { inner: None, decided: None, effective_level: level, limits, hwpoison_exported: false }
     }
 
+    /// Whether page `pfn` goes into the dump.
     pub fn keep(&mut self, pfn: u64) -> bool {
         if let Some(map) = &self.decided {
             return map.keep(pfn);
@@ -48,13 +56,7 @@ impl Filter {
     /// one-bit-per-page map is counted by a second pass over `source`
     /// (cycle by cycle, bounded memory).
     /// `level` is the level asked for (as given to [`build`]).
-    pub fn decide_all(
-        &mut self,
-        source: &Path,
-        dump: &Dump,
-        level: u32,
-        mode: ReadMode,
-    ) -> anyhow::Result<Option<u64>> {
+    pub fn decide_all(&mut self, source: &Path, dump: &Dump, level: u32, mode: ReadMode) -> Result<Option<u64>> {
         let Some(inner) = self.inner.as_mut() else { return Ok(None) };
         let ram = dump.mem.ram_ranges();
         if let Some(map) = inner.decide_all(ram) {
@@ -95,7 +97,7 @@ impl Filter {
 }
 
 /// Builds the filter for `level` on `source` (opened a second time for struct pages).
-pub fn build(source: &Path, dump: &Dump, level: u32, mode: ReadMode) -> anyhow::Result<Filter> {
+pub fn build(source: &Path, dump: &Dump, level: u32, mode: ReadMode) -> Result<Filter> {
     let wanted = level & level::STRUCT_PAGE_BITS;
     let Some(raw) = dump.vmcoreinfo_raw() else {
         if wanted == 0 {
@@ -131,8 +133,8 @@ pub fn build(source: &Path, dump: &Dump, level: u32, mode: ReadMode) -> anyhow::
         Ok(l) => l,
         Err(e) => return fail(e.to_string()),
     };
-    let second =
-        dumpfile::open_with(source, mode).context("cannot open the source a second time to read struct pages")?;
+    // The second handle on the source is opened as the first was: its errors are the same.
+    let second = source::open_with(source, mode)?;
     let ram = dump.mem.ram_ranges().to_vec();
     let mem = KernelMemory::new(PhysAdapter::new(second.mem), layout);
     let classifier = match PageClassifier::new(mem, &info, level, ram) {
@@ -153,12 +155,37 @@ pub fn build(source: &Path, dump: &Dump, level: u32, mode: ReadMode) -> anyhow::
     })
 }
 
-/// `kdump dump --mem-usage SOURCE`: pages per class and what each level would keep.
-pub fn mem_usage(source: &Path, mode: ReadMode) -> anyhow::Result<()> {
-    let mut dump = dumpfile::open_with(source, mode)?;
-    if let Some(at) = dump.resolve_vmcoreinfo()? {
-        eprintln!("kdump: VMCOREINFO {}", dumpfile::found_in_memory(at));
+/// What `--mem-usage` reports: pages per class of a dump's RAM, and what each level keeps.
+#[derive(Debug, Clone)]
+pub struct MemUsageReport {
+    /// Pages per class, and zero pages among those level 31 keeps.
+    pub usage: MemUsage,
+    /// The dump's page size.
+    pub page_size: u64,
+    /// RAM pages the source does not hold (already filtered, or lost).
+    pub absent: u64,
+    /// The level the classifier can apply when asked for 31.
+    pub effective_level: u32,
+    /// The kernel exports PG_hwpoison (levels 0 and 1 drop poisoned pages too).
+    pub hwpoison_exported: bool,
+    /// Where VMCOREINFO was found in memory, for a dump without a note.
+    pub vmcoreinfo_found_at: Option<u64>,
+    /// What could not be classified and why.
+    pub warnings: Vec<String>,
+}
+
+impl MemUsageReport {
+    /// Pages a dump at `level` would hold.
+    pub fn pages_at(&self, level: u32) -> u64 {
+        self.usage.pages_at(level, self.effective_level, self.hwpoison_exported)
     }
+}
+
+/// `kdump dump --mem-usage SOURCE`: every RAM page classified once, and the zero pages among
+/// those level 31 keeps counted, as makedumpfile counts them.
+pub fn mem_usage(source: &Path, mode: ReadMode) -> Result<MemUsageReport> {
+    let mut dump = crate::source::open_with(source, mode)?;
+    let vmcoreinfo_found_at = dump.resolve_vmcoreinfo()?;
     let mut filter = build(source, &dump, 31, mode)?;
     let page_size = dump.mem.page_size();
     let ranges = dump.mem.ram_ranges().to_vec();
@@ -172,7 +199,6 @@ pub fn mem_usage(source: &Path, mode: ReadMode) -> anyhow::Result<()> {
             if class.excluded_at(filter.effective_level) {
                 continue;
             }
-            // Zero pages among those level 31 keeps, as makedumpfile counts them.
             match dump.mem.read_page(pfn, &mut buf) {
                 Ok(PageState::Present | PageState::ZeroFilled) if buf.iter().all(|&b| b == 0) => usage.zero += 1,
                 Ok(PageState::Present | PageState::ZeroFilled) => {}
@@ -180,45 +206,21 @@ pub fn mem_usage(source: &Path, mode: ReadMode) -> anyhow::Result<()> {
             }
         }
     }
-    let n = |c: PageClass| usage.count(c);
-    println!("{:<14} {:>12} {:>10}  DESCRIPTION", "TYPE", "PAGES", "EXCLUDABLE");
-    println!("{}", "-".repeat(70));
-    let row = |name: &str, pages: u64, ex: bool, what: &str| {
-        println!("{name:<14} {pages:>12} {:>10}  {what}", if ex { "yes" } else { "no" });
-    };
-    row("ZERO", usage.zero, true, "Pages filled with zero (among those level 31 keeps)");
-    row("NON_PRI_CACHE", n(PageClass::Cache), true, "Cache pages without private flag");
-    row("PRI_CACHE", n(PageClass::CachePrivate), true, "Cache pages with private flag");
-    row("USER", n(PageClass::User), true, "User process pages");
-    row("FREE", n(PageClass::Free), true, "Free pages");
-    row("HWPOISON", n(PageClass::Hwpoison), true, "Hardware-poisoned pages (always excluded)");
-    row("OFFLINE", n(PageClass::Offline), true, "Offline pages (always excluded)");
-    row("KERN_DATA", usage.kernel_data(), false, "Dumpable kernel data");
-    println!();
-    println!("page size:              {page_size}");
-    println!("Total pages on system:  {}", usage.total);
-    println!("Total size on system:   {} Byte", usage.total * page_size);
-    if absent > 0 {
-        println!("Pages not in the source (already filtered or lost): {absent}");
-    }
-    println!();
-    println!("Dump size per level (pages x page size, before compression; with bit 1, zero pages only among");
-    println!("those level 31 keeps are subtracted, so levels without every bit are upper bounds):");
-    println!("{:>5} {:>12} {:>12}", "LEVEL", "PAGES", "MiB");
-    for l in 0..32u32 {
-        let pages = usage.pages_at(l, filter.effective_level, filter.hwpoison_exported);
-        println!("{l:>5} {pages:>12} {:>12.1}", (pages * page_size) as f64 / (1 << 20) as f64);
-    }
-    for w in filter.warnings() {
-        eprintln!("kdump: warning: {w}");
-    }
-    Ok(())
+    Ok(MemUsageReport {
+        usage,
+        page_size,
+        absent,
+        effective_level: filter.effective_level,
+        hwpoison_exported: filter.hwpoison_exported,
+        vmcoreinfo_found_at,
+        warnings: filter.warnings(),
+    })
 }
 
 /// Counts the pages a dump at `level` will hold, with a filter of its own (a
 /// second struct-page pass, as makedumpfile makes in cyclic mode): only for
 /// machines too large for a [`KeepMap`].
-fn count_kept(source: &Path, dump: &Dump, level: u32, mode: ReadMode) -> anyhow::Result<Option<u64>> {
+fn count_kept(source: &Path, dump: &Dump, level: u32, mode: ReadMode) -> Result<Option<u64>> {
     let mut counter = build(source, dump, level, mode)?;
     if counter.inner.is_none() {
         return Ok(None);

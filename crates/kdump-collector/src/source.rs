@@ -1,19 +1,23 @@
-//! Opens a dump in any format we read and adapts it for the kernel decoders.
+//! A dump source: any format we read, opened over `mmap` windows (or `read`), and adapted for
+//! the kernel decoders.
 
 use std::borrow::BorrowMut;
 use std::fs::File;
 use std::io::{Read, Seek};
 use std::path::Path;
 
-use anyhow::{Context, bail};
 use kdump_dumpfile::{AnyDump, FoundVmcoreinfo, KdumpReader, PageState, PhysMem, VmcoreinfoScan, open_dump};
 use kdump_kernel::memory::X86_64Layout;
 use kdump_kernel::{KernelMemory, PhysRead, Vmcoreinfo};
 use kdump_sys::mapped::{MappedReader, PathTracker, ReadMode};
 
+use crate::error::{Context, Error, Result};
+
 /// An open dump: its physical memory and what kind of file it is.
 pub struct Dump {
+    /// Its physical memory, page by page.
     pub mem: Box<dyn PhysMem>,
+    /// What kind of file it is.
     pub format: DumpFormat,
     /// The source's PT_LOADs as (paddr, vaddr, memsz), for an ELF source.
     pub elf_segments: Option<Vec<(u64, u64, u64)>>,
@@ -77,16 +81,16 @@ pub fn read_mode_from_env() -> ReadMode {
 }
 
 /// Opens `path`, recognising ELF vmcores, kdump-compressed and flattened files.
-pub fn open(path: &Path) -> anyhow::Result<Dump> {
+pub fn open(path: &Path) -> Result<Dump> {
     open_with(path, read_mode_from_env())
 }
 
 /// Like [`open`], reading the file as `mode` says.
-pub fn open_with(path: &Path, mode: ReadMode) -> anyhow::Result<Dump> {
-    let file = File::open(path).with_context(|| format!("cannot open the dump {}", path.display()))?;
-    let reader = MappedReader::new(file, mode).with_context(|| format!("cannot open the dump {}", path.display()))?;
+pub fn open_with(path: &Path, mode: ReadMode) -> Result<Dump> {
+    let file = File::open(path).what(|| format!("cannot open the dump {}", path.display()))?;
+    let reader = MappedReader::new(file, mode).what(|| format!("cannot open the dump {}", path.display()))?;
     let read_path = reader.tracker();
-    let dump = open_dump(reader).with_context(|| format!("cannot read the dump {}", path.display()))?;
+    let dump = open_dump(reader).what(|| format!("cannot read the dump {}", path.display()))?;
     let elf_segments = match &dump {
         AnyDump::Elf(elf) => Some(elf.segments().iter().map(|s| (s.paddr, s.vaddr, s.memsz)).collect()),
         _ => None,
@@ -107,7 +111,7 @@ impl Dump {
     /// the physical address it was found at, or `None` for the dump's note. The
     /// scan reads RAM pages in address order until a note validates (all of them
     /// when none does), at most once per `Dump`.
-    pub fn resolve_vmcoreinfo(&mut self) -> anyhow::Result<Option<u64>> {
+    pub fn resolve_vmcoreinfo(&mut self) -> Result<Option<u64>> {
         if self.mem.vmcoreinfo().is_some() || self.given.is_some() {
             return Ok(None);
         }
@@ -122,7 +126,7 @@ impl Dump {
         for _ in 0..MAX_CANDIDATES {
             let next = scan
                 .next_note(self.mem.as_mut())
-                .context("the dump has no VMCOREINFO note, and reading its memory to find one failed")?;
+                .what(|| "the dump has no VMCOREINFO note, and reading its memory to find one failed".to_string())?;
             let Some(found) = next else { break };
             if self.validates(&Vmcoreinfo::parse(&found.text)) {
                 first = Some(found);
@@ -131,13 +135,12 @@ impl Dump {
             first.get_or_insert(found);
         }
         let Some(found) = first else {
-            bail!(
+            return Err(Error::Undecodable(format!(
                 "the dump has no VMCOREINFO note, and none was found in its memory ({} pages scanned, {} not in the \
                  dump): it cannot be decoded without one. A Linux 4.13+ guest keeps its note in a page of its own; \
                  dump the guest's whole memory (no filtering) while it runs Linux",
-                scan.pages_scanned,
-                scan.pages_absent
-            );
+                scan.pages_scanned, scan.pages_absent
+            )));
         };
         let paddr = found.paddr;
         self.found = Some(found);
@@ -147,7 +150,7 @@ impl Dump {
     fn validates(&mut self, info: &Vmcoreinfo) -> bool {
         let Ok(layout) = X86_64Layout::from_vmcoreinfo(info) else { return false };
         let mut mem = KernelMemory::new(PhysAdapter::new(self.mem.as_mut()), layout);
-        let id = crate::kernel::identity(&mut mem, info);
+        let id = kdump_kernel::identity::identity(&mut mem, info);
         id.version.is_some() && id.release.as_deref() == info.osrelease()
     }
 
@@ -176,9 +179,11 @@ impl Dump {
     }
 
     /// VMCOREINFO, parsed (from memory when the dump has no note).
-    pub fn vmcoreinfo(&mut self) -> anyhow::Result<Vmcoreinfo> {
+    pub fn vmcoreinfo(&mut self) -> Result<Vmcoreinfo> {
         self.resolve_vmcoreinfo()?;
-        let raw = self.vmcoreinfo_raw().context("VMCOREINFO is missing after it was resolved")?;
+        let raw = self
+            .vmcoreinfo_raw()
+            .ok_or_else(|| Error::Undecodable("VMCOREINFO is missing after it was resolved".to_string()))?;
         Ok(Vmcoreinfo::parse(raw))
     }
 }
@@ -196,7 +201,14 @@ pub struct PhysAdapter<M> {
     cached: Option<u64>,
 }
 
+impl<M> std::fmt::Debug for PhysAdapter<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PhysAdapter").field("cached", &self.cached).finish_non_exhaustive()
+    }
+}
+
 impl<M: BorrowMut<dyn PhysMem>> PhysAdapter<M> {
+    /// Reads through `mem`.
     pub fn new(mem: M) -> Self {
         let size = mem.borrow().page_size() as usize;
         Self { mem, page: vec![0; size], cached: None }

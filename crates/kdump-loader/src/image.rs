@@ -2,6 +2,15 @@
 //!
 //! Offsets are those of the x86 boot protocol (Documentation/arch/x86/boot.rst).
 
+use core::mem::{offset_of, size_of};
+
+use zerocopy::{FromZeros, IntoBytes};
+
+use crate::bootproto::{SETUP_HEADER_OFFSET, SetupHeader, setup_header_of};
+use kdump_elf::{
+    EI_CLASS, EI_DATA, ELF64_PHDR_SIZE, ELFCLASS64, ELFDATA2LSB, EM_X86_64, ET_EXEC, Elf64Ehdr, Elf64Phdr, PT_LOAD,
+    ReadBytes,
+};
 use serde::Serialize;
 
 /// A `.lzma` header has no magic: properties byte (lc+lp*9+pb*45 < 225), a dictionary
@@ -203,27 +212,29 @@ impl BzImage {
         if kind != ImageKind::BzImage {
             return Err(ImageError::NotBzImage(kind));
         }
-        let u16_at = |o: usize| bytes.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
-        let u32_at = |o: usize| bytes.get(o..o + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-        let u64_at = |o: usize| {
-            bytes.get(o..o + 8).map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
-        };
-        let protocol = u16_at(0x206).ok_or(ImageError::Corrupt("header"))?;
+        let (hdr, held) = setup_header_of(bytes);
+        // sniff() saw "HdrS", so the version field is there.
+        let protocol = hdr.version.get();
         let [minor, major] = protocol.to_le_bytes();
         if protocol < 0x020c {
             return Err(ImageError::ProtocolTooOld { major, minor });
         }
-        let truncated = ImageError::Corrupt("setup header is cut short");
+        // Protocol 2.12 headers end after init_size; later fields may be cut off only in a
+        // file too short to hold a kernel anyway.
+        if held < offset_of!(SetupHeader, init_size) + size_of::<u32>() {
+            return Err(ImageError::Corrupt("setup header is cut short"));
+        }
+        let version_at = usize::from(hdr.kernel_version.get());
         let image = BzImage {
             protocol,
-            setup_sects: bytes[0x1f1],
-            loadflags: *bytes.get(0x211).ok_or(truncated.clone())?,
-            xloadflags: u16_at(0x236).ok_or(truncated.clone())?,
-            kernel_alignment: u32_at(0x230).ok_or(truncated.clone())?,
-            pref_address: u64_at(0x258).ok_or(truncated.clone())?,
-            init_size: u32_at(0x260).ok_or(truncated.clone())?,
-            cmdline_size: u32_at(0x238).ok_or(truncated)?,
-            version: u16_at(0x20e).filter(|&p| p != 0).and_then(|p| version_string(bytes, usize::from(p) + 0x200)),
+            setup_sects: hdr.setup_sects,
+            loadflags: hdr.loadflags,
+            xloadflags: hdr.xloadflags.get(),
+            kernel_alignment: hdr.kernel_alignment.get(),
+            pref_address: hdr.pref_address.get(),
+            init_size: hdr.init_size.get(),
+            cmdline_size: hdr.cmdline_size.get(),
+            version: (version_at != 0).then(|| version_string(bytes, version_at + 0x200)).flatten(),
         };
         if image.xloadflags & XLF_KERNEL_64 == 0 {
             return Err(ImageError::No64BitEntry);
@@ -294,54 +305,48 @@ impl Vmlinux {
         if ImageKind::sniff(bytes) != ImageKind::Elf {
             return Err(ImageError::NotBzImage(ImageKind::sniff(bytes)));
         }
-        let u16_at = |o: usize| bytes.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
-        let u32_at = |o: usize| bytes.get(o..o + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-        let u64_at = |o: usize| {
-            bytes.get(o..o + 8).map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
-        };
         let short = || bad("the ELF header is cut short".into());
-        if bytes.len() < 64 {
-            return Err(short());
-        }
-        if bytes.get(4) != Some(&2) {
+        let (ehdr, _) = Elf64Ehdr::read_from_prefix(bytes).map_err(|_| short())?;
+        if ehdr.e_ident[EI_CLASS] != ELFCLASS64 {
             return Err(bad("it is a 32-bit ELF file (ELFCLASS32): a 64-bit x86 kernel is needed".into()));
         }
-        if bytes.get(5) != Some(&1) {
+        if ehdr.e_ident[EI_DATA] != ELFDATA2LSB {
             return Err(bad("it is big-endian".into()));
         }
-        let machine = u16_at(18).ok_or_else(short)?;
-        if machine != 62 {
+        let machine = ehdr.e_machine.get();
+        if machine != EM_X86_64 {
             return Err(bad(format!("e_machine is {machine}, not x86_64 (62)")));
         }
-        let kind = u16_at(16).ok_or_else(short)?;
-        if kind != 2 {
+        let kind = ehdr.e_type.get();
+        if kind != ET_EXEC {
             return Err(bad(format!(
                 "e_type is {kind}, not ET_EXEC (2): a module, core file or shared object is not a kernel"
             )));
         }
-        let entry = u64_at(24).ok_or_else(short)?;
-        let phoff = u64_at(32).ok_or_else(short)?;
-        let phentsize = u16_at(54).ok_or_else(short)?;
-        let phnum = u16_at(56).ok_or_else(short)?;
-        if phentsize != 56 {
+        let entry = ehdr.e_entry.get();
+        let phoff = ehdr.e_phoff.get();
+        let phentsize = ehdr.e_phentsize.get();
+        if usize::from(phentsize) != ELF64_PHDR_SIZE {
             return Err(bad(format!("e_phentsize is {phentsize}, not 56")));
         }
         let mut loads = Vec::new();
         let mut entry_vaddr = None;
-        for i in 0..u64::from(phnum) {
-            let at = phoff
-                .checked_add(i * 56)
+        for i in 0..u64::from(ehdr.e_phnum.get()) {
+            let header = phoff
+                .checked_add(i * ELF64_PHDR_SIZE as u64)
                 .and_then(|a| usize::try_from(a).ok())
-                .filter(|&a| a.checked_add(56).is_some_and(|end| end <= bytes.len()))
-                .ok_or_else(|| bad(format!("program header {i} lies outside the file")))?;
-            if u32_at(at) != Some(1) {
+                .and_then(|a| bytes.get(a..))
+                .and_then(|rest| Elf64Phdr::read_from_prefix(rest).ok())
+                .ok_or_else(|| bad(format!("program header {i} lies outside the file")))?
+                .0;
+            if header.p_type.get() != PT_LOAD {
                 continue;
             }
             let load = VmlinuxLoad {
-                offset: u64_at(at + 8).ok_or_else(short)?,
-                paddr: u64_at(at + 24).ok_or_else(short)?,
-                filesz: u64_at(at + 32).ok_or_else(short)?,
-                memsz: u64_at(at + 40).ok_or_else(short)?,
+                offset: header.p_offset.get(),
+                paddr: header.p_paddr.get(),
+                filesz: header.p_filesz.get(),
+                memsz: header.p_memsz.get(),
             };
             if load.memsz == 0 {
                 continue;
@@ -356,7 +361,7 @@ impl Vmlinux {
                 return Err(bad(format!("PT_LOAD {i} wraps around the address space")));
             }
             if load.paddr <= entry && entry < load.paddr + load.memsz {
-                entry_vaddr = u64_at(at + 16);
+                entry_vaddr = Some(header.p_vaddr.get());
             }
             loads.push(load);
         }
@@ -401,20 +406,21 @@ impl Vmlinux {
     /// count), loaded high, a 64-bit relocatable kernel that may sit above 4 GiB. Bytes
     /// 0x1f1.. of a zero page, with the jump at 0x200 saying where the header ends.
     pub fn setup_header(&self) -> Vec<u8> {
+        let mut hdr = SetupHeader::new_zeroed();
+        hdr.boot_flag = 0xaa55.into();
+        hdr.jump = u16::from_le_bytes([0xeb, (SYNTHETIC_HEADER_END - 0x202) as u8]).into();
+        hdr.header = *b"HdrS";
+        hdr.version = SYNTHETIC_PROTOCOL.into();
+        hdr.loadflags = LOADED_HIGH;
+        hdr.initrd_addr_max = u32::MAX.into();
+        hdr.kernel_alignment = (VMLINUX_ALIGN as u32).into();
+        hdr.relocatable_kernel = 1;
+        hdr.xloadflags = (XLF_KERNEL_64 | XLF_CAN_BE_LOADED_ABOVE_4G).into();
+        hdr.cmdline_size = VMLINUX_CMDLINE_SIZE.into();
+        hdr.pref_address = self.base.into();
+        hdr.init_size = u32::try_from(self.span).unwrap_or(u32::MAX).into();
         let mut b = vec![0u8; SYNTHETIC_HEADER_END];
-        let mut put = |off: usize, v: &[u8]| b[off..off + v.len()].copy_from_slice(v);
-        put(0x1fe, &[0x55, 0xaa]);
-        put(0x200, &[0xeb, (SYNTHETIC_HEADER_END - 0x202) as u8]);
-        put(0x202, b"HdrS");
-        put(0x206, &SYNTHETIC_PROTOCOL.to_le_bytes());
-        put(0x211, &[LOADED_HIGH]);
-        put(0x22c, &u32::MAX.to_le_bytes());
-        put(0x230, &(VMLINUX_ALIGN as u32).to_le_bytes());
-        put(0x234, &[1]);
-        put(0x236, &(XLF_KERNEL_64 | XLF_CAN_BE_LOADED_ABOVE_4G).to_le_bytes());
-        put(0x238, &VMLINUX_CMDLINE_SIZE.to_le_bytes());
-        put(0x258, &self.base.to_le_bytes());
-        put(0x260, &u32::try_from(self.span).unwrap_or(u32::MAX).to_le_bytes());
+        b[SETUP_HEADER_OFFSET..].copy_from_slice(&hdr.as_bytes()[..SYNTHETIC_HEADER_END - SETUP_HEADER_OFFSET]);
         b
     }
 

@@ -1,37 +1,24 @@
 //! The zero page (`struct boot_params`) a bzImage's 64-bit entry point reads through `%rsi`,
 //! with the memory map as e820 entries (`SETUP_E820_EXT` setup_data past 128).
-//! Offsets: Documentation/arch/x86/zero-page.rst and boot.rst.
+//! The layouts are declared in [`crate::bootproto`].
 
 use serde::Serialize;
+use zerocopy::IntoBytes;
 
+pub use crate::bootproto::E820_MAX_ENTRIES_ZEROPAGE;
+use crate::bootproto::{BootParams, E820Raw, SETUP_HEADER_OFFSET, SetupDataHeader};
 use crate::hex::Hex;
 
 /// Size of `struct boot_params`.
-pub const BOOT_PARAMS_SIZE: usize = 4096;
-/// Entries that fit in `boot_params.e820_table`.
-pub const E820_MAX_ENTRIES_ZEROPAGE: usize = 128;
+pub const BOOT_PARAMS_SIZE: usize = size_of::<BootParams>();
 /// `SETUP_E820_EXT` setup_data type.
 pub const SETUP_E820_EXT: u32 = 1;
 /// Bytes of one e820 entry (`u64 addr, u64 size, u32 type`, packed).
-pub const E820_ENTRY_SIZE: usize = 20;
+pub const E820_ENTRY_SIZE: usize = size_of::<E820Raw>();
 /// Bytes of a setup_data header (`u64 next, u32 type, u32 len`).
-pub const SETUP_DATA_HEADER: usize = 16;
+pub const SETUP_DATA_HEADER: usize = size_of::<SetupDataHeader>();
 /// `type_of_loader` for kexec-tools-like loaders (boot.rst: 0xD = kexec-tools).
 pub const LOADER_TYPE_KEXEC: u8 = 0xd0;
-
-const ACPI_RSDP_ADDR: usize = 0x070;
-const EXT_RAMDISK_IMAGE: usize = 0x0c0;
-const EXT_RAMDISK_SIZE: usize = 0x0c4;
-const EXT_CMD_LINE_PTR: usize = 0x0c8;
-const E820_ENTRIES: usize = 0x1e8;
-const HDR: usize = 0x1f1;
-const TYPE_OF_LOADER: usize = 0x210;
-const CODE32_START: usize = 0x214;
-const RAMDISK_IMAGE: usize = 0x218;
-const RAMDISK_SIZE: usize = 0x21c;
-const CMD_LINE_PTR: usize = 0x228;
-const SETUP_DATA: usize = 0x250;
-const E820_TABLE: usize = 0x2d0;
 
 /// One e820 entry for the capture kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -46,10 +33,8 @@ pub struct E820Entry {
 }
 
 impl E820Entry {
-    fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.addr.0.to_le_bytes());
-        out.extend_from_slice(&self.size.0.to_le_bytes());
-        out.extend_from_slice(&self.kind.to_le_bytes());
+    fn raw(&self) -> E820Raw {
+        E820Raw { addr: self.addr.0.into(), size: self.size.0.into(), kind: self.kind.into() }
     }
 }
 
@@ -76,10 +61,6 @@ pub struct BootParamsInput<'a> {
     pub acpi_rsdp: Option<u64>,
 }
 
-fn put(b: &mut [u8], off: usize, v: &[u8]) {
-    b[off..off + v.len()].copy_from_slice(v);
-}
-
 /// End (exclusive) of the setup header in a bzImage: `0x202 + byte at 0x201` (the jump
 /// offset), at most the setup code.
 pub fn setup_header_end(kernel: &[u8]) -> usize {
@@ -98,41 +79,48 @@ pub fn build(p: &BootParamsInput<'_>) -> Vec<u8> {
     if !ext.is_empty() {
         len = len.max(p.setup_data_offset + SETUP_DATA_HEADER + ext.len() * E820_ENTRY_SIZE);
     }
-    let mut b = vec![0u8; len.max(BOOT_PARAMS_SIZE)];
+    let mut bp = BootParams::zeroed();
+    // The image's own setup header, as far as its jump says it goes.
     let end = setup_header_end(p.kernel);
-    if end > HDR {
-        b[HDR..end].copy_from_slice(&p.kernel[HDR..end]);
+    if end > SETUP_HEADER_OFFSET {
+        bp.as_mut_bytes()[SETUP_HEADER_OFFSET..end].copy_from_slice(&p.kernel[SETUP_HEADER_OFFSET..end]);
     }
-    b[TYPE_OF_LOADER] = LOADER_TYPE_KEXEC;
-    put(&mut b, CODE32_START, &(p.kernel_addr as u32).to_le_bytes());
+    bp.hdr.type_of_loader = LOADER_TYPE_KEXEC;
+    bp.hdr.code32_start = (p.kernel_addr as u32).into();
     let cmdline_addr = p.addr + p.cmdline_offset as u64;
-    put(&mut b, CMD_LINE_PTR, &(cmdline_addr as u32).to_le_bytes());
-    put(&mut b, EXT_CMD_LINE_PTR, &((cmdline_addr >> 32) as u32).to_le_bytes());
+    bp.hdr.cmd_line_ptr = (cmdline_addr as u32).into();
+    bp.ext_cmd_line_ptr = ((cmdline_addr >> 32) as u32).into();
     if let Some((addr, size)) = p.initrd {
-        put(&mut b, RAMDISK_IMAGE, &(addr as u32).to_le_bytes());
-        put(&mut b, RAMDISK_SIZE, &(size as u32).to_le_bytes());
-        put(&mut b, EXT_RAMDISK_IMAGE, &((addr >> 32) as u32).to_le_bytes());
-        put(&mut b, EXT_RAMDISK_SIZE, &((size >> 32) as u32).to_le_bytes());
+        bp.hdr.ramdisk_image = (addr as u32).into();
+        bp.hdr.ramdisk_size = (size as u32).into();
+        bp.ext_ramdisk_image = ((addr >> 32) as u32).into();
+        bp.ext_ramdisk_size = ((size >> 32) as u32).into();
     }
     if let Some(rsdp) = p.acpi_rsdp {
-        put(&mut b, ACPI_RSDP_ADDR, &rsdp.to_le_bytes());
+        bp.acpi_rsdp_addr = rsdp.into();
     }
-    b[E820_ENTRIES] = low.len() as u8;
-    let mut table = Vec::with_capacity(low.len() * E820_ENTRY_SIZE);
-    low.iter().for_each(|e| e.encode(&mut table));
-    put(&mut b, E820_TABLE, &table);
-    put(&mut b, SETUP_DATA, &0u64.to_le_bytes());
+    bp.e820_entries = low.len() as u8;
+    for (slot, e) in bp.e820_table.iter_mut().zip(low) {
+        *slot = e.raw();
+    }
+    bp.hdr.setup_data = 0.into();
+    if !ext.is_empty() {
+        bp.hdr.setup_data = (p.addr + p.setup_data_offset as u64).into();
+    }
+    let mut b = bp.as_bytes().to_vec();
+    b.resize(len.max(BOOT_PARAMS_SIZE), 0);
     if !ext.is_empty() {
         let node = p.setup_data_offset;
-        put(&mut b, SETUP_DATA, &(p.addr + node as u64).to_le_bytes());
-        put(&mut b, node, &0u64.to_le_bytes());
-        put(&mut b, node + 8, &SETUP_E820_EXT.to_le_bytes());
-        put(&mut b, node + 12, &((ext.len() * E820_ENTRY_SIZE) as u32).to_le_bytes());
-        let mut data = Vec::new();
-        ext.iter().for_each(|e| e.encode(&mut data));
-        put(&mut b, node + SETUP_DATA_HEADER, &data);
+        let header = SetupDataHeader {
+            next: 0.into(),
+            kind: SETUP_E820_EXT.into(),
+            len: ((ext.len() * E820_ENTRY_SIZE) as u32).into(),
+        };
+        let mut data = header.as_bytes().to_vec();
+        ext.iter().for_each(|e| data.extend_from_slice(e.raw().as_bytes()));
+        b[node..node + data.len()].copy_from_slice(&data);
     }
-    put(&mut b, p.cmdline_offset, p.cmdline.as_bytes());
+    b[p.cmdline_offset..p.cmdline_offset + p.cmdline.len()].copy_from_slice(p.cmdline.as_bytes());
     b
 }
 

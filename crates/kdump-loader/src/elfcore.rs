@@ -5,16 +5,11 @@
 
 use serde::Serialize;
 
-use crate::hex::Hex;
+use kdump_elf::{AsBytes, ELF32_EHDR_SIZE, ELF32_PHDR_SIZE, ELF64_EHDR_SIZE, ELF64_PHDR_SIZE};
+pub use kdump_elf::{EM_386, EM_X86_64, PT_LOAD, PT_NOTE};
+use kdump_elf::{Elf32Ehdr, Elf32Phdr, Elf64Ehdr, Elf64Phdr};
 
-/// `PT_LOAD`.
-pub const PT_LOAD: u32 = 1;
-/// `PT_NOTE`.
-pub const PT_NOTE: u32 = 4;
-/// `EM_X86_64`.
-pub const EM_X86_64: u16 = 62;
-/// `EM_386`, which kexec-tools writes in ELF32 core headers.
-pub const EM_386: u16 = 3;
+use crate::hex::Hex;
 
 /// One program header, before encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -53,8 +48,8 @@ impl ElfClass {
     /// Bytes of the ELF header plus `n` program headers.
     pub fn size(self, n: usize) -> usize {
         match self {
-            ElfClass::Elf64 => 64 + 56 * n,
-            ElfClass::Elf32 => 52 + 32 * n,
+            ElfClass::Elf64 => ELF64_EHDR_SIZE + ELF64_PHDR_SIZE * n,
+            ElfClass::Elf32 => ELF32_EHDR_SIZE + ELF32_PHDR_SIZE * n,
         }
     }
 }
@@ -69,58 +64,29 @@ pub struct Elf32Overflow {
     pub value: u64,
 }
 
-/// Encodes an ET_CORE file header and its program headers (no sections).
+/// Encodes an ET_CORE file header and its program headers (no sections). ELF32 headers are
+/// for `EM_386`, as kexec-tools writes them, and carry only physical addresses.
 pub fn encode(class: ElfClass, phdrs: &[Phdr]) -> Result<Vec<u8>, Elf32Overflow> {
     let mut b = Vec::with_capacity(class.size(phdrs.len()));
     let phnum = u16::try_from(phdrs.len()).unwrap_or(u16::MAX);
-    b.extend_from_slice(b"\x7fELF");
-    b.push(if class == ElfClass::Elf64 { 2 } else { 1 }); // EI_CLASS
-    b.push(1); // EI_DATA: little endian
-    b.push(1); // EI_VERSION
-    b.resize(16, 0); // EI_OSABI = SYSV, padding
-    b.extend_from_slice(&4u16.to_le_bytes()); // e_type = ET_CORE
-    let machine = if class == ElfClass::Elf64 { EM_X86_64 } else { EM_386 };
-    b.extend_from_slice(&machine.to_le_bytes());
-    b.extend_from_slice(&1u32.to_le_bytes()); // e_version
     match class {
         ElfClass::Elf64 => {
-            b.extend_from_slice(&0u64.to_le_bytes()); // e_entry
-            b.extend_from_slice(&64u64.to_le_bytes()); // e_phoff
-            b.extend_from_slice(&0u64.to_le_bytes()); // e_shoff
-            b.extend_from_slice(&0u32.to_le_bytes()); // e_flags
-            for v in [64u16, 56, phnum, 0, 0, 0] {
-                b.extend_from_slice(&v.to_le_bytes()); // ehsize phentsize phnum shentsize shnum shstrndx
-            }
+            b.extend_from_slice(Elf64Ehdr::core(EM_X86_64, phnum, 0).as_bytes());
             for p in phdrs {
-                b.extend_from_slice(&p.p_type.to_le_bytes());
-                b.extend_from_slice(&7u32.to_le_bytes()); // p_flags RWX
-                for v in [p.offset.0, p.vaddr.0, p.paddr.0, p.size.0, p.size.0, 0] {
-                    b.extend_from_slice(&v.to_le_bytes());
-                }
+                let h = Elf64Phdr::core(p.p_type, p.offset.0, p.vaddr.0, p.paddr.0, p.size.0, p.size.0);
+                b.extend_from_slice(h.as_bytes());
             }
         }
         ElfClass::Elf32 => {
             let narrow = |what, value: u64| u32::try_from(value).map_err(|_| Elf32Overflow { what, value });
-            b.extend_from_slice(&0u32.to_le_bytes()); // e_entry
-            b.extend_from_slice(&52u32.to_le_bytes()); // e_phoff
-            b.extend_from_slice(&0u32.to_le_bytes()); // e_shoff
-            b.extend_from_slice(&0u32.to_le_bytes()); // e_flags
-            for v in [52u16, 32, phnum, 0, 0, 0] {
-                b.extend_from_slice(&v.to_le_bytes());
-            }
+            b.extend_from_slice(Elf32Ehdr::core(EM_386, phnum, 0).as_bytes());
             for p in phdrs {
-                b.extend_from_slice(&p.p_type.to_le_bytes());
-                b.extend_from_slice(&narrow("offset", p.offset.0)?.to_le_bytes());
-                // 64-bit virtual addresses do not fit: ELF32 headers carry only physical ones.
-                b.extend_from_slice(&0u32.to_le_bytes());
-                b.extend_from_slice(&narrow("physical address", p.paddr.0)?.to_le_bytes());
-                let last = p.paddr.0.saturating_add(p.size.0.saturating_sub(1));
-                narrow("end address", last)?;
+                let offset = narrow("offset", p.offset.0)?;
+                let paddr = narrow("physical address", p.paddr.0)?;
+                narrow("end address", p.paddr.0.saturating_add(p.size.0.saturating_sub(1)))?;
                 let size = narrow("size", p.size.0)?;
-                b.extend_from_slice(&size.to_le_bytes());
-                b.extend_from_slice(&size.to_le_bytes());
-                b.extend_from_slice(&7u32.to_le_bytes());
-                b.extend_from_slice(&0u32.to_le_bytes());
+                // 64-bit virtual addresses do not fit: ELF32 headers carry only physical ones.
+                b.extend_from_slice(Elf32Phdr::core(p.p_type, offset, 0, paddr, size, size).as_bytes());
             }
         }
     }

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bootparams;
+pub mod bootproto;
 pub mod cmdline;
 pub mod elfcore;
 pub mod errno;

@@ -1,0 +1,324 @@
+//! The capture init's decisions, over a [`System`] that does the steps. The `kdump` binary, as
+//! PID 1 of the capture kernel, implements [`System`] with real mounts, modules and dumps; the
+//! tests here with a scripted machine. [`run`] mounts nothing itself and never stops the
+//! machine: it returns the action to end with.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::config::{Action, Codec, Config, FailureAction, Network, TargetSpec};
+use crate::naming::{crash_dir_name, unique};
+use crate::superblock::FsIdentity;
+
+/// Where the target filesystem is mounted.
+pub const MOUNTPOINT: &str = "/mnt/target";
+/// Kept free on the target during the dump, so the log can still be written when the disk fills up.
+pub const LOG_RESERVE: u64 = 1 << 20;
+/// What the dump is read from.
+pub const VMCORE: &str = "/proc/vmcore";
+
+/// What a dump is asked for: level, codec, threads (as `kdump dump -d L -z --num-threads N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DumpSpec {
+    /// Dump level.
+    pub level: u32,
+    /// Page codec.
+    pub codec: Codec,
+    /// Compression threads.
+    pub threads: usize,
+}
+
+impl DumpSpec {
+    /// The `kdump dump` options this is, for the log.
+    pub fn described(&self) -> String {
+        let codec = self.codec.makedumpfile_flag().map(|f| format!(" {f}")).unwrap_or_default();
+        format!("-d {}{codec} --num-threads {}", self.level, self.threads)
+    }
+}
+
+/// Why a dump failed: the whole story, and its first cause alone (for a message that adds
+/// where the pieces are).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpFailure {
+    /// Every cause, outermost first.
+    pub message: String,
+    /// The innermost cause.
+    pub root_cause: String,
+}
+
+/// Where the init's lines go as they happen, with the time since it started.
+pub trait Console {
+    /// Writes a line.
+    fn line(&mut self, line: &str);
+    /// Time since the init started.
+    fn elapsed(&self) -> Duration;
+}
+
+/// The machine, as the capture init uses it. Each method is one step; errors are the
+/// system's words, for the log.
+pub trait System {
+    /// Waits.
+    fn sleep(&mut self, d: Duration);
+    /// Brings the network up as `[network]` says, saying each step through `say`.
+    fn bring_up_network(&mut self, network: &Network, say: &mut dyn FnMut(String)) -> Result<(), String>;
+    /// Mounts /proc, /sys and /dev; returns the problems.
+    fn mount_pseudo_filesystems(&mut self) -> Vec<String>;
+    /// The text of the config in the initramfs.
+    fn read_config(&mut self) -> Result<String, String>;
+    /// From here on, a crash of the init itself ends with `action`.
+    fn on_internal_error(&mut self, action: Action);
+    /// Whether the crashed kernel's memory is there (`/proc/vmcore`).
+    fn vmcore_present(&mut self) -> bool;
+    /// Loads the initramfs's modules in order: each file and how it went.
+    fn load_modules(&mut self) -> Vec<(String, Result<(), String>)>;
+    /// The device of `spec`, if present now, with the filesystem its superblock holds.
+    fn find_target(&mut self, spec: &TargetSpec) -> Option<(PathBuf, Option<FsIdentity>)>;
+    /// The names of the block devices, for a message.
+    fn block_devices(&mut self) -> Vec<String>;
+    /// Mounts `node` (a `fstype`) on `at`.
+    fn mount(&mut self, node: &Path, at: &Path, fstype: &str) -> Result<(), String>;
+    /// Syncs and unmounts `at` (fine when nothing is mounted there).
+    fn unmount(&mut self, at: &Path) -> Result<(), String>;
+    /// Creates `dir` and its parents.
+    fn create_dir_all(&mut self, dir: &Path) -> Result<(), String>;
+    /// Creates `dir`, which must not exist.
+    fn create_dir(&mut self, dir: &Path) -> Result<(), String>;
+    /// Whether `path` exists.
+    fn exists(&self, path: &Path) -> bool;
+    /// The crashed kernel's host name (may be empty) and crash time (Unix seconds).
+    fn crash_identity(&mut self) -> (String, i64);
+    /// Saves the crashed kernel's log to `file`; returns the number of records.
+    fn save_kernel_log(&mut self, file: &Path) -> Result<usize, String>;
+    /// Saves `kdump info --json` of the dump to `file`.
+    fn save_report(&mut self, file: &Path) -> Result<(), String>;
+    /// Reserves `bytes` on the target in `file` (best effort).
+    fn reserve(&mut self, file: &Path, bytes: u64);
+    /// Removes `file` (best effort).
+    fn remove(&mut self, file: &Path);
+    /// Saves the dump to the file `dest` (atomically, as `kdump dump`); returns its size.
+    fn save_dump(&mut self, dest: &Path, force: bool, spec: &DumpSpec) -> Result<u64, DumpFailure>;
+    /// Writes the dump as a flattened stream over the raw device `node`.
+    fn save_flattened(&mut self, node: &Path, spec: &DumpSpec) -> Result<(), String>;
+    /// Replaces `file` with `text`, synced.
+    fn write_file(&mut self, file: &Path, text: &str) -> Result<(), String>;
+    /// Flushes every filesystem.
+    fn sync(&mut self);
+}
+
+/// The log: every line on the console, and the whole text in `kdump.log` once the crash
+/// directory exists.
+struct Log<'a> {
+    console: &'a mut dyn Console,
+    text: String,
+    file: Option<PathBuf>,
+}
+
+impl Log<'_> {
+    fn say(&mut self, msg: impl AsRef<str>) {
+        let line = format!("[{:8.3}] kdump-init: {}", self.console.elapsed().as_secs_f64(), msg.as_ref());
+        self.console.line(&line);
+        self.text.push_str(&line);
+        self.text.push('\n');
+    }
+
+    /// Rewrites the whole log file (cheap: it is small).
+    fn flush<S: System + ?Sized>(&mut self, sys: &mut S) {
+        if let Some(path) = self.file.clone()
+            && let Err(e) = sys.write_file(&path, &self.text)
+        {
+            self.console.line(&format!("kdump-init: cannot write the log {}: {e}", path.display()));
+        }
+    }
+}
+
+/// How the machine stops after a failed dump.
+pub fn failure_stop(cfg: &Config) -> Action {
+    match cfg.failure_action {
+        FailureAction::Reboot => Action::Reboot,
+        FailureAction::Poweroff => Action::Poweroff,
+        FailureAction::Halt => Action::Halt,
+        FailureAction::SaveLog | FailureAction::RetryStricter => cfg.final_action,
+    }
+}
+
+/// Runs the capture: config, modules, target, the crash directory and the dump. Returns the
+/// action to end with; everything that happened is on the console and in `kdump.log`.
+pub fn run<S: System + ?Sized>(sys: &mut S, console: &mut dyn Console) -> Action {
+    let mut log = Log { console, text: String::new(), file: None };
+    log.say(format!("kdump {} capture init", env!("CARGO_PKG_VERSION")));
+    for problem in sys.mount_pseudo_filesystems() {
+        log.say(problem);
+    }
+    let cfg = match sys.read_config().and_then(|t| Config::parse(&t).map_err(|e| e.to_string())) {
+        Ok(c) => c,
+        Err(e) => {
+            log.say(format!("FAILED: {}: {e}; rebooting", crate::config::CONFIG_PATH));
+            return Action::Reboot;
+        }
+    };
+    sys.on_internal_error(failure_stop(&cfg));
+    let action = match save(&cfg, sys, &mut log) {
+        Ok(()) => {
+            log.say(format!("done; final_action = {}", cfg.final_action));
+            cfg.final_action
+        }
+        Err(e) => {
+            log.say(format!("FAILED: {e}"));
+            let action = failure_stop(&cfg);
+            log.say(format!(
+                "failure_action = {}: {}",
+                cfg.failure_action,
+                match cfg.failure_action {
+                    FailureAction::Reboot | FailureAction::Poweroff | FailureAction::Halt => format!("{action} now"),
+                    _ => format!("kept what was saved; then final_action = {action}"),
+                }
+            ));
+            action
+        }
+    };
+    log.flush(sys);
+    sys.sync();
+    if let Err(e) = sys.unmount(Path::new(MOUNTPOINT)) {
+        log.say(format!("cannot unmount {MOUNTPOINT}: {e} (synced anyway)"));
+    }
+    action
+}
+
+fn save<S: System + ?Sized>(cfg: &Config, sys: &mut S, log: &mut Log<'_>) -> Result<(), String> {
+    let spec = cfg.target_spec().map_err(|e| e.to_string())?;
+    if !sys.vmcore_present() {
+        return Err(format!("{VMCORE} does not exist: this is not a capture kernel booted after a crash"));
+    }
+    for (file, loaded) in sys.load_modules() {
+        match loaded {
+            Ok(()) => log.say(format!("loaded module {file}")),
+            Err(e) => log.say(format!("cannot load module {file}: {e}")),
+        }
+    }
+    if let Some(network) = &cfg.network {
+        sys.bring_up_network(network, &mut |line| log.say(line))?;
+    }
+    let (node, detected) = wait_for_target(cfg, &spec, sys, log)?;
+    let dump = DumpSpec { level: cfg.dump.level, codec: cfg.dump.codec, threads: cfg.dump.threads as usize };
+    if cfg.target.raw {
+        log.say(format!("kdump dump -F {} {VMCORE} > {}", dump.described(), node.display()));
+        sys.save_flattened(&node, &dump)?;
+        log.say(format!(
+            "saved the flattened dump on {}; after reboot: kdump extract {} DEST",
+            node.display(),
+            node.display()
+        ));
+        return Ok(());
+    }
+    let fstype = if cfg.target.fstype == "auto" {
+        detected.ok_or("target.fstype is auto but the target holds no ext2/3/4, XFS or btrfs superblock")?
+    } else {
+        cfg.target.fstype.clone()
+    };
+    let mountpoint = Path::new(MOUNTPOINT);
+    sys.create_dir_all(mountpoint).map_err(|e| format!("cannot create {MOUNTPOINT}: {e}"))?;
+    sys.mount(&node, mountpoint, &fstype)
+        .map_err(|e| format!("cannot mount {} ({fstype}) on {MOUNTPOINT}: {e}", node.display()))?;
+    log.say(format!("mounted {} ({fstype})", node.display()));
+    let base = mountpoint.join(cfg.target.path.trim_start_matches('/'));
+    sys.create_dir_all(&base).map_err(|e| format!("cannot create {} on the target: {e}", cfg.target.path))?;
+
+    // Name the directory after the crashed host and the crash time.
+    let (host, when) = sys.crash_identity();
+    let name = unique(&crash_dir_name(&host, when), |n| sys.exists(&base.join(n)));
+    let dir = base.join(&name);
+    sys.create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let shown = Path::new(&cfg.target.path).join(&name);
+    log.file = Some(dir.join("kdump.log"));
+    log.say(format!("saving into {spec}:{}", shown.display()));
+    log.flush(sys);
+
+    // The small files first, so that a full disk still leaves them.
+    match sys.save_kernel_log(&dir.join("dmesg.txt")) {
+        Ok(n) => log.say(format!("saved the kernel log ({n} records) to dmesg.txt")),
+        Err(e) => log.say(format!("cannot save the kernel log: {e}")),
+    }
+    match sys.save_report(&dir.join("info.json")) {
+        Ok(()) => log.say("saved the crash report to info.json"),
+        Err(e) => log.say(format!("cannot save info.json: {e}")),
+    }
+    let reserve = dir.join(".kdump-log-reserve");
+    sys.reserve(&reserve, LOG_RESERVE);
+    log.flush(sys);
+
+    let vmcore = dir.join("vmcore");
+    log.say(format!("kdump dump {} {VMCORE} {}", dump.described(), shown.join("vmcore").display()));
+    let mut result = sys.save_dump(&vmcore, false, &dump).map(|size| (size, dump.level));
+    if let Err(e) = &result
+        && cfg.failure_action == FailureAction::RetryStricter
+        && dump.level != 31
+    {
+        log.say(format!("the dump failed: {}", e.message));
+        log.say("failure_action = retry-stricter: retrying at dump level 31");
+        log.flush(sys);
+        let stricter = DumpSpec { level: 31, ..dump };
+        match sys.save_dump(&vmcore, true, &stricter) {
+            Ok(size) => result = Ok((size, 31)),
+            // Report the first failure: it is what happened to the dump that was asked for.
+            Err(again) => log.say(format!("the retry at level 31 failed too: {}", again.message)),
+        }
+    }
+    sys.remove(&reserve);
+    sys.sync();
+    match result {
+        Ok((size, level)) => {
+            log.say(format!(
+                "saved the dump to {} ({:.1} MiB, dump level {level}, codec {})",
+                shown.join("vmcore").display(),
+                size as f64 / (1 << 20) as f64,
+                cfg.dump.codec
+            ));
+            Ok(())
+        }
+        Err(e) if sys.exists(&dir.join("vmcore.incomplete")) => {
+            // The writer's own message says what happened; say where the pieces are, with target paths.
+            Err(format!(
+                "{}; the pages saved so far are in {} (marked incomplete), the log in {}",
+                e.root_cause,
+                shown.join("vmcore.incomplete").display(),
+                shown.join("kdump.log").display()
+            ))
+        }
+        Err(e) => Err(e.message),
+    }
+}
+
+/// Waits for the target device; returns its node and fstype (from the superblock).
+fn wait_for_target<S: System + ?Sized>(
+    cfg: &Config,
+    spec: &TargetSpec,
+    sys: &mut S,
+    log: &mut Log<'_>,
+) -> Result<(PathBuf, Option<String>), String> {
+    let deadline = log.console.elapsed() + Duration::from_secs(u64::from(cfg.target.wait_seconds));
+    log.say(format!("waiting up to {} s for the target {spec}", cfg.target.wait_seconds));
+    loop {
+        if let Some((node, id)) = sys.find_target(spec) {
+            log.say(format!(
+                "target {spec} is {}{}",
+                node.display(),
+                id.as_ref()
+                    .map(|i| format!(" ({}, UUID {}, label {:?})", i.fstype, i.uuid, i.label))
+                    .unwrap_or_default()
+            ));
+            return Ok((node, id.map(|i| i.fstype.to_string())));
+        }
+        if log.console.elapsed() >= deadline {
+            let devs = sys.block_devices();
+            return Err(format!(
+                "the target {spec} did not appear within {} s (block devices: {})",
+                cfg.target.wait_seconds,
+                if devs.is_empty() { "none".to_string() } else { devs.join(", ") }
+            ));
+        }
+        sys.sleep(Duration::from_millis(200));
+    }
+}
+
+#[cfg(test)]
+mod tests;

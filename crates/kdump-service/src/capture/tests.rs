@@ -1,0 +1,301 @@
+//! The capture init's decisions on a scripted machine: each test says what the machine does
+//! and checks what the init did, logged and chose to end with.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+
+/// A machine whose every step is recorded; files live in a map.
+struct Machine {
+    now: std::rc::Rc<std::cell::Cell<Duration>>,
+    console: Vec<String>,
+    network_up: bool,
+    network_result: Result<(), String>,
+    config: Result<String, String>,
+    vmcore: bool,
+    /// The target appears at this time (never when `None`).
+    target_at: Option<Duration>,
+    target: (PathBuf, Option<FsIdentity>),
+    files: BTreeMap<PathBuf, String>,
+    dirs: BTreeSet<PathBuf>,
+    /// What each save_dump returns, in turn, and whether a failure leaves `vmcore.incomplete`.
+    dumps: VecDeque<(Result<u64, DumpFailure>, bool)>,
+    saved: Vec<(PathBuf, bool, DumpSpec)>,
+    flattened: Vec<PathBuf>,
+    mounted: Vec<(PathBuf, String)>,
+    internal_error_action: Option<Action>,
+}
+
+const CRASH_TIME: i64 = 1_764_547_200; // 2025-12-01 00:00:00 UTC
+
+fn machine(config: &str) -> Machine {
+    Machine {
+        now: Default::default(),
+        console: Vec::new(),
+        network_up: false,
+        network_result: Ok(()),
+        config: Ok(config.to_string()),
+        vmcore: true,
+        target_at: Some(Duration::from_secs(1)),
+        target: (
+            PathBuf::from("/dev/vdb"),
+            Some(FsIdentity { fstype: "ext4", uuid: "1234".into(), label: "crash".into() }),
+        ),
+        files: BTreeMap::new(),
+        dirs: BTreeSet::new(),
+        dumps: VecDeque::from([(Ok(3 << 20), false)]),
+        saved: Vec::new(),
+        flattened: Vec::new(),
+        mounted: Vec::new(),
+        internal_error_action: None,
+    }
+}
+
+/// The console of a scripted machine: its lines, and the machine's clock.
+struct Screen {
+    lines: Vec<String>,
+    now: std::rc::Rc<std::cell::Cell<Duration>>,
+}
+
+impl Console for Screen {
+    fn line(&mut self, line: &str) {
+        self.lines.push(line.to_string());
+    }
+    fn elapsed(&self) -> Duration {
+        self.now.get()
+    }
+}
+
+impl System for Machine {
+    fn sleep(&mut self, d: Duration) {
+        self.now.set(self.now.get() + d);
+    }
+    fn bring_up_network(&mut self, network: &Network, say: &mut dyn FnMut(String)) -> Result<(), String> {
+        say(format!("network: {} up", network.interface));
+        self.network_up = true;
+        self.now.set(self.now.get() + Duration::from_secs(2));
+        self.network_result.clone()
+    }
+    fn mount_pseudo_filesystems(&mut self) -> Vec<String> {
+        Vec::new()
+    }
+    fn read_config(&mut self) -> Result<String, String> {
+        self.config.clone()
+    }
+    fn on_internal_error(&mut self, action: Action) {
+        self.internal_error_action = Some(action);
+    }
+    fn vmcore_present(&mut self) -> bool {
+        self.vmcore
+    }
+    fn load_modules(&mut self) -> Vec<(String, Result<(), String>)> {
+        vec![("00-ext4.ko".into(), Ok(())), ("01-nvme.ko".into(), Err("File exists".into()))]
+    }
+    fn find_target(&mut self, _: &TargetSpec) -> Option<(PathBuf, Option<FsIdentity>)> {
+        self.target_at.is_some_and(|t| self.now.get() >= t).then(|| self.target.clone())
+    }
+    fn block_devices(&mut self) -> Vec<String> {
+        vec!["vda".into()]
+    }
+    fn mount(&mut self, node: &Path, at: &Path, fstype: &str) -> Result<(), String> {
+        self.mounted.push((node.to_path_buf(), fstype.to_string()));
+        self.dirs.insert(at.to_path_buf());
+        Ok(())
+    }
+    fn unmount(&mut self, _: &Path) -> Result<(), String> {
+        Ok(())
+    }
+    fn create_dir_all(&mut self, dir: &Path) -> Result<(), String> {
+        self.dirs.insert(dir.to_path_buf());
+        Ok(())
+    }
+    fn create_dir(&mut self, dir: &Path) -> Result<(), String> {
+        if !self.dirs.insert(dir.to_path_buf()) {
+            return Err("File exists".into());
+        }
+        Ok(())
+    }
+    fn exists(&self, path: &Path) -> bool {
+        self.dirs.contains(path) || self.files.contains_key(path)
+    }
+    fn crash_identity(&mut self) -> (String, i64) {
+        ("web-7".into(), CRASH_TIME)
+    }
+    fn save_kernel_log(&mut self, file: &Path) -> Result<usize, String> {
+        self.files.insert(file.to_path_buf(), "log".into());
+        Ok(42)
+    }
+    fn save_report(&mut self, file: &Path) -> Result<(), String> {
+        self.files.insert(file.to_path_buf(), "{}".into());
+        Ok(())
+    }
+    fn reserve(&mut self, file: &Path, _: u64) {
+        self.files.insert(file.to_path_buf(), String::new());
+    }
+    fn remove(&mut self, file: &Path) {
+        self.files.remove(file);
+    }
+    fn save_dump(&mut self, dest: &Path, force: bool, spec: &DumpSpec) -> Result<u64, DumpFailure> {
+        self.saved.push((dest.to_path_buf(), force, *spec));
+        let (result, leaves_partial) = self.dumps.pop_front().expect("no more dumps scripted");
+        match &result {
+            Ok(_) => {
+                self.files.insert(dest.to_path_buf(), "dump".into());
+            }
+            Err(_) if leaves_partial => {
+                self.files.insert(dest.with_file_name("vmcore.incomplete"), "part".into());
+            }
+            Err(_) => {}
+        }
+        result
+    }
+    fn save_flattened(&mut self, node: &Path, _: &DumpSpec) -> Result<(), String> {
+        self.flattened.push(node.to_path_buf());
+        Ok(())
+    }
+    fn write_file(&mut self, file: &Path, text: &str) -> Result<(), String> {
+        self.files.insert(file.to_path_buf(), text.to_string());
+        Ok(())
+    }
+    fn sync(&mut self) {}
+}
+
+impl Machine {
+    fn said(&self, text: &str) -> bool {
+        self.console.iter().any(|l| l.contains(text))
+    }
+}
+
+/// Runs the init on `m`, its console lines kept in `m.console`.
+fn go(m: &mut Machine) -> Action {
+    let mut screen = Screen { lines: Vec::new(), now: m.now.clone() };
+    let action = run(m, &mut screen);
+    m.console = screen.lines;
+    action
+}
+
+const DISK: &str = "final_action = \"poweroff\"\n[target]\ndevice = \"LABEL=crash\"\n";
+const CRASH_DIR: &str = "/mnt/target/var/crash/web-7-2025-12-01-00:00:00";
+
+#[test]
+fn a_crash_directory_gets_the_small_files_first_then_the_dump() {
+    let mut m = machine(DISK);
+    assert_eq!(go(&mut m), Action::Poweroff);
+    assert_eq!(m.mounted, [(PathBuf::from("/dev/vdb"), "ext4".to_string())]);
+    let dir = Path::new(CRASH_DIR);
+    assert_eq!(m.saved, [(dir.join("vmcore"), false, DumpSpec { level: 31, codec: Codec::Lzo, threads: 1 })]);
+    for f in ["dmesg.txt", "info.json", "vmcore", "kdump.log"] {
+        assert!(m.files.contains_key(&dir.join(f)), "{f}: {:?}", m.files.keys());
+    }
+    assert!(!m.files.contains_key(&dir.join(".kdump-log-reserve")), "the reserve is released");
+    assert!(m.said("kdump-init: loaded module 00-ext4.ko"));
+    assert!(m.said("cannot load module 01-nvme.ko: File exists"));
+    assert!(m.said("kdump dump -d 31 -l --num-threads 1 /proc/vmcore /var/crash/web-7-2025-12-01-00:00:00/vmcore"));
+    assert!(
+        m.said("saved the dump to /var/crash/web-7-2025-12-01-00:00:00/vmcore (3.0 MiB, dump level 31, codec lzo)")
+    );
+    assert!(m.said("done; final_action = poweroff"));
+    // The log file holds every line said after the directory existed, the last one included.
+    let log = &m.files[&dir.join("kdump.log")];
+    assert!(log.contains("saving into LABEL=crash:") && log.contains("done; final_action"), "{log}");
+    assert_eq!(m.internal_error_action, Some(Action::Poweroff));
+}
+
+#[test]
+fn a_second_crash_in_the_same_second_gets_its_own_directory() {
+    let mut m = machine(DISK);
+    m.dirs.insert(PathBuf::from(CRASH_DIR));
+    go(&mut m);
+    assert_eq!(m.saved[0].0, PathBuf::from(format!("{CRASH_DIR}.1/vmcore")));
+}
+
+#[test]
+fn a_target_that_never_appears_is_waited_for_a_bounded_time_then_failure_action_runs() {
+    let mut m = machine(&format!("failure_action = \"halt\"\n{DISK}wait_seconds = 3\n"));
+    m.target_at = None;
+    assert_eq!(go(&mut m), Action::Halt);
+    let waited = m.now.get();
+    assert!(waited >= Duration::from_secs(3) && waited < Duration::from_secs(4), "{waited:?}");
+    assert!(m.said("FAILED: the target LABEL=crash did not appear within 3 s (block devices: vda)"));
+    assert!(m.said("failure_action = halt: halt now"));
+    assert!(m.saved.is_empty() && m.mounted.is_empty());
+}
+
+#[test]
+fn retry_stricter_saves_at_level_31_over_the_partial_file() {
+    let cfg = format!("failure_action = \"retry-stricter\"\n{DISK}[dump]\nlevel = 1\ncodec = \"zstd\"\n");
+    let mut m = machine(&cfg);
+    let full = DumpFailure { message: "cannot write: No space left on device".into(), root_cause: "No space".into() };
+    m.dumps = VecDeque::from([(Err(full), true), (Ok(1 << 20), false)]);
+    assert_eq!(go(&mut m), Action::Poweroff);
+    let levels: Vec<(u32, bool)> = m.saved.iter().map(|(_, force, s)| (s.level, *force)).collect();
+    assert_eq!(levels, [(1, false), (31, true)]);
+    assert!(m.said("the dump failed: cannot write: No space left on device"));
+    assert!(m.said("retrying at dump level 31"));
+    assert!(m.said("dump level 31, codec zstd"));
+}
+
+#[test]
+fn an_incomplete_dump_says_where_its_pages_are_in_target_paths() {
+    let mut m = machine(DISK);
+    let full = DumpFailure {
+        message: "the pages are in /mnt/target/…: the dump is INCOMPLETE: No space".into(),
+        root_cause: "the dump is INCOMPLETE: No space".into(),
+    };
+    m.dumps = VecDeque::from([(Err(full), true)]);
+    assert_eq!(go(&mut m), Action::Poweroff, "save-log ends with final_action");
+    assert!(m.said(
+        "FAILED: the dump is INCOMPLETE: No space; the pages saved so far are in \
+         /var/crash/web-7-2025-12-01-00:00:00/vmcore.incomplete (marked incomplete), the log in \
+         /var/crash/web-7-2025-12-01-00:00:00/kdump.log"
+    ));
+    assert!(m.said("failure_action = save-log: kept what was saved; then final_action = poweroff"));
+    let log = &m.files[&Path::new(CRASH_DIR).join("kdump.log")];
+    assert!(log.contains("FAILED: the dump is INCOMPLETE"), "the failure reaches the log file: {log}");
+}
+
+#[test]
+fn a_raw_target_gets_the_flattened_stream_and_nothing_is_mounted() {
+    let mut m = machine("[target]\ndevice = \"/dev/vdb\"\nraw = true\n");
+    assert_eq!(go(&mut m), Action::Reboot);
+    assert_eq!(m.flattened, [PathBuf::from("/dev/vdb")]);
+    assert!(m.mounted.is_empty() && m.saved.is_empty());
+    assert!(m.said("kdump extract /dev/vdb DEST"));
+}
+
+#[test]
+fn no_vmcore_or_no_config_fail_clearly() {
+    let mut m = machine(DISK);
+    m.vmcore = false;
+    assert_eq!(go(&mut m), Action::Poweroff);
+    assert!(m.said("/proc/vmcore does not exist: this is not a capture kernel"));
+    let mut m = machine(DISK);
+    m.config = Err("No such file or directory".into());
+    assert_eq!(go(&mut m), Action::Reboot);
+    assert!(m.said("FAILED: /etc/kdump.toml: No such file or directory; rebooting"));
+    let mut m = machine("[target]\n");
+    assert_eq!(go(&mut m), Action::Reboot, "no target: failure_action save-log, final_action reboot");
+    assert!(m.said("FAILED:"));
+}
+
+const NETWORK: &str = "[network]\ninterface = \"52:54:00:12:34:56\"\ndhcp = true\n";
+
+#[test]
+fn the_network_comes_up_before_the_target_is_looked_for_and_its_failure_runs_failure_action() {
+    let mut m = machine(&format!("{DISK}{NETWORK}"));
+    m.target_at = Some(Duration::from_secs(2));
+    assert_eq!(go(&mut m), Action::Poweroff);
+    assert!(m.network_up);
+    let up = m.console.iter().position(|l| l.contains("network: 52:54:00:12:34:56 up")).expect("network line");
+    let target = m.console.iter().position(|l| l.contains("target LABEL=crash is")).expect("target line");
+    assert!(up < target, "{:?}", m.console);
+    assert!(m.said("done; final_action = poweroff"));
+
+    let mut m = machine(&format!("failure_action = \"reboot\"\n{DISK}{NETWORK}"));
+    m.network_result = Err("network: no carrier on eth0 within 4 s".into());
+    assert_eq!(go(&mut m), Action::Reboot);
+    assert!(m.said("FAILED: network: no carrier on eth0 within 4 s"));
+    assert!(m.saved.is_empty() && m.mounted.is_empty(), "nothing is tried after the network failed");
+}
