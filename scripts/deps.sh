@@ -23,3 +23,6 @@ elif ! apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1; then
   # The lab resolves its kernel through apt; it needs package lists.
   apt-get update -q
 fi
+
+# SeaweedFS, the S3 server the tests of crates/kdump-s3 start on 127.0.0.1.
+bash "$(dirname "${BASH_SOURCE[0]}")/seaweedfs.sh"

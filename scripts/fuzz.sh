@@ -13,13 +13,13 @@ cd "$(dirname "$0")/.."
 
 secs=${1:-20}
 shift || true
-all=(dump_kdump dump_flat dump_elf kernel_memory machine_text bzimage net_replies ssh_text ssh_handshake)
+all=(dump_kdump dump_flat dump_elf kernel_memory machine_text bzimage net_replies ssh_text ssh_handshake s3_response)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 
 # Edges each target must reach from its seeds within the time (measured about
 # 2x above these with 20 s on a 2-core machine under load).
-declare -A floor=([dump_kdump]=400 [dump_flat]=400 [dump_elf]=250 [kernel_memory]=600 [machine_text]=400 [bzimage]=40 [net_replies]=75 [ssh_text]=450 [ssh_handshake]=300)
+declare -A floor=([dump_kdump]=400 [dump_flat]=400 [dump_elf]=250 [kernel_memory]=600 [machine_text]=400 [bzimage]=40 [net_replies]=75 [ssh_text]=450 [ssh_handshake]=300 [s3_response]=400)
 
 out=$PWD/target/fuzz
 seeds=$out/seeds
@@ -27,6 +27,7 @@ rm -rf "$seeds"
 cargo run --quiet -p kdump-dumpfile --example fuzz_seeds -- "$seeds"
 cargo run --quiet -p kdump-net --example fuzz_seeds -- "$seeds"
 mkdir -p "$seeds/machine_text" "$seeds/bzimage"
+cp -r fuzz/seeds/s3_response "$seeds/"   # S3 answers: XML documents and whole HTTP responses
 for f in tests/fixtures/machines/*/proc/iomem tests/fixtures/machines/*/proc/cmdline \
   tests/fixtures/machines/*/sys/devices/system/cpu/online tests/fixtures/machines/*/sys/kernel/security/lockdown; do
   [ -f "$f" ] && cp "$f" "$seeds/machine_text/$(echo "$f" | tr / _)"

@@ -14,6 +14,7 @@ case "${1:-}" in
 esac
 
 [ $fast = 1 ] || bash scripts/deps.sh
+[ $fast = 0 ] || bash scripts/seaweedfs.sh   # the S3 tests' server, also in a fast run
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -83,7 +83,11 @@ fn config(codec: Codec) -> KdumpConfig {
 }
 
 fn write_ours<S: kdump_dumpfile::WriteAt>(sink: S, codec: Codec) -> S {
-    let mut w = KdumpWriter::new(sink, config(codec)).unwrap();
+    write_ours_with(sink, config(codec))
+}
+
+fn write_ours_with<S: kdump_dumpfile::WriteAt>(sink: S, cfg: KdumpConfig) -> S {
+    let mut w = KdumpWriter::new(sink, cfg).unwrap();
     for &(s, e) in &RAM {
         for pfn in s..e {
             if let Some(p) = page(pfn) {
@@ -194,6 +198,29 @@ fn makedumpfile_reads_our_zlib_dump() {
 #[test]
 fn makedumpfile_reads_our_lzo_dump() {
     compat(Codec::Lzo, "-l");
+}
+
+/// A dump whose page data starts at a 5 MiB multiple (`data_alignment`, as uploaded to S3 in
+/// parts) is an ordinary kdump file to makedumpfile: it re-compresses and flattens it.
+#[test]
+fn makedumpfile_reads_our_dump_with_aligned_page_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ours = d.join("aligned.kdump");
+    let mut cfg = config(Codec::Zlib);
+    cfg.data_alignment = Some(5 << 20);
+    write_ours_with(SeekSink::new(std::fs::File::create(&ours).unwrap()), cfg);
+    assert!(std::fs::metadata(&ours).unwrap().len() > 5 << 20);
+    check(&mut open_kdump(&ours), "aligned");
+    let theirs = d.join("theirs.kdump");
+    run(&["-l", "-d", "1", s(&ours), s(&theirs)], None, None);
+    check(&mut open_kdump(&theirs), "aligned, re-compressed by makedumpfile");
+    let flat = d.join("theirs.flat");
+    run(&["-F", "-d", "1", s(&ours)], None, Some(&flat));
+    check(
+        &mut KdumpReader::open(FlatReader::open(std::fs::File::open(&flat).unwrap()).unwrap()).unwrap(),
+        "aligned, mdf -F",
+    );
 }
 
 /// Every RAM page of the synthetic machine as a full ELF vmcore would hold it.

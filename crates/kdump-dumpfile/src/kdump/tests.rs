@@ -277,3 +277,38 @@ fn incomplete_after_enospc() {
     assert!(present > 0 && lost > 0, "{present} {lost}");
     assert_eq!(present + lost, 2048);
 }
+
+/// `data_alignment` moves the page data (shared zero page first) to the next multiple after
+/// the descriptor table; the gap is zeros and the pages read back as without it.
+#[test]
+fn data_alignment_starts_page_data_at_a_multiple() {
+    const ALIGN: u64 = 1 << 20;
+    let mut c = cfg(Codec::Zstd);
+    c.data_alignment = Some(ALIGN);
+    let mut w = KdumpWriter::new(SeekSink::new(Cursor::new(Vec::new())), c).unwrap();
+    let metadata = w.metadata_len();
+    assert!(metadata < ALIGN);
+    for pfn in (1..0xa0).chain(0x100..0x110) {
+        let p = if pfn % 7 == 0 { vec![0u8; 4096] } else { page(pfn) };
+        w.append_page(pfn, &p).unwrap();
+    }
+    let (s, sum) = w.finish().unwrap();
+    let f = s.into_inner().into_inner();
+    assert_eq!(sum.file_size, f.len() as u64);
+    // The first descriptor (PFN 1) points past the shared zero page, which sits at ALIGN.
+    let d0 = PageDesc::parse(&f[16384..]);
+    assert_eq!(d0.offset as u64, ALIGN + 4096);
+    let d6 = PageDesc::parse(&f[16384 + 6 * 24..]); // PFN 7: zero
+    assert_eq!(d6.offset as u64, ALIGN);
+    assert!(f[metadata as usize..ALIGN as usize].iter().all(|&b| b == 0));
+    let mut r = KdumpReader::open(Cursor::new(f)).unwrap();
+    let mut buf = vec![0u8; 4096];
+    for pfn in (1..0xa0).chain(0x100..0x110) {
+        assert_eq!(r.read_page(pfn, &mut buf).unwrap(), PageState::Present);
+        let want = if pfn % 7 == 0 { vec![0u8; 4096] } else { page(pfn) };
+        assert_eq!(buf, want, "pfn {pfn:#x}");
+    }
+    let mut bad = cfg(Codec::Zstd);
+    bad.data_alignment = Some(0);
+    assert!(KdumpWriter::new(SeekSink::new(Cursor::new(Vec::new())), bad).is_err());
+}

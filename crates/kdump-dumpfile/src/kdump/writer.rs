@@ -43,6 +43,12 @@ pub struct KdumpConfig {
     /// (24 bytes a page) instead of for every RAM page. A filtered dump counts its pages first
     /// and passes the count, so excluded pages cost nothing on disk.
     pub descriptor_slots: Option<u64>,
+    /// Page data starts at the next multiple of this many bytes after the descriptor table
+    /// (`None`: right after it). An upload in parts of this size (S3 multipart) then has the
+    /// metadata, which is rewritten until the end, in parts of its own, and the page data,
+    /// which is appended once, in parts that can leave as soon as they fill. The gap reads
+    /// as zeros and no descriptor points into it.
+    pub data_alignment: Option<u64>,
 }
 
 impl KdumpConfig {
@@ -63,6 +69,7 @@ impl KdumpConfig {
             notes: Vec::new(),
             vmcoreinfo: None,
             descriptor_slots: None,
+            data_alignment: None,
         }
     }
 }
@@ -161,7 +168,14 @@ impl<S: WriteAt> KdumpWriter<S> {
         let desc_off = bitmap2_off + bitmap_bytes;
         let n_ram: u64 = ram.iter().map(|r| r.end - r.start).sum();
         let n_desc = cfg.descriptor_slots.map_or(n_ram, |n| n.min(n_ram));
-        let mut data_off = desc_off + n_desc * PageDesc::SIZE as u64;
+        let metadata_end = desc_off + n_desc * PageDesc::SIZE as u64;
+        let mut data_off = match cfg.data_alignment {
+            None => metadata_end,
+            Some(a) if (1..=1 << 40).contains(&a) => metadata_end.next_multiple_of(a),
+            Some(a) => {
+                return Err(Error::InvalidArgument(format!("data alignment {a} must be between 1 byte and 1 TiB")));
+            }
+        };
 
         let mut sub = KdumpSubHeader {
             phys_base: cfg.phys_base,
@@ -241,7 +255,7 @@ impl<S: WriteAt> KdumpWriter<S> {
             bitmap2_off,
             bitmap_bytes,
             desc_off,
-            metadata_end: desc_off + n_desc * PageDesc::SIZE as u64,
+            metadata_end,
             descriptor_slots: n_desc,
             zero_off,
             encoder: PageEncoder::new(cfg.codec, cfg.share_zero_pages)?,
@@ -267,7 +281,6 @@ impl<S: WriteAt> KdumpWriter<S> {
         PageEncoder::new(self.encoder.codec(), self.zero_off.is_some())
     }
 
-    /// Page size.
     /// Bytes from the start of the file to the end of the descriptor table:
     /// headers, notes, both bitmaps and the descriptor table. A caller
     /// writing to a file can preallocate them, so that finishing an
