@@ -18,6 +18,7 @@ pub mod memory;
 pub mod pages;
 pub mod printk;
 pub mod prstatus;
+pub mod signature;
 pub mod vmcoreinfo;
 
 pub use memory::{KernelMemory, PhysRead};

@@ -62,6 +62,8 @@ kdump info /proc/vmcore > /results/capture-info.txt
     let info = outcome.read_result("capture-info.txt").unwrap();
     assert!(info.contains("panic:       sysrq triggered crash"), "{info}");
     assert!(info.contains("sysrq_handle_crash+"), "{info}");
+    // The signature names the bug by what called panic, not by the crash machinery.
+    assert!(info.contains("signature:   ") && info.contains("| sysrq_handle_crash < "), "{info}");
 }
 
 /// The same checks on vmcores saved beforehand, one per kernel (e.g. the

@@ -12,6 +12,7 @@ use kdump_kernel::kallsyms::{SymbolSource, SymbolTable};
 use kdump_kernel::memory::X86_64Layout;
 use kdump_kernel::printk::Record;
 use kdump_kernel::prstatus::{REGISTER_NAMES, cpu_states};
+use kdump_kernel::signature::Signature;
 use kdump_kernel::{KernelMemory, Vmcoreinfo};
 use serde::Serialize;
 
@@ -41,6 +42,9 @@ struct Report {
     crash_time: Option<String>,
     uptime_seconds: Option<f64>,
     panic: Option<String>,
+    /// The same bug on many hosts has one signature (`kdump fleet` groups by it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature: Option<Signature>,
     crashing_cpu: Option<usize>,
     /// How the crashing CPU was found.
     crashing_cpu_found_by: Option<CrashingCpuMethod>,
@@ -188,6 +192,11 @@ pub fn write(
                 .collect(),
         })
         .collect();
+    let panic = if live.is_some() { None } else { panic_message(&records) };
+    // Frames found by scanning may be stale: when the unwinder found reliable ones, only those.
+    let reliable = frames.iter().any(|f| f.reliable);
+    let named = frames.iter().filter(|f| f.reliable || !reliable).filter_map(|f| f.symbol.as_deref());
+    let signature = live.is_none().then(|| kdump_kernel::signature::signature(panic.as_deref(), named));
     let report = Report {
         dump: dump_path.display().to_string(),
         format,
@@ -196,7 +205,8 @@ pub fn write(
         live_dump_time: live.map(utc),
         crash_time: info.crash_time().map(utc),
         uptime_seconds: records.last().map(|r| r.ts_nsec as f64 / 1e9),
-        panic: if live.is_some() { None } else { panic_message(&records) },
+        panic,
+        signature,
         crashing_cpu,
         crashing_cpu_found_by: crashing.map(|c| c.method),
         cpus,
@@ -245,6 +255,9 @@ fn render(r: &Report, symbols: Option<&SymbolTable>) -> String {
         "panic:       {}",
         if r.live_dump_time.is_some() { "none (a live dump)".into() } else { or(&r.panic) }
     );
+    if let Some(sig) = &r.signature {
+        let _ = writeln!(s, "signature:   {} ({})", sig.id, sig.title);
+    }
     let _ = match (r.crashing_cpu, r.crashing_cpu_found_by) {
         _ if r.live_dump_time.is_some() => writeln!(s, "crashing CPU: none (a live dump)"),
         (Some(c), Some(how)) => writeln!(s, "crashing CPU: {c} (found by {})", how.describe()),
