@@ -13,6 +13,7 @@ pub mod capture;
 pub mod capture_kernel;
 pub mod config;
 pub mod estimate;
+pub mod fleet;
 pub mod initramfs;
 pub mod modules;
 pub mod naming;

@@ -5,6 +5,7 @@
 mod capture;
 mod dmesg;
 mod dump;
+mod fleet;
 mod info;
 mod network;
 mod service;
@@ -60,6 +61,8 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         system_map: Option<PathBuf>,
     },
+    /// A fleet's crashes in one S3 bucket, grouped by signature: list, show, fetch, report, add.
+    Fleet(fleet::FleetArgs),
     /// Create an ed25519 key for the ssh target and print the line to authorize on the server.
     SshKey(ssh_key::SshKeyArgs),
     #[command(flatten)]
@@ -89,6 +92,7 @@ fn main() -> ExitCode {
         Command::Dmesg { dump, json, caller_id } => dmesg::run(&dump, json, caller_id),
         Command::Dump(args) => dump::run(&args),
         Command::Info { dump, json, system_map } => info::run(&dump, json, system_map.as_deref()),
+        Command::Fleet(args) => fleet::run(&args),
         Command::SshKey(args) => ssh_key::run(&args),
         Command::Service(cmd) => service::run(&cmd),
     };
