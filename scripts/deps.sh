@@ -13,6 +13,8 @@ command -v gdb >/dev/null || need+=(gdb)
 command -v dpkg >/dev/null || need+=(dpkg)
 # The ssh target's tests run a real sshd on 127.0.0.1 (crates/kdump-ssh/tests/sshd.rs).
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+# The fleet report's test screenshots the page in headless Chromium (crates/kdump/tests/fleet.rs).
+command -v chromium >/dev/null || need+=(chromium)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"

@@ -166,12 +166,13 @@ pub fn html_report(summaries: &[SignatureSummary], crashes: &[CrashRef], generat
     // The chart: one stacked bar per day.
     let max = days.values().map(|m| m.values().sum::<usize>()).max().unwrap_or(1).max(1);
     let (bar, gap, height) = (24usize, 8usize, 200usize);
-    let width = days.len() * (bar + gap) + 60;
+    // Room for the day labels, slanted below the bars.
+    let width = days.len() * (bar + gap) + 120;
     let _ = write!(
         h,
         "<h2>Crashes per day</h2>\n<svg id=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" \
          height=\"{}\" role=\"img\" aria-label=\"crashes per day per signature\">\n",
-        height + 60
+        height + 110
     );
     let _ = writeln!(h, "<text x=\"0\" y=\"12\" font-size=\"11\">{max}</text>");
     for (i, (day, sigs)) in days.iter().enumerate() {

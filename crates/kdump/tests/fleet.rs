@@ -124,6 +124,37 @@ fn crashes_published_by_add_are_listed_by_signature_shown_fetched_and_reported()
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(html.contains("<svg id=\"chart\"") && html.contains("Out of memory") && html.contains("<td>2</td>"));
     assert_eq!(html.matches("<rect ").count(), 3, "2026-11-30: one signature; 2026-12-01: two");
+
+    // The page as a browser draws it: headless Chromium's screenshot shows the chart's bars
+    // and the table's swatches in both signatures' colours, and the table's text.
+    let shot = tmp.path().join("report.png");
+    let out = Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
+        .args(["--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        .arg(format!("--user-data-dir={}", tmp.path().join("chromium").display()))
+        .arg(format!("--screenshot={}", shot.display()))
+        .args(["--window-size=1100,700", "--hide-scrollbars"])
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium (Debian package chromium) runs");
+    assert!(shot.exists(), "no screenshot: {}", String::from_utf8_lossy(&out.stderr));
+    let pixels = rgb_pixels(&shot);
+    let count = |rgb: [u8; 3]| pixels.iter().filter(|p| **p == rgb).count();
+    let (first, second) = (count([0x1f, 0x77, 0xb4]), count([0xff, 0x7f, 0x0e]));
+    // Bars are 24 px wide and up to 200 px high; a swatch is 12 × 12.
+    assert!(first > 24 * 50 && second > 24 * 50, "chart colours: {first} and {second} pixels");
+    let dark = pixels.iter().filter(|p| p.iter().all(|&c| c < 80)).count();
+    assert!(dark > 2000, "text: {dark} dark pixels");
+}
+
+/// The RGB pixels of a PNG.
+fn rgb_pixels(path: &Path) -> Vec<[u8; 3]> {
+    let decoder = png::Decoder::new(std::fs::File::open(path).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let step = info.color_type.samples();
+    buf[..info.buffer_size()].chunks(step).map(|p| [p[0], p[1], p[2]]).collect()
 }
 
 #[test]
