@@ -37,6 +37,13 @@ const MACHINERY: &[&str] = &[
     "default_do_nmi",
     "exc_nmi",
     "asm_exc_nmi",
+    // panic() prints before it crashes: its callees' return addresses stay on the stack.
+    "_printk",
+    "printk",
+    "vprintk",
+    "vprintk_emit",
+    "vprintk_default",
+    "console_unlock",
 ];
 
 /// A crash's signature.
@@ -53,16 +60,20 @@ pub struct Signature {
 
 /// The signature of a crash whose panic message is `panic` and whose crashing CPU's backtrace
 /// has `symbols` (`name+0xoff/0xsize` or a bare name, innermost first; unknown addresses left
-/// out by the caller).
+/// out by the caller). A backtrace found by scanning the stack is used as it is: on x86_64
+/// only the first frame is certain, and the callers of panic are found by the scan.
 pub fn signature<'a>(panic: Option<&str>, symbols: impl IntoIterator<Item = &'a str>) -> Signature {
     let message = panic.map(normalize_message).unwrap_or_else(|| "no panic message".to_string());
-    let frames: Vec<String> = symbols
-        .into_iter()
-        .map(function_name)
-        .filter(|name| !name.is_empty() && !is_machinery(name))
-        .take(SIGNATURE_FRAMES)
-        .map(str::to_string)
-        .collect();
+    let mut frames: Vec<String> = Vec::new();
+    for name in symbols.into_iter().map(function_name) {
+        if name.is_empty() || is_machinery(name) || frames.last().is_some_and(|last| last == name) {
+            continue;
+        }
+        frames.push(name.to_string());
+        if frames.len() == SIGNATURE_FRAMES {
+            break;
+        }
+    }
     let title = if frames.is_empty() { message } else { format!("{message} | {}", frames.join(" < ")) };
     let digest = kdump_sha256::digest(title.as_bytes());
     let id = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
@@ -143,7 +154,9 @@ mod tests {
             Some("sysrq triggered crash"),
             [
                 "__crash_kexec+0x52/0x80",
+                "__crash_kexec+0x52/0x80",
                 "panic+0x118/0x2f4",
+                "_printk+0x6c/0x87",
                 "sysrq_handle_crash+0x16/0x20",
                 "__handle_sysrq.cold+0x43/0x11b",
                 "write_sysrq_trigger+0x24/0x40",

@@ -193,9 +193,7 @@ pub fn write(
         })
         .collect();
     let panic = if live.is_some() { None } else { panic_message(&records) };
-    // Frames found by scanning may be stale: when the unwinder found reliable ones, only those.
-    let reliable = frames.iter().any(|f| f.reliable);
-    let named = frames.iter().filter(|f| f.reliable || !reliable).filter_map(|f| f.symbol.as_deref());
+    let named = frames.iter().filter_map(|f| f.symbol.as_deref());
     let signature = live.is_none().then(|| kdump_kernel::signature::signature(panic.as_deref(), named));
     let report = Report {
         dump: dump_path.display().to_string(),
