@@ -15,7 +15,7 @@ mod sysinfo;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(name = "kdump", version, about = "Linux kernel crash dumps: inspect, save, analyse")]
@@ -63,6 +63,18 @@ enum Command {
     },
     /// A fleet's crashes in one S3 bucket, grouped by signature: list, show, fetch, report, add.
     Fleet(fleet::FleetArgs),
+    /// Print a shell completion script: `kdump completions bash > /usr/share/bash-completion/completions/kdump`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (kdump.1 and one per subcommand, e.g. kdump-dump.1) into a directory.
+    Man {
+        /// Where to write them.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: PathBuf,
+    },
     /// Create an ed25519 key for the ssh target and print the line to authorize on the server.
     SshKey(ssh_key::SshKeyArgs),
     #[command(flatten)]
@@ -93,6 +105,13 @@ fn main() -> ExitCode {
         Command::Dump(args) => dump::run(&args),
         Command::Info { dump, json, system_map } => info::run(&dump, json, system_map.as_deref()),
         Command::Fleet(args) => fleet::run(&args),
+        Command::Completions { shell } => {
+            // Into a buffer first: the generator panics on a write error (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "kdump", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script).map_err(anyhow::Error::from)
+        }
+        Command::Man { out } => write_man_pages(&out),
         Command::SshKey(args) => ssh_key::run(&args),
         Command::Service(cmd) => service::run(&cmd),
     };
@@ -105,6 +124,28 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `kdump.1`, and `kdump-<sub>.1` for every subcommand (`kdump-fleet-list.1` for nested ones).
+fn write_man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut cmd = Cli::command();
+    cmd.build();
+    let mut written = 0;
+    let mut pending = vec![("kdump".to_string(), cmd)];
+    while let Some((name, cmd)) = pending.pop() {
+        let page = dir.join(format!("{name}.1"));
+        let mut text = Vec::new();
+        clap_mangen::Man::new(cmd.clone()).title(name.clone()).render(&mut text)?;
+        std::fs::write(&page, text).with_context(|| format!("cannot write {}", page.display()))?;
+        written += 1;
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            pending.push((format!("{name}-{}", sub.get_name()), sub.clone()));
+        }
+    }
+    eprintln!("kdump: {written} man pages in {}", dir.display());
+    Ok(())
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
