@@ -28,6 +28,10 @@ pub struct Filter {
     pub limits: Vec<String>,
     /// The kernel exports PG_hwpoison: the struct-page pass runs even at levels 0 and 1.
     pub hwpoison_exported: bool,
+    /// `-e` was asked for.
+    exclude_vmemmap: bool,
+    /// What `-e` left out.
+    vmemmap_excluded: Option<u64>,
 }
 
 impl std::fmt::Debug for Filter {
@@ -39,7 +43,15 @@ impl std::fmt::Debug for Filter {
 impl Filter {
     /// Keep-everything (levels 0 and 1 need no struct pages).
     fn none(level: u32, limits: Vec<String>) -> Self {
-        Filter { inner: None, decided: None, effective_level: level, limits, hwpoison_exported: false }
+        Filter {
+            inner: None,
+            decided: None,
+            effective_level: level,
+            limits,
+            hwpoison_exported: false,
+            exclude_vmemmap: false,
+            vmemmap_excluded: None,
+        }
     }
 
     /// Whether page `pfn` goes into the dump.
@@ -59,12 +71,27 @@ impl Filter {
     pub fn decide_all(&mut self, source: &Path, dump: &Dump, level: u32, mode: ReadMode) -> Result<Option<u64>> {
         let Some(inner) = self.inner.as_mut() else { return Ok(None) };
         let ram = dump.mem.ram_ranges();
-        if let Some(map) = inner.decide_all(ram) {
+        if let Some(mut map) = inner.decide_all(ram) {
+            if self.exclude_vmemmap {
+                self.vmemmap_excluded = Some(inner.exclude_vmemmap(&mut map));
+            }
             let kept = map.kept();
             self.decided = Some(map);
             return Ok(Some(kept));
         }
         count_kept(source, dump, level, mode)
+    }
+
+    /// Asks [`decide_all`](Self::decide_all) to leave out the struct pages of left-out pages
+    /// too (`-e`); see [`vmemmap_excluded`](Self::vmemmap_excluded) for whether it could.
+    pub fn exclude_vmemmap(&mut self) {
+        self.exclude_vmemmap = true;
+    }
+
+    /// The vmemmap pages `-e` left out: `None` when it could not run (no struct-page pass at
+    /// this level, or a machine too large for the one-pass map).
+    pub fn vmemmap_excluded(&self) -> Option<u64> {
+        self.vmemmap_excluded
     }
 
     /// Pages excluded per class, for the report.
@@ -152,6 +179,8 @@ pub fn build(source: &Path, dump: &Dump, level: u32, mode: ReadMode) -> Result<F
         effective_level: effective,
         limits,
         hwpoison_exported: info.number("PG_hwpoison").is_ok(),
+        exclude_vmemmap: false,
+        vmemmap_excluded: None,
     })
 }
 

@@ -39,12 +39,22 @@ pub struct SaveRequest {
     pub read_mode: ReadMode,
     /// VMCOREINFO text to use where the dump has no note (`-i`).
     pub vmcoreinfo: Option<Vec<u8>>,
+    /// Leave out the struct pages (vmemmap) that describe only left-out pages (`-e`).
+    pub exclude_vmemmap: bool,
 }
 
 impl SaveRequest {
     /// A kdump-compressed dump at `level` with `codec`, read as the environment says.
     pub fn new(level: u32, codec: Codec) -> Self {
-        Self { level, codec, elf: false, threads: None, read_mode: source::read_mode_from_env(), vmcoreinfo: None }
+        Self {
+            level,
+            codec,
+            elf: false,
+            threads: None,
+            read_mode: source::read_mode_from_env(),
+            vmcoreinfo: None,
+            exclude_vmemmap: false,
+        }
     }
 }
 
@@ -133,6 +143,8 @@ pub struct Saved {
     pub effective_level: u32,
     /// Pages left out per class.
     pub excluded: Vec<(PageClass, u64)>,
+    /// Vmemmap pages `-e` left out.
+    pub vmemmap_excluded: Option<u64>,
     /// What the filter found while saving (unreadable struct pages, odd free orders).
     pub late_warnings: Vec<String>,
     /// Set when the dump is incomplete: why, and where its pages are.
@@ -211,9 +223,20 @@ pub fn save(source: &Path, sink: Sink<'_>, req: &SaveRequest, observer: &mut dyn
     for w in &filter.limits {
         observer.notice(Notice::Warning(w.clone()));
     }
+    if req.exclude_vmemmap {
+        filter.exclude_vmemmap();
+    }
     // One struct-page pass decides every page before any is read.
     let classifying = Instant::now();
     let kept = filter.decide_all(source, &dump, req.level, mode)?;
+    let vmemmap_excluded = filter.vmemmap_excluded();
+    if req.exclude_vmemmap && vmemmap_excluded.is_none() {
+        observer.notice(Notice::Warning(
+            "-e has no effect here: it needs the struct-page pass (a dump level with 2, 4, 8 or 16, and a \
+             VMCOREINFO that locates struct pages) on a machine of at most 2 TiB"
+                .to_string(),
+        ));
+    }
     let ram_pages = dump.mem.ram_ranges().iter().map(|r| r.end - r.start).sum();
     let mut timings = Timings {
         total: Duration::ZERO,
@@ -234,6 +257,7 @@ pub fn save(source: &Path, sink: Sink<'_>, req: &SaveRequest, observer: &mut dyn
         written,
         effective_level: filter.effective_level,
         excluded: filter.excluded(),
+        vmemmap_excluded,
         late_warnings: filter.warnings().into_iter().skip(filter.limits.len()).collect(),
         incomplete,
         timings,
@@ -266,6 +290,7 @@ fn save_kdump_format(
         observer.notice(Notice::LiveDump);
     }
     config.descriptor_slots = kept;
+    config.excluded_vmemmap = filter.vmemmap_excluded().is_some_and(|n| n > 0);
     // One CPU (the capture kernel's nr_cpus=1): read, compress and write on one thread.
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = req.threads.unwrap_or(if cpus == 1 { 0 } else { cpus });

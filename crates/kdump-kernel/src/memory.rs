@@ -122,6 +122,15 @@ impl<P: PhysRead> KernelMemory<P> {
         unreachable!("the last level always returns")
     }
 
+    /// The physical address of kernel virtual address `vaddr`: the kernel image directly
+    /// (`phys_base`), anything else through the page tables.
+    pub fn phys_addr(&mut self, vaddr: u64) -> Result<u64> {
+        match self.layout.text_to_phys(vaddr) {
+            Some(p) => Ok(p),
+            None => self.translate(vaddr),
+        }
+    }
+
     /// Reads `buf.len()` bytes at kernel virtual address `vaddr`.
     pub fn read(&mut self, vaddr: u64, buf: &mut [u8]) -> Result<()> {
         let mut done = 0usize;
@@ -129,10 +138,7 @@ impl<P: PhysRead> KernelMemory<P> {
             let addr = vaddr.wrapping_add(done as u64);
             let in_page = crate::to_usize(PAGE_SIZE - (addr & (PAGE_SIZE - 1)));
             let n = in_page.min(buf.len() - done);
-            let paddr = match self.layout.text_to_phys(addr) {
-                Some(p) => p,
-                None => self.translate(addr)?,
-            };
+            let paddr = self.phys_addr(addr)?;
             self.phys.read_phys(paddr, &mut buf[done..done + n])?;
             done += n;
         }

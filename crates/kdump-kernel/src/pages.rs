@@ -551,6 +551,50 @@ impl<P: PhysRead> PageClassifier<P> {
         }
     }
 
+    /// The physical pages of the vmemmap (struct pages) that describe only pages `dropped`
+    /// says the dump leaves out: what makedumpfile's `-e` leaves out too. A vmemmap page that
+    /// also describes a kept page, or lies at the edge of sections with struct pages, is not
+    /// listed; nor is one whose address does not translate.
+    pub fn vmemmap_pages_describing_only(&mut self, dropped: impl Fn(u64) -> bool) -> Vec<u64> {
+        const PAGE: u64 = 4096;
+        let size = self.page.size;
+        // Runs of sections whose struct pages are one array (the same decoded map: the
+        // vmemmap is virtually contiguous), as PFN ranges with that map.
+        let mut runs: Vec<(Range<u64>, u64)> = Vec::new();
+        let ranges = self.ram.clone();
+        for r in &ranges {
+            let mut nr = r.start >> self.model.pfn_section_shift;
+            while nr << self.model.pfn_section_shift < r.end {
+                let (sec_start, sec_end) =
+                    (nr << self.model.pfn_section_shift, (nr + 1) << self.model.pfn_section_shift);
+                nr += 1;
+                let Ok(Some(map)) = self.model.section_mem_map(&mut self.mem, nr - 1) else { continue };
+                match runs.last_mut() {
+                    Some((run, m)) if *m == map && run.end >= sec_start => run.end = run.end.max(sec_end),
+                    Some((run, _)) if run.end > sec_start => {}
+                    _ => runs.push((sec_start..sec_end, map)),
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (run, map) in runs {
+            let first = map.wrapping_add(run.start.wrapping_mul(size));
+            let end = map.wrapping_add(run.end.wrapping_mul(size));
+            let mut va = first.div_ceil(PAGE) * PAGE;
+            while va.checked_add(PAGE).is_some_and(|e| e <= end) {
+                let lo = va.wrapping_sub(map) / size;
+                let hi = (va + PAGE - 1).wrapping_sub(map) / size;
+                if (lo..=hi).all(&dropped)
+                    && let Ok(paddr) = self.mem.phys_addr(va)
+                {
+                    out.push(paddr / PAGE);
+                }
+                va += PAGE;
+            }
+        }
+        out
+    }
+
     /// The rules in effect.
     pub fn rules(&self) -> Rules {
         self.rules
@@ -811,6 +855,10 @@ impl<P: PhysRead> LevelFilter<P> {
     /// The classifier (limits, anomalies).
     pub fn classifier(&self) -> &PageClassifier<P> {
         &self.classifier
+    }
+
+    fn classifier_mut(&mut self) -> &mut PageClassifier<P> {
+        &mut self.classifier
     }
 }
 

@@ -164,17 +164,62 @@ fn mem_usage_counts_pages_per_class_and_sizes_every_level() {
     assert_eq!(level(31), 64 - 7 - 2);
 }
 
+/// 192 pages, struct pages at 0x8000..0xb000 (PFNs 8, 9 and 10, 64 struct pages each); PFNs
+/// 64..128 are one free block of order 6, so the vmemmap page at PFN 9 describes only free pages.
+fn vmcore_with_a_free_block(dir: &Path) -> std::path::PathBuf {
+    const N: u64 = 192;
+    let mut mem = vec![0x5au8; (N * 4096) as usize];
+    mem[0x1000..0x3000].fill(0);
+    mem[0x8000..0xb000].fill(0);
+    mem[0x1000..0x1008].copy_from_slice(&(K + 0x2000).to_le_bytes());
+    for nr in 0..N / 8 {
+        let at = 0x2000 + nr as usize * 16;
+        mem[at..at + 8].copy_from_slice(&((K + 0x8000) | 5).to_le_bytes());
+    }
+    for pfn in 0..N as usize {
+        let at = 0x8000 + pfn * 64;
+        mem[at + 48..at + 52].copy_from_slice(&(-1i32).to_le_bytes());
+    }
+    let head = 0x8000 + 64 * 64;
+    mem[head + 48..head + 52].copy_from_slice(&(-129i32).to_le_bytes());
+    mem[head + 40..head + 48].copy_from_slice(&6u64.to_le_bytes());
+    let mut notes = Vec::new();
+    push_note(&mut notes, b"VMCOREINFO", 0, INFO.as_bytes());
+    let mut out = Vec::new();
+    write_elf64_vmcore(&mut out, EM_X86_64, &notes, &[(0, N * 4096, &mem)]).unwrap();
+    let path = dir.join("vmcore-free-block");
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
 #[test]
-fn exclude_vmemmap_is_refused_not_ignored() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kdump"))
-        .args(["dump", "-e", "-d", "31", "/nonexistent", "/tmp/never-written"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .contains("-e (exclude the struct pages of excluded memory) is not built yet")
-    );
+fn exclude_vmemmap_leaves_out_the_struct_pages_of_only_left_out_pages_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = vmcore_with_a_free_block(dir.path());
+    let free: Vec<u64> = (64..128).collect();
+    let kept = |extra: &[u64]| -> Vec<u64> { (0..192).filter(|p| !free.contains(p) && !extra.contains(p)).collect() };
+    let status = |path: &Path| KdumpReader::open(File::open(path).unwrap()).unwrap().header().status;
+
+    let plain = dir.path().join("d16");
+    kdump(&["dump", "-l", "-d", "16"], &[&src, &plain]);
+    let pfns = |path: &Path| {
+        let mut r = KdumpReader::open(File::open(path).unwrap()).unwrap();
+        (0..r.max_pfn()).filter(|&p| r.page_desc(p).unwrap().is_some()).collect::<Vec<u64>>()
+    };
+    assert_eq!(pfns(&plain), kept(&[]));
+    assert_eq!(status(&plain) & kdump_dumpfile::codec::FLAG_EXCLUDED_VMEMMAP, 0);
+
+    let e = dir.path().join("d16e");
+    let out = kdump(&["dump", "-l", "-e", "-d", "16"], &[&src, &e]);
+    // PFN 9 holds the struct pages of PFNs 64..128, all free; PFNs 8 and 10 describe kept pages.
+    assert_eq!(pfns(&e), kept(&[9]));
+    assert_ne!(status(&e) & kdump_dumpfile::codec::FLAG_EXCLUDED_VMEMMAP, 0, "the header says -e");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("-e left out 1 pages of struct pages"), "{stderr}");
+
+    // At a level that leaves nothing out by struct page, -e says it has nothing to do.
+    let out = kdump(&["dump", "-l", "-e", "-d", "1"], &[&src, &dir.path().join("d1e")]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("-e has no effect here"));
 }
 
 /// `core_collector` lines from distributions' defaults and documentation, run through the

@@ -49,6 +49,9 @@ pub struct KdumpConfig {
     /// which is appended once, in parts that can leave as soon as they fill. The gap reads
     /// as zeros and no descriptor points into it.
     pub data_alignment: Option<u64>,
+    /// Struct pages of left-out pages were left out too (`makedumpfile -e`): the header says
+    /// so, for readers that would otherwise take the missing pages for damage.
+    pub excluded_vmemmap: bool,
 }
 
 impl KdumpConfig {
@@ -70,6 +73,7 @@ impl KdumpConfig {
             vmcoreinfo: None,
             descriptor_slots: None,
             data_alignment: None,
+            excluded_vmemmap: false,
         }
     }
 }
@@ -189,7 +193,7 @@ impl<S: WriteAt> KdumpWriter<S> {
             sub.offset_vmcoreinfo = notes_off + off as u64;
             sub.size_vmcoreinfo = d.len() as u64;
         }
-        let status = cfg.codec.flag();
+        let status = cfg.codec.flag() | if cfg.excluded_vmemmap { crate::codec::FLAG_EXCLUDED_VMEMMAP } else { 0 };
         let header = DiskDumpHeader {
             signature: *KDUMP_SIGNATURE,
             header_version: HEADER_VERSION,

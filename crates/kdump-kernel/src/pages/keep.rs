@@ -42,9 +42,29 @@ impl KeepMap {
     pub fn kept(&self) -> u64 {
         self.kept
     }
+
+    /// Leaves `pfn` out; false when it was not kept.
+    pub fn drop_page(&mut self, pfn: u64) -> bool {
+        let Some(i) = pfn.checked_sub(self.start) else { return false };
+        let Some(w) = self.words.get_mut(crate::to_usize(i / 64)) else { return false };
+        let bit = 1u64 << (i % 64);
+        if *w & bit == 0 {
+            return false;
+        }
+        *w &= !bit;
+        self.kept -= 1;
+        true
+    }
 }
 
 impl<P: PhysRead> LevelFilter<P> {
+    /// makedumpfile's `-e`: leaves out of `map` the vmemmap pages whose struct pages all
+    /// describe pages `map` leaves out; returns how many.
+    pub fn exclude_vmemmap(&mut self, map: &mut KeepMap) -> u64 {
+        let pages = self.classifier_mut().vmemmap_pages_describing_only(|pfn| !map.keep(pfn));
+        pages.into_iter().filter(|&p| map.drop_page(p)).count() as u64
+    }
+
     /// Classifies every page of `ram` (sorted, non-overlapping PFN ranges) in
     /// one pass, a cycle at a time, and returns the pages the level keeps.
     /// `None` when the map would span more than [`KEEP_MAP_MAX_PAGES`]; then
