@@ -552,9 +552,10 @@ impl<P: PhysRead> PageClassifier<P> {
     }
 
     /// The physical pages of the vmemmap (struct pages) that describe only pages `dropped`
-    /// says the dump leaves out: what makedumpfile's `-e` leaves out too. A vmemmap page that
-    /// also describes a kept page, or lies at the edge of sections with struct pages, is not
-    /// listed; nor is one whose address does not translate.
+    /// says the dump leaves out: what makedumpfile's `-e` leaves out, at the finer grain of
+    /// one vmemmap page (makedumpfile takes runs of at least 128 PFNs). A vmemmap page that
+    /// also describes a kept page or a page not in the dump, or lies at the edge of sections
+    /// with struct pages, is not listed; nor is one whose address does not translate.
     pub fn vmemmap_pages_describing_only(&mut self, dropped: impl Fn(u64) -> bool) -> Vec<u64> {
         const PAGE: u64 = 4096;
         let size = self.page.size;
@@ -584,7 +585,8 @@ impl<P: PhysRead> PageClassifier<P> {
             while va.checked_add(PAGE).is_some_and(|e| e <= end) {
                 let lo = va.wrapping_sub(map) / size;
                 let hi = (va + PAGE - 1).wrapping_sub(map) / size;
-                if (lo..=hi).all(&dropped)
+                // Only pages the dump has, as makedumpfile: a hole's struct pages stay.
+                if (lo..=hi).all(|p| self.is_ram(p) && dropped(p))
                     && let Ok(paddr) = self.mem.phys_addr(va)
                 {
                     out.push(paddr / PAGE);

@@ -106,6 +106,41 @@ fn compare_levels(kdump: &Path, vmcore: &Path, dir: &Path) {
     let d31 = described_pfns(&dir.join("kdump-d31.kdump")).len();
     let d0 = described_pfns(&dir.join("kdump-d1.kdump")).len();
     assert!(d31 * 3 < d0, "-d 31 keeps {d31} pages of {d0}");
+    compare_exclude_vmemmap(kdump, vmcore, dir);
+}
+
+/// `-e`: every vmemmap page makedumpfile -e leaves out, ours does too (makedumpfile takes
+/// runs of at least 128 left-out PFNs, we take each 4 KiB of struct pages whose 64 PFNs are
+/// all left out), nothing else than -d 31 keeps is lost, and the header says -e.
+fn compare_exclude_vmemmap(kdump: &Path, vmcore: &Path, dir: &Path) {
+    let (ours, theirs) = (dir.join("kdump-d31-e.kdump"), dir.join("makedumpfile-d31-e.kdump"));
+    run(Command::new(kdump)
+        .args(["dump", "-l", "-e", "-f", "--message-level", "0", "-d", "31"])
+        .arg(vmcore)
+        .arg(&ours));
+    let work = dir.join("makedumpfile-work");
+    std::fs::create_dir_all(&work).unwrap();
+    run(Command::new("makedumpfile")
+        .args(["-l", "-e", "-f", "-d", "31", "--work-dir"])
+        .arg(&work)
+        .arg(vmcore)
+        .arg(&theirs));
+    let d31 = described_pfns(&dir.join("kdump-d31.kdump"));
+    let (e_ours, e_theirs) = (described_pfns(&ours), described_pfns(&theirs));
+    assert!(e_ours.is_subset(&d31) && e_theirs.is_subset(&d31), "-e only removes pages");
+    let dropped_ours: BTreeSet<u64> = d31.difference(&e_ours).copied().collect();
+    let dropped_theirs: BTreeSet<u64> = d31.difference(&e_theirs).copied().collect();
+    let missed: Vec<u64> = dropped_theirs.difference(&dropped_ours).copied().collect();
+    assert!(
+        missed.is_empty(),
+        "{} vmemmap pages makedumpfile -e leaves out are kept by ours: {:x?}",
+        missed.len(),
+        &missed[..missed.len().min(16)]
+    );
+    assert!(!dropped_ours.is_empty(), "-e left nothing out on an idle machine");
+    let status = KdumpReader::open(File::open(&ours).unwrap()).unwrap().header().status;
+    assert_ne!(status & kdump_dumpfile::codec::FLAG_EXCLUDED_VMEMMAP, 0);
+    eprintln!("-e: {} vmemmap pages left out ({} by makedumpfile -e)", dropped_ours.len(), dropped_theirs.len());
 }
 
 /// `-E` and `-F` apply the same filter.
