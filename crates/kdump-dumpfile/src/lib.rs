@@ -40,6 +40,7 @@ pub mod notes;
 pub mod physmem;
 #[deny(clippy::cast_possible_truncation)] // parses untrusted bytes: no silent truncation
 pub mod scan;
+pub mod utc;
 
 pub use codec::{Codec, Encoded, PageDecoder, PageEncoder, decompress_page, is_zero_page};
 pub use detect::{AnyDump, DumpFormat, detect_format, open_dump};
