@@ -93,7 +93,7 @@ pub(crate) struct Transport {
     pub(crate) activity: String,
     /// Why the stream failed, once it did: a lost connection stays lost, so what comes after
     /// (closing a file, writing a log) fails at once instead of waiting out a timeout each.
-    failed: Option<String>,
+    failed: Option<(String, String)>,
 }
 
 struct KexInit {
@@ -267,19 +267,18 @@ impl Transport {
     fn failed_with(&mut self, e: io::Error) -> Error {
         let err = self.lost(e);
         if let Error::ConnectionLost { during, cause, .. } = &err {
-            self.failed = Some(format!("{cause} ({during})"));
+            self.failed = Some((during.clone(), cause.clone()));
         }
         err
     }
 
+    /// The first failure again: it is what happened, whatever was tried after it.
     fn check_alive(&self) -> Result<()> {
         match &self.failed {
             None => Ok(()),
-            Some(earlier) => Err(Error::ConnectionLost {
-                host: self.host.clone(),
-                during: self.activity.clone(),
-                cause: format!("the connection was already lost: {earlier}"),
-            }),
+            Some((during, cause)) => {
+                Err(Error::ConnectionLost { host: self.host.clone(), during: during.clone(), cause: cause.clone() })
+            }
         }
     }
 

@@ -353,9 +353,10 @@ fn fill_remote_dir(
             Ok(saved.file_size())
         }
         Err(e) => {
-            // Close what can be closed; the error that stopped the dump is the one to report.
+            // Close what can be closed; the error that stopped the dump is the one to report
+            // (its innermost cause: the ssh error names host, file and fix once).
             let _ = file.finish();
-            Err(format!("{e:#}"))
+            Err(format!("cannot save the dump: {}", e.root_cause()))
         }
     }
 }
