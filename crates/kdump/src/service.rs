@@ -794,6 +794,12 @@ fn list(config_path: &Path, dir: Option<&Path>) -> anyhow::Result<()> {
         Some(d) => d.to_path_buf(),
         None => {
             let (cfg, _) = load_config(config_path)?;
+            if let Destination::Ssh(ssh) = cfg.destination()? {
+                bail!(
+                    "the dumps are on the ssh server {ssh}: list them there (a name ending in .incomplete is a dump \
+                     that did not finish), or copy them here and give --dir DIR"
+                );
+            }
             mounted_crash_dir(&SysRoot::host(), &cfg).context(
                 "the configured target is not mounted on this system: mount it, or give --dir <mountpoint>/<path>",
             )?
