@@ -233,10 +233,6 @@ pub fn run<S: System + ?Sized>(sys: &mut S, console: &mut dyn Console) -> Action
 
 fn save<S: System + ?Sized>(cfg: &Config, sys: &mut S, log: &mut Log<'_>) -> Result<(), String> {
     let destination = cfg.destination().map_err(|e| e.to_string())?;
-    let spec = match &destination {
-        Destination::Disk(spec) => spec.clone(),
-        Destination::Ssh(_) => TargetSpec::Path(PathBuf::from("/")),
-    };
     if !sys.vmcore_present() {
         return Err(format!("{VMCORE} does not exist: this is not a capture kernel booted after a crash"));
     }
@@ -250,9 +246,10 @@ fn save<S: System + ?Sized>(cfg: &Config, sys: &mut S, log: &mut Log<'_>) -> Res
         sys.bring_up_network(network, &mut |line| log.say(line))?;
     }
     let dump = DumpSpec { level: cfg.dump.level, codec: cfg.dump.codec, threads: cfg.dump.threads as usize };
-    if let Destination::Ssh(ssh) = &destination {
-        return save_over_ssh(cfg, ssh, &dump, sys, log);
-    }
+    let spec = match destination {
+        Destination::Ssh(ssh) => return save_over_ssh(cfg, &ssh, &dump, sys, log),
+        Destination::Disk(spec) => spec,
+    };
     let (node, detected) = wait_for_target(cfg, &spec, sys, log)?;
     if cfg.target.raw {
         log.say(format!("kdump dump -F {} {VMCORE} > {}", dump.described(), node.display()));

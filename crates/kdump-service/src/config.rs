@@ -577,8 +577,13 @@ impl Config {
     /// Every rule a config must follow, checked at once (the first problem is reported).
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
-        let spec = match self.destination()? {
-            Destination::Disk(spec) => spec,
+        match self.destination()? {
+            Destination::Disk(spec) if self.target.raw && !matches!(spec, TargetSpec::Path(_)) => {
+                return invalid(
+                    "target.raw = true needs a device path (/dev/NAME): a raw device has no UUID or label".into(),
+                );
+            }
+            Destination::Disk(_) => {}
             Destination::Ssh(_) if self.target.raw => {
                 return invalid("target.raw = true is for a local device; target.url is a server".into());
             }
@@ -590,12 +595,7 @@ impl Config {
                 );
             }
             // The url carries its own directory: target.path is for local filesystems.
-            Destination::Ssh(_) => TargetSpec::Path(PathBuf::from("/")),
-        };
-        if self.target.raw && !matches!(spec, TargetSpec::Path(_)) {
-            return invalid(
-                "target.raw = true needs a device path (/dev/NAME): a raw device has no UUID or label".into(),
-            );
+            Destination::Ssh(_) => {}
         }
         if !self.target.path.starts_with('/') || self.target.path.split('/').any(|c| c == "..") {
             return invalid(format!("target.path {:?} must be absolute and must not contain ..", self.target.path));
