@@ -163,12 +163,14 @@ fn relay(sshd_port: u16, cut_after: Option<u64>) -> (u16, Arc<AtomicU64>) {
 }
 
 /// Loads the NIC's modules, writes the config with the ssh target, sets up, crashes.
-fn ssh_crash(name: &str, sshd: &Sshd, known_hosts: &str, relay_port: u16, failure_action: &str) -> Outcome {
+/// `host`: what the url names, [`SERVER`] or a name (then `target.address` is `SERVER`).
+fn ssh_crash(name: &str, sshd: &Sshd, host: &str, known_hosts: &str, relay_port: u16, failure_action: &str) -> Outcome {
     let kernel = LabKernel::Bookworm;
     let modules = nic_modules(kernel);
     let append = kdump_lab::LAB_CMDLINE;
     let insmod: String = modules.insmod.iter().map(|m| format!("insmod {m}\n")).collect();
-    let url = format!("ssh://{}@{SERVER}{}/crash", whoami(), sshd.dumps().display());
+    let url = format!("ssh://{}@{host}{}/crash", whoami(), sshd.dumps().display());
+    let address = if host == SERVER { String::new() } else { SERVER.to_string() };
     let script = format!(
         r#"{insmod}mkdir -p /etc
 cat > /etc/kdump.toml <<CONFIG
@@ -176,6 +178,7 @@ final_action = "poweroff"
 failure_action = "{failure_action}"
 [target]
 url = "{url}"
+address = "{address}"
 ssh_key = "/lab/ssh/id_ed25519"
 known_hosts = "/lab/ssh/known_hosts"
 [capture]
@@ -240,7 +243,7 @@ fn check_setup(outcome: &Outcome) {
 fn the_capture_kernel_saves_a_complete_crash_directory_over_ssh() {
     let sshd = Sshd::start("ssh-happy");
     let (port, _) = relay(sshd.port, None);
-    let outcome = ssh_crash("ssh-happy", &sshd, &sshd.known_hosts_line(), port, "poweroff");
+    let outcome = ssh_crash("ssh-happy", &sshd, SERVER, &sshd.known_hosts_line(), port, "poweroff");
     check_setup(&outcome);
     let console = &outcome.console;
     for step in [
@@ -289,14 +292,19 @@ fn the_capture_kernel_saves_a_complete_crash_directory_over_ssh() {
 fn a_wrong_host_key_is_refused_and_failure_action_runs_with_nothing_on_the_server() {
     let sshd = Sshd::start("ssh-wrong-key");
     let (port, _) = relay(sshd.port, None);
-    // Another server's key pinned for the address.
+    // Another server's key.
     let (_, impostor) = keygen(&sshd.dir.join("other_ed25519"));
     let b64 = impostor.split_whitespace().nth(1).unwrap();
-    let outcome = ssh_crash("ssh-wrong-key", &sshd, &format!("{SERVER} ssh-ed25519 {b64}\n"), port, "poweroff");
+    // The url names the server (the capture kernel connects to target.address): the host key
+    // is looked up under the name, where another server's key is pinned.
+    let known_hosts = format!("dumphost ssh-ed25519 {b64}\n");
+    let outcome = ssh_crash("ssh-wrong-key", &sshd, "dumphost", &known_hosts, port, "poweroff");
     let console = &outcome.console;
-    for step in
-        ["kdump-init: FAILED: HOST KEY MISMATCH for 10.0.2.100", "kdump-init: failure_action = poweroff: poweroff now"]
-    {
+    for step in [
+        "kdump-init: ssh: connecting to 10.0.2.100:22 (dumphost as ",
+        "kdump-init: FAILED: HOST KEY MISMATCH for dumphost",
+        "kdump-init: failure_action = poweroff: poweroff now",
+    ] {
         assert!(console.contains(step), "the console lacks {step:?}:\n{console}");
     }
     assert!(!console.contains("ssh: logged in"), "{console}");
@@ -308,7 +316,7 @@ fn a_connection_lost_mid_transfer_leaves_only_an_incomplete_directory() {
     let sshd = Sshd::start("ssh-cut");
     // dmesg.txt and info.json pass (well under 1 MiB); the dump does not.
     let (port, up) = relay(sshd.port, Some(3 << 20));
-    let outcome = ssh_crash("ssh-cut", &sshd, &sshd.known_hosts_line(), port, "poweroff");
+    let outcome = ssh_crash("ssh-cut", &sshd, SERVER, &sshd.known_hosts_line(), port, "poweroff");
     let console = &outcome.console;
     assert!(up.load(Ordering::Relaxed) >= 3 << 20, "the relay cut the connection");
     for step in [
