@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::{Action, Codec, Config, FailureAction, Network, TargetSpec};
+use crate::config::{Action, Codec, Config, Destination, FailureAction, Network, SshDestination, TargetSpec};
 use crate::naming::{crash_dir_name, unique};
 use crate::superblock::FsIdentity;
 
@@ -44,6 +44,32 @@ pub struct DumpFailure {
     pub message: String,
     /// The innermost cause.
     pub root_cause: String,
+}
+
+/// Why saving over ssh failed, and what it left on the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteFailure {
+    /// What went wrong, with its fix.
+    pub reason: String,
+    /// The `….incomplete` directory on the server, once it was created.
+    pub left: Option<String>,
+}
+
+/// What a crash directory saved over ssh holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteSaved {
+    /// The complete directory on the server.
+    pub dir: String,
+    /// The size of its `vmcore`.
+    pub dump_size: u64,
+}
+
+/// The init's log, for a step that reports as it goes and writes the log file itself.
+pub trait StepLog {
+    /// Says a line (console and log).
+    fn say(&mut self, line: &str);
+    /// Everything said so far: what `kdump.log` holds.
+    fn text(&self) -> String;
 }
 
 /// Where the init's lines go as they happen, with the time since it started.
@@ -97,6 +123,17 @@ pub trait System {
     fn remove(&mut self, file: &Path);
     /// Saves the dump to the file `dest` (atomically, as `kdump dump`); returns its size.
     fn save_dump(&mut self, dest: &Path, force: bool, spec: &DumpSpec) -> Result<u64, DumpFailure>;
+    /// Saves the crash directory `dir_name` under the ssh target's directory: created as
+    /// `dir_name.incomplete`, then `dmesg.txt` and `info.json`, the dump as `vmcore`, then
+    /// `kdump.log` (what `log` holds by then), and renamed to `dir_name` only when all of it
+    /// is written and synced. Progress and retries go to `log`.
+    fn save_over_ssh(
+        &mut self,
+        target: &SshDestination,
+        dir_name: &str,
+        spec: &DumpSpec,
+        log: &mut dyn StepLog,
+    ) -> Result<RemoteSaved, RemoteFailure>;
     /// Writes the dump as a flattened stream over the raw device `node`.
     fn save_flattened(&mut self, node: &Path, spec: &DumpSpec) -> Result<(), String>;
     /// Replaces `file` with `text`, synced.
@@ -128,6 +165,16 @@ impl Log<'_> {
         {
             self.console.line(&format!("kdump-init: cannot write the log {}: {e}", path.display()));
         }
+    }
+}
+
+impl StepLog for Log<'_> {
+    fn say(&mut self, line: &str) {
+        Log::say(self, line);
+    }
+
+    fn text(&self) -> String {
+        self.text.clone()
     }
 }
 
@@ -185,7 +232,7 @@ pub fn run<S: System + ?Sized>(sys: &mut S, console: &mut dyn Console) -> Action
 }
 
 fn save<S: System + ?Sized>(cfg: &Config, sys: &mut S, log: &mut Log<'_>) -> Result<(), String> {
-    let spec = cfg.target_spec().map_err(|e| e.to_string())?;
+    let destination = cfg.destination().map_err(|e| e.to_string())?;
     if !sys.vmcore_present() {
         return Err(format!("{VMCORE} does not exist: this is not a capture kernel booted after a crash"));
     }
@@ -198,8 +245,12 @@ fn save<S: System + ?Sized>(cfg: &Config, sys: &mut S, log: &mut Log<'_>) -> Res
     if let Some(network) = &cfg.network {
         sys.bring_up_network(network, &mut |line| log.say(line))?;
     }
-    let (node, detected) = wait_for_target(cfg, &spec, sys, log)?;
     let dump = DumpSpec { level: cfg.dump.level, codec: cfg.dump.codec, threads: cfg.dump.threads as usize };
+    let spec = match destination {
+        Destination::Ssh(ssh) => return save_over_ssh(cfg, &ssh, &dump, sys, log),
+        Destination::Disk(spec) => spec,
+    };
+    let (node, detected) = wait_for_target(cfg, &spec, sys, log)?;
     if cfg.target.raw {
         log.say(format!("kdump dump -F {} {VMCORE} > {}", dump.described(), node.display()));
         sys.save_flattened(&node, &dump)?;
@@ -285,6 +336,39 @@ fn save<S: System + ?Sized>(cfg: &Config, sys: &mut S, log: &mut Log<'_>) -> Res
             ))
         }
         Err(e) => Err(e.message),
+    }
+}
+
+/// The crash directory on the ssh server. Nothing on the server looks complete unless all of
+/// it is: the System renames `.incomplete` away only at the end.
+fn save_over_ssh<S: System + ?Sized>(
+    cfg: &Config,
+    ssh: &SshDestination,
+    dump: &DumpSpec,
+    sys: &mut S,
+    log: &mut Log<'_>,
+) -> Result<(), String> {
+    let (host, when) = sys.crash_identity();
+    let name = crash_dir_name(&host, when);
+    log.say(format!("saving over ssh into {ssh}/{name} (named {name}.incomplete until complete)"));
+    log.say(format!("kdump dump {} {VMCORE} {}/{name}/vmcore", dump.described(), ssh.url));
+    match sys.save_over_ssh(ssh, &name, dump, log) {
+        Ok(saved) => {
+            log.say(format!(
+                "saved the dump to {}:{}/vmcore ({:.1} MiB, dump level {}, codec {})",
+                ssh.url.host,
+                saved.dir,
+                saved.dump_size as f64 / (1 << 20) as f64,
+                dump.level,
+                cfg.dump.codec
+            ));
+            Ok(())
+        }
+        Err(RemoteFailure { reason, left: Some(dir) }) => Err(format!(
+            "{reason}; what was sent is in {}:{dir} (still named .incomplete: not a complete dump)",
+            ssh.url.host
+        )),
+        Err(RemoteFailure { reason, left: None }) => Err(reason),
     }
 }
 

@@ -14,7 +14,7 @@ pub const CONFIG_PATH: &str = "/etc/kdump.toml";
 
 /// The documented defaults: a valid config file equal to [`Config::default`]
 /// except for `target.device`, which has no default.
-pub const DEFAULTS_TOML: &str = r#"# /etc/kdump.toml: every key with its default. Only target.device is required.
+pub const DEFAULTS_TOML: &str = r#"# /etc/kdump.toml: every key with its default. Only target.device (or target.url) is required.
 
 # What the capture kernel does after saving the dump: "reboot", "poweroff" or "halt".
 final_action = "reboot"
@@ -29,6 +29,20 @@ failure_action = "save-log"
 # "UUID=<filesystem uuid>" or "LABEL=<filesystem label>" (ext2/3/4, XFS and btrfs superblocks are read).
 # No default: kdump setup refuses to run without it.
 # device = "LABEL=crash"
+# Or a server that receives dumps over ssh (SFTP) instead of a local device: exactly one of device
+# and url. The host should be an IPv4 address (the capture kernel has no resolver); a name needs
+# address below. It needs a [network] table. Each crash gets PATH/<host>-<UTC time>/, written as
+# <host>-<UTC time>.incomplete/ and renamed when complete.
+# url = "ssh://kdump@192.0.2.10/var/crash"
+# The address to connect to when the url names a host ("" when the url holds an address); the host
+# key is still looked up in known_hosts under the url's name.
+address = ""
+# The unencrypted ed25519 key the capture kernel logs in with (`kdump ssh-key` makes one and prints
+# the line to add to the server's authorized_keys).
+ssh_key = "/root/.ssh/kdump_id_ed25519"
+# OpenSSH known_hosts holding the server's ssh-ed25519 host key (`ssh-keyscan -t ed25519 HOST`):
+# an unknown or changed key is refused. kdump setup copies both files into the capture initramfs.
+known_hosts = "/root/.ssh/known_hosts"
 # Directory on that filesystem; each crash gets <path>/<host>-<UTC time>/ (vmcore, dmesg.txt, info.json, kdump.log).
 path = "/var/crash"
 # Filesystem type to mount: "ext4", "ext3", "ext2", "xfs", "btrfs", or "auto" (from the superblock).
@@ -228,6 +242,14 @@ impl Network {
 pub struct Target {
     /// `/dev/...`, `UUID=...` or `LABEL=...`.
     pub device: Option<String>,
+    /// `ssh://user@host[:port]/path`.
+    pub url: Option<String>,
+    /// The address of a url's host name, or "".
+    pub address: String,
+    /// The ssh user key.
+    pub ssh_key: String,
+    /// The pinned host keys.
+    pub known_hosts: String,
     /// Directory on the filesystem.
     pub path: String,
     /// Filesystem type, or `auto`.
@@ -336,7 +358,17 @@ impl Default for Config {
 
 impl Default for Target {
     fn default() -> Self {
-        Self { device: None, path: "/var/crash".into(), fstype: "auto".into(), raw: false, wait_seconds: 30 }
+        Self {
+            device: None,
+            url: None,
+            address: String::new(),
+            ssh_key: "/root/.ssh/kdump_id_ed25519".into(),
+            known_hosts: "/root/.ssh/known_hosts".into(),
+            path: "/var/crash".into(),
+            fstype: "auto".into(),
+            raw: false,
+            wait_seconds: 30,
+        }
     }
 }
 
@@ -416,6 +448,38 @@ impl fmt::Display for TargetSpec {
     }
 }
 
+/// Where a dump goes: exactly one of `target.device` and `target.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// A local filesystem or raw device.
+    Disk(TargetSpec),
+    /// A server reached over ssh.
+    Ssh(SshDestination),
+}
+
+/// `target.url = "ssh://…"` with its key files, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshDestination {
+    /// User, host, port and directory.
+    pub url: kdump_ssh::SshUrl,
+    /// What to connect to: the url's address, or `target.address` for a name.
+    pub address: Ipv4Addr,
+    /// `target.ssh_key`.
+    pub key_file: String,
+    /// `target.known_hosts`.
+    pub known_hosts_file: String,
+}
+
+impl fmt::Display for SshDestination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.url)?;
+        if self.url.host.parse::<Ipv4Addr>().is_err() {
+            write!(f, " (at {})", self.address)?;
+        }
+        Ok(())
+    }
+}
+
 /// A config that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -438,26 +502,100 @@ impl Config {
         Ok(config)
     }
 
-    /// The target device, parsed. Fails when it is not set.
+    /// The target device, parsed. Fails when it is not set (also for an ssh target).
     pub fn target_spec(&self) -> Result<TargetSpec, ConfigError> {
-        let device = self.target.device.as_deref().ok_or_else(|| {
-            ConfigError::Invalid(
-                "target.device is not set: name the filesystem that receives dumps, e.g. \
-                 [target] device = \"LABEL=crash\" (see kdump config --defaults)"
-                    .into(),
-            )
-        })?;
-        TargetSpec::parse(device)
+        match self.destination()? {
+            Destination::Disk(spec) => Ok(spec),
+            Destination::Ssh(ssh) => Err(ConfigError::Invalid(format!(
+                "the target is the ssh server {ssh}, not a local device (target.url is set)"
+            ))),
+        }
+    }
+
+    /// Where dumps go: `target.device` or `target.url`, exactly one, checked.
+    pub fn destination(&self) -> Result<Destination, ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        let url = match (&self.target.device, &self.target.url) {
+            (Some(_), Some(_)) => {
+                return invalid(
+                    "target.device and target.url are both set: a dump goes to one target, choose one".into(),
+                );
+            }
+            (None, None) => {
+                return invalid(
+                    "target.device is not set: name the filesystem that receives dumps, e.g. \
+                     [target] device = \"LABEL=crash\", or a server: url = \"ssh://user@IP/path\" \
+                     (see kdump config --defaults)"
+                        .into(),
+                );
+            }
+            (Some(device), None) => return TargetSpec::parse(device).map(Destination::Disk),
+            (None, Some(url)) => url,
+        };
+        if url.starts_with("nfs://") {
+            return invalid(format!("target.url {url:?}: NFS targets are not supported yet; use ssh://user@IP/path"));
+        }
+        let url = kdump_ssh::SshUrl::parse(url).map_err(|e| ConfigError::Invalid(format!("target.url: {e}")))?;
+        let address = match (url.host.parse::<Ipv4Addr>(), self.target.address.trim()) {
+            (Ok(ip), "") => ip,
+            (Ok(_), a) => {
+                return invalid(format!(
+                    "target.address {a:?} is set but target.url already names the address {}: remove one",
+                    url.host
+                ));
+            }
+            (Err(_), "") if url.host.contains(':') => {
+                return invalid(format!(
+                    "target.url: {} is an IPv6 address; the capture kernel's network is IPv4 only",
+                    url.host
+                ));
+            }
+            (Err(_), "") => {
+                return invalid(format!(
+                    "target.url names the host {:?} but the capture kernel has no resolver: write its IPv4 address \
+                     in the url, or set target.address = \"A.B.C.D\" (the host key stays looked up under the name)",
+                    url.host
+                ));
+            }
+            (Err(_), a) => a
+                .parse::<Ipv4Addr>()
+                .map_err(|_| ConfigError::Invalid(format!("target.address {a:?} is not an IPv4 address")))?,
+        };
+        for (key, v) in [("ssh_key", &self.target.ssh_key), ("known_hosts", &self.target.known_hosts)] {
+            if !v.starts_with('/') {
+                return invalid(format!("target.{key} {v:?} must be an absolute path"));
+            }
+        }
+        Ok(Destination::Ssh(SshDestination {
+            url,
+            address,
+            key_file: self.target.ssh_key.clone(),
+            known_hosts_file: self.target.known_hosts.clone(),
+        }))
     }
 
     /// Every rule a config must follow, checked at once (the first problem is reported).
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
-        let spec = self.target_spec()?;
-        if self.target.raw && !matches!(spec, TargetSpec::Path(_)) {
-            return invalid(
-                "target.raw = true needs a device path (/dev/NAME): a raw device has no UUID or label".into(),
-            );
+        match self.destination()? {
+            Destination::Disk(spec) if self.target.raw && !matches!(spec, TargetSpec::Path(_)) => {
+                return invalid(
+                    "target.raw = true needs a device path (/dev/NAME): a raw device has no UUID or label".into(),
+                );
+            }
+            Destination::Disk(_) => {}
+            Destination::Ssh(_) if self.target.raw => {
+                return invalid("target.raw = true is for a local device; target.url is a server".into());
+            }
+            Destination::Ssh(_) if self.network.is_none() => {
+                return invalid(
+                    "target.url: an ssh target needs the capture kernel's network: add a [network] table \
+                     (interface and dhcp = true or address; see kdump config --defaults)"
+                        .into(),
+                );
+            }
+            // The url carries its own directory: target.path is for local filesystems.
+            Destination::Ssh(_) => {}
         }
         if !self.target.path.starts_with('/') || self.target.path.split('/').any(|c| c == "..") {
             return invalid(format!("target.path {:?} must be absolute and must not contain ..", self.target.path));
@@ -544,6 +682,7 @@ mod tests {
     fn refusals_name_the_key() {
         let err = |t: &str| Config::parse(t).unwrap_err().to_string();
         assert!(err("").contains("target.device is not set"));
+        assert!(err("").contains("url = \"ssh://"));
         assert!(err("[target]\ndevice=\"/dev/x\"\n[dump]\nlevel=32\n").contains("dump.level"));
         assert!(err("[target]\ndevice=\"/dev/x\"\nfstype=\"ntfs\"\n").contains("target.fstype"));
         assert!(err("[target]\ndevice=\"LABEL=x\"\nraw=true\n").contains("target.raw"));
@@ -589,6 +728,38 @@ mod tests {
         assert!(Config::parse(no_mac).unwrap_err().to_string().contains("network.interface is not set"));
         let bad_mac = "[target]\ndevice=\"/dev/x\"\n[network]\ninterface=\"eth0\"\ndhcp=true\n";
         assert!(Config::parse(bad_mac).unwrap_err().to_string().contains("not a MAC address"));
+    }
+
+    #[test]
+    fn ssh_target_forms_and_refusals_name_the_key() {
+        let net = "[network]\ninterface=\"52:54:00:12:34:56\"\ndhcp=true\n";
+        let c = Config::parse(&format!("[target]\nurl=\"ssh://kdump@10.0.2.100/srv/crash\"\n{net}")).unwrap();
+        let Destination::Ssh(ssh) = c.destination().unwrap() else { panic!("not ssh") };
+        assert_eq!((ssh.url.user.as_str(), ssh.url.port, ssh.url.path.as_str()), ("kdump", 22, "/srv/crash"));
+        assert_eq!(ssh.address, Ipv4Addr::new(10, 0, 2, 100));
+        assert_eq!(ssh.key_file, "/root/.ssh/kdump_id_ed25519");
+        assert_eq!(ssh.known_hosts_file, "/root/.ssh/known_hosts");
+        assert_eq!(Config::parse(&c.to_toml()).unwrap(), c);
+        assert!(c.target_spec().unwrap_err().to_string().contains("not a local device"));
+        // A name with its address.
+        let named = format!("[target]\nurl=\"ssh://k@backup.example:2222/d\"\naddress=\"192.0.2.7\"\n{net}");
+        let Destination::Ssh(ssh) = Config::parse(&named).unwrap().destination().unwrap() else { panic!() };
+        assert_eq!((ssh.address, ssh.url.port), (Ipv4Addr::new(192, 0, 2, 7), 2222));
+        assert_eq!(ssh.to_string(), "ssh://k@backup.example:2222/d (at 192.0.2.7)");
+
+        let err = |t: &str| Config::parse(t).unwrap_err().to_string();
+        let url = "url=\"ssh://k@10.0.2.100/d\"\n";
+        assert!(err(&format!("[target]\ndevice=\"/dev/x\"\n{url}{net}")).contains("both set"));
+        assert!(err(&format!("[target]\n{url}")).contains("needs the capture kernel's network: add a [network]"));
+        assert!(err(&format!("[target]\nurl=\"ssh://k@backup.example/d\"\n{net}")).contains("target.address"));
+        assert!(err(&format!("[target]\nurl=\"ssh://k@h/d\"\naddress=\"h2\"\n{net}")).contains("target.address"));
+        assert!(err(&format!("[target]\n{url}address=\"10.0.0.1\"\n{net}")).contains("remove one"));
+        assert!(err(&format!("[target]\nurl=\"ssh://k@[::1]/d\"\n{net}")).contains("IPv4 only"));
+        assert!(err(&format!("[target]\nurl=\"ssh://10.0.2.100/d\"\n{net}")).contains("target.url"));
+        assert!(err(&format!("[target]\nurl=\"nfs://10.0.2.100/d\"\n{net}")).contains("NFS"));
+        assert!(err(&format!("[target]\n{url}ssh_key=\"id\"\n{net}")).contains("target.ssh_key"));
+        assert!(err(&format!("[target]\n{url}known_hosts=\"kh\"\n{net}")).contains("target.known_hosts"));
+        assert!(err(&format!("[target]\n{url}raw=true\n{net}")).contains("target.raw"));
     }
 
     #[test]

@@ -10,6 +10,20 @@ pub const MODULE_DIR: &str = "lib/modules";
 /// The running kernel's symbols (zstd), for the capture init's `info.json`.
 pub const KALLSYMS: &str = "etc/kdump-kallsyms.zst";
 
+/// The ssh target's user key in the capture initramfs (0600).
+pub const SSH_KEY: &str = "etc/kdump-ssh-key";
+/// The ssh target's known_hosts in the capture initramfs (0600).
+pub const KNOWN_HOSTS: &str = "etc/kdump-known-hosts";
+
+/// What an ssh target needs in the image: the texts of the key and of known_hosts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshFiles {
+    /// The OpenSSH private key.
+    pub key: String,
+    /// The known_hosts lines.
+    pub known_hosts: String,
+}
+
 /// A module for the image: its name and its uncompressed `.ko` bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleFile {
@@ -34,6 +48,7 @@ pub fn build(
     config_toml: &str,
     modules: &[ModuleFile],
     kallsyms: Option<&[u8]>,
+    ssh: Option<&SshFiles>,
 ) -> Result<Initramfs, kdump_cpio::Error> {
     let mut a = Archive::new();
     let mut contents = Vec::new();
@@ -59,6 +74,13 @@ pub fn build(
     if let Some(symbols) = kallsyms {
         a.add_file(KALLSYMS, 0o644, symbols.to_vec())?;
         contents.push((format!("/{KALLSYMS}"), symbols.len() as u64));
+    }
+    if let Some(ssh) = ssh {
+        // Only root reads the key, in the image as on disk.
+        a.add_file(SSH_KEY, 0o600, ssh.key.as_bytes().to_vec())?;
+        contents.push((format!("/{SSH_KEY}"), ssh.key.len() as u64));
+        a.add_file(KNOWN_HOSTS, 0o600, ssh.known_hosts.as_bytes().to_vec())?;
+        contents.push((format!("/{KNOWN_HOSTS}"), ssh.known_hosts.len() as u64));
     }
     Ok(Initramfs { bytes: a.encode()?, contents })
 }
@@ -96,8 +118,8 @@ mod tests {
             ModuleFile { name: "virtio".into(), data: vec![1; 10] },
             ModuleFile { name: "virtio_blk".into(), data: vec![2; 20] },
         ];
-        let a = build(b"\x7fELF-binary", "[target]\ndevice = \"/dev/vda\"\n", &mods, None).unwrap();
-        let b = build(b"\x7fELF-binary", "[target]\ndevice = \"/dev/vda\"\n", &mods, None).unwrap();
+        let a = build(b"\x7fELF-binary", "[target]\ndevice = \"/dev/vda\"\n", &mods, None, None).unwrap();
+        let b = build(b"\x7fELF-binary", "[target]\ndevice = \"/dev/vda\"\n", &mods, None, None).unwrap();
         assert_eq!(a.bytes, b.bytes);
         let text = String::from_utf8_lossy(&a.bytes);
         for name in
@@ -108,9 +130,27 @@ mod tests {
         assert_eq!(module_list("00-virtio.ko\n01-virtio_blk.ko\n"), ["00-virtio.ko", "01-virtio_blk.ko"]);
         assert_eq!(a.contents.len(), 4);
         assert!(!text.contains(KALLSYMS));
-        let c = build(b"\x7fELF-binary", "", &mods, Some(b"symbols")).unwrap();
+        let c = build(b"\x7fELF-binary", "", &mods, Some(b"symbols"), None).unwrap();
         assert!(String::from_utf8_lossy(&c.bytes).contains(KALLSYMS));
         assert_eq!(c.contents.last(), Some(&(format!("/{KALLSYMS}"), 7)));
+        assert!(!String::from_utf8_lossy(&c.bytes).contains(SSH_KEY));
+    }
+
+    #[test]
+    fn ssh_files_are_private() {
+        let ssh = SshFiles { key: "KEY".into(), known_hosts: "10.0.2.100 ssh-ed25519 AAAA\n".into() };
+        let img = build(b"\x7fELF-binary", "", &[], None, Some(&ssh)).unwrap();
+        let text = String::from_utf8_lossy(&img.bytes);
+        for name in [SSH_KEY, KNOWN_HOSTS] {
+            // newc: 8 hex digits each for magic, ino, mode…; the mode of the entry before its name.
+            let at = text.find(&format!("{name}\0")).unwrap_or_else(|| panic!("{name} missing"));
+            let header = &text[at - 110..at];
+            assert_eq!(&header[14..22], "00008180", "{name}: regular file 0600");
+        }
+        assert_eq!(
+            img.contents[img.contents.len() - 2..],
+            [(format!("/{SSH_KEY}"), 3), (format!("/{KNOWN_HOSTS}"), 28)]
+        );
     }
 
     #[test]

@@ -19,4 +19,6 @@ pub mod modules;
 pub mod naming;
 pub mod superblock;
 
-pub use config::{Action, Addressing, Codec, Config, ConfigError, FailureAction, Network, TargetSpec};
+pub use config::{
+    Action, Addressing, Codec, Config, ConfigError, Destination, FailureAction, Network, SshDestination, TargetSpec,
+};

@@ -91,6 +91,9 @@ pub(crate) struct Transport {
     pub(crate) host: String,
     /// What the connection is doing, for "connection lost while …".
     pub(crate) activity: String,
+    /// Why the stream failed, once it did: a lost connection stays lost, so what comes after
+    /// (closing a file, writing a log) fails at once instead of waiting out a timeout each.
+    failed: Option<(String, String)>,
 }
 
 struct KexInit {
@@ -155,6 +158,7 @@ impl Transport {
             strict: false,
             host: host.to_string(),
             activity: "during the ssh handshake".into(),
+            failed: None,
         };
         t.out.extend_from_slice(VERSION.as_bytes());
         t.out.extend_from_slice(b"\r\n");
@@ -248,13 +252,34 @@ impl Transport {
         if self.out.is_empty() {
             return Ok(());
         }
+        self.check_alive()?;
         let r = self.stream.get_mut().write_all(&self.out);
         self.out.clear();
-        r.map_err(|e| self.lost(e))
+        r.map_err(|e| self.failed_with(e))
     }
 
     fn read_exact(&mut self, buf: &mut [u8]) -> Result<()> {
-        self.stream.read_exact(buf).map_err(|e| self.lost(e))
+        self.check_alive()?;
+        self.stream.read_exact(buf).map_err(|e| self.failed_with(e))
+    }
+
+    /// Remembers a failed read or write: the stream is unusable from here on.
+    fn failed_with(&mut self, e: io::Error) -> Error {
+        let err = self.lost(e);
+        if let Error::ConnectionLost { during, cause, .. } = &err {
+            self.failed = Some((during.clone(), cause.clone()));
+        }
+        err
+    }
+
+    /// The first failure again: it is what happened, whatever was tried after it.
+    fn check_alive(&self) -> Result<()> {
+        match &self.failed {
+            None => Ok(()),
+            Some((during, cause)) => {
+                Err(Error::ConnectionLost { host: self.host.clone(), during: during.clone(), cause: cause.clone() })
+            }
+        }
     }
 
     /// The next packet's payload, whatever it is.

@@ -388,6 +388,75 @@ fn a_server_killed_mid_transfer_leaves_incomplete() {
     assert!(!dumps.join("crash/crash1").exists());
 }
 
+/// A proxy on 127.0.0.1 that forwards to `port` until `after` bytes went upward, then stops
+/// forwarding either way but keeps both sockets open: a server (or a network) gone silent.
+fn stalling_proxy(port: u16, after: u64) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (mut client, _) = listener.accept().unwrap();
+        let mut server = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let stalled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (mut s2, mut c2, stalled2) = (server.try_clone().unwrap(), client.try_clone().unwrap(), stalled.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 16384];
+            while let Ok(n @ 1..) = s2.read(&mut buf) {
+                if stalled2.load(std::sync::atomic::Ordering::Relaxed) || c2.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_secs(60));
+        });
+        let (mut buf, mut sent) = ([0u8; 16384], 0u64);
+        while let Ok(n @ 1..) = client.read(&mut buf) {
+            sent += n as u64;
+            if sent >= after {
+                stalled.store(true, std::sync::atomic::Ordering::Relaxed);
+                break;
+            }
+            if server.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        // Hold the sockets open without reading: the client sees silence, not a close.
+        std::thread::sleep(Duration::from_secs(60));
+        drop((client, server));
+    });
+    proxy
+}
+
+#[test]
+fn a_silent_server_costs_one_timeout_then_every_later_step_fails_at_once() {
+    let sshd = Sshd::start();
+    let proxy = stalling_proxy(sshd.port, 2 << 20);
+    let url = SshUrl::parse(&format!("ssh://{}@127.0.0.1:{proxy}{}", whoami(), sshd.dumps().join("crash").display()))
+        .unwrap();
+    let line = sshd.known_hosts_line().replace(&format!(":{} ", sshd.port), &format!(":{proxy} "));
+    let key = PrivateKey::from_openssh(&sshd.user_key.to_openssh().unwrap()).unwrap();
+    let mut target = SshTarget::new(url, key, KnownHosts::parse(&line), "/test/known_hosts");
+    target.timeout = Duration::from_secs(2);
+    let mut conn = target.connect().unwrap();
+    let mut dir = conn.create_crash_dir("crash1").unwrap();
+    let file = dir.create_file("vmcore").unwrap();
+    let start = Instant::now();
+    assert!(write_dump(file, 20_000).is_err(), "the dump was written through a silent proxy");
+    let first = start.elapsed();
+    assert!(first < Duration::from_secs(10), "one timeout: {first:?}");
+    // What a capture init does next: leave its log in the directory. It fails without waiting.
+    let start = Instant::now();
+    let e = dir.write_file("kdump.log", b"log").unwrap_err();
+    assert!(start.elapsed() < Duration::from_millis(500), "waited {:?}", start.elapsed());
+    // The first failure, again: what happened, with where it happened.
+    assert!(e.is_connection_lost() && e.to_string().contains("no answer within the timeout"), "{e}");
+    assert!(e.to_string().contains("lost writing ") && e.to_string().contains("/vmcore"), "{e}");
+    assert!(dumps_has_no_complete(&sshd.dumps()));
+}
+
+fn dumps_has_no_complete(dumps: &Path) -> bool {
+    dumps.join("crash/crash1.incomplete").is_dir() && !dumps.join("crash/crash1").exists()
+}
+
 #[test]
 fn a_full_remote_disk_is_named() {
     let sshd = Sshd::start_with_disk_of(2 << 20);

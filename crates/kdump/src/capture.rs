@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use kdump_collector::{SaveRequest, Sink};
-use kdump_service::capture::{Console, DumpFailure, DumpSpec, System, VMCORE};
+use kdump_dumpfile::WriteAt;
+use kdump_service::capture::{Console, DumpFailure, DumpSpec, RemoteFailure, RemoteSaved, StepLog, System, VMCORE};
 use kdump_service::config::CONFIG_PATH;
 use kdump_service::initramfs::{MODULE_DIR, MODULE_LIST, module_list};
 use kdump_service::superblock::FsIdentity;
-use kdump_service::{Action, Network, TargetSpec};
+use kdump_service::{Action, Network, SshDestination, TargetSpec};
 use kdump_sys::SysRoot;
 use kdump_sys::power::Stop;
 use kdump_sys::{block, file, module, mount, power};
@@ -223,6 +224,47 @@ impl System for Machine {
             .map_err(|e| DumpFailure { message: format!("{e:#}"), root_cause: e.root_cause().to_string() })
     }
 
+    fn save_over_ssh(
+        &mut self,
+        ssh: &SshDestination,
+        dir_name: &str,
+        spec: &DumpSpec,
+        log: &mut dyn StepLog,
+    ) -> Result<RemoteSaved, RemoteFailure> {
+        let refused = |reason: String| RemoteFailure { reason, left: None };
+        let target = crate::ssh_target::from_initramfs(ssh, Path::new("/")).map_err(|e| refused(format!("{e:#}")))?;
+        log.say(&format!("ssh: connecting to {}:{} ({} as {})", ssh.address, ssh.url.port, ssh.url.host, ssh.url.user));
+        let mut conn = target
+            .connect_retrying(CONNECT_ATTEMPTS, CONNECT_DELAY, |n, e| {
+                log.say(&format!(
+                    "ssh: attempt {n} of {CONNECT_ATTEMPTS} failed: {e}; again in {} s",
+                    CONNECT_DELAY.as_secs()
+                ))
+            })
+            .map_err(|e| refused(e.to_string()))?;
+        log.say(&format!("ssh: logged in as {} with key {}", ssh.url.user, target.key.fingerprint()));
+        let mut dir = conn.create_crash_dir(dir_name).map_err(|e| refused(e.to_string()))?;
+        let left = dir.path().to_string();
+        log.say(&format!("ssh: created {}:{left}", ssh.url.host));
+        match fill_remote_dir(&mut dir, &ssh.url.host, spec, log) {
+            Ok(dump_size) => {
+                // kdump.log last but one: the rename is what makes the directory look complete.
+                let done = dir
+                    .write_file("kdump.log", log.text().as_bytes())
+                    .and_then(|()| dir.complete())
+                    .map_err(|e| RemoteFailure { reason: e.to_string(), left: Some(left.clone()) })?;
+                let _ = conn.close();
+                Ok(RemoteSaved { dir: done, dump_size })
+            }
+            Err(reason) => {
+                log.say(&format!("ssh: the crash directory stays {left}: {reason}"));
+                // Best effort: the connection may be what failed.
+                let _ = dir.write_file("kdump.log", log.text().as_bytes());
+                Err(RemoteFailure { reason, left: Some(left) })
+            }
+        }
+    }
+
     fn save_flattened(&mut self, node: &Path, spec: &DumpSpec) -> Result<(), String> {
         let dev =
             OpenOptions::new().write(true).open(node).map_err(|e| format!("cannot open {}: {e}", node.display()))?;
@@ -247,5 +289,104 @@ impl System for Machine {
 
     fn sync(&mut self) {
         kdump_sys::kexec::sync_filesystems();
+    }
+}
+
+/// Connection attempts in the capture kernel while the server does not answer (the network
+/// may need a moment after DHCP; the server may be restarting), and the pause between them.
+const CONNECT_ATTEMPTS: u32 = 5;
+const CONNECT_DELAY: Duration = Duration::from_secs(3);
+/// How often the transfer prints its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(3);
+
+/// The small files, then the dump; returns the dump's size. A local problem with a small
+/// file (an unreadable log) is said and skipped; any write error on the server stops.
+fn fill_remote_dir(
+    dir: &mut kdump_ssh::RemoteCrashDir<'_>,
+    host: &str,
+    spec: &DumpSpec,
+    log: &mut dyn StepLog,
+) -> Result<u64, String> {
+    let kernel_log = (|| -> anyhow::Result<(Vec<u8>, usize)> {
+        let mut dump = kdump_collector::source::open(Path::new(VMCORE))?;
+        let records = crate::dmesg::records(&mut dump)?;
+        Ok((kdump_kernel::printk::format_like_makedumpfile(&records), records.len()))
+    })();
+    match kernel_log {
+        Ok((text, n)) => {
+            dir.write_file("dmesg.txt", &text).map_err(|e| e.to_string())?;
+            log.say(&format!("saved the kernel log ({n} records) to dmesg.txt"));
+        }
+        Err(e) => log.say(&format!("cannot read the kernel log: {e:#}")),
+    }
+    let mut report = Vec::new();
+    let symbols = Path::new("/").join(kdump_service::initramfs::KALLSYMS);
+    match crate::info::write(Path::new(VMCORE), true, None, Some(&symbols), &mut report) {
+        Ok(()) => {
+            dir.write_file("info.json", &report).map_err(|e| e.to_string())?;
+            log.say("saved the crash report to info.json");
+        }
+        Err(e) => log.say(&format!("cannot make info.json: {e:#}")),
+    }
+    let mut file = dir.create_file("vmcore").map_err(|e| e.to_string())?;
+    let name = format!("{host}:{}", file.path());
+    let start = Instant::now();
+    let saved = {
+        let mut progress = Progress { inner: &mut file, start, next: start + PROGRESS_EVERY };
+        save_dump(
+            Path::new(VMCORE),
+            Sink::Positioned { sink: &mut progress, name: &name },
+            &request(spec),
+            Messages::DEFAULT,
+        )
+    };
+    let sent = file.bytes_written();
+    match saved {
+        Ok(saved) => {
+            file.finish().map_err(|e| e.to_string())?;
+            let secs = start.elapsed().as_secs_f64();
+            log.say(&format!(
+                "ssh: sent vmcore, {:.1} MiB in {secs:.1} s ({:.1} MB/s), synced on the server",
+                sent as f64 / (1 << 20) as f64,
+                sent as f64 / 1e6 / secs.max(0.001)
+            ));
+            Ok(saved.file_size())
+        }
+        Err(e) => {
+            // Close what can be closed; the error that stopped the dump is the one to report
+            // (its innermost cause: the ssh error names host, file and fix once).
+            let _ = file.finish();
+            Err(format!("cannot save the dump: {}", e.root_cause()))
+        }
+    }
+}
+
+/// The remote file, printing how much was sent now and then (a dump over a slow link takes
+/// minutes: the console shows it is moving).
+struct Progress<'a, 'f> {
+    inner: &'a mut kdump_ssh::RemoteFile<'f>,
+    start: Instant,
+    next: Instant,
+}
+
+impl WriteAt for Progress<'_, '_> {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.inner.write_at(offset, data)?;
+        let now = Instant::now();
+        if now >= self.next {
+            self.next = now + PROGRESS_EVERY;
+            let sent = self.inner.bytes_written();
+            let secs = (now - self.start).as_secs_f64();
+            eprintln!(
+                "kdump-init: ssh: sent {:.1} MiB ({:.1} MB/s)",
+                sent as f64 / (1 << 20) as f64,
+                sent as f64 / 1e6 / secs.max(0.001)
+            );
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }

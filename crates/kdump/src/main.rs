@@ -10,6 +10,7 @@ mod info;
 mod network;
 mod service;
 mod ssh_key;
+mod ssh_target;
 mod sysinfo;
 
 use std::path::PathBuf;

@@ -20,7 +20,7 @@ use kdump_service::initramfs::{self, ModuleFile, is_static_elf};
 use kdump_service::modules::{self, Compression, ModuleIndex};
 use kdump_service::naming::CrashDirSummary;
 use kdump_service::superblock::{self, FsIdentity};
-use kdump_service::{Config, TargetSpec};
+use kdump_service::{Config, Destination, TargetSpec};
 use kdump_sys::legacy::{LegacyLoad, load_plan, plan_kexec_load};
 use kdump_sys::{SysRoot, collect_machine_info, kexec};
 use kdump_sys::{block, module, mount, power};
@@ -102,6 +102,14 @@ pub enum ServiceCommand {
         #[arg(long, value_name = "HOST:PORT")]
         probe: Option<std::net::SocketAddrV4>,
     },
+    /// Check the ssh target (target.url) from this machine: reachable, host key pinned in
+    /// target.known_hosts, login with target.ssh_key, free space, a test write. Exits 1 when a
+    /// step fails, saying how to fix it.
+    CheckTarget {
+        /// The config file.
+        #[arg(long, value_name = "FILE", default_value = CONFIG_PATH)]
+        config: PathBuf,
+    },
     /// Check the config file and print it with every default filled in.
     Config {
         /// The config file.
@@ -126,6 +134,10 @@ pub fn run(cmd: &ServiceCommand) -> anyhow::Result<()> {
         ServiceCommand::CheckNetwork { config, probe } => {
             let (cfg, _) = load_config(config)?;
             crate::network::check(cfg.network.as_ref(), *probe)
+        }
+        ServiceCommand::CheckTarget { config } => {
+            let (cfg, _) = load_config(config)?;
+            crate::ssh_target::check_target(&cfg)
         }
         ServiceCommand::Config { config, defaults } => {
             if *defaults {
@@ -211,8 +223,9 @@ struct Built {
     report: Vec<String>,
 }
 
-/// Builds the capture initramfs for `cfg` (shared by setup and estimate).
-fn build(cfg: &Config, config_text: &str, root: &SysRoot) -> anyhow::Result<Built> {
+/// Builds the capture initramfs for `cfg` (shared by setup and estimate); `check_target`:
+/// also try an ssh target from here (setup does, estimate does not).
+fn build(cfg: &Config, config_text: &str, root: &SysRoot, check_target: bool) -> anyhow::Result<Built> {
     let mut report = Vec::new();
     let release = module::kernel_release(root).context("cannot read the running kernel's release")?;
     let kernel = if cfg.capture.kernel.is_empty() {
@@ -238,11 +251,23 @@ fn build(cfg: &Config, config_text: &str, root: &SysRoot) -> anyhow::Result<Buil
             "capture kernel: cannot check its build options (no {config_path}); it needs CONFIG_CRASH_DUMP and CONFIG_PROC_VMCORE"
         )),
     }
-    let spec = cfg.target_spec()?;
     let mut wanted: Vec<String> = Vec::new();
     let mut from_config: Vec<String> = cfg.capture.modules.iter().map(|m| modules::normalize(m)).collect();
-    match find_target(root, &spec) {
-        Some((node, id)) => {
+    let (local, ssh_files) = match cfg.destination()? {
+        Destination::Disk(spec) => (Some(find_target(root, &spec).ok_or(spec)), None),
+        Destination::Ssh(ssh) => {
+            let files = if check_target {
+                crate::ssh_target::for_setup(&ssh, &mut report)?
+            } else {
+                crate::ssh_target::load(&ssh)?.1
+            };
+            (None, Some(files))
+        }
+    };
+    match local {
+        None => {}
+        Some(Ok((node, id))) => {
+            let spec = cfg.target_spec()?;
             let name = block::block_name_of(&node).unwrap_or_default();
             let what = match &id {
                 Some(id) => format!("{} (UUID {}, label {:?})", id.fstype, id.uuid, id.label),
@@ -282,7 +307,7 @@ fn build(cfg: &Config, config_text: &str, root: &SysRoot) -> anyhow::Result<Buil
                 }
             }
         }
-        None => {
+        Some(Err(spec)) => {
             report.push(format!(
                 "target: WARNING: {spec} is not present now; the capture kernel will wait {} s for it",
                 cfg.target.wait_seconds
@@ -380,7 +405,7 @@ fn build(cfg: &Config, config_text: &str, root: &SysRoot) -> anyhow::Result<Buil
             None
         }
     };
-    let initramfs = initramfs::build(&exe, config_text, &files, kallsyms.as_deref())
+    let initramfs = initramfs::build(&exe, config_text, &files, kallsyms.as_deref(), ssh_files.as_ref())
         .context("cannot build the capture initramfs")?;
     let running = root.read("/proc/cmdline").map(|s| s.trim().to_string()).unwrap_or_default();
     let mut line =
@@ -428,7 +453,7 @@ fn hex(bytes: &[u8]) -> String {
 fn setup(config_path: &Path, dry_run: bool) -> anyhow::Result<()> {
     let (cfg, text) = load_config(config_path)?;
     let root = SysRoot::host();
-    let built = build(&cfg, &text, &root)?;
+    let built = build(&cfg, &text, &root, true)?;
     println!("kdump setup: config {}", config_path.display());
     for line in &built.report {
         println!("  {line}");
@@ -541,11 +566,15 @@ fn setup(config_path: &Path, dry_run: bool) -> anyhow::Result<()> {
         bail!("{how} succeeded but /sys/kernel/kexec_crash_loaded does not read 1");
     }
     let _ = std::fs::write(&stamp_path, format!("{stamp}\n{LOADED_WITH}{how}\n"));
+    let destination = match cfg.destination()? {
+        Destination::Disk(spec) => {
+            format!("{spec}:{}", if cfg.target.raw { " (raw, flattened)".to_string() } else { cfg.target.path.clone() })
+        }
+        Destination::Ssh(ssh) => ssh.to_string(),
+    };
     println!(
-        "kdump setup: capture kernel loaded with {how} ({} reserved); on a crash, dumps go to {}:{}",
+        "kdump setup: capture kernel loaded with {how} ({} reserved); on a crash, dumps go to {destination}",
         mib(machine.crash_reserved()),
-        cfg.target_spec()?,
-        if cfg.target.raw { " (raw, flattened)".to_string() } else { cfg.target.path.clone() }
     );
     Ok(())
 }
@@ -714,7 +743,13 @@ fn status(config_path: &Path) -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    let spec = cfg.target_spec()?;
+    let spec = match cfg.destination()? {
+        Destination::Disk(spec) => spec,
+        Destination::Ssh(ssh) => {
+            println!("target:          {ssh} (kdump check-target checks it; the dumps are on that server)");
+            return Ok(());
+        }
+    };
     match find_target(&root, &spec) {
         Some((node, _)) => println!("target:          {spec} present ({})", node.display()),
         None => println!("target:          {spec} ABSENT"),
@@ -759,6 +794,12 @@ fn list(config_path: &Path, dir: Option<&Path>) -> anyhow::Result<()> {
         Some(d) => d.to_path_buf(),
         None => {
             let (cfg, _) = load_config(config_path)?;
+            if let Destination::Ssh(ssh) = cfg.destination()? {
+                bail!(
+                    "the dumps are on the ssh server {ssh}: list them there (a name ending in .incomplete is a dump \
+                     that did not finish), or copy them here and give --dir DIR"
+                );
+            }
             mounted_crash_dir(&SysRoot::host(), &cfg).context(
                 "the configured target is not mounted on this system: mount it, or give --dir <mountpoint>/<path>",
             )?
@@ -777,7 +818,7 @@ fn list(config_path: &Path, dir: Option<&Path>) -> anyhow::Result<()> {
 fn estimate(config_path: &Path) -> anyhow::Result<()> {
     let (cfg, text) = load_config(config_path)?;
     let root = SysRoot::host();
-    let built = build(&cfg, &text, &root)?;
+    let built = build(&cfg, &text, &root, false)?;
     let raw = std::fs::read(&built.kernel).with_context(|| format!("cannot read {}", built.kernel.display()))?;
     let raw = kdump_loader::image::decompress(&raw)?.unwrap_or(raw);
     let image = KernelImage::parse(&raw)?.header();

@@ -26,6 +26,9 @@ struct Machine {
     flattened: Vec<PathBuf>,
     mounted: Vec<(PathBuf, String)>,
     internal_error_action: Option<Action>,
+    /// What save_over_ssh returns, and each call (target, directory name, the log's text then).
+    remote: Result<RemoteSaved, RemoteFailure>,
+    remote_calls: Vec<(String, String, String)>,
 }
 
 const CRASH_TIME: i64 = 1_764_547_200; // 2025-12-01 00:00:00 UTC
@@ -50,8 +53,12 @@ fn machine(config: &str) -> Machine {
         flattened: Vec::new(),
         mounted: Vec::new(),
         internal_error_action: None,
+        remote: Ok(RemoteSaved { dir: format!("/srv/crash/{DIR_NAME}"), dump_size: 5 << 20 }),
+        remote_calls: Vec::new(),
     }
 }
+
+const DIR_NAME: &str = "web-7-2025-12-01-00:00:00";
 
 /// The console of a scripted machine: its lines, and the machine's clock.
 struct Screen {
@@ -150,6 +157,18 @@ impl System for Machine {
             Err(_) => {}
         }
         result
+    }
+    fn save_over_ssh(
+        &mut self,
+        target: &SshDestination,
+        dir_name: &str,
+        _: &DumpSpec,
+        log: &mut dyn StepLog,
+    ) -> Result<RemoteSaved, RemoteFailure> {
+        assert!(self.network_up, "ssh before the network");
+        log.say("sent 5.0 MiB");
+        self.remote_calls.push((target.to_string(), dir_name.to_string(), log.text()));
+        self.remote.clone()
     }
     fn save_flattened(&mut self, node: &Path, _: &DumpSpec) -> Result<(), String> {
         self.flattened.push(node.to_path_buf());
@@ -298,4 +317,55 @@ fn the_network_comes_up_before_the_target_is_looked_for_and_its_failure_runs_fai
     assert_eq!(go(&mut m), Action::Reboot);
     assert!(m.said("FAILED: network: no carrier on eth0 within 4 s"));
     assert!(m.saved.is_empty() && m.mounted.is_empty(), "nothing is tried after the network failed");
+}
+
+const SSH: &str = "final_action = \"poweroff\"\nfailure_action = \"halt\"\n[target]\nurl = \"ssh://kdump@10.0.2.100/srv/crash\"\n[network]\ninterface = \"52:54:00:12:34:56\"\ndhcp = true\n";
+
+#[test]
+fn an_ssh_target_gets_the_crash_directory_after_the_network_and_nothing_is_mounted() {
+    let mut m = machine(SSH);
+    assert_eq!(go(&mut m), Action::Poweroff);
+    assert!(m.mounted.is_empty() && m.saved.is_empty(), "no local disk is touched");
+    let [(target, name, log)] = &m.remote_calls[..] else { panic!("{:?}", m.remote_calls) };
+    assert_eq!((target.as_str(), name.as_str()), ("ssh://kdump@10.0.2.100/srv/crash", DIR_NAME));
+    // What the System writes as kdump.log holds the whole story up to the transfer.
+    assert!(log.contains("network: 52:54:00:12:34:56 up") && log.contains("sent 5.0 MiB"), "{log}");
+    assert!(m.said(&format!(
+        "saving over ssh into ssh://kdump@10.0.2.100/srv/crash/{DIR_NAME} (named {DIR_NAME}.incomplete"
+    )));
+    assert!(m.said(&format!(
+        "kdump dump -d 31 -l --num-threads 1 /proc/vmcore ssh://kdump@10.0.2.100/srv/crash/{DIR_NAME}/vmcore"
+    )));
+    assert!(m.said(&format!(
+        "saved the dump to 10.0.2.100:/srv/crash/{DIR_NAME}/vmcore (5.0 MiB, dump level 31, codec lzo)"
+    )));
+    assert!(m.said("done; final_action = poweroff"));
+    assert!(!m.said("waiting up to"), "no device is waited for");
+}
+
+#[test]
+fn an_ssh_failure_says_why_and_what_was_left_then_failure_action_runs() {
+    // Refused before anything was written: the reason alone.
+    let mut m = machine(SSH);
+    m.remote = Err(RemoteFailure { reason: "the host key of 10.0.2.100 is not the one pinned".into(), left: None });
+    assert_eq!(go(&mut m), Action::Halt);
+    assert!(m.said("FAILED: the host key of 10.0.2.100 is not the one pinned"));
+    assert!(m.said("failure_action = halt: halt now"));
+    // Lost mid-transfer: where the partial directory is, never a complete-looking name.
+    let mut m = machine(SSH);
+    m.remote = Err(RemoteFailure {
+        reason: "the connection to 10.0.2.100 was lost".into(),
+        left: Some(format!("/srv/crash/{DIR_NAME}.incomplete")),
+    });
+    assert_eq!(go(&mut m), Action::Halt);
+    assert!(m.said(&format!(
+        "FAILED: the connection to 10.0.2.100 was lost; what was sent is in 10.0.2.100:/srv/crash/{DIR_NAME}.incomplete \
+         (still named .incomplete: not a complete dump)"
+    )));
+    // A network that does not come up: no connection is tried.
+    let mut m = machine(SSH);
+    m.network_result = Err("network: no DHCP lease within 30 s".into());
+    assert_eq!(go(&mut m), Action::Halt);
+    assert!(m.remote_calls.is_empty());
+    assert!(m.said("FAILED: network: no DHCP lease within 30 s"));
 }
