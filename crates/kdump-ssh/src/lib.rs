@@ -19,6 +19,7 @@
 //!
 //! This crate does network I/O itself (std's `TcpStream`); it reads no files: the binary
 //! reads the key and known_hosts and hands over their text.
+#![forbid(unsafe_code)]
 
 mod channel;
 pub mod check;
