@@ -82,6 +82,9 @@ pub enum Sink<'a> {
         sink: &'a mut (dyn WriteAt + Send),
         /// What it is, for messages (e.g. `sftp://host/var/crash/…/vmcore`).
         name: &'a str,
+        /// Start the page data at a multiple of this, after the metadata (an S3 multipart
+        /// upload's part size: the metadata parts are then apart from the data parts).
+        data_alignment: Option<u64>,
     },
 }
 
@@ -312,7 +315,8 @@ fn save_kdump_format(
             let incomplete = incomplete(&report, None);
             Ok((name.to_string(), Written::Kdump(report), incomplete))
         }
-        Sink::Positioned { sink, name } => {
+        Sink::Positioned { sink, name, data_alignment } => {
+            config.data_alignment = data_alignment;
             let writer = KdumpWriter::new(&mut *sink, config).what(|| format!("cannot start the dump on {name}"))?;
             let (sink, report) =
                 save_kdump(dump.mem.as_mut(), writer, &opts, keep, progress).map_err(|e| saving_failed(name, e))?;

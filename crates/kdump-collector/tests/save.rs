@@ -62,7 +62,13 @@ fn a_positioned_sink_and_a_file_get_the_same_bytes() {
         let file = save(&src, Sink::File { path: &dest, force: false }, &request(codec), &mut Quiet).unwrap();
         assert!(file.incomplete.is_none());
         let mut mem = Memory { bytes: Vec::new(), limit: usize::MAX };
-        let at = save(&src, Sink::Positioned { sink: &mut mem, name: "memory" }, &request(codec), &mut Quiet).unwrap();
+        let at = save(
+            &src,
+            Sink::Positioned { sink: &mut mem, name: "memory", data_alignment: None },
+            &request(codec),
+            &mut Quiet,
+        )
+        .unwrap();
         let on_disk = std::fs::read(&dest).unwrap();
         // The header's timestamp (bytes 408..424) is the time of each save.
         assert_eq!(mem.bytes.len(), on_disk.len(), "{codec}");
@@ -102,7 +108,8 @@ fn impossible_requests_are_refused_before_anything_is_written() {
     assert!(matches!(e, Error::Refused(ref m) if m.contains("-E")), "{e}");
     let mut mem = Memory { bytes: Vec::new(), limit: usize::MAX };
     let elf = SaveRequest { elf: true, ..SaveRequest::new(0, Codec::None) };
-    let e = save(&src, Sink::Positioned { sink: &mut mem, name: "memory" }, &elf, &mut Quiet).unwrap_err();
+    let e = save(&src, Sink::Positioned { sink: &mut mem, name: "memory", data_alignment: None }, &elf, &mut Quiet)
+        .unwrap_err();
     assert!(matches!(e, Error::Refused(_)), "{e}");
     assert!(mem.bytes.is_empty());
     std::fs::write(&dest, b"old").unwrap();
@@ -125,8 +132,13 @@ fn a_sink_that_fills_up_leaves_a_dump_marked_incomplete() {
     let dir = tempfile::tempdir().unwrap();
     let src = vmcore(dir.path());
     let mut mem = Memory { bytes: Vec::new(), limit: 256 * 1024 };
-    let saved =
-        save(&src, Sink::Positioned { sink: &mut mem, name: "memory" }, &request(Codec::None), &mut Quiet).unwrap();
+    let saved = save(
+        &src,
+        Sink::Positioned { sink: &mut mem, name: "memory", data_alignment: None },
+        &request(Codec::None),
+        &mut Quiet,
+    )
+    .unwrap();
     let inc = saved.incomplete.expect("the sink filled up");
     assert!(inc.reason.contains("full"), "{}", inc.reason);
     assert!(inc.pages > 0 && inc.pages < PAGES, "{}", inc.pages);

@@ -105,7 +105,7 @@ pub fn parse_endpoint(url: &str) -> Result<Endpoint> {
     if host.is_empty() {
         return Err(S3Error::Config(format!("endpoint {url:?} has no host")));
     }
-    Ok(Endpoint { host_port: HostPort { host: host.to_string(), port }, https })
+    Ok(Endpoint { host_port: HostPort { host: host.to_string(), port, address: None }, https })
 }
 
 /// Everything a [`Client`] needs.
@@ -126,6 +126,8 @@ pub struct ClientConfig {
     pub credentials: Credentials,
     /// Timeout of each connect, send and receive.
     pub timeout: Duration,
+    /// Connect to this address instead of resolving the endpoint's host name.
+    pub address: Option<std::net::IpAddr>,
 }
 
 /// How often and how patiently to retry a request that failed for a transient reason.
@@ -175,7 +177,8 @@ pub struct Client {
 impl Client {
     /// A client; checks the endpoint and bucket name (no request is made).
     pub fn new(cfg: ClientConfig) -> Result<Self> {
-        let endpoint = parse_endpoint(&cfg.endpoint)?;
+        let mut endpoint = parse_endpoint(&cfg.endpoint)?;
+        endpoint.host_port.address = cfg.address;
         check_bucket(&cfg.bucket)?;
         if cfg.region.is_empty() || cfg.region.contains(['/', ' ']) {
             return Err(S3Error::Config(format!("region {:?}", cfg.region)));
@@ -476,6 +479,7 @@ mod tests {
             addressing,
             credentials: Credentials { access_key_id: "AK".into(), secret_access_key: "SK".into() },
             timeout: Duration::from_secs(5),
+            address: None,
         })
         .unwrap()
     }

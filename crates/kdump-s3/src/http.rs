@@ -26,6 +26,9 @@ pub struct HostPort {
     pub host: String,
     /// TCP port.
     pub port: u16,
+    /// The address to connect to instead of resolving `host` (the capture kernel has no
+    /// resolver); `host` still names the server in the Host header and for TLS.
+    pub address: Option<std::net::IpAddr>,
 }
 
 impl std::fmt::Display for HostPort {
@@ -304,10 +307,13 @@ pub fn net_error(endpoint: &HostPort, what: &'static str, timeout: Duration, e: 
 }
 
 fn connect(endpoint: &HostPort, tls: Option<&Tls>, timeout: Duration) -> Result<Conn> {
-    let addrs: Vec<_> = (endpoint.host.as_str(), endpoint.port)
-        .to_socket_addrs()
-        .map_err(|e| net_error(endpoint, "resolving the host", timeout, e))?
-        .collect();
+    let addrs: Vec<_> = match endpoint.address {
+        Some(a) => vec![std::net::SocketAddr::new(a, endpoint.port)],
+        None => (endpoint.host.as_str(), endpoint.port)
+            .to_socket_addrs()
+            .map_err(|e| net_error(endpoint, "resolving the host", timeout, e))?
+            .collect(),
+    };
     let mut last = None;
     let mut stream = None;
     for a in addrs {
@@ -467,7 +473,7 @@ mod tests {
             s.write_all(answer).unwrap();
             got
         });
-        (HostPort { host: "127.0.0.1".into(), port }, t)
+        (HostPort { host: "127.0.0.1".into(), port, address: None }, t)
     }
 
     fn get(ep: &HostPort) -> Result<Response> {
@@ -528,12 +534,12 @@ mod tests {
     #[test]
     fn refused_and_timeout_are_typed() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let ep = HostPort { host: "127.0.0.1".into(), port: l.local_addr().unwrap().port() };
+        let ep = HostPort { host: "127.0.0.1".into(), port: l.local_addr().unwrap().port(), address: None };
         drop(l);
         assert!(matches!(get(&ep), Err(S3Error::ConnectionRefused { .. })));
         // A server that accepts and never answers.
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let ep = HostPort { host: "127.0.0.1".into(), port: l.local_addr().unwrap().port() };
+        let ep = HostPort { host: "127.0.0.1".into(), port: l.local_addr().unwrap().port(), address: None };
         let r = send(
             &ep,
             None,

@@ -26,6 +26,7 @@
 //!     addressing: Addressing::VirtualHost,
 //!     credentials: Credentials::parse("AKIA...\nsecret\n").map_err(kdump_s3::S3Error::Config)?,
 //!     timeout: Duration::from_secs(30),
+//!     address: None,
 //! })?;
 //! let dir = url.key("host1/20261201T053000Z");
 //! RetryPolicy::default().run(|| client.put_object(&format!("{dir}/dmesg.txt"), b"..."))?;

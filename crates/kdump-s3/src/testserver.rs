@@ -196,6 +196,7 @@ impl SeaweedFs {
                 secret_access_key: Self::SECRET.into(),
             },
             timeout: Duration::from_secs(20),
+            address: None,
         }
     }
 

@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::{Action, Codec, Config, Destination, FailureAction, Network, SshDestination, TargetSpec};
+use crate::config::{
+    Action, Codec, Config, Destination, FailureAction, Network, S3Destination, SshDestination, TargetSpec,
+};
 use crate::naming::{crash_dir_name, unique};
 use crate::superblock::FsIdentity;
 
@@ -134,6 +136,17 @@ pub trait System {
         spec: &DumpSpec,
         log: &mut dyn StepLog,
     ) -> Result<RemoteSaved, RemoteFailure>;
+    /// Saves the crash into the bucket under `<prefix>/<host>/<UTC time>/`: `dmesg.txt`,
+    /// `info.json` and `kdump.log` first, with the fleet index entry (so the crash is listed
+    /// even if the dump does not get there); then the dump as `vmcore`, uploaded in parts while
+    /// it is written, with `vmcore.incomplete` holding the reason until it is complete (and
+    /// after a failure); then `kdump.log` again. Progress and retries go to `log`.
+    fn save_to_s3(
+        &mut self,
+        target: &S3Destination,
+        spec: &DumpSpec,
+        log: &mut dyn StepLog,
+    ) -> Result<RemoteSaved, RemoteFailure>;
     /// Writes the dump as a flattened stream over the raw device `node`.
     fn save_flattened(&mut self, node: &Path, spec: &DumpSpec) -> Result<(), String>;
     /// Replaces `file` with `text`, synced.
@@ -248,6 +261,7 @@ fn save<S: System + ?Sized>(cfg: &Config, sys: &mut S, log: &mut Log<'_>) -> Res
     let dump = DumpSpec { level: cfg.dump.level, codec: cfg.dump.codec, threads: cfg.dump.threads as usize };
     let spec = match destination {
         Destination::Ssh(ssh) => return save_over_ssh(cfg, &ssh, &dump, sys, log),
+        Destination::S3(s3) => return save_to_s3(cfg, &s3, &dump, sys, log),
         Destination::Disk(spec) => spec,
     };
     let (node, detected) = wait_for_target(cfg, &spec, sys, log)?;
@@ -367,6 +381,37 @@ fn save_over_ssh<S: System + ?Sized>(
         Err(RemoteFailure { reason, left: Some(dir) }) => Err(format!(
             "{reason}; what was sent is in {}:{dir} (still named .incomplete: not a complete dump)",
             ssh.url.host
+        )),
+        Err(RemoteFailure { reason, left: None }) => Err(reason),
+    }
+}
+
+/// The crash in the bucket. The System never completes `vmcore` unless the whole dump is
+/// there: a failed upload is aborted and leaves `vmcore.incomplete` with the reason.
+fn save_to_s3<S: System + ?Sized>(
+    cfg: &Config,
+    s3: &S3Destination,
+    dump: &DumpSpec,
+    sys: &mut S,
+    log: &mut Log<'_>,
+) -> Result<(), String> {
+    log.say(format!("saving into the S3 bucket {s3}"));
+    log.say(format!("kdump dump {} {VMCORE} {}/<host>/<time>/vmcore", dump.described(), s3.url_text()));
+    match sys.save_to_s3(s3, dump, log) {
+        Ok(saved) => {
+            log.say(format!(
+                "saved the dump to s3://{}/{}/vmcore ({:.1} MiB, dump level {}, codec {})",
+                s3.url.bucket,
+                saved.dir,
+                saved.dump_size as f64 / (1 << 20) as f64,
+                dump.level,
+                cfg.dump.codec
+            ));
+            Ok(())
+        }
+        Err(RemoteFailure { reason, left: Some(dir) }) => Err(format!(
+            "{reason}; the crash's small files are in s3://{}/{dir}, with vmcore.incomplete saying why (no vmcore)",
+            s3.url.bucket
         )),
         Err(RemoteFailure { reason, left: None }) => Err(reason),
     }

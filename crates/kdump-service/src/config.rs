@@ -43,6 +43,24 @@ ssh_key = "/root/.ssh/kdump_id_ed25519"
 # OpenSSH known_hosts holding the server's ssh-ed25519 host key (`ssh-keyscan -t ed25519 HOST`):
 # an unknown or changed key is refused. kdump setup copies both files into the capture initramfs.
 known_hosts = "/root/.ssh/known_hosts"
+# Or an S3-compatible bucket (AWS S3, Ceph RGW, MinIO, SeaweedFS, Garage): url = "s3://BUCKET/PREFIX".
+# It needs a [network] table. Each crash gets PREFIX/<host>/<UTC time>/ (dmesg.txt, info.json,
+# kdump.log first, then vmcore, uploaded in parts while it is written) and an entry under
+# PREFIX/.index/ that `kdump fleet` lists; a dump that cannot be finished leaves
+# vmcore.incomplete (the reason), never a vmcore.
+# url = "s3://crashes/fleet"
+# The S3 endpoint: "http://A.B.C.D[:PORT]" or "https://NAME[:PORT]" (then set address above too:
+# the capture kernel has no resolver).
+endpoint = ""
+# The region requests are signed for (SigV4).
+region = "us-east-1"
+# true: virtual-host requests (BUCKET.HOST); false: path-style (HOST/BUCKET), what most servers take.
+virtual_host = false
+# A file with the access key id on its first line and the secret on its second; kdump setup copies
+# it into the capture initramfs (0600). Give the key write access to the prefix only.
+credentials = "/etc/kdump/s3-credentials"
+# For an https endpoint signed by a private CA: its certificate (PEM); "" trusts the built-in roots.
+ca = ""
 # Directory on that filesystem; each crash gets <path>/<host>-<UTC time>/ (vmcore, dmesg.txt, info.json, kdump.log).
 path = "/var/crash"
 # Filesystem type to mount: "ext4", "ext3", "ext2", "xfs", "btrfs", or "auto" (from the superblock).
@@ -250,6 +268,16 @@ pub struct Target {
     pub ssh_key: String,
     /// The pinned host keys.
     pub known_hosts: String,
+    /// The S3 endpoint URL.
+    pub endpoint: String,
+    /// The S3 region.
+    pub region: String,
+    /// Virtual-host S3 requests instead of path-style.
+    pub virtual_host: bool,
+    /// The S3 key pair's file.
+    pub credentials: String,
+    /// The S3 endpoint's private CA (PEM file), or "".
+    pub ca: String,
     /// Directory on the filesystem.
     pub path: String,
     /// Filesystem type, or `auto`.
@@ -364,6 +392,11 @@ impl Default for Target {
             address: String::new(),
             ssh_key: "/root/.ssh/kdump_id_ed25519".into(),
             known_hosts: "/root/.ssh/known_hosts".into(),
+            endpoint: String::new(),
+            region: "us-east-1".into(),
+            virtual_host: false,
+            credentials: "/etc/kdump/s3-credentials".into(),
+            ca: String::new(),
             path: "/var/crash".into(),
             fstype: "auto".into(),
             raw: false,
@@ -455,6 +488,56 @@ pub enum Destination {
     Disk(TargetSpec),
     /// A server reached over ssh.
     Ssh(SshDestination),
+    /// An S3-compatible bucket.
+    S3(S3Destination),
+}
+
+/// `target.url = "s3://…"` with its endpoint and key file, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Destination {
+    /// Bucket and key prefix.
+    pub url: kdump_s3::S3Url,
+    /// `target.endpoint`: `http(s)://host[:port]`.
+    pub endpoint: String,
+    /// What to connect to: the endpoint's address, or `target.address` for a name.
+    pub address: Ipv4Addr,
+    /// `target.region`.
+    pub region: String,
+    /// `target.virtual_host`.
+    pub virtual_host: bool,
+    /// `target.credentials`.
+    pub credentials_file: String,
+    /// `target.ca`, when set.
+    pub ca_file: Option<String>,
+}
+
+impl S3Destination {
+    /// `s3://bucket/prefix`.
+    pub fn url_text(&self) -> String {
+        if self.url.prefix.is_empty() {
+            format!("s3://{}", self.url.bucket)
+        } else {
+            format!("s3://{}/{}", self.url.bucket, self.url.prefix)
+        }
+    }
+}
+
+impl fmt::Display for S3Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at {}", self.url_text(), self.endpoint)?;
+        let host = kdump_s3::parse_endpoint(&self.endpoint).map(|e| e.host_port.host).unwrap_or_default();
+        if host.parse::<Ipv4Addr>().is_err() {
+            write!(f, " ({})", self.address)?;
+        }
+        Ok(())
+    }
+}
+
+impl Destination {
+    /// Whether the dump leaves the machine over its network (ssh or S3).
+    pub fn is_remote(&self) -> bool {
+        !matches!(self, Destination::Disk(_))
+    }
 }
 
 /// `target.url = "ssh://…"` with its key files, checked.
@@ -509,6 +592,9 @@ impl Config {
             Destination::Ssh(ssh) => Err(ConfigError::Invalid(format!(
                 "the target is the ssh server {ssh}, not a local device (target.url is set)"
             ))),
+            Destination::S3(s3) => Err(ConfigError::Invalid(format!(
+                "the target is the S3 bucket {s3}, not a local device (target.url is set)"
+            ))),
         }
     }
 
@@ -533,34 +619,15 @@ impl Config {
             (None, Some(url)) => url,
         };
         if url.starts_with("nfs://") {
-            return invalid(format!("target.url {url:?}: NFS targets are not supported yet; use ssh://user@IP/path"));
+            return invalid(format!(
+                "target.url {url:?}: NFS targets are not supported yet; use ssh://user@IP/path or s3://BUCKET/PREFIX"
+            ));
+        }
+        if url.starts_with("s3://") {
+            return self.s3_destination(url).map(Destination::S3);
         }
         let url = kdump_ssh::SshUrl::parse(url).map_err(|e| ConfigError::Invalid(format!("target.url: {e}")))?;
-        let address = match (url.host.parse::<Ipv4Addr>(), self.target.address.trim()) {
-            (Ok(ip), "") => ip,
-            (Ok(_), a) => {
-                return invalid(format!(
-                    "target.address {a:?} is set but target.url already names the address {}: remove one",
-                    url.host
-                ));
-            }
-            (Err(_), "") if url.host.contains(':') => {
-                return invalid(format!(
-                    "target.url: {} is an IPv6 address; the capture kernel's network is IPv4 only",
-                    url.host
-                ));
-            }
-            (Err(_), "") => {
-                return invalid(format!(
-                    "target.url names the host {:?} but the capture kernel has no resolver: write its IPv4 address \
-                     in the url, or set target.address = \"A.B.C.D\" (the host key stays looked up under the name)",
-                    url.host
-                ));
-            }
-            (Err(_), a) => a
-                .parse::<Ipv4Addr>()
-                .map_err(|_| ConfigError::Invalid(format!("target.address {a:?} is not an IPv4 address")))?,
-        };
+        let address = self.connect_address(&url.host, "target.url", "the host key stays looked up under the name")?;
         for (key, v) in [("ssh_key", &self.target.ssh_key), ("known_hosts", &self.target.known_hosts)] {
             if !v.starts_with('/') {
                 return invalid(format!("target.{key} {v:?} must be an absolute path"));
@@ -574,6 +641,61 @@ impl Config {
         }))
     }
 
+    /// `target.url = "s3://…"` with the S3 keys.
+    fn s3_destination(&self, url: &str) -> Result<S3Destination, ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        let parsed = kdump_s3::S3Url::parse(url).map_err(|e| ConfigError::Invalid(format!("target.url: {e}")))?;
+        let t = &self.target;
+        if t.endpoint.is_empty() {
+            return invalid(format!(
+                "target.url {url:?} needs target.endpoint = \"http://A.B.C.D:PORT\" (or https://…): the S3 server"
+            ));
+        }
+        let endpoint =
+            kdump_s3::parse_endpoint(&t.endpoint).map_err(|e| ConfigError::Invalid(format!("target.endpoint: {e}")))?;
+        let address = self.connect_address(&endpoint.host_port.host, "target.endpoint", "TLS still checks the name")?;
+        if t.region.is_empty() || t.region.contains(['/', ' ']) {
+            return invalid(format!("target.region {:?} is not a region name (e.g. us-east-1)", t.region));
+        }
+        if !t.credentials.starts_with('/') {
+            return invalid(format!("target.credentials {:?} must be an absolute path", t.credentials));
+        }
+        if !t.ca.is_empty() && (!t.ca.starts_with('/') || !t.endpoint.starts_with("https://")) {
+            return invalid(format!("target.ca {:?}: an absolute path, for an https:// endpoint only", t.ca));
+        }
+        Ok(S3Destination {
+            url: parsed,
+            endpoint: t.endpoint.trim_end_matches('/').to_string(),
+            address,
+            region: t.region.clone(),
+            virtual_host: t.virtual_host,
+            credentials_file: t.credentials.clone(),
+            ca_file: (!t.ca.is_empty()).then(|| t.ca.clone()),
+        })
+    }
+
+    /// The IPv4 address the capture kernel connects to for `host` (named by `key`): `host`
+    /// itself, or `target.address` when `host` is a name (`kept` says what the name is still for).
+    fn connect_address(&self, host: &str, key: &str, kept: &str) -> Result<Ipv4Addr, ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        match (host.parse::<Ipv4Addr>(), self.target.address.trim()) {
+            (Ok(ip), "") => Ok(ip),
+            (Ok(_), a) => {
+                invalid(format!("target.address {a:?} is set but {key} already names the address {host}: remove one"))
+            }
+            (Err(_), "") if host.contains(':') => {
+                invalid(format!("{key}: {host} is an IPv6 address; the capture kernel's network is IPv4 only"))
+            }
+            (Err(_), "") => invalid(format!(
+                "{key} names the host {host:?} but the capture kernel has no resolver: write its IPv4 address \
+                 in {key}, or set target.address = \"A.B.C.D\" ({kept})"
+            )),
+            (Err(_), a) => a
+                .parse::<Ipv4Addr>()
+                .map_err(|_| ConfigError::Invalid(format!("target.address {a:?} is not an IPv4 address"))),
+        }
+    }
+
     /// Every rule a config must follow, checked at once (the first problem is reported).
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
@@ -584,18 +706,18 @@ impl Config {
                 );
             }
             Destination::Disk(_) => {}
-            Destination::Ssh(_) if self.target.raw => {
+            Destination::Ssh(_) | Destination::S3(_) if self.target.raw => {
                 return invalid("target.raw = true is for a local device; target.url is a server".into());
             }
-            Destination::Ssh(_) if self.network.is_none() => {
+            Destination::Ssh(_) | Destination::S3(_) if self.network.is_none() => {
                 return invalid(
-                    "target.url: an ssh target needs the capture kernel's network: add a [network] table \
+                    "target.url: a server target needs the capture kernel's network: add a [network] table \
                      (interface and dhcp = true or address; see kdump config --defaults)"
                         .into(),
                 );
             }
             // The url carries its own directory: target.path is for local filesystems.
-            Destination::Ssh(_) => {}
+            Destination::Ssh(_) | Destination::S3(_) => {}
         }
         if !self.target.path.starts_with('/') || self.target.path.split('/').any(|c| c == "..") {
             return invalid(format!("target.path {:?} must be absolute and must not contain ..", self.target.path));
@@ -760,6 +882,49 @@ mod tests {
         assert!(err(&format!("[target]\n{url}ssh_key=\"id\"\n{net}")).contains("target.ssh_key"));
         assert!(err(&format!("[target]\n{url}known_hosts=\"kh\"\n{net}")).contains("target.known_hosts"));
         assert!(err(&format!("[target]\n{url}raw=true\n{net}")).contains("target.raw"));
+    }
+
+    #[test]
+    fn s3_target_forms_and_refusals_name_the_key() {
+        let net = "[network]\ninterface=\"52:54:00:12:34:56\"\ndhcp=true\n";
+        let base = "[target]\nurl=\"s3://crashes/fleet/eu\"\nendpoint=\"http://10.0.2.100:8333/\"\n";
+        let c = Config::parse(&format!("{base}{net}")).unwrap();
+        let Destination::S3(s3) = c.destination().unwrap() else { panic!("not s3") };
+        assert_eq!((s3.url.bucket.as_str(), s3.url.prefix.as_str()), ("crashes", "fleet/eu"));
+        assert_eq!((s3.endpoint.as_str(), s3.address), ("http://10.0.2.100:8333", Ipv4Addr::new(10, 0, 2, 100)));
+        assert_eq!((s3.region.as_str(), s3.virtual_host, s3.ca_file.as_deref()), ("us-east-1", false, None));
+        assert_eq!(s3.credentials_file, "/etc/kdump/s3-credentials");
+        assert_eq!(s3.to_string(), "s3://crashes/fleet/eu at http://10.0.2.100:8333");
+        assert!(c.destination().unwrap().is_remote());
+        assert_eq!(Config::parse(&c.to_toml()).unwrap(), c);
+        assert!(c.target_spec().unwrap_err().to_string().contains("the S3 bucket s3://crashes/fleet/eu"));
+        // An https name with its address and private CA.
+        let named = "[target]\nurl=\"s3://crashes\"\nendpoint=\"https://s3.example:9000\"\naddress=\"192.0.2.7\"\n\
+                     ca=\"/etc/kdump/ca.pem\"\nvirtual_host=true\n";
+        let Destination::S3(s3) = Config::parse(&format!("{named}{net}")).unwrap().destination().unwrap() else {
+            panic!()
+        };
+        assert_eq!(s3.to_string(), "s3://crashes at https://s3.example:9000 (192.0.2.7)");
+        assert_eq!((s3.ca_file.as_deref(), s3.virtual_host), (Some("/etc/kdump/ca.pem"), true));
+
+        let err = |t: &str| Config::parse(t).unwrap_err().to_string();
+        assert!(err(&format!("[target]\nurl=\"s3://crashes\"\n{net}")).contains("needs target.endpoint"));
+        assert!(
+            err(&format!("[target]\nurl=\"s3://Bad_Bucket\"\nendpoint=\"http://10.0.0.1\"\n{net}"))
+                .contains("bucket name")
+        );
+        assert!(
+            err(&format!("[target]\nurl=\"s3://crashes\"\nendpoint=\"ftp://10.0.0.1\"\n{net}"))
+                .contains("target.endpoint")
+        );
+        assert!(
+            err(&format!("[target]\nurl=\"s3://crashes\"\nendpoint=\"http://s3.example\"\n{net}"))
+                .contains("set target.address")
+        );
+        assert!(err(&format!("{base}credentials=\"creds\"\n{net}")).contains("target.credentials"));
+        assert!(err(&format!("{base}ca=\"/ca.pem\"\n{net}")).contains("https:// endpoint only"));
+        assert!(err(&format!("{base}region=\"\"\n{net}")).contains("target.region"));
+        assert!(err(base).contains("add a [network]"));
     }
 
     #[test]

@@ -24,6 +24,29 @@ pub struct SshFiles {
     pub known_hosts: String,
 }
 
+/// The S3 target's key pair file in the capture initramfs (0600).
+pub const S3_CREDENTIALS: &str = "etc/kdump-s3-credentials";
+/// The S3 endpoint's private CA in the capture initramfs, when the config names one.
+pub const S3_CA: &str = "etc/kdump-s3-ca.pem";
+
+/// What an S3 target needs in the image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Files {
+    /// The credentials file's text (access key id, secret).
+    pub credentials: String,
+    /// The private CA's PEM, when the config names one.
+    pub ca: Option<Vec<u8>>,
+}
+
+/// The files a server target needs in the image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetFiles {
+    /// An ssh server's.
+    Ssh(SshFiles),
+    /// An S3 bucket's.
+    S3(S3Files),
+}
+
 /// A module for the image: its name and its uncompressed `.ko` bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleFile {
@@ -48,7 +71,7 @@ pub fn build(
     config_toml: &str,
     modules: &[ModuleFile],
     kallsyms: Option<&[u8]>,
-    ssh: Option<&SshFiles>,
+    target: Option<&TargetFiles>,
 ) -> Result<Initramfs, kdump_cpio::Error> {
     let mut a = Archive::new();
     let mut contents = Vec::new();
@@ -75,12 +98,19 @@ pub fn build(
         a.add_file(KALLSYMS, 0o644, symbols.to_vec())?;
         contents.push((format!("/{KALLSYMS}"), symbols.len() as u64));
     }
-    if let Some(ssh) = ssh {
-        // Only root reads the key, in the image as on disk.
-        a.add_file(SSH_KEY, 0o600, ssh.key.as_bytes().to_vec())?;
-        contents.push((format!("/{SSH_KEY}"), ssh.key.len() as u64));
-        a.add_file(KNOWN_HOSTS, 0o600, ssh.known_hosts.as_bytes().to_vec())?;
-        contents.push((format!("/{KNOWN_HOSTS}"), ssh.known_hosts.len() as u64));
+    // Only root reads keys, in the image as on disk.
+    let private: Vec<(&str, &[u8])> = match target {
+        None => Vec::new(),
+        Some(TargetFiles::Ssh(ssh)) => vec![(SSH_KEY, ssh.key.as_bytes()), (KNOWN_HOSTS, ssh.known_hosts.as_bytes())],
+        Some(TargetFiles::S3(s3)) => {
+            let mut files = vec![(S3_CREDENTIALS, s3.credentials.as_bytes())];
+            files.extend(s3.ca.as_deref().map(|ca| (S3_CA, ca)));
+            files
+        }
+    };
+    for (path, bytes) in private {
+        a.add_file(path, 0o600, bytes.to_vec())?;
+        contents.push((format!("/{path}"), bytes.len() as u64));
     }
     Ok(Initramfs { bytes: a.encode()?, contents })
 }
@@ -137,9 +167,21 @@ mod tests {
     }
 
     #[test]
-    fn ssh_files_are_private() {
+    fn server_keys_are_private() {
+        let s3 = TargetFiles::S3(S3Files { credentials: "id\nsecret\n".into(), ca: Some(b"PEM".to_vec()) });
+        let img = build(b"\x7fELF-binary", "", &[], None, Some(&s3)).unwrap();
+        let text = String::from_utf8_lossy(&img.bytes);
+        for name in [S3_CREDENTIALS, S3_CA] {
+            let at = text.find(&format!("{name}\0")).unwrap_or_else(|| panic!("{name} missing"));
+            assert_eq!(&text[at - 110..at][14..22], "00008180", "{name}: regular file 0600");
+        }
+        assert_eq!(
+            img.contents[img.contents.len() - 2..],
+            [(format!("/{S3_CREDENTIALS}"), 10), (format!("/{S3_CA}"), 3)]
+        );
+
         let ssh = SshFiles { key: "KEY".into(), known_hosts: "10.0.2.100 ssh-ed25519 AAAA\n".into() };
-        let img = build(b"\x7fELF-binary", "", &[], None, Some(&ssh)).unwrap();
+        let img = build(b"\x7fELF-binary", "", &[], None, Some(&TargetFiles::Ssh(ssh))).unwrap();
         let text = String::from_utf8_lossy(&img.bytes);
         for name in [SSH_KEY, KNOWN_HOSTS] {
             // newc: 8 hex digits each for magic, ino, mode…; the mode of the entry before its name.

@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use kdump_collector::{SaveRequest, Sink};
 use kdump_dumpfile::WriteAt;
+use kdump_s3::{MultipartConfig, MultipartSink, RetryPolicy};
 use kdump_service::capture::{Console, DumpFailure, DumpSpec, RemoteFailure, RemoteSaved, StepLog, System, VMCORE};
 use kdump_service::config::CONFIG_PATH;
 use kdump_service::initramfs::{MODULE_DIR, MODULE_LIST, module_list};
 use kdump_service::superblock::FsIdentity;
-use kdump_service::{Action, Network, SshDestination, TargetSpec};
+use kdump_service::{Action, Network, S3Destination, SshDestination, TargetSpec};
 use kdump_sys::SysRoot;
 use kdump_sys::power::Stop;
 use kdump_sys::{block, file, module, mount, power};
@@ -265,6 +266,108 @@ impl System for Machine {
         }
     }
 
+    fn save_to_s3(
+        &mut self,
+        s3: &S3Destination,
+        spec: &DumpSpec,
+        log: &mut dyn StepLog,
+    ) -> Result<RemoteSaved, RemoteFailure> {
+        let refused = |reason: String| RemoteFailure { reason, left: None };
+        let client = crate::s3_target::from_initramfs(s3, Path::new("/")).map_err(|e| refused(format!("{e:#}")))?;
+        let (kernel_log, report) = crash_texts(log);
+        let crash = match report.as_deref().and_then(crate::s3_target::crash_ref) {
+            Some(c) => c,
+            None => {
+                let (host, when) = self.crash_identity();
+                log.say("s3: no signature (no info.json): indexed under signature \"unknown\"");
+                crate::s3_target::unidentified(&host, when)
+            }
+        };
+        let folder = crash.folder(&s3.url.prefix);
+        log.say(&format!("s3: crash folder s3://{}/{folder}, signature {}", s3.url.bucket, crash.signature));
+        // The small files first (kdump.log as it is now, rewritten at the end), then the
+        // index entry: the crash is listed even if the dump does not get there.
+        let log_now = log.text();
+        let mut small: Vec<(&str, &[u8])> = Vec::new();
+        if let Some(t) = &kernel_log {
+            small.push(("dmesg.txt", t));
+        }
+        if let Some(r) = &report {
+            small.push(("info.json", r));
+        }
+        small.push(("kdump.log", log_now.as_bytes()));
+        crate::s3_target::publish_small(&client, &s3.url, &crash, &small, S3_RETRY)
+            .map_err(|e| refused(format!("{e:#}")))?;
+        log.say(&format!(
+            "s3: uploaded {} and the index entry",
+            small.iter().map(|f| f.0).collect::<Vec<_>>().join(", ")
+        ));
+        let left = |reason: String| RemoteFailure { reason, left: Some(folder.clone()) };
+        let key = format!("{folder}/vmcore");
+        // The whole of memory bounds the dump; parts are chosen so it fits S3's 10,000.
+        let estimate = std::fs::metadata(VMCORE).map(|m| m.len()).unwrap_or(1 << 30);
+        let parts = MultipartConfig { retry: S3_RETRY, ..MultipartConfig::for_estimated_size(estimate) };
+        let mut sink = MultipartSink::start(client.clone(), &key, parts).map_err(|e| left(e.to_string()))?;
+        log.say(&format!(
+            "s3: uploading vmcore in parts of {} MiB, {} at once (at most {} MiB of buffers)",
+            parts.part_size >> 20,
+            parts.parts_in_flight,
+            parts.memory_bound() >> 20
+        ));
+        let name = format!("s3://{}/{key}", s3.url.bucket);
+        let start = Instant::now();
+        let saved = {
+            let mut progress =
+                Progress::new(&mut sink, "s3: uploaded", |s: &MultipartSink| s.progress().bytes_uploaded());
+            save_dump(
+                Path::new(VMCORE),
+                Sink::Positioned { sink: &mut progress, name: &name, data_alignment: Some(parts.part_size) },
+                &request(spec),
+                Messages::DEFAULT,
+            )
+        };
+        let outcome = match saved {
+            Ok(saved) => sink.complete().map(|done| (saved, done)).map_err(|e| format!("cannot complete {name}: {e}")),
+            Err(e) => {
+                // The sink's own failure, when it is what stopped the dump, names part and cause.
+                let reason = match sink.failure() {
+                    Some(f) => format!("cannot upload {name}: {f}"),
+                    None => format!("cannot save the dump: {}", e.root_cause()),
+                };
+                let aborted = sink.abort(&reason);
+                if let Err(m) = aborted.marker_written {
+                    log.say(&format!("s3: cannot write vmcore.incomplete: {m}"));
+                }
+                Err(reason)
+            }
+        };
+        match outcome {
+            Ok((saved, done)) => {
+                let secs = start.elapsed().as_secs_f64();
+                log.say(&format!(
+                    "s3: uploaded vmcore, {:.1} MiB in {} parts in {secs:.1} s ({:.1} MB/s); the upload is complete",
+                    done.size as f64 / (1 << 20) as f64,
+                    done.parts,
+                    done.size as f64 / 1e6 / secs.max(0.001)
+                ));
+                if !done.marker_removed {
+                    log.say("s3: WARNING: vmcore.incomplete could not be removed: it is stale, vmcore is complete");
+                }
+                let log_key = format!("{folder}/kdump.log");
+                if let Err(e) = S3_RETRY.run(|| client.put_object(&log_key, log.text().as_bytes())) {
+                    log.say(&format!("s3: cannot rewrite kdump.log: {e}"));
+                }
+                Ok(RemoteSaved { dir: folder.clone(), dump_size: saved.file_size() })
+            }
+            Err(reason) => {
+                log.say(&format!("s3: no vmcore: the upload was aborted; vmcore.incomplete says why: {reason}"));
+                let log_key = format!("{folder}/kdump.log");
+                let _ = client.put_object(&log_key, log.text().as_bytes());
+                Err(left(reason))
+            }
+        }
+    }
+
     fn save_flattened(&mut self, node: &Path, spec: &DumpSpec) -> Result<(), String> {
         let dev =
             OpenOptions::new().write(true).open(node).map_err(|e| format!("cannot open {}: {e}", node.display()))?;
@@ -296,8 +399,41 @@ impl System for Machine {
 /// may need a moment after DHCP; the server may be restarting), and the pause between them.
 const CONNECT_ATTEMPTS: u32 = 5;
 const CONNECT_DELAY: Duration = Duration::from_secs(3);
+/// Retries of each S3 request in the capture kernel: the network may need a moment after
+/// DHCP and the server may be restarting (1 + 2 + 4 + 8 + 16 s between six attempts).
+const S3_RETRY: RetryPolicy = RetryPolicy { attempts: 6, first_backoff: Duration::from_secs(1) };
 /// How often the transfer prints its progress.
 const PROGRESS_EVERY: Duration = Duration::from_secs(3);
+
+/// The crashed kernel's log (as `dmesg.txt`) and report (as `info.json`), each when it could
+/// be made (a problem is said and the file skipped).
+fn crash_texts(log: &mut dyn StepLog) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    let kernel_log = (|| -> anyhow::Result<(Vec<u8>, usize)> {
+        let mut dump = kdump_collector::source::open(Path::new(VMCORE))?;
+        let records = crate::dmesg::records(&mut dump)?;
+        Ok((kdump_kernel::printk::format_like_makedumpfile(&records), records.len()))
+    })();
+    let kernel_log = match kernel_log {
+        Ok((text, n)) => {
+            log.say(&format!("read the kernel log: {n} records"));
+            Some(text)
+        }
+        Err(e) => {
+            log.say(&format!("cannot read the kernel log: {e:#}"));
+            None
+        }
+    };
+    let mut report = Vec::new();
+    let symbols = Path::new("/").join(kdump_service::initramfs::KALLSYMS);
+    let report = match crate::info::write(Path::new(VMCORE), true, None, Some(&symbols), &mut report) {
+        Ok(()) => Some(report),
+        Err(e) => {
+            log.say(&format!("cannot make info.json: {e:#}"));
+            None
+        }
+    };
+    (kernel_log, report)
+}
 
 /// The small files, then the dump; returns the dump's size. A local problem with a small
 /// file (an unreadable log) is said and skipped; any write error on the server stops.
@@ -307,35 +443,23 @@ fn fill_remote_dir(
     spec: &DumpSpec,
     log: &mut dyn StepLog,
 ) -> Result<u64, String> {
-    let kernel_log = (|| -> anyhow::Result<(Vec<u8>, usize)> {
-        let mut dump = kdump_collector::source::open(Path::new(VMCORE))?;
-        let records = crate::dmesg::records(&mut dump)?;
-        Ok((kdump_kernel::printk::format_like_makedumpfile(&records), records.len()))
-    })();
-    match kernel_log {
-        Ok((text, n)) => {
-            dir.write_file("dmesg.txt", &text).map_err(|e| e.to_string())?;
-            log.say(&format!("saved the kernel log ({n} records) to dmesg.txt"));
-        }
-        Err(e) => log.say(&format!("cannot read the kernel log: {e:#}")),
+    let (kernel_log, report) = crash_texts(log);
+    if let Some(text) = kernel_log {
+        dir.write_file("dmesg.txt", &text).map_err(|e| e.to_string())?;
+        log.say("saved the kernel log to dmesg.txt");
     }
-    let mut report = Vec::new();
-    let symbols = Path::new("/").join(kdump_service::initramfs::KALLSYMS);
-    match crate::info::write(Path::new(VMCORE), true, None, Some(&symbols), &mut report) {
-        Ok(()) => {
-            dir.write_file("info.json", &report).map_err(|e| e.to_string())?;
-            log.say("saved the crash report to info.json");
-        }
-        Err(e) => log.say(&format!("cannot make info.json: {e:#}")),
+    if let Some(report) = report {
+        dir.write_file("info.json", &report).map_err(|e| e.to_string())?;
+        log.say("saved the crash report to info.json");
     }
     let mut file = dir.create_file("vmcore").map_err(|e| e.to_string())?;
     let name = format!("{host}:{}", file.path());
     let start = Instant::now();
     let saved = {
-        let mut progress = Progress { inner: &mut file, start, next: start + PROGRESS_EVERY };
+        let mut progress = Progress::new(&mut file, "ssh: sent", kdump_ssh::RemoteFile::bytes_written);
         save_dump(
             Path::new(VMCORE),
-            Sink::Positioned { sink: &mut progress, name: &name },
+            Sink::Positioned { sink: &mut progress, name: &name, data_alignment: None },
             &request(spec),
             Messages::DEFAULT,
         )
@@ -361,24 +485,35 @@ fn fill_remote_dir(
     }
 }
 
-/// The remote file, printing how much was sent now and then (a dump over a slow link takes
-/// minutes: the console shows it is moving).
-struct Progress<'a, 'f> {
-    inner: &'a mut kdump_ssh::RemoteFile<'f>,
+/// A remote sink printing how much was sent now and then (a dump over a slow link takes
+/// minutes: the console shows it is moving). `sent` reads the bytes that left so far.
+struct Progress<'a, W: WriteAt + ?Sized> {
+    inner: &'a mut W,
+    sent: Box<dyn Fn(&W) -> u64 + Send + 'a>,
+    /// `ssh: sent`, `s3: uploaded`.
+    what: &'static str,
     start: Instant,
     next: Instant,
 }
 
-impl WriteAt for Progress<'_, '_> {
+impl<'a, W: WriteAt + ?Sized> Progress<'a, W> {
+    fn new(inner: &'a mut W, what: &'static str, sent: impl Fn(&W) -> u64 + Send + 'a) -> Self {
+        let start = Instant::now();
+        Progress { inner, sent: Box::new(sent), what, start, next: start + PROGRESS_EVERY }
+    }
+}
+
+impl<W: WriteAt + ?Sized> WriteAt for Progress<'_, W> {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> std::io::Result<()> {
         self.inner.write_at(offset, data)?;
         let now = Instant::now();
         if now >= self.next {
             self.next = now + PROGRESS_EVERY;
-            let sent = self.inner.bytes_written();
+            let sent = (self.sent)(self.inner);
             let secs = (now - self.start).as_secs_f64();
             eprintln!(
-                "kdump-init: ssh: sent {:.1} MiB ({:.1} MB/s)",
+                "kdump-init: {} {:.1} MiB ({:.1} MB/s)",
+                self.what,
                 sent as f64 / (1 << 20) as f64,
                 sent as f64 / 1e6 / secs.max(0.001)
             );

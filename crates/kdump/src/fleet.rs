@@ -14,6 +14,9 @@ use kdump_service::fleet::{CrashRef, INDEX, SignatureSummary, html_report, summa
 /// The bucket and how to reach it.
 #[derive(Debug, Args)]
 pub struct Bucket {
+    /// Take the bucket, endpoint and credentials from this config's S3 target (target.url).
+    #[arg(long, value_name = "FILE", global = true, conflicts_with_all = ["url", "endpoint", "credentials"])]
+    config: Option<PathBuf>,
     /// The fleet's place: `s3://bucket/prefix`.
     #[arg(long, value_name = "s3://BUCKET/PREFIX", global = true)]
     url: Option<String>,
@@ -95,7 +98,15 @@ pub fn run(a: &FleetArgs) -> anyhow::Result<()> {
 }
 
 fn connect(b: &Bucket) -> anyhow::Result<(Client, S3Url)> {
-    let url = b.url.as_deref().context("--url s3://BUCKET/PREFIX is needed")?;
+    if let Some(path) = &b.config {
+        let (cfg, _) = crate::service::load_config(path)?;
+        let kdump_service::Destination::S3(s3) = cfg.destination()? else {
+            bail!("{}: target.url is not an s3:// bucket; give --url, --endpoint and --credentials", path.display());
+        };
+        let (client, _) = crate::s3_target::load(&s3, Duration::from_secs(30))?;
+        return Ok((client, s3.url));
+    }
+    let url = b.url.as_deref().context("--url s3://BUCKET/PREFIX (or --config FILE) is needed")?;
     let url = S3Url::parse(url)?;
     let endpoint = b.endpoint.clone().context("--endpoint http(s)://HOST[:PORT] is needed")?;
     let path = b.credentials.as_deref().context("--credentials FILE is needed (access key id, then secret)")?;
@@ -113,6 +124,7 @@ fn connect(b: &Bucket) -> anyhow::Result<(Client, S3Url)> {
         addressing: if b.virtual_host { Addressing::VirtualHost } else { Addressing::Path },
         credentials,
         timeout: Duration::from_secs(30),
+        address: None,
     })?;
     Ok((client, url))
 }
@@ -252,25 +264,12 @@ fn report(client: &Client, url: &S3Url, html: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `YYYY-MM-DD HH:MM:SS UTC` (info.json) → `YYYY-MM-DD-HH:MM:SS` (keys).
-fn key_time(text: &str) -> Option<String> {
-    let t = text.strip_suffix(" UTC")?;
-    (t.len() == 19).then(|| t.replacen(' ', "-", 1))
-}
-
 fn add(client: &Client, url: &S3Url, dir: &Path) -> anyhow::Result<()> {
     let info_path = dir.join("info.json");
     let text = std::fs::read(&info_path).with_context(|| format!("cannot read {}", info_path.display()))?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&text).with_context(|| format!("{} is not JSON", info_path.display()))?;
-    let s = |p: &str| v.pointer(p).and_then(|v| v.as_str()).map(str::to_string);
-    let signature = s("/signature/id").context("info.json has no signature: write it with this kdump's info")?;
-    let time = s("/crash_time").as_deref().and_then(key_time).context("info.json has no crash_time")?;
-    let host = s("/kernel/nodename").unwrap_or_default();
-    let release = s("/kernel/release").unwrap_or_default();
-    let crash = CrashRef::new(&signature, &time, &host, &release);
-    let folder = crash.folder(&url.prefix);
-    let retry = RetryPolicy::default();
+    let crash = crate::s3_target::crash_ref(&text).with_context(|| {
+        format!("{} has no signature or crash_time: write it with this kdump's info --json", info_path.display())
+    })?;
     // The small files first: the crash is visible even if the dump does not get there.
     let mut small: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
     small.insert("info.json", text);
@@ -279,12 +278,8 @@ fn add(client: &Client, url: &S3Url, dir: &Path) -> anyhow::Result<()> {
             small.insert(name, b);
         }
     }
-    for (name, body) in &small {
-        let key = format!("{folder}/{name}");
-        retry.run(|| client.put_object(&key, body)).with_context(|| format!("cannot upload {key}"))?;
-    }
-    let index = crash.index_key(&url.prefix);
-    retry.run(|| client.put_object(&index, b"")).with_context(|| format!("cannot write {index}"))?;
+    let files: Vec<(&str, &[u8])> = small.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+    let folder = crate::s3_target::publish_small(client, url, &crash, &files, RetryPolicy::default())?;
     eprintln!("kdump: {folder}: {} small files, indexed under signature {}", small.len(), crash.signature);
     let vmcore = dir.join("vmcore");
     let Ok(mut file) = std::fs::File::open(&vmcore) else {

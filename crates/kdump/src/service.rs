@@ -16,7 +16,7 @@ use kdump_loader::plan::Options;
 use kdump_loader::preflight::{LoadCheck, Syscall, check_load};
 use kdump_service::capture_kernel;
 use kdump_service::config::{CONFIG_PATH, DEFAULTS_TOML, default_capture_cmdline};
-use kdump_service::initramfs::{self, ModuleFile, is_static_elf};
+use kdump_service::initramfs::{self, ModuleFile, TargetFiles, is_static_elf};
 use kdump_service::modules::{self, Compression, ModuleIndex};
 use kdump_service::naming::CrashDirSummary;
 use kdump_service::superblock::{self, FsIdentity};
@@ -102,9 +102,10 @@ pub enum ServiceCommand {
         #[arg(long, value_name = "HOST:PORT")]
         probe: Option<std::net::SocketAddrV4>,
     },
-    /// Check the ssh target (target.url) from this machine: reachable, host key pinned in
-    /// target.known_hosts, login with target.ssh_key, free space, a test write. Exits 1 when a
-    /// step fails, saying how to fix it.
+    /// Check the server target (target.url) from this machine. ssh: reachable, host key pinned
+    /// in target.known_hosts, login with target.ssh_key, free space, a test write. S3: reachable,
+    /// credentials accepted, a test object written, read back and removed. Exits 1 when a step
+    /// fails, saying how to fix it.
     CheckTarget {
         /// The config file.
         #[arg(long, value_name = "FILE", default_value = CONFIG_PATH)]
@@ -137,7 +138,13 @@ pub fn run(cmd: &ServiceCommand) -> anyhow::Result<()> {
         }
         ServiceCommand::CheckTarget { config } => {
             let (cfg, _) = load_config(config)?;
-            crate::ssh_target::check_target(&cfg)
+            match cfg.destination()? {
+                Destination::Ssh(ssh) => crate::ssh_target::check_target(&ssh),
+                Destination::S3(s3) => crate::s3_target::check_target(&s3),
+                Destination::Disk(spec) => bail!(
+                    "the target is the local device {spec}: check-target checks server targets (kdump status shows a disk)"
+                ),
+            }
         }
         ServiceCommand::Config { config, defaults } => {
             if *defaults {
@@ -253,7 +260,7 @@ fn build(cfg: &Config, config_text: &str, root: &SysRoot, check_target: bool) ->
     }
     let mut wanted: Vec<String> = Vec::new();
     let mut from_config: Vec<String> = cfg.capture.modules.iter().map(|m| modules::normalize(m)).collect();
-    let (local, ssh_files) = match cfg.destination()? {
+    let (local, target_files) = match cfg.destination()? {
         Destination::Disk(spec) => (Some(find_target(root, &spec).ok_or(spec)), None),
         Destination::Ssh(ssh) => {
             let files = if check_target {
@@ -261,7 +268,15 @@ fn build(cfg: &Config, config_text: &str, root: &SysRoot, check_target: bool) ->
             } else {
                 crate::ssh_target::load(&ssh)?.1
             };
-            (None, Some(files))
+            (None, Some(TargetFiles::Ssh(files)))
+        }
+        Destination::S3(s3) => {
+            let files = if check_target {
+                crate::s3_target::for_setup(&s3, &mut report)?
+            } else {
+                crate::s3_target::load(&s3, std::time::Duration::from_secs(5))?.1
+            };
+            (None, Some(TargetFiles::S3(files)))
         }
     };
     match local {
@@ -405,7 +420,7 @@ fn build(cfg: &Config, config_text: &str, root: &SysRoot, check_target: bool) ->
             None
         }
     };
-    let initramfs = initramfs::build(&exe, config_text, &files, kallsyms.as_deref(), ssh_files.as_ref())
+    let initramfs = initramfs::build(&exe, config_text, &files, kallsyms.as_deref(), target_files.as_ref())
         .context("cannot build the capture initramfs")?;
     let running = root.read("/proc/cmdline").map(|s| s.trim().to_string()).unwrap_or_default();
     let mut line =
@@ -571,6 +586,7 @@ fn setup(config_path: &Path, dry_run: bool) -> anyhow::Result<()> {
             format!("{spec}:{}", if cfg.target.raw { " (raw, flattened)".to_string() } else { cfg.target.path.clone() })
         }
         Destination::Ssh(ssh) => ssh.to_string(),
+        Destination::S3(s3) => s3.to_string(),
     };
     println!(
         "kdump setup: capture kernel loaded with {how} ({} reserved); on a crash, dumps go to {destination}",
@@ -749,6 +765,10 @@ fn status(config_path: &Path) -> anyhow::Result<()> {
             println!("target:          {ssh} (kdump check-target checks it; the dumps are on that server)");
             return Ok(());
         }
+        Destination::S3(s3) => {
+            println!("target:          {s3} (kdump check-target checks it; kdump fleet --config lists the crashes)");
+            return Ok(());
+        }
     };
     match find_target(&root, &spec) {
         Some((node, _)) => println!("target:          {spec} present ({})", node.display()),
@@ -794,11 +814,15 @@ fn list(config_path: &Path, dir: Option<&Path>) -> anyhow::Result<()> {
         Some(d) => d.to_path_buf(),
         None => {
             let (cfg, _) = load_config(config_path)?;
-            if let Destination::Ssh(ssh) = cfg.destination()? {
-                bail!(
+            match cfg.destination()? {
+                Destination::Ssh(ssh) => bail!(
                     "the dumps are on the ssh server {ssh}: list them there (a name ending in .incomplete is a dump \
                      that did not finish), or copy them here and give --dir DIR"
-                );
+                ),
+                Destination::S3(s3) => {
+                    bail!("the dumps are in the S3 bucket {s3}: kdump fleet --config {} list", config_path.display())
+                }
+                Destination::Disk(_) => {}
             }
             mounted_crash_dir(&SysRoot::host(), &cfg).context(
                 "the configured target is not mounted on this system: mount it, or give --dir <mountpoint>/<path>",

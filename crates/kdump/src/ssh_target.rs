@@ -7,8 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use kdump_service::SshDestination;
 use kdump_service::initramfs::SshFiles;
-use kdump_service::{Config, Destination, SshDestination};
 use kdump_ssh::{KnownHosts, PrivateKey, SshTarget, host_name};
 
 /// How long the running machine's check waits for the server: a server that is down must not
@@ -99,14 +99,8 @@ pub fn for_setup(ssh: &SshDestination, report: &mut Vec<String>) -> anyhow::Resu
 }
 
 /// `kdump check-target`: every step from this machine; an error when one fails.
-pub fn check_target(cfg: &Config) -> anyhow::Result<()> {
-    let ssh = match cfg.destination()? {
-        Destination::Ssh(ssh) => ssh,
-        Destination::Disk(spec) => {
-            bail!("the target is the local device {spec}: check-target checks ssh targets (kdump status shows a disk)")
-        }
-    };
-    let (target, _) = load(&ssh)?;
+pub fn check_target(ssh: &SshDestination) -> anyhow::Result<()> {
+    let (target, _) = load(ssh)?;
     let report = kdump_ssh::check(&target, None);
     print!("{report}");
     if !report.ok() {
@@ -135,6 +129,8 @@ pub fn from_initramfs(ssh: &SshDestination, root: &Path) -> anyhow::Result<SshTa
 
 #[cfg(test)]
 mod tests {
+    use kdump_service::{Config, Destination};
+
     use super::*;
 
     fn destination(url: &str, address: &str) -> SshDestination {
@@ -143,7 +139,7 @@ mod tests {
         );
         match Config::parse(&text).unwrap().destination().unwrap() {
             Destination::Ssh(s) => s,
-            Destination::Disk(_) => unreachable!(),
+            _ => unreachable!(),
         }
     }
 

@@ -187,3 +187,59 @@ fn ten_thousand_crashes_are_listed_from_the_index_alone() {
     assert!(sigs.iter().all(|s| s["hosts"].as_array().unwrap().len() <= 500));
     assert_eq!(sigs[0]["count"], 1429, "10,000 = 6 × 1,429 + 1,426: the first six signatures first");
 }
+
+/// A config whose target is the fleet's bucket, with `credentials`.
+fn s3_config(dir: &Path, endpoint: &str, credentials: &Path) -> PathBuf {
+    let path = dir.join("kdump.toml");
+    let text = format!(
+        "[target]\nurl = \"s3://fleet/prod\"\nendpoint = \"{endpoint}\"\ncredentials = \"{}\"\n\
+         [network]\ninterface = \"52:54:00:12:34:56\"\ndhcp = true\n",
+        credentials.display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn kdump(args: &[&str], config: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_kdump")).args(args).arg("--config").arg(config).output().unwrap()
+}
+
+#[test]
+fn check_target_and_fleet_take_the_bucket_from_the_config() {
+    let (fleet, client) = start("fleet");
+    let tmp = tempfile::tempdir().unwrap();
+    let config = s3_config(tmp.path(), &fleet.endpoint, &fleet.credentials);
+    let out = kdump(&["check-target"], &config);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("ok          reachable, credentials accepted, bucket fleet writable"), "{text}");
+    assert!(client.list_objects("prod/", None).unwrap().is_empty(), "the probe object is removed");
+
+    let dir = crash_dir(tmp.path(), "a", "db-1", "2026-12-01 10:00:00 UTC", "3333cccc4444dddd", "oops", b"dump");
+    let out = kdump(&["fleet", "add", dir.to_str().unwrap()], &config);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = kdump(&["fleet", "list", "--json"], &config);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["signature"], "3333cccc4444dddd");
+    assert_eq!(list[0]["count"], 1);
+
+    // Wrong secret: refused with the fix, exit 1.
+    let wrong = tmp.path().join("wrong");
+    std::fs::write(&wrong, format!("{}\nnot-the-secret\n", SeaweedFs::ACCESS_KEY_ID)).unwrap();
+    let out = kdump(&["check-target"], &s3_config(tmp.path(), &fleet.endpoint, &wrong));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("PROBLEM     the S3 server refused the credentials"), "{text}");
+    assert!(text.contains("check the credentials file"), "{text}");
+    // No server there: said so.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let out = kdump(&["check-target"], &s3_config(tmp.path(), &format!("http://127.0.0.1:{port}"), &fleet.credentials));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("connection to 127.0.0.1:") && text.contains("refused"), "{text}");
+    // A config whose target is not a bucket.
+    let disk = tmp.path().join("disk.toml");
+    std::fs::write(&disk, "[target]\ndevice = \"LABEL=crash\"\n").unwrap();
+    let out = kdump(&["fleet", "list"], &disk);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not an s3:// bucket"));
+}

@@ -170,6 +170,17 @@ impl System for Machine {
         self.remote_calls.push((target.to_string(), dir_name.to_string(), log.text()));
         self.remote.clone()
     }
+    fn save_to_s3(
+        &mut self,
+        target: &S3Destination,
+        spec: &DumpSpec,
+        log: &mut dyn StepLog,
+    ) -> Result<RemoteSaved, RemoteFailure> {
+        assert!(self.network_up, "S3 before the network");
+        log.say("uploaded 5.0 MiB");
+        self.remote_calls.push((target.to_string(), spec.described(), log.text()));
+        self.remote.clone()
+    }
     fn save_flattened(&mut self, node: &Path, _: &DumpSpec) -> Result<(), String> {
         self.flattened.push(node.to_path_buf());
         Ok(())
@@ -368,4 +379,37 @@ fn an_ssh_failure_says_why_and_what_was_left_then_failure_action_runs() {
     assert_eq!(go(&mut m), Action::Halt);
     assert!(m.remote_calls.is_empty());
     assert!(m.said("FAILED: network: no DHCP lease within 30 s"));
+}
+
+const S3: &str = "failure_action = \"poweroff\"\n[target]\nurl = \"s3://crashes/fleet\"\nendpoint = \"http://10.0.2.100:8333\"\n[network]\ninterface = \"52:54:00:12:34:56\"\ndhcp = true\n";
+
+#[test]
+fn an_s3_target_gets_the_crash_after_the_network_and_a_failure_names_the_marker() {
+    let mut m = machine(S3);
+    m.remote = Ok(RemoteSaved { dir: "fleet/host/2026-12-01-10:00:00".into(), dump_size: 5 << 20 });
+    assert_eq!(go(&mut m), Action::Reboot);
+    assert!(m.mounted.is_empty() && m.saved.is_empty(), "no local disk is touched");
+    let [(target, spec, log)] = &m.remote_calls[..] else { panic!("{:?}", m.remote_calls) };
+    assert_eq!(
+        (target.as_str(), spec.as_str()),
+        ("s3://crashes/fleet at http://10.0.2.100:8333", "-d 31 -l --num-threads 1")
+    );
+    assert!(log.contains("network: 52:54:00:12:34:56 up") && log.contains("uploaded 5.0 MiB"), "{log}");
+    assert!(m.said("saving into the S3 bucket s3://crashes/fleet at http://10.0.2.100:8333"));
+    assert!(m.said(
+        "saved the dump to s3://crashes/fleet/host/2026-12-01-10:00:00/vmcore (5.0 MiB, dump level 31, codec lzo)"
+    ));
+    assert!(m.said("done; final_action = reboot"));
+
+    let mut m = machine(S3);
+    m.remote = Err(RemoteFailure {
+        reason: "cannot upload part 3: connection refused by 10.0.2.100:8333".into(),
+        left: Some("fleet/host/2026-12-01-10:00:00".into()),
+    });
+    assert_eq!(go(&mut m), Action::Poweroff);
+    assert!(m.said(
+        "FAILED: cannot upload part 3: connection refused by 10.0.2.100:8333; the crash's small files are in \
+         s3://crashes/fleet/host/2026-12-01-10:00:00, with vmcore.incomplete saying why (no vmcore)"
+    ));
+    assert!(m.said("failure_action = poweroff: poweroff now"));
 }
