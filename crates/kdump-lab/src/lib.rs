@@ -126,6 +126,10 @@ pub struct Nic {
     /// port on 127.0.0.1 it reaches. QEMU connects to the host port when it starts (the
     /// listener must be there) and relays the guest's connections over that one stream.
     pub forwards: Vec<(std::net::SocketAddrV4, u16)>,
+    /// `guestfwd` rules run per connection: each guest connection to the address gets its own
+    /// process of the command (QEMU's `cmd:` form), its stdin and stdout the connection, e.g.
+    /// `kdump-lab relay 127.0.0.1:PORT`. For protocols that open several connections (HTTP).
+    pub commands: Vec<(std::net::SocketAddrV4, String)>,
     /// false: the NIC has no backend: it has a carrier, but nothing ever answers.
     pub connected: bool,
 }
@@ -139,6 +143,10 @@ impl Nic {
         let mut netdev = "user,id=n0,restrict=on".to_string();
         for (guest, host_port) in &self.forwards {
             netdev.push_str(&format!(",guestfwd=tcp:{guest}-tcp:127.0.0.1:{host_port}"));
+        }
+        for (guest, command) in &self.commands {
+            assert!(!command.contains(','), "a guestfwd command cannot hold a comma: {command}");
+            netdev.push_str(&format!(",guestfwd=tcp:{guest}-cmd:{command}"));
         }
         vec!["-netdev".into(), netdev, "-device".into(), format!("virtio-net-pci,netdev=n0,mac={}", self.mac)]
     }

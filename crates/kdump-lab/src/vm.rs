@@ -234,13 +234,15 @@ mod tests {
         let nic = crate::Nic {
             mac: "52:54:00:12:34:56".into(),
             forwards: vec![("10.0.2.100:2222".parse().unwrap(), 40000)],
+            commands: vec![("10.0.2.100:80".parse().unwrap(), "/lab/kdump-lab relay 127.0.0.1:40001".into())],
             connected: true,
         };
         assert_eq!(
             nic.qemu_args(),
             [
                 "-netdev",
-                "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:2222-tcp:127.0.0.1:40000",
+                "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:2222-tcp:127.0.0.1:40000,\
+                 guestfwd=tcp:10.0.2.100:80-cmd:/lab/kdump-lab relay 127.0.0.1:40001",
                 "-device",
                 "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56"
             ]

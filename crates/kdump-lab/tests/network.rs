@@ -155,7 +155,12 @@ mod dhcp_in_the_capture_kernel_reaches_a_host_service_then_the_dump_is_saved {
 
 fn dhcp_cycle(kernel: LabKernel) {
     let (port, lines) = answering_listener();
-    let nic = Nic { mac: MAC.into(), forwards: vec![("10.0.2.100:2222".parse().unwrap(), port)], connected: true };
+    let nic = Nic {
+        mac: MAC.into(),
+        forwards: vec![("10.0.2.100:2222".parse().unwrap(), port)],
+        commands: Vec::new(),
+        connected: true,
+    };
     let network = "dhcp = true\nprobe = \"10.0.2.100:2222\"";
     let outcome = run_crash_after(kernel, &format!("network-dhcp-{kernel}"), network, nic, "save-log", false, "");
     check_setup_included_the_nic_modules(&outcome, kernel);
@@ -182,7 +187,12 @@ fn dhcp_cycle(kernel: LabKernel) {
 #[test]
 fn a_static_address_and_gateway_in_the_capture_kernel_reach_a_host_service() {
     let (port, lines) = answering_listener();
-    let nic = Nic { mac: MAC.into(), forwards: vec![("10.0.2.100:2222".parse().unwrap(), port)], connected: true };
+    let nic = Nic {
+        mac: MAC.into(),
+        forwards: vec![("10.0.2.100:2222".parse().unwrap(), port)],
+        commands: Vec::new(),
+        connected: true,
+    };
     let network = "address = \"10.0.2.42/24\"\ngateway = \"10.0.2.2\"\nprobe = \"10.0.2.100:2222\"";
     // The first kernel checks the same network from its side with a static address of its own.
     let check = "ip addr add 10.0.2.43/24 dev eth0\nip link set eth0 up\nsleep 1\n\
@@ -217,7 +227,7 @@ fn a_static_address_and_gateway_in_the_capture_kernel_reach_a_host_service() {
 #[test]
 fn dhcp_without_an_answer_gives_up_in_time_and_runs_failure_action() {
     // A NIC with no backend: carrier, but no DHCP server (nor anything else) answers.
-    let nic = Nic { mac: MAC.into(), forwards: Vec::new(), connected: false };
+    let nic = Nic { mac: MAC.into(), forwards: Vec::new(), commands: Vec::new(), connected: false };
     let outcome = run_crash("network-no-answer", "dhcp = true\ndhcp_wait_seconds = 6", nic, "poweroff", false);
     check_setup_included_the_nic_modules(&outcome, LabKernel::Bookworm);
     let console = &outcome.console;
@@ -245,7 +255,12 @@ fn dhcp_without_an_answer_gives_up_in_time_and_runs_failure_action() {
 #[test]
 fn a_pulled_cable_gives_up_after_the_carrier_wait_and_runs_failure_action() {
     let (port, lines) = answering_listener();
-    let nic = Nic { mac: MAC.into(), forwards: vec![("10.0.2.100:2222".parse().unwrap(), port)], connected: true };
+    let nic = Nic {
+        mac: MAC.into(),
+        forwards: vec![("10.0.2.100:2222".parse().unwrap(), port)],
+        commands: Vec::new(),
+        connected: true,
+    };
     let network = "dhcp = true\ncarrier_wait_seconds = 4\nprobe = \"10.0.2.100:2222\"";
     let outcome = run_crash("network-no-carrier", network, nic, "poweroff", true);
     let console = &outcome.console;

@@ -41,9 +41,11 @@ append = "{append}"
 CONFIG
 kdump config > /results/config.txt
 kdump estimate | tee /results/estimate.txt
+kdump estimate --json > /results/estimate.json
 kdump setup | tee /results/setup.txt
 kdump setup | tee /results/setup-again.txt
 kdump status | tee /results/status.txt
+kdump status --json > /results/status.json
 cp /var/lib/kdump/initramfs.img /results/initramfs.img
 sync
 kdump test --yes-crash-this-machine
@@ -86,6 +88,26 @@ fn check_setup_reports(outcome: &Outcome) {
     for term in ["capture kernel", "initramfs", "page bitmaps", "codec buffers", "crashkernel="] {
         assert!(estimate.contains(term), "estimate lacks {term}: {estimate}");
     }
+    // The same facts as JSON (docs/JSON.md).
+    let json = |name: &str| -> serde_json::Value {
+        let text = outcome.read_result(name).unwrap();
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}: {text}"))
+    };
+    let e = json("estimate.json");
+    let mib = e["estimate"]["crashkernel_mib"].as_u64().unwrap();
+    assert!(estimate.contains(&format!("crashkernel={mib}M")), "{e:#}\n{estimate}");
+    assert_eq!(e["enough"], true, "192M is enough: {e:#}");
+    let terms = e["estimate"]["terms"].as_array().unwrap();
+    assert_eq!(
+        terms.iter().map(|t| t["bytes"].as_u64().unwrap()).sum::<u64>(),
+        e["estimate"]["total"].as_u64().unwrap()
+    );
+    let st = json("status.json");
+    assert_eq!(st["capture_kernel_loaded"], true, "{st:#}");
+    assert!(st["reserved_bytes"].as_u64().unwrap() >= 192 << 20, "{st:#}");
+    assert!(st["loaded_with"].as_str().is_some_and(|h| status.contains(h)), "{st:#}\n{status}");
+    assert_eq!(st["target"]["kind"], "disk", "{st:#}");
+    assert_eq!(st["target"]["present"], true, "{st:#}");
     // No busybox on the capture side: the initramfs is our binary, the config, the module list.
     let listing = initramfs_listing(&outcome.result_path("initramfs.img"));
     let files: Vec<&str> = listing
@@ -134,6 +156,15 @@ codec = "lzo"
     let vmcore = dir.join("vmcore");
     assert!(vmcore.is_file() && !dir.join("vmcore.incomplete").exists(), "a complete dump");
     let kdump = static_tools().unwrap().kdump;
+    let list: serde_json::Value =
+        serde_json::from_slice(&run(Command::new(&kdump).args(["list", "--json", "--dir"]).arg(dir.parent().unwrap())))
+            .unwrap();
+    assert_eq!(list[0]["name"], name.as_str(), "{list:#}");
+    assert_eq!(
+        (&list[0]["complete"], &list[0]["incomplete"], &list[0]["dmesg"]),
+        (&true.into(), &false.into(), &true.into())
+    );
+    assert_eq!(list[0]["vmcore_bytes"].as_u64(), Some(std::fs::metadata(&vmcore).unwrap().len()));
 
     // Our tools and Debian's makedumpfile read it; the logs agree with the saved dmesg.txt.
     let ours = run(Command::new(&kdump).arg("dmesg").arg(&vmcore));

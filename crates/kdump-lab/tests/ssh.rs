@@ -202,8 +202,12 @@ kdump test --yes-crash-this-machine
     for (path, data) in modules.files {
         scenario = scenario.file(&path, data, 0o644);
     }
-    let nic =
-        Nic { mac: MAC.into(), forwards: vec![(format!("{SERVER}:22").parse().unwrap(), relay_port)], connected: true };
+    let nic = Nic {
+        mac: MAC.into(),
+        forwards: vec![(format!("{SERVER}:22").parse().unwrap(), relay_port)],
+        commands: Vec::new(),
+        connected: true,
+    };
     let vm = Vm {
         memory_mib: 512,
         crashkernel: Some("192M".into()),

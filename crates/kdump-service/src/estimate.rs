@@ -25,7 +25,7 @@ pub struct EstimateInput {
 }
 
 /// One term of the sum.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Term {
     /// What it is.
     pub what: &'static str,
@@ -36,7 +36,7 @@ pub struct Term {
 }
 
 /// The estimate.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Estimate {
     /// The terms.
     pub terms: Vec<Term>,

@@ -30,7 +30,7 @@ pub fn unique(name: &str, taken: impl Fn(&str) -> bool) -> String {
 }
 
 /// What a crash directory holds, from its file names.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CrashDirSummary {
     /// The directory name.
     pub name: String,

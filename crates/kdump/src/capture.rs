@@ -400,8 +400,8 @@ impl System for Machine {
 const CONNECT_ATTEMPTS: u32 = 5;
 const CONNECT_DELAY: Duration = Duration::from_secs(3);
 /// Retries of each S3 request in the capture kernel: the network may need a moment after
-/// DHCP and the server may be restarting (1 + 2 + 4 + 8 + 16 s between six attempts).
-const S3_RETRY: RetryPolicy = RetryPolicy { attempts: 6, first_backoff: Duration::from_secs(1) };
+/// DHCP and the server may be restarting (1 + 2 + 4 + 8 s between five attempts).
+const S3_RETRY: RetryPolicy = RetryPolicy { attempts: 5, first_backoff: Duration::from_secs(1) };
 /// How often the transfer prints its progress.
 const PROGRESS_EVERY: Duration = Duration::from_secs(3);
 

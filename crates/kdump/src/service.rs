@@ -59,12 +59,18 @@ pub enum ServiceCommand {
         /// The config file.
         #[arg(long, value_name = "FILE", default_value = CONFIG_PATH)]
         config: PathBuf,
+        /// Print JSON (fields in docs/JSON.md).
+        #[arg(long)]
+        json: bool,
     },
     /// The crashkernel= size this machine needs, with the arithmetic.
     Estimate {
         /// The config file.
         #[arg(long, value_name = "FILE", default_value = CONFIG_PATH)]
         config: PathBuf,
+        /// Print JSON (fields in docs/JSON.md).
+        #[arg(long)]
+        json: bool,
     },
     /// Crash this machine on purpose (sysrq c) to test the capture kernel.
     Test {
@@ -80,6 +86,9 @@ pub enum ServiceCommand {
         /// List this directory instead of the configured target's.
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+        /// Print JSON (fields in docs/JSON.md).
+        #[arg(long)]
+        json: bool,
     },
     /// Rebuild a normal dump file from the flattened stream on a raw target device.
     Extract {
@@ -127,10 +136,10 @@ pub fn run(cmd: &ServiceCommand) -> anyhow::Result<()> {
         ServiceCommand::Setup { config, dry_run } => setup(config, *dry_run),
         ServiceCommand::Reload { config, if_needed } => reload(config, *if_needed),
         ServiceCommand::Unload => unload(),
-        ServiceCommand::Status { config } => status(config),
-        ServiceCommand::Estimate { config } => estimate(config),
+        ServiceCommand::Status { config, json } => status(config, *json),
+        ServiceCommand::Estimate { config, json } => estimate(config, *json),
         ServiceCommand::Test { yes_crash_this_machine } => test(*yes_crash_this_machine),
-        ServiceCommand::List { config, dir } => list(config, dir.as_deref()),
+        ServiceCommand::List { config, dir, json } => list(config, dir.as_deref(), *json),
         ServiceCommand::Extract { device, dest, force } => extract(device, dest, *force),
         ServiceCommand::CheckNetwork { config, probe } => {
             let (cfg, _) = load_config(config)?;
@@ -720,72 +729,152 @@ fn summaries(dir: &Path) -> anyhow::Result<Vec<CrashDirSummary>> {
     Ok(out)
 }
 
-fn status(config_path: &Path) -> anyhow::Result<()> {
-    let root = SysRoot::host();
-    let machine = collect_machine_info(&root).context("cannot read the machine description")?;
+/// What `kdump status` reports (its `--json` form; docs/JSON.md).
+#[derive(Debug, serde::Serialize)]
+struct Status {
+    /// Bytes reserved by crashkernel= (0: none).
+    reserved_bytes: u64,
+    /// Whether a capture kernel is loaded.
+    capture_kernel_loaded: bool,
+    /// How kdump setup loaded it in this boot (`kexec_file_load`, `kexec_load`), if it did.
+    loaded_with: Option<String>,
+    /// Whether the loaded capture kernel follows hotplug, in words.
+    hotplug: Option<String>,
+    /// Why the config cannot be used, when it cannot.
+    config_error: Option<String>,
+    /// The configured target.
+    target: Option<TargetStatus>,
+}
+
+/// The target in [`Status`].
+#[derive(Debug, serde::Serialize)]
+struct TargetStatus {
+    /// `disk`, `ssh` or `s3`.
+    kind: &'static str,
+    /// The device spec or the url.
+    name: String,
+    /// A disk: whether it is present now, and its node.
+    present: Option<bool>,
+    node: Option<String>,
+    /// A disk mounted here: its crash directory, and the dumps in it (oldest first).
+    dumps_dir: Option<String>,
+    dumps: Option<Vec<CrashDirSummary>>,
+}
+
+fn status(config_path: &Path, json: bool) -> anyhow::Result<()> {
+    let report = status_report(config_path)?;
+    if json {
+        serde_json::to_writer_pretty(std::io::stdout().lock(), &report)?;
+        println!();
+        return Ok(());
+    }
     println!(
         "reserved memory: {}",
-        if machine.crash_regions.is_empty() {
+        if report.reserved_bytes == 0 {
             "none (add crashkernel= to the kernel command line; kdump estimate says how much)".to_string()
         } else {
-            mib(machine.crash_reserved())
+            mib(report.reserved_bytes)
         }
     );
-    let config = load_config(config_path);
-    // How `kdump setup` loaded it, if its stamp is from this boot.
-    let boot_id = root.read("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-    let how = config.as_ref().ok().and_then(|(cfg, _)| {
-        let stamp = std::fs::read_to_string(loaded_stamp_path(cfg)).ok()?;
-        let mut lines = stamp.lines();
-        let this_boot = lines.next()?.split(' ').next() == Some(boot_id.trim());
-        let how = lines.find_map(|l| l.strip_prefix(LOADED_WITH))?;
-        this_boot.then(|| format!(" with {how}, by kdump setup"))
-    });
     println!(
         "capture kernel:  {}",
-        if machine.kexec.crash_loaded {
-            format!("loaded{}", how.unwrap_or_default())
+        if report.capture_kernel_loaded {
+            format!(
+                "loaded{}",
+                report.loaded_with.as_ref().map(|h| format!(" with {h}, by kdump setup")).unwrap_or_default()
+            )
         } else {
             "NOT loaded (run kdump setup)".to_string()
         }
     );
-    if machine.kexec.crash_loaded {
-        println!("hotplug:         {}", hotplug_line(&kdump_sys::crash_hotplug(&root)?));
+    if let Some(h) = &report.hotplug {
+        println!("hotplug:         {h}");
     }
-    let (cfg, _) = match config {
-        Ok(c) => c,
-        Err(e) => {
-            println!("config:          {e:#}");
-            return Ok(());
-        }
-    };
-    let spec = match cfg.destination()? {
-        Destination::Disk(spec) => spec,
-        Destination::Ssh(ssh) => {
-            println!("target:          {ssh} (kdump check-target checks it; the dumps are on that server)");
-            return Ok(());
-        }
-        Destination::S3(s3) => {
-            println!("target:          {s3} (kdump check-target checks it; kdump fleet --config lists the crashes)");
-            return Ok(());
-        }
-    };
-    match find_target(&root, &spec) {
-        Some((node, _)) => println!("target:          {spec} present ({})", node.display()),
-        None => println!("target:          {spec} ABSENT"),
+    if let Some(e) = &report.config_error {
+        println!("config:          {e}");
     }
-    match mounted_crash_dir(&root, &cfg) {
-        Some(dir) if dir.is_dir() => {
-            let list = summaries(&dir)?;
-            println!("dumps in {}: {}", dir.display(), list.len());
+    let Some(t) = &report.target else { return Ok(()) };
+    match (t.kind, t.present) {
+        ("ssh", _) => {
+            println!("target:          {} (kdump check-target checks it; the dumps are on that server)", t.name)
+        }
+        ("s3", _) => {
+            println!(
+                "target:          {} (kdump check-target checks it; kdump fleet --config lists the crashes)",
+                t.name
+            )
+        }
+        (_, Some(true)) => println!("target:          {} present ({})", t.name, t.node.as_deref().unwrap_or("?")),
+        _ => println!("target:          {} ABSENT", t.name),
+    }
+    if t.kind != "disk" {
+        return Ok(());
+    }
+    match (&t.dumps_dir, &t.dumps) {
+        (Some(dir), Some(list)) => {
+            println!("dumps in {dir}: {}", list.len());
             for s in list.iter().rev().take(5) {
                 println!("  {}", s.line());
             }
         }
-        Some(dir) => println!("dumps:           none yet ({} does not exist)", dir.display()),
-        None => println!("dumps:           the target is not mounted here: kdump list --dir DIR"),
+        (Some(dir), None) => println!("dumps:           none yet ({dir} does not exist)"),
+        _ => println!("dumps:           the target is not mounted here: kdump list --dir DIR"),
     }
     Ok(())
+}
+
+fn status_report(config_path: &Path) -> anyhow::Result<Status> {
+    let root = SysRoot::host();
+    let machine = collect_machine_info(&root).context("cannot read the machine description")?;
+    let config = load_config(config_path);
+    // How `kdump setup` loaded it, if its stamp is from this boot.
+    let boot_id = root.read("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let loaded_with = config.as_ref().ok().and_then(|(cfg, _)| {
+        let stamp = std::fs::read_to_string(loaded_stamp_path(cfg)).ok()?;
+        let mut lines = stamp.lines();
+        let this_boot = lines.next()?.split(' ').next() == Some(boot_id.trim());
+        let how = lines.find_map(|l| l.strip_prefix(LOADED_WITH))?;
+        this_boot.then(|| how.to_string())
+    });
+    let loaded = machine.kexec.crash_loaded;
+    let mut report = Status {
+        reserved_bytes: machine.crash_reserved(),
+        capture_kernel_loaded: loaded,
+        loaded_with: if loaded { loaded_with } else { None },
+        hotplug: if loaded { Some(hotplug_line(&kdump_sys::crash_hotplug(&root)?)) } else { None },
+        config_error: None,
+        target: None,
+    };
+    let cfg = match config {
+        Ok((c, _)) => c,
+        Err(e) => {
+            report.config_error = Some(format!("{e:#}"));
+            return Ok(report);
+        }
+    };
+    let remote =
+        |kind, name: String| TargetStatus { kind, name, present: None, node: None, dumps_dir: None, dumps: None };
+    report.target = Some(match cfg.destination()? {
+        Destination::Ssh(ssh) => remote("ssh", ssh.to_string()),
+        Destination::S3(s3) => remote("s3", s3.to_string()),
+        Destination::Disk(spec) => {
+            let node = find_target(&root, &spec).map(|(node, _)| node.display().to_string());
+            let dir = mounted_crash_dir(&root, &cfg);
+            let dumps = match &dir {
+                Some(d) if d.is_dir() => Some(summaries(d)?),
+                _ => None,
+            };
+            TargetStatus {
+                kind: "disk",
+                name: spec.to_string(),
+                present: Some(node.is_some()),
+                node,
+                dumps_dir: dir.map(|d| d.display().to_string()),
+                dumps,
+            }
+        }
+    });
+    Ok(report)
 }
 
 /// Whether the loaded capture kernel follows CPU/memory hotplug by itself, or needs the
@@ -809,7 +898,7 @@ fn hotplug_line(hp: &kdump_sys::CrashHotplug) -> String {
     }
 }
 
-fn list(config_path: &Path, dir: Option<&Path>) -> anyhow::Result<()> {
+fn list(config_path: &Path, dir: Option<&Path>, json: bool) -> anyhow::Result<()> {
     let dir = match dir {
         Some(d) => d.to_path_buf(),
         None => {
@@ -830,6 +919,11 @@ fn list(config_path: &Path, dir: Option<&Path>) -> anyhow::Result<()> {
         }
     };
     let list = summaries(&dir)?;
+    if json {
+        serde_json::to_writer_pretty(std::io::stdout().lock(), &list)?;
+        println!();
+        return Ok(());
+    }
     if list.is_empty() {
         println!("no dumps in {}", dir.display());
     }
@@ -839,7 +933,17 @@ fn list(config_path: &Path, dir: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn estimate(config_path: &Path) -> anyhow::Result<()> {
+/// What `kdump estimate --json` prints (docs/JSON.md).
+#[derive(Debug, serde::Serialize)]
+struct EstimateReport {
+    ram_bytes: u64,
+    max_pfn: u64,
+    estimate: kdump_service::estimate::Estimate,
+    reserved_bytes: u64,
+    enough: bool,
+}
+
+fn estimate(config_path: &Path, json: bool) -> anyhow::Result<()> {
     let (cfg, text) = load_config(config_path)?;
     let root = SysRoot::host();
     let built = build(&cfg, &text, &root, false)?;
@@ -855,9 +959,21 @@ fn estimate(config_path: &Path) -> anyhow::Result<()> {
         page_size: 4096,
         threads: u64::from(cfg.dump.threads),
     });
+    let reserved = machine.crash_reserved();
+    if json {
+        let report = EstimateReport {
+            ram_bytes: machine.ram_total(),
+            max_pfn,
+            reserved_bytes: reserved,
+            enough: reserved >= e.total,
+            estimate: e,
+        };
+        serde_json::to_writer_pretty(std::io::stdout().lock(), &report)?;
+        println!();
+        return Ok(());
+    }
     println!("crashkernel estimate for {} of RAM (max PFN {max_pfn:#x}):", mib(machine.ram_total()));
     print!("{}", e.render());
-    let reserved = machine.crash_reserved();
     if reserved == 0 {
         println!("now reserved: none");
     } else if reserved < e.total {
@@ -901,6 +1017,60 @@ fn extract(device: &Path, dest: &Path, force: bool) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use kdump_dumpfile::{FlatWriter, WriteAt};
+
+    /// Every object key in `v`, with its parent's (`target.kind`).
+    fn keys(v: &serde_json::Value, at: &str, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, child) in m {
+                    let path = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+                    out.push(path.clone());
+                    keys(child, &path, out);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|c| keys(c, at, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn docs_json_md_names_every_field_of_status_list_and_estimate() {
+        let doc = include_str!("../../../docs/JSON.md");
+        let dump = CrashDirSummary::from_files("h-2026-12-01-10:00:00", &[("vmcore".into(), 5)]);
+        let status = Status {
+            reserved_bytes: 1,
+            capture_kernel_loaded: true,
+            loaded_with: Some("kexec_file_load".into()),
+            hotplug: None,
+            config_error: None,
+            target: Some(TargetStatus {
+                kind: "disk",
+                name: "LABEL=crash".into(),
+                present: Some(true),
+                node: Some("/dev/vdb".into()),
+                dumps_dir: Some("/var/crash".into()),
+                dumps: Some(vec![dump.clone()]),
+            }),
+        };
+        let e = kdump_service::estimate::estimate(&kdump_service::estimate::EstimateInput {
+            kernel_init_size: 1 << 20,
+            initramfs_len: 1 << 20,
+            max_pfn: 1 << 18,
+            page_size: 4096,
+            threads: 1,
+        });
+        let mut all = Vec::new();
+        keys(&serde_json::to_value(&status).unwrap(), "", &mut all);
+        keys(&serde_json::to_value(vec![dump]).unwrap(), "", &mut all);
+        let report = EstimateReport { ram_bytes: 1, max_pfn: 1, estimate: e, reserved_bytes: 0, enough: false };
+        keys(&serde_json::to_value(&report).unwrap(), "", &mut all);
+        for k in all {
+            // Nested rows are documented by their full path, or (list entries) by name.
+            let last = k.rsplit('.').next().unwrap();
+            let documented = [format!("`{k}`"), format!("`{k}."), format!("`{last}`")].iter().any(|n| doc.contains(n));
+            assert!(documented, "docs/JSON.md does not name {k}");
+        }
+    }
 
     #[test]
     fn extract_rebuilds_a_stream_followed_by_old_device_contents() {

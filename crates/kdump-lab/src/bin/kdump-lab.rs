@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use kdump_lab::{LabKernel, Scenario, Vm, crash_and_save_vmcore, kernel_image};
 
-const USAGE: &str = "usage: kdump-lab demo | kdump-lab kernel [SUITE] | kdump-lab makedumpfile [SUITE] | kdump-lab vmcore OUT [MEMORY_MIB] [CPU_MODEL] [--fill] [--kernel SUITE]\n\
+const USAGE: &str = "usage: kdump-lab demo | kdump-lab kernel [SUITE] | kdump-lab makedumpfile [SUITE] | kdump-lab vmcore OUT [MEMORY_MIB] [CPU_MODEL] [--fill] [--kernel SUITE] | kdump-lab relay 127.0.0.1:PORT\n\
   SUITE: bullseye (5.10), bookworm (6.1, the default), trixie (6.12), sid (newest)";
 
 fn main() -> ExitCode {
@@ -15,6 +15,7 @@ fn main() -> ExitCode {
         Some("makedumpfile") => kdump_lab::foreign_makedumpfile(args.get(1).map_or("sid", String::as_str))
             .map(|p| println!("{}", p.display()))
             .map_err(|e| e.to_string()),
+        Some("relay") => relay(args.get(1).map(String::as_str)),
         Some("kernel") => {
             suite(args.get(1)).and_then(|k| k.image().map_err(|e| e.to_string())).map(|p| println!("{}", p.display()))
         }
@@ -27,6 +28,34 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// QEMU's per-connection `guestfwd` command: copies stdin to a new connection to
+/// `127.0.0.1:PORT` and the connection's answers to stdout, until either side ends. Writes
+/// nothing else: QEMU gives stderr the guest's connection too. Only 127.0.0.1 is accepted.
+fn relay(to: Option<&str>) -> Result<(), String> {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, SocketAddrV4, TcpStream};
+    let addr: SocketAddrV4 = to.and_then(|t| t.parse().ok()).ok_or(USAGE)?;
+    if !addr.ip().is_loopback() {
+        return Err(format!("relay: {addr} is not on 127.0.0.1: the lab reaches nothing else"));
+    }
+    let server = TcpStream::connect(addr).map_err(|e| format!("relay: {addr}: {e}"))?;
+    let mut down = server.try_clone().map_err(|e| e.to_string())?;
+    let answers = std::thread::spawn(move || {
+        let mut out = std::io::stdout().lock();
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = down.read(&mut buf) {
+            if n == 0 || out.write_all(&buf[..n]).and_then(|()| out.flush()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut up = &server;
+    let _ = std::io::copy(&mut std::io::stdin().lock(), &mut up);
+    let _ = server.shutdown(Shutdown::Write);
+    let _ = answers.join();
+    Ok(())
 }
 
 /// The demo: kdump as a service, the whole cycle. The first kernel writes
