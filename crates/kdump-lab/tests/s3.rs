@@ -117,7 +117,7 @@ modules_dir = "/lab/modules"
 interface = "{MAC}"
 dhcp = true
 CONFIG
-kdump setup > /results/setup-wrong.txt 2>&1; echo "exit $?" >> /results/setup-wrong.txt
+kdump setup > /results/setup-wrong.txt 2>&1 || echo "exit $?" >> /results/setup-wrong.txt
 sed -i 's|/lab/s3/wrong|/lab/s3/credentials|' /etc/kdump.toml
 kdump setup | tee /results/setup.txt
 cp /var/lib/kdump/initramfs.img /results/initramfs.img

@@ -165,6 +165,25 @@ fn relay(sshd_port: u16, cut_after: Option<u64>) -> (u16, Arc<AtomicU64>) {
 /// Loads the NIC's modules, writes the config with the ssh target, sets up, crashes.
 /// `host`: what the url names, [`SERVER`] or a name (then `target.address` is `SERVER`).
 fn ssh_crash(name: &str, sshd: &Sshd, host: &str, known_hosts: &str, relay_port: u16, failure_action: &str) -> Outcome {
+    let nic = Nic {
+        mac: MAC.into(),
+        forwards: vec![(format!("{SERVER}:22").parse().unwrap(), relay_port)],
+        commands: Vec::new(),
+        connected: true,
+    };
+    ssh_crash_with(name, sshd, host, known_hosts, nic, failure_action, "")
+}
+
+/// [`ssh_crash`] with the NIC given and `fallback` (`[[fallback]]` tables) after `[target]`.
+fn ssh_crash_with(
+    name: &str,
+    sshd: &Sshd,
+    host: &str,
+    known_hosts: &str,
+    nic: Nic,
+    failure_action: &str,
+    fallback: &str,
+) -> Outcome {
     let kernel = LabKernel::Bookworm;
     let modules = nic_modules(kernel);
     let append = kdump_lab::LAB_CMDLINE;
@@ -181,7 +200,7 @@ url = "{url}"
 address = "{address}"
 ssh_key = "/lab/ssh/id_ed25519"
 known_hosts = "/lab/ssh/known_hosts"
-[capture]
+{fallback}[capture]
 kernel = "/lab/vmlinuz"
 append = "{append}"
 modules_dir = "/lab/modules"
@@ -202,12 +221,6 @@ kdump test --yes-crash-this-machine
     for (path, data) in modules.files {
         scenario = scenario.file(&path, data, 0o644);
     }
-    let nic = Nic {
-        mac: MAC.into(),
-        forwards: vec![(format!("{SERVER}:22").parse().unwrap(), relay_port)],
-        commands: Vec::new(),
-        connected: true,
-    };
     let vm = Vm {
         memory_mib: 512,
         crashkernel: Some("192M".into()),
@@ -348,4 +361,47 @@ fn a_connection_lost_mid_transfer_leaves_only_an_incomplete_directory() {
     let name = entries[0].file_name().unwrap().to_string_lossy().into_owned();
     assert!(name.ends_with(".incomplete"), "nothing looks complete: {name}");
     assert!(entries[0].join("dmesg.txt").is_file() && entries[0].join("info.json").is_file());
+}
+
+#[test]
+fn a_server_that_does_not_answer_falls_back_to_the_local_disk() {
+    let sshd = Sshd::start("ssh-fallback");
+    // Each guest connection gets a relay to a port where nothing listens: refused at once.
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let relay = format!("{} relay 127.0.0.1:{closed}", env!("CARGO_BIN_EXE_kdump-lab"));
+    let nic = Nic {
+        mac: MAC.into(),
+        forwards: Vec::new(),
+        commands: vec![(format!("{SERVER}:22").parse().unwrap(), relay)],
+        connected: true,
+    };
+    let fallback = "[[fallback]]\ndevice = \"/dev/nvme0n1\"\npath = \"/crash\"\n";
+    let outcome = ssh_crash_with("ssh-fallback", &sshd, SERVER, &sshd.known_hosts_line(), nic, "halt", fallback);
+    let setup = outcome.read_result("setup.txt").unwrap();
+    assert!(setup.contains("target: /dev/nvme0n1 is /dev/nvme0n1 (ext4"), "the fallback disk is set up too: {setup}");
+    assert!(setup.contains("dumps go to ssh://") && setup.contains(", else /dev/nvme0n1:/crash"), "{setup}");
+    let console = &outcome.console;
+    for step in [
+        "kdump-init: ssh: attempt 1 of 5 failed: ",
+        "kdump-init: the target failed: ",
+        "trying the next one",
+        "kdump-init: trying fallback 1 of 1: /dev/nvme0n1",
+        "kdump-init: saved the dump to /crash/",
+        "kdump-init: done; final_action = poweroff",
+    ] {
+        assert!(console.contains(step), "the console lacks {step:?}:\n{console}");
+    }
+    assert!(crash_entries(&sshd).is_empty(), "nothing on the server");
+    let base = outcome.result_path("crash");
+    let dirs: Vec<PathBuf> = std::fs::read_dir(&base).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    assert!(dirs[0].join("vmcore").is_file() && dirs[0].join("dmesg.txt").is_file());
+    let log = std::fs::read_to_string(dirs[0].join("kdump.log")).unwrap();
+    assert!(log.contains("ssh: attempt 5 of 5 failed") && log.contains("trying fallback 1 of 1"), "kdump.log: {log}");
+    let kdump = static_tools().unwrap().kdump;
+    let info: serde_json::Value =
+        serde_json::from_slice(&run(Command::new(&kdump).args(["info", "--json"]).arg(dirs[0].join("vmcore"))))
+            .unwrap();
+    assert_eq!(info["format"]["complete"], true, "{info:#}");
+    assert_eq!(info["panic"], "sysrq triggered crash", "{info:#}");
 }

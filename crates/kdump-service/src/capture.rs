@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::{
-    Action, Codec, Config, Destination, FailureAction, Network, S3Destination, SshDestination, TargetSpec,
+    Action, Codec, Config, Destination, FailureAction, Network, S3Destination, SshDestination, Target, TargetSpec,
 };
 use crate::naming::{crash_dir_name, unique};
 use crate::superblock::FsIdentity;
@@ -245,7 +245,7 @@ pub fn run<S: System + ?Sized>(sys: &mut S, console: &mut dyn Console) -> Action
 }
 
 fn save<S: System + ?Sized>(cfg: &Config, sys: &mut S, log: &mut Log<'_>) -> Result<(), String> {
-    let destination = cfg.destination().map_err(|e| e.to_string())?;
+    let destinations = cfg.destinations().map_err(|e| e.to_string())?;
     if !sys.vmcore_present() {
         return Err(format!("{VMCORE} does not exist: this is not a capture kernel booted after a crash"));
     }
@@ -255,17 +255,67 @@ fn save<S: System + ?Sized>(cfg: &Config, sys: &mut S, log: &mut Log<'_>) -> Res
             Err(e) => log.say(format!("cannot load module {file}: {e}")),
         }
     }
-    if let Some(network) = &cfg.network {
-        sys.bring_up_network(network, &mut |line| log.say(line))?;
-    }
     let dump = DumpSpec { level: cfg.dump.level, codec: cfg.dump.codec, threads: cfg.dump.threads as usize };
-    let spec = match destination {
-        Destination::Ssh(ssh) => return save_over_ssh(cfg, &ssh, &dump, sys, log),
-        Destination::S3(s3) => return save_to_s3(cfg, &s3, &dump, sys, log),
-        Destination::Disk(spec) => spec,
-    };
-    let (node, detected) = wait_for_target(cfg, &spec, sys, log)?;
-    if cfg.target.raw {
+    // Up first, when configured; its failure fails the server targets, not a local disk.
+    let network = cfg.network.as_ref().map(|n| sys.bring_up_network(n, &mut |line| log.say(line)));
+    if let Some(Err(e)) = &network {
+        log.say(format!("the network is down: {e}"));
+    }
+    let mut failures = Vec::new();
+    let count = destinations.len();
+    for (i, (target, destination)) in destinations.into_iter().enumerate() {
+        if i > 0 {
+            log.say(format!("trying fallback {i} of {}: {destination}", count - 1));
+        }
+        let saved = if destination.is_remote() {
+            let up = network.clone().unwrap_or_else(|| Err("no [network] table".into()));
+            match (up, destination) {
+                (Err(e), _) => Err(e),
+                (Ok(()), Destination::Ssh(ssh)) => save_over_ssh(cfg, &ssh, &dump, sys, log),
+                (Ok(()), Destination::S3(s3)) => save_to_s3(cfg, &s3, &dump, sys, log),
+                (Ok(()), Destination::Disk(_)) => unreachable!("a disk is not remote"),
+            }
+        } else {
+            let Destination::Disk(spec) = destination else { unreachable!("only a disk is local") };
+            let saved = save_to_disk(cfg, target, &spec, &dump, sys, log);
+            if saved.is_err() && i + 1 < count {
+                // What this target holds stays as it is, with its log; the next starts afresh.
+                log.flush(sys);
+                log.file = None;
+                sys.sync();
+                if let Err(e) = sys.unmount(Path::new(MOUNTPOINT)) {
+                    log.say(format!("cannot unmount {MOUNTPOINT}: {e}"));
+                }
+            }
+            saved
+        };
+        match saved {
+            Ok(()) => return Ok(()),
+            Err(e) if i + 1 < count => {
+                log.say(format!("the target failed: {e}; trying the next one"));
+                failures.push(e);
+            }
+            Err(e) => failures.push(e),
+        }
+    }
+    Err(match failures.len() {
+        1 => failures.remove(0),
+        n => format!("all {n} targets failed: {}", failures.join("; then: ")),
+    })
+}
+
+/// The crash directory on a local filesystem (or the flattened stream on a raw device).
+fn save_to_disk<S: System + ?Sized>(
+    cfg: &Config,
+    target: &Target,
+    spec: &TargetSpec,
+    dump: &DumpSpec,
+    sys: &mut S,
+    log: &mut Log<'_>,
+) -> Result<(), String> {
+    let dump = *dump;
+    let (node, detected) = wait_for_target(target, spec, sys, log)?;
+    if target.raw {
         log.say(format!("kdump dump -F {} {VMCORE} > {}", dump.described(), node.display()));
         sys.save_flattened(&node, &dump)?;
         log.say(format!(
@@ -275,25 +325,25 @@ fn save<S: System + ?Sized>(cfg: &Config, sys: &mut S, log: &mut Log<'_>) -> Res
         ));
         return Ok(());
     }
-    let fstype = if cfg.target.fstype == "auto" {
+    let fstype = if target.fstype == "auto" {
         detected.ok_or("target.fstype is auto but the target holds no ext2/3/4, XFS or btrfs superblock")?
     } else {
-        cfg.target.fstype.clone()
+        target.fstype.clone()
     };
     let mountpoint = Path::new(MOUNTPOINT);
     sys.create_dir_all(mountpoint).map_err(|e| format!("cannot create {MOUNTPOINT}: {e}"))?;
     sys.mount(&node, mountpoint, &fstype)
         .map_err(|e| format!("cannot mount {} ({fstype}) on {MOUNTPOINT}: {e}", node.display()))?;
     log.say(format!("mounted {} ({fstype})", node.display()));
-    let base = mountpoint.join(cfg.target.path.trim_start_matches('/'));
-    sys.create_dir_all(&base).map_err(|e| format!("cannot create {} on the target: {e}", cfg.target.path))?;
+    let base = mountpoint.join(target.path.trim_start_matches('/'));
+    sys.create_dir_all(&base).map_err(|e| format!("cannot create {} on the target: {e}", target.path))?;
 
     // Name the directory after the crashed host and the crash time.
     let (host, when) = sys.crash_identity();
     let name = unique(&crash_dir_name(&host, when), |n| sys.exists(&base.join(n)));
     let dir = base.join(&name);
     sys.create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let shown = Path::new(&cfg.target.path).join(&name);
+    let shown = Path::new(&target.path).join(&name);
     log.file = Some(dir.join("kdump.log"));
     log.say(format!("saving into {spec}:{}", shown.display()));
     log.flush(sys);
@@ -419,13 +469,13 @@ fn save_to_s3<S: System + ?Sized>(
 
 /// Waits for the target device; returns its node and fstype (from the superblock).
 fn wait_for_target<S: System + ?Sized>(
-    cfg: &Config,
+    target: &Target,
     spec: &TargetSpec,
     sys: &mut S,
     log: &mut Log<'_>,
 ) -> Result<(PathBuf, Option<String>), String> {
-    let deadline = log.console.elapsed() + Duration::from_secs(u64::from(cfg.target.wait_seconds));
-    log.say(format!("waiting up to {} s for the target {spec}", cfg.target.wait_seconds));
+    let deadline = log.console.elapsed() + Duration::from_secs(u64::from(target.wait_seconds));
+    log.say(format!("waiting up to {} s for the target {spec}", target.wait_seconds));
     loop {
         if let Some((node, id)) = sys.find_target(spec) {
             log.say(format!(
@@ -441,7 +491,7 @@ fn wait_for_target<S: System + ?Sized>(
             let devs = sys.block_devices();
             return Err(format!(
                 "the target {spec} did not appear within {} s (block devices: {})",
-                cfg.target.wait_seconds,
+                target.wait_seconds,
                 if devs.is_empty() { "none".to_string() } else { devs.join(", ") }
             ));
         }

@@ -1,6 +1,7 @@
 //! `/etc/kdump.toml`: the one file a user edits. Every key has a default;
 //! [`DEFAULTS_TOML`] documents them all (printed by `kdump config --defaults`).
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
@@ -71,6 +72,13 @@ raw = false
 # Seconds the capture kernel waits for the device to appear.
 wait_seconds = 30
 
+# Where the dump goes when the target above fails (a server down or refusing, a disk absent or
+# full), tried in order: [[fallback]] tables, each with the keys of [target]. The first that
+# works gets the dump; failure_action runs only when every one failed. None by default.
+# [[fallback]]
+# device = "UUID=0a1b2c3d-0000-4000-8000-000000000001"
+# path = "/var/crash"
+
 [dump]
 # Dump level (makedumpfile -d bitmask, 0-31): 1 zero pages, 2 cache without private, 4 all
 # cache, 8 user memory, 16 free pages are left out. 31 keeps only kernel memory, what a crash
@@ -129,6 +137,9 @@ pub struct Config {
     pub failure_action: FailureAction,
     /// Where dumps go.
     pub target: Target,
+    /// Where they go when `target` fails, tried in order (`[[fallback]]` tables, the keys of `[target]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fallback: Vec<Target>,
     /// How they are saved.
     pub dump: DumpSettings,
     /// The capture kernel.
@@ -377,6 +388,7 @@ impl Default for Config {
             final_action: Action::Reboot,
             failure_action: FailureAction::SaveLog,
             target: Target::default(),
+            fallback: Vec::new(),
             dump: DumpSettings::default(),
             capture: Capture::default(),
             network: None,
@@ -402,6 +414,150 @@ impl Default for Target {
             raw: false,
             wait_seconds: 30,
         }
+    }
+}
+
+impl Target {
+    /// Where dumps go: `target.device` or `target.url`, exactly one, checked.
+    pub fn destination(&self) -> Result<Destination, ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        let url = match (&self.device, &self.url) {
+            (Some(_), Some(_)) => {
+                return invalid(
+                    "target.device and target.url are both set: a dump goes to one target, choose one".into(),
+                );
+            }
+            (None, None) => {
+                return invalid(
+                    "target.device is not set: name the filesystem that receives dumps, e.g. \
+                     [target] device = \"LABEL=crash\", or a server: url = \"ssh://user@IP/path\" \
+                     (see kdump config --defaults)"
+                        .into(),
+                );
+            }
+            (Some(device), None) => return TargetSpec::parse(device).map(Destination::Disk),
+            (None, Some(url)) => url,
+        };
+        if url.starts_with("nfs://") {
+            return invalid(format!(
+                "target.url {url:?}: NFS targets are not supported yet; use ssh://user@IP/path or s3://BUCKET/PREFIX"
+            ));
+        }
+        if url.starts_with("s3://") {
+            return self.s3_destination(url).map(Destination::S3);
+        }
+        let url = kdump_ssh::SshUrl::parse(url).map_err(|e| ConfigError::Invalid(format!("target.url: {e}")))?;
+        let address = self.connect_address(&url.host, "target.url", "the host key stays looked up under the name")?;
+        for (key, v) in [("ssh_key", &self.ssh_key), ("known_hosts", &self.known_hosts)] {
+            if !v.starts_with('/') {
+                return invalid(format!("target.{key} {v:?} must be an absolute path"));
+            }
+        }
+        Ok(Destination::Ssh(SshDestination {
+            url,
+            address,
+            key_file: self.ssh_key.clone(),
+            known_hosts_file: self.known_hosts.clone(),
+        }))
+    }
+
+    /// `target.url = "s3://…"` with the S3 keys.
+    fn s3_destination(&self, url: &str) -> Result<S3Destination, ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        let parsed = kdump_s3::S3Url::parse(url).map_err(|e| ConfigError::Invalid(format!("target.url: {e}")))?;
+        let t = self;
+        if t.endpoint.is_empty() {
+            return invalid(format!(
+                "target.url {url:?} needs target.endpoint = \"http://A.B.C.D:PORT\" (or https://…): the S3 server"
+            ));
+        }
+        let endpoint =
+            kdump_s3::parse_endpoint(&t.endpoint).map_err(|e| ConfigError::Invalid(format!("target.endpoint: {e}")))?;
+        let address = self.connect_address(&endpoint.host_port.host, "target.endpoint", "TLS still checks the name")?;
+        if t.region.is_empty() || t.region.contains(['/', ' ']) {
+            return invalid(format!("target.region {:?} is not a region name (e.g. us-east-1)", t.region));
+        }
+        if !t.credentials.starts_with('/') {
+            return invalid(format!("target.credentials {:?} must be an absolute path", t.credentials));
+        }
+        if !t.ca.is_empty() && (!t.ca.starts_with('/') || !t.endpoint.starts_with("https://")) {
+            return invalid(format!("target.ca {:?}: an absolute path, for an https:// endpoint only", t.ca));
+        }
+        Ok(S3Destination {
+            url: parsed,
+            endpoint: t.endpoint.trim_end_matches('/').to_string(),
+            address,
+            region: t.region.clone(),
+            virtual_host: t.virtual_host,
+            credentials_file: t.credentials.clone(),
+            ca_file: (!t.ca.is_empty()).then(|| t.ca.clone()),
+        })
+    }
+
+    /// The IPv4 address the capture kernel connects to for `host` (named by `key`): `host`
+    /// itself, or `target.address` when `host` is a name (`kept` says what the name is still for).
+    fn connect_address(&self, host: &str, key: &str, kept: &str) -> Result<Ipv4Addr, ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        match (host.parse::<Ipv4Addr>(), self.address.trim()) {
+            (Ok(ip), "") => Ok(ip),
+            (Ok(_), a) => {
+                invalid(format!("target.address {a:?} is set but {key} already names the address {host}: remove one"))
+            }
+            (Err(_), "") if host.contains(':') => {
+                invalid(format!("{key}: {host} is an IPv6 address; the capture kernel's network is IPv4 only"))
+            }
+            (Err(_), "") => invalid(format!(
+                "{key} names the host {host:?} but the capture kernel has no resolver: write its IPv4 address \
+                 in {key}, or set target.address = \"A.B.C.D\" ({kept})"
+            )),
+            (Err(_), a) => a
+                .parse::<Ipv4Addr>()
+                .map_err(|_| ConfigError::Invalid(format!("target.address {a:?} is not an IPv4 address"))),
+        }
+    }
+
+    /// The rules of one target (`has_network`: the config has a `[network]` table).
+    fn validate(&self, has_network: bool) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        match self.destination()? {
+            Destination::Disk(spec) if self.raw && !matches!(spec, TargetSpec::Path(_)) => {
+                return invalid(
+                    "target.raw = true needs a device path (/dev/NAME): a raw device has no UUID or label".into(),
+                );
+            }
+            Destination::Disk(_) => {}
+            Destination::Ssh(_) | Destination::S3(_) if self.raw => {
+                return invalid("target.raw = true is for a local device; target.url is a server".into());
+            }
+            Destination::Ssh(_) | Destination::S3(_) if !has_network => {
+                return invalid(
+                    "target.url: a server target needs the capture kernel's network: add a [network] table \
+                     (interface and dhcp = true or address; see kdump config --defaults)"
+                        .into(),
+                );
+            }
+            // The url carries its own directory: target.path is for local filesystems.
+            Destination::Ssh(_) | Destination::S3(_) => {}
+        }
+        if !self.path.starts_with('/') || self.path.split('/').any(|c| c == "..") {
+            return invalid(format!("target.path {:?} must be absolute and must not contain ..", self.path));
+        }
+        if !FSTYPES.contains(&self.fstype.as_str()) {
+            return invalid(format!("target.fstype {:?} is not one of {}", self.fstype, FSTYPES.join(", ")));
+        }
+        if self.wait_seconds > 3600 {
+            return invalid(format!("target.wait_seconds {} is more than an hour", self.wait_seconds));
+        }
+        Ok(())
+    }
+}
+
+/// An error of the `i`-th target (0: `[target]`), naming its `[[fallback]]`.
+fn in_fallback(i: usize, e: ConfigError) -> ConfigError {
+    match (i, e) {
+        (0, e) => e,
+        (i, ConfigError::Invalid(m)) => ConfigError::Invalid(format!("[[fallback]] {i}: {m}")),
+        (_, e) => e,
     }
 }
 
@@ -533,6 +689,16 @@ impl fmt::Display for S3Destination {
     }
 }
 
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Destination::Disk(spec) => write!(f, "{spec}"),
+            Destination::Ssh(ssh) => write!(f, "{ssh}"),
+            Destination::S3(s3) => write!(f, "{s3}"),
+        }
+    }
+}
+
 impl Destination {
     /// Whether the dump leaves the machine over its network (ssh or S3).
     pub fn is_remote(&self) -> bool {
@@ -600,133 +766,50 @@ impl Config {
 
     /// Where dumps go: `target.device` or `target.url`, exactly one, checked.
     pub fn destination(&self) -> Result<Destination, ConfigError> {
-        let invalid = |m: String| Err(ConfigError::Invalid(m));
-        let url = match (&self.target.device, &self.target.url) {
-            (Some(_), Some(_)) => {
-                return invalid(
-                    "target.device and target.url are both set: a dump goes to one target, choose one".into(),
-                );
-            }
-            (None, None) => {
-                return invalid(
-                    "target.device is not set: name the filesystem that receives dumps, e.g. \
-                     [target] device = \"LABEL=crash\", or a server: url = \"ssh://user@IP/path\" \
-                     (see kdump config --defaults)"
-                        .into(),
-                );
-            }
-            (Some(device), None) => return TargetSpec::parse(device).map(Destination::Disk),
-            (None, Some(url)) => url,
-        };
-        if url.starts_with("nfs://") {
-            return invalid(format!(
-                "target.url {url:?}: NFS targets are not supported yet; use ssh://user@IP/path or s3://BUCKET/PREFIX"
-            ));
-        }
-        if url.starts_with("s3://") {
-            return self.s3_destination(url).map(Destination::S3);
-        }
-        let url = kdump_ssh::SshUrl::parse(url).map_err(|e| ConfigError::Invalid(format!("target.url: {e}")))?;
-        let address = self.connect_address(&url.host, "target.url", "the host key stays looked up under the name")?;
-        for (key, v) in [("ssh_key", &self.target.ssh_key), ("known_hosts", &self.target.known_hosts)] {
-            if !v.starts_with('/') {
-                return invalid(format!("target.{key} {v:?} must be an absolute path"));
-            }
-        }
-        Ok(Destination::Ssh(SshDestination {
-            url,
-            address,
-            key_file: self.target.ssh_key.clone(),
-            known_hosts_file: self.target.known_hosts.clone(),
-        }))
+        self.target.destination()
     }
 
-    /// `target.url = "s3://…"` with the S3 keys.
-    fn s3_destination(&self, url: &str) -> Result<S3Destination, ConfigError> {
-        let invalid = |m: String| Err(ConfigError::Invalid(m));
-        let parsed = kdump_s3::S3Url::parse(url).map_err(|e| ConfigError::Invalid(format!("target.url: {e}")))?;
-        let t = &self.target;
-        if t.endpoint.is_empty() {
-            return invalid(format!(
-                "target.url {url:?} needs target.endpoint = \"http://A.B.C.D:PORT\" (or https://…): the S3 server"
-            ));
-        }
-        let endpoint =
-            kdump_s3::parse_endpoint(&t.endpoint).map_err(|e| ConfigError::Invalid(format!("target.endpoint: {e}")))?;
-        let address = self.connect_address(&endpoint.host_port.host, "target.endpoint", "TLS still checks the name")?;
-        if t.region.is_empty() || t.region.contains(['/', ' ']) {
-            return invalid(format!("target.region {:?} is not a region name (e.g. us-east-1)", t.region));
-        }
-        if !t.credentials.starts_with('/') {
-            return invalid(format!("target.credentials {:?} must be an absolute path", t.credentials));
-        }
-        if !t.ca.is_empty() && (!t.ca.starts_with('/') || !t.endpoint.starts_with("https://")) {
-            return invalid(format!("target.ca {:?}: an absolute path, for an https:// endpoint only", t.ca));
-        }
-        Ok(S3Destination {
-            url: parsed,
-            endpoint: t.endpoint.trim_end_matches('/').to_string(),
-            address,
-            region: t.region.clone(),
-            virtual_host: t.virtual_host,
-            credentials_file: t.credentials.clone(),
-            ca_file: (!t.ca.is_empty()).then(|| t.ca.clone()),
-        })
+    /// `[target]`, then each `[[fallback]]`, in the order the capture kernel tries them.
+    pub fn targets(&self) -> impl Iterator<Item = &Target> {
+        std::iter::once(&self.target).chain(&self.fallback)
     }
 
-    /// The IPv4 address the capture kernel connects to for `host` (named by `key`): `host`
-    /// itself, or `target.address` when `host` is a name (`kept` says what the name is still for).
-    fn connect_address(&self, host: &str, key: &str, kept: &str) -> Result<Ipv4Addr, ConfigError> {
-        let invalid = |m: String| Err(ConfigError::Invalid(m));
-        match (host.parse::<Ipv4Addr>(), self.target.address.trim()) {
-            (Ok(ip), "") => Ok(ip),
-            (Ok(_), a) => {
-                invalid(format!("target.address {a:?} is set but {key} already names the address {host}: remove one"))
-            }
-            (Err(_), "") if host.contains(':') => {
-                invalid(format!("{key}: {host} is an IPv6 address; the capture kernel's network is IPv4 only"))
-            }
-            (Err(_), "") => invalid(format!(
-                "{key} names the host {host:?} but the capture kernel has no resolver: write its IPv4 address \
-                 in {key}, or set target.address = \"A.B.C.D\" ({kept})"
-            )),
-            (Err(_), a) => a
-                .parse::<Ipv4Addr>()
-                .map_err(|_| ConfigError::Invalid(format!("target.address {a:?} is not an IPv4 address"))),
-        }
+    /// Every target's destination, in order; an error names the `[[fallback]]` it is in.
+    pub fn destinations(&self) -> Result<Vec<(&Target, Destination)>, ConfigError> {
+        self.targets()
+            .enumerate()
+            .map(|(i, t)| t.destination().map(|d| (t, d)).map_err(|e| in_fallback(i, e)))
+            .collect()
     }
 
     /// Every rule a config must follow, checked at once (the first problem is reported).
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
-        match self.destination()? {
-            Destination::Disk(spec) if self.target.raw && !matches!(spec, TargetSpec::Path(_)) => {
-                return invalid(
-                    "target.raw = true needs a device path (/dev/NAME): a raw device has no UUID or label".into(),
-                );
-            }
-            Destination::Disk(_) => {}
-            Destination::Ssh(_) | Destination::S3(_) if self.target.raw => {
-                return invalid("target.raw = true is for a local device; target.url is a server".into());
-            }
-            Destination::Ssh(_) | Destination::S3(_) if self.network.is_none() => {
-                return invalid(
-                    "target.url: a server target needs the capture kernel's network: add a [network] table \
-                     (interface and dhcp = true or address; see kdump config --defaults)"
-                        .into(),
-                );
-            }
-            // The url carries its own directory: target.path is for local filesystems.
-            Destination::Ssh(_) | Destination::S3(_) => {}
+        for (i, t) in self.targets().enumerate() {
+            t.validate(self.network.is_some()).map_err(|e| in_fallback(i, e))?;
         }
-        if !self.target.path.starts_with('/') || self.target.path.split('/').any(|c| c == "..") {
-            return invalid(format!("target.path {:?} must be absolute and must not contain ..", self.target.path));
-        }
-        if !FSTYPES.contains(&self.target.fstype.as_str()) {
-            return invalid(format!("target.fstype {:?} is not one of {}", self.target.fstype, FSTYPES.join(", ")));
-        }
-        if self.target.wait_seconds > 3600 {
-            return invalid(format!("target.wait_seconds {} is more than an hour", self.target.wait_seconds));
+        // The capture initramfs holds one ssh key pair and one S3 credentials file.
+        let dests = self.destinations()?;
+        let ssh: BTreeSet<(&str, &str)> = dests
+            .iter()
+            .filter_map(|(_, d)| match d {
+                Destination::Ssh(s) => Some((s.key_file.as_str(), s.known_hosts_file.as_str())),
+                _ => None,
+            })
+            .collect();
+        let s3: BTreeSet<(&str, Option<&str>)> = dests
+            .iter()
+            .filter_map(|(_, d)| match d {
+                Destination::S3(s) => Some((s.credentials_file.as_str(), s.ca_file.as_deref())),
+                _ => None,
+            })
+            .collect();
+        if ssh.len() > 1 || s3.len() > 1 {
+            return invalid(
+                "targets of one kind must share their key files (ssh_key and known_hosts; credentials and ca): \
+                 the capture initramfs holds one of each"
+                    .into(),
+            );
         }
         if self.dump.level > 31 {
             return invalid(format!("dump.level {} is out of range: use 0 to 31", self.dump.level));
@@ -925,6 +1008,21 @@ mod tests {
         assert!(err(&format!("{base}ca=\"/ca.pem\"\n{net}")).contains("https:// endpoint only"));
         assert!(err(&format!("{base}region=\"\"\n{net}")).contains("target.region"));
         assert!(err(base).contains("add a [network]"));
+    }
+
+    #[test]
+    fn fallbacks_are_targets_in_order_and_their_errors_say_which() {
+        let text = "[target]\nurl = \"ssh://k@10.0.2.100/d\"\n[[fallback]]\ndevice = \"LABEL=crash\"\n\
+                    [[fallback]]\ndevice = \"/dev/vdc\"\nraw = true\n[network]\ninterface = \"52:54:00:12:34:56\"\ndhcp = true\n";
+        let c = Config::parse(text).unwrap();
+        let names: Vec<String> = c.destinations().unwrap().iter().map(|(_, d)| d.to_string()).collect();
+        assert_eq!(names, ["ssh://k@10.0.2.100/d", "LABEL=crash", "/dev/vdc"]);
+        assert!(c.fallback[1].raw);
+        assert_eq!(Config::parse(&c.to_toml()).unwrap(), c, "round trip");
+        let err = Config::parse(&format!("{text}[[fallback]]\ndevice = \"LABEL=x\"\npath = \"rel\"\n")).unwrap_err();
+        assert_eq!(err.to_string(), "[[fallback]] 3: target.path \"rel\" must be absolute and must not contain ..");
+        let err = Config::parse("[target]\ndevice = \"LABEL=a\"\n[[fallback]]\nurl = \"s3://crashes\"\n").unwrap_err();
+        assert!(err.to_string().starts_with("[[fallback]] 1: target.url"), "{err}");
     }
 
     #[test]

@@ -71,7 +71,7 @@ pub fn build(
     config_toml: &str,
     modules: &[ModuleFile],
     kallsyms: Option<&[u8]>,
-    target: Option<&TargetFiles>,
+    targets: &[TargetFiles],
 ) -> Result<Initramfs, kdump_cpio::Error> {
     let mut a = Archive::new();
     let mut contents = Vec::new();
@@ -99,15 +99,21 @@ pub fn build(
         contents.push((format!("/{KALLSYMS}"), symbols.len() as u64));
     }
     // Only root reads keys, in the image as on disk.
-    let private: Vec<(&str, &[u8])> = match target {
-        None => Vec::new(),
-        Some(TargetFiles::Ssh(ssh)) => vec![(SSH_KEY, ssh.key.as_bytes()), (KNOWN_HOSTS, ssh.known_hosts.as_bytes())],
-        Some(TargetFiles::S3(s3)) => {
-            let mut files = vec![(S3_CREDENTIALS, s3.credentials.as_bytes())];
-            files.extend(s3.ca.as_deref().map(|ca| (S3_CA, ca)));
-            files
+    let mut private: Vec<(&str, &[u8])> = Vec::new();
+    for target in targets {
+        match target {
+            TargetFiles::Ssh(ssh) => {
+                private.extend([(SSH_KEY, ssh.key.as_bytes()), (KNOWN_HOSTS, ssh.known_hosts.as_bytes())])
+            }
+            TargetFiles::S3(s3) => {
+                private.push((S3_CREDENTIALS, s3.credentials.as_bytes()));
+                private.extend(s3.ca.as_deref().map(|ca| (S3_CA, ca)));
+            }
         }
-    };
+    }
+    // One copy of each file: targets of one kind share their keys (`Config::validate`).
+    let mut seen = std::collections::BTreeSet::new();
+    private.retain(|(path, _)| seen.insert(*path));
     for (path, bytes) in private {
         a.add_file(path, 0o600, bytes.to_vec())?;
         contents.push((format!("/{path}"), bytes.len() as u64));
@@ -148,8 +154,8 @@ mod tests {
             ModuleFile { name: "virtio".into(), data: vec![1; 10] },
             ModuleFile { name: "virtio_blk".into(), data: vec![2; 20] },
         ];
-        let a = build(b"\x7fELF-binary", "[target]\ndevice = \"/dev/vda\"\n", &mods, None, None).unwrap();
-        let b = build(b"\x7fELF-binary", "[target]\ndevice = \"/dev/vda\"\n", &mods, None, None).unwrap();
+        let a = build(b"\x7fELF-binary", "[target]\ndevice = \"/dev/vda\"\n", &mods, None, &[]).unwrap();
+        let b = build(b"\x7fELF-binary", "[target]\ndevice = \"/dev/vda\"\n", &mods, None, &[]).unwrap();
         assert_eq!(a.bytes, b.bytes);
         let text = String::from_utf8_lossy(&a.bytes);
         for name in
@@ -160,7 +166,7 @@ mod tests {
         assert_eq!(module_list("00-virtio.ko\n01-virtio_blk.ko\n"), ["00-virtio.ko", "01-virtio_blk.ko"]);
         assert_eq!(a.contents.len(), 4);
         assert!(!text.contains(KALLSYMS));
-        let c = build(b"\x7fELF-binary", "", &mods, Some(b"symbols"), None).unwrap();
+        let c = build(b"\x7fELF-binary", "", &mods, Some(b"symbols"), &[]).unwrap();
         assert!(String::from_utf8_lossy(&c.bytes).contains(KALLSYMS));
         assert_eq!(c.contents.last(), Some(&(format!("/{KALLSYMS}"), 7)));
         assert!(!String::from_utf8_lossy(&c.bytes).contains(SSH_KEY));
@@ -169,7 +175,7 @@ mod tests {
     #[test]
     fn server_keys_are_private() {
         let s3 = TargetFiles::S3(S3Files { credentials: "id\nsecret\n".into(), ca: Some(b"PEM".to_vec()) });
-        let img = build(b"\x7fELF-binary", "", &[], None, Some(&s3)).unwrap();
+        let img = build(b"\x7fELF-binary", "", &[], None, &[s3]).unwrap();
         let text = String::from_utf8_lossy(&img.bytes);
         for name in [S3_CREDENTIALS, S3_CA] {
             let at = text.find(&format!("{name}\0")).unwrap_or_else(|| panic!("{name} missing"));
@@ -181,7 +187,7 @@ mod tests {
         );
 
         let ssh = SshFiles { key: "KEY".into(), known_hosts: "10.0.2.100 ssh-ed25519 AAAA\n".into() };
-        let img = build(b"\x7fELF-binary", "", &[], None, Some(&TargetFiles::Ssh(ssh))).unwrap();
+        let img = build(b"\x7fELF-binary", "", &[], None, &[TargetFiles::Ssh(ssh)]).unwrap();
         let text = String::from_utf8_lossy(&img.bytes);
         for name in [SSH_KEY, KNOWN_HOSTS] {
             // newc: 8 hex digits each for magic, ino, mode…; the mode of the entry before its name.

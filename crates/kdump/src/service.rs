@@ -239,6 +239,66 @@ struct Built {
     report: Vec<String>,
 }
 
+/// The modules a local-disk target needs in the capture kernel (its block driver and
+/// filesystem), with what setup reports of it; refuses a raw target that is mounted.
+fn disk_modules(
+    root: &SysRoot,
+    target: &kdump_service::config::Target,
+    spec: &TargetSpec,
+    report: &mut Vec<String>,
+) -> anyhow::Result<Vec<String>> {
+    let mut wanted = Vec::new();
+    let Some((node, id)) = find_target(root, spec) else {
+        report.push(format!(
+            "target: WARNING: {spec} is not present now; the capture kernel will wait {} s for it",
+            target.wait_seconds
+        ));
+        if target.fstype != "auto" {
+            wanted.push(target.fstype.clone());
+        }
+        return Ok(wanted);
+    };
+    let name = block::block_name_of(&node).unwrap_or_default();
+    let what = match &id {
+        Some(id) => format!("{} (UUID {}, label {:?})", id.fstype, id.uuid, id.label),
+        None if target.raw => "raw device".to_string(),
+        None => "no filesystem recognised".to_string(),
+    };
+    report.push(format!("target: {spec} is {} ({what})", node.display()));
+    if target.raw {
+        // The device itself, or one of its partitions (/sys/class/block/sdb/sdb1).
+        let mounted = mount::mounts(root).unwrap_or_default().into_iter().find(|m| {
+            block::block_name_of(Path::new(&m.source))
+                .is_some_and(|m| m == name || root.exists(&format!("/sys/class/block/{name}/{m}")))
+        });
+        if let Some(m) = mounted {
+            bail!(
+                "target.raw: {} is mounted on {}: a crash would write the dump over that filesystem; \
+                 name an unused device",
+                node.display(),
+                m.target.display()
+            );
+        }
+        if let Some(id) = &id {
+            report.push(format!(
+                "target: WARNING: {} holds {} filesystem (UUID {}): a crash will overwrite it",
+                node.display(),
+                id.fstype,
+                id.uuid
+            ));
+        }
+    }
+    wanted.extend(block::block_device_modules(root, &name));
+    if !target.raw {
+        let fstype = if target.fstype == "auto" { id.map(|i| i.fstype.to_string()) } else { None }
+            .unwrap_or_else(|| target.fstype.clone());
+        if fstype != "auto" {
+            wanted.push(fstype);
+        }
+    }
+    Ok(wanted)
+}
+
 /// Builds the capture initramfs for `cfg` (shared by setup and estimate); `check_target`:
 /// also try an ssh target from here (setup does, estimate does not).
 fn build(cfg: &Config, config_text: &str, root: &SysRoot, check_target: bool) -> anyhow::Result<Built> {
@@ -269,76 +329,20 @@ fn build(cfg: &Config, config_text: &str, root: &SysRoot, check_target: bool) ->
     }
     let mut wanted: Vec<String> = Vec::new();
     let mut from_config: Vec<String> = cfg.capture.modules.iter().map(|m| modules::normalize(m)).collect();
-    let (local, target_files) = match cfg.destination()? {
-        Destination::Disk(spec) => (Some(find_target(root, &spec).ok_or(spec)), None),
-        Destination::Ssh(ssh) => {
-            let files = if check_target {
+    let mut target_files = Vec::new();
+    for (target, destination) in cfg.destinations()? {
+        match destination {
+            Destination::Disk(spec) => wanted.extend(disk_modules(root, target, &spec, &mut report)?),
+            Destination::Ssh(ssh) => target_files.push(TargetFiles::Ssh(if check_target {
                 crate::ssh_target::for_setup(&ssh, &mut report)?
             } else {
                 crate::ssh_target::load(&ssh)?.1
-            };
-            (None, Some(TargetFiles::Ssh(files)))
-        }
-        Destination::S3(s3) => {
-            let files = if check_target {
+            })),
+            Destination::S3(s3) => target_files.push(TargetFiles::S3(if check_target {
                 crate::s3_target::for_setup(&s3, &mut report)?
             } else {
                 crate::s3_target::load(&s3, std::time::Duration::from_secs(5))?.1
-            };
-            (None, Some(TargetFiles::S3(files)))
-        }
-    };
-    match local {
-        None => {}
-        Some(Ok((node, id))) => {
-            let spec = cfg.target_spec()?;
-            let name = block::block_name_of(&node).unwrap_or_default();
-            let what = match &id {
-                Some(id) => format!("{} (UUID {}, label {:?})", id.fstype, id.uuid, id.label),
-                None if cfg.target.raw => "raw device".to_string(),
-                None => "no filesystem recognised".to_string(),
-            };
-            report.push(format!("target: {spec} is {} ({what})", node.display()));
-            if cfg.target.raw {
-                // The device itself, or one of its partitions (/sys/class/block/sdb/sdb1).
-                let mounted = mount::mounts(root).unwrap_or_default().into_iter().find(|m| {
-                    block::block_name_of(Path::new(&m.source))
-                        .is_some_and(|m| m == name || root.exists(&format!("/sys/class/block/{name}/{m}")))
-                });
-                if let Some(m) = mounted {
-                    bail!(
-                        "target.raw: {} is mounted on {}: a crash would write the dump over that filesystem; \
-                         name an unused device",
-                        node.display(),
-                        m.target.display()
-                    );
-                }
-                if let Some(id) = &id {
-                    report.push(format!(
-                        "target: WARNING: {} holds {} filesystem (UUID {}): a crash will overwrite it",
-                        node.display(),
-                        id.fstype,
-                        id.uuid
-                    ));
-                }
-            }
-            wanted.extend(block::block_device_modules(root, &name));
-            if !cfg.target.raw {
-                let fstype = if cfg.target.fstype == "auto" { id.map(|i| i.fstype.to_string()) } else { None }
-                    .unwrap_or_else(|| cfg.target.fstype.clone());
-                if fstype != "auto" {
-                    wanted.push(fstype);
-                }
-            }
-        }
-        Some(Err(spec)) => {
-            report.push(format!(
-                "target: WARNING: {spec} is not present now; the capture kernel will wait {} s for it",
-                cfg.target.wait_seconds
-            ));
-            if cfg.target.fstype != "auto" {
-                wanted.push(cfg.target.fstype.clone());
-            }
+            })),
         }
     }
     if let Some(network) = &cfg.network {
@@ -429,7 +433,7 @@ fn build(cfg: &Config, config_text: &str, root: &SysRoot, check_target: bool) ->
             None
         }
     };
-    let initramfs = initramfs::build(&exe, config_text, &files, kallsyms.as_deref(), target_files.as_ref())
+    let initramfs = initramfs::build(&exe, config_text, &files, kallsyms.as_deref(), &target_files)
         .context("cannot build the capture initramfs")?;
     let running = root.read("/proc/cmdline").map(|s| s.trim().to_string()).unwrap_or_default();
     let mut line =
@@ -590,13 +594,17 @@ fn setup(config_path: &Path, dry_run: bool) -> anyhow::Result<()> {
         bail!("{how} succeeded but /sys/kernel/kexec_crash_loaded does not read 1");
     }
     let _ = std::fs::write(&stamp_path, format!("{stamp}\n{LOADED_WITH}{how}\n"));
-    let destination = match cfg.destination()? {
-        Destination::Disk(spec) => {
-            format!("{spec}:{}", if cfg.target.raw { " (raw, flattened)".to_string() } else { cfg.target.path.clone() })
-        }
-        Destination::Ssh(ssh) => ssh.to_string(),
-        Destination::S3(s3) => s3.to_string(),
-    };
+    let destination = cfg
+        .destinations()?
+        .into_iter()
+        .map(|(target, destination)| match destination {
+            Destination::Disk(spec) => {
+                format!("{spec}:{}", if target.raw { " (raw, flattened)".to_string() } else { target.path.clone() })
+            }
+            remote => remote.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(", else ");
     println!(
         "kdump setup: capture kernel loaded with {how} ({} reserved); on a crash, dumps go to {destination}",
         mib(machine.crash_reserved()),

@@ -323,11 +323,51 @@ fn the_network_comes_up_before_the_target_is_looked_for_and_its_failure_runs_fai
     assert!(up < target, "{:?}", m.console);
     assert!(m.said("done; final_action = poweroff"));
 
+    // A local disk does not need the network: its failure is said, the dump is saved.
     let mut m = machine(&format!("failure_action = \"reboot\"\n{DISK}{NETWORK}"));
     m.network_result = Err("network: no carrier on eth0 within 4 s".into());
+    assert_eq!(go(&mut m), Action::Poweroff);
+    assert!(m.said("the network is down: network: no carrier on eth0 within 4 s"));
+    assert_eq!(m.saved.len(), 1, "{:?}", m.console);
+}
+
+const SSH_THEN_DISK: &str = "final_action = \"poweroff\"\nfailure_action = \"halt\"\n[target]\nurl = \"ssh://kdump@10.0.2.100/srv/crash\"\n[[fallback]]\ndevice = \"LABEL=crash\"\npath = \"/var/crash\"\n[network]\ninterface = \"52:54:00:12:34:56\"\ndhcp = true\n";
+
+#[test]
+fn fallbacks_are_tried_in_order_and_failure_action_runs_only_when_all_failed() {
+    // The server refuses: the disk gets the dump.
+    let mut m = machine(SSH_THEN_DISK);
+    m.remote = Err(RemoteFailure { reason: "connection refused by 10.0.2.100:22".into(), left: None });
+    assert_eq!(go(&mut m), Action::Poweroff);
+    assert_eq!(m.remote_calls.len(), 1);
+    assert!(m.said("the target failed: connection refused by 10.0.2.100:22; trying the next one"));
+    assert!(m.said("trying fallback 1 of 1: LABEL=crash"));
+    assert_eq!(m.saved.len(), 1, "{:?}", m.console);
+    assert!(m.said("done; final_action = poweroff"));
+    // The network never came up: the disk still gets it, the server is not tried.
+    let mut m = machine(SSH_THEN_DISK);
+    m.network_result = Err("network: no DHCP lease within 30 s".into());
+    assert_eq!(go(&mut m), Action::Poweroff);
+    assert!(m.remote_calls.is_empty());
+    assert!(m.said("the target failed: network: no DHCP lease within 30 s; trying the next one"));
+    assert_eq!(m.saved.len(), 1);
+    // Both fail: every reason, then failure_action.
+    let mut m = machine(SSH_THEN_DISK);
+    m.remote = Err(RemoteFailure { reason: "connection refused by 10.0.2.100:22".into(), left: None });
+    m.target_at = None;
+    assert_eq!(go(&mut m), Action::Halt);
+    assert!(m.said(
+        "FAILED: all 2 targets failed: connection refused by 10.0.2.100:22; then: the target LABEL=crash did not appear"
+    ));
+    assert!(m.said("failure_action = halt: halt now"));
+    // A server as the fallback of a disk: the disk is unmounted before the server is tried.
+    let disk_then_ssh = "failure_action = \"poweroff\"\n[target]\ndevice = \"LABEL=crash\"\n[[fallback]]\nurl = \"ssh://kdump@10.0.2.100/srv/crash\"\n[network]\ninterface = \"52:54:00:12:34:56\"\ndhcp = true\n";
+    let mut m = machine(disk_then_ssh);
+    m.dumps =
+        VecDeque::from([(Err(DumpFailure { message: "disk full".into(), root_cause: "disk full".into() }), true)]);
     assert_eq!(go(&mut m), Action::Reboot);
-    assert!(m.said("FAILED: network: no carrier on eth0 within 4 s"));
-    assert!(m.saved.is_empty() && m.mounted.is_empty(), "nothing is tried after the network failed");
+    assert_eq!(m.remote_calls.len(), 1);
+    assert!(m.said("trying fallback 1 of 1: ssh://kdump@10.0.2.100/srv/crash"));
 }
 
 const SSH: &str = "final_action = \"poweroff\"\nfailure_action = \"halt\"\n[target]\nurl = \"ssh://kdump@10.0.2.100/srv/crash\"\n[network]\ninterface = \"52:54:00:12:34:56\"\ndhcp = true\n";
