@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use kdump_dumpfile::notes::{VMCOREINFO_NAME, find_vmcoreinfo, push_note};
 use kdump_dumpfile::{
-    Codec, FlatWriter, KdumpConfig, KdumpWriter, PageState, PfnRange, PhysMem, SeekSink, WriteAt, rebuild_flattened,
+    Codec, FlatWriter, KdumpConfig, KdumpWriter, LimitedSink, PageState, PfnRange, PhysMem, SeekSink, WriteAt,
+    rebuild_flattened,
 };
 use kdump_kernel::memory::X86_64Layout;
 use kdump_kernel::pages::PageClass;
@@ -41,6 +42,9 @@ pub struct SaveRequest {
     pub vmcoreinfo: Option<Vec<u8>>,
     /// Leave out the struct pages (vmemmap) that describe only left-out pages (`-e`).
     pub exclude_vmemmap: bool,
+    /// Stop at this many bytes of a kdump-compressed file ([`Sink::File`]): the dump ends
+    /// there, marked incomplete, as on a full disk (`-L`).
+    pub size_limit: Option<u64>,
 }
 
 impl SaveRequest {
@@ -54,6 +58,7 @@ impl SaveRequest {
             read_mode: source::read_mode_from_env(),
             vmcoreinfo: None,
             exclude_vmemmap: false,
+            size_limit: None,
         }
     }
 }
@@ -328,12 +333,12 @@ fn save_kdump_format(
             let partial = partial_name(dest);
             let file = create_new(&partial, force)?;
             let handle = file.try_clone().what(|| "cannot duplicate the dump file handle".to_string())?;
-            let writer =
-                KdumpWriter::new(SeekSink::new(file), config).what(|| format!("cannot start {}", partial.display()))?;
+            let limited = LimitedSink::new(SeekSink::new(file), req.size_limit.unwrap_or(u64::MAX));
+            let writer = KdumpWriter::new(limited, config).what(|| format!("cannot start {}", partial.display()))?;
             preallocate(&handle, writer.metadata_len(), &partial)?;
             let (sink, report) = save_kdump(dump.mem.as_mut(), writer, &opts, keep, progress)
                 .map_err(|e| saving_failed(&partial.display().to_string(), e))?;
-            let file = sink.into_inner();
+            let file = sink.into_inner().into_inner();
             let syncing = Instant::now();
             let synced = file.sync_all();
             timings.fsync = Some(syncing.elapsed());

@@ -46,6 +46,7 @@ kdump setup | tee /results/setup.txt
 kdump setup | tee /results/setup-again.txt
 kdump status | tee /results/status.txt
 kdump status --json > /results/status.json
+kdump dump -g /results/vmcoreinfo.txt
 cp /var/lib/kdump/initramfs.img /results/initramfs.img
 sync
 kdump test --yes-crash-this-machine
@@ -102,6 +103,10 @@ fn check_setup_reports(outcome: &Outcome) {
         terms.iter().map(|t| t["bytes"].as_u64().unwrap()).sum::<u64>(),
         e["estimate"]["total"].as_u64().unwrap()
     );
+    // makedumpfile -g without a vmlinux: the running kernel's own VMCOREINFO, for -i.
+    let info = outcome.read_result("vmcoreinfo.txt").unwrap();
+    assert!(info.starts_with("OSRELEASE=") && info.contains("\nPAGESIZE=4096\n"), "{info}");
+    assert!(info.contains("SYMBOL(init_top_pgt)=") && !info.contains("CRASHTIME="), "{info}");
     let st = json("status.json");
     assert_eq!(st["capture_kernel_loaded"], true, "{st:#}");
     assert!(st["reserved_bytes"].as_u64().unwrap() >= 192 << 20, "{st:#}");

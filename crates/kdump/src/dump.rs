@@ -105,12 +105,92 @@ pub struct DumpArgs {
     /// Accepted for makedumpfile's command lines; no effect without --split.
     #[arg(long = "splitblock-size", value_name = "SIZE")]
     pub splitblock_size: Option<u64>,
+    /// Stop the kdump-compressed file at SIZE bytes (K, M and G suffixes): the dump ends there,
+    /// marked incomplete, left as DEST.incomplete, as on a full disk.
+    #[arg(short = 'L', value_name = "SIZE", value_parser = parse_size)]
+    pub size_limit: Option<u64>,
+    /// Print the version and exit.
+    #[arg(short = 'v')]
+    pub version: bool,
+    /// Write the running kernel's VMCOREINFO (from /proc/kcore) to this file, for `-i` on a dump
+    /// that lacks one. With -x: refused (makedumpfile reads it from a vmlinux's DWARF).
+    #[arg(short = 'g', value_name = "VMCOREINFO")]
+    pub generate_vmcoreinfo: Option<PathBuf>,
+    /// makedumpfile: a debug vmlinux for symbols and VMCOREINFO. Refused here: the dump's own
+    /// VMCOREINFO and kallsyms are used (`-i` for a dump without VMCOREINFO).
+    #[arg(short = 'x', value_name = "VMLINUX")]
+    pub vmlinux: Option<PathBuf>,
+    /// makedumpfile: erase symbols named in a filter config. Refused (not built).
+    #[arg(long = "config", value_name = "FILTERCONFIGFILE")]
+    pub filter_config: Option<PathBuf>,
+    /// makedumpfile: eppic filter macros. Refused (no eppic interpreter).
+    #[arg(long = "eppic", value_name = "EPPICMACRO")]
+    pub eppic: Option<PathBuf>,
+    /// makedumpfile: a filtering extension (.so). Refused (no plugins).
+    #[arg(long = "extension", value_name = "EXTENSION.SO")]
+    pub extension: Option<PathBuf>,
+    /// makedumpfile: Xen's xen-syms. Refused (Xen dumps are not supported).
+    #[arg(long = "xen-syms", value_name = "XEN-SYMS")]
+    pub xen_syms: Option<PathBuf>,
+    /// makedumpfile: Xen's VMCOREINFO. Refused (Xen dumps are not supported).
+    #[arg(long = "xen-vmcoreinfo", value_name = "VMCOREINFO")]
+    pub xen_vmcoreinfo: Option<PathBuf>,
+    /// makedumpfile: Xen domain-0 filtering. Refused (Xen dumps are not supported).
+    #[arg(short = 'X')]
+    pub xen_dom0: bool,
+    /// makedumpfile: Xen's physical start. Refused (Xen dumps are not supported).
+    #[arg(long = "xen_phys_start", value_name = "ADDRESS")]
+    pub xen_phys_start: Option<String>,
+    /// makedumpfile: translate a virtual address. Refused (use `kdump info` and a debugger such as crash or drgn).
+    #[arg(long = "vtop", value_name = "ADDRESS")]
+    pub vtop: Option<String>,
+    /// makedumpfile: the log since it was last cleared. Refused (not built: `--dump-dmesg` saves the whole log).
+    #[arg(long = "partial-dmesg")]
+    pub partial_dmesg: bool,
+    /// makedumpfile: sadump disk sets. Refused (sadump is not supported).
+    #[arg(long = "diskset", value_name = "VMCORE")]
+    pub diskset: Vec<PathBuf>,
     /// SOURCE then DEST (with -F: SOURCE only; with -R: DEST only).
     #[arg(value_name = "FILE")]
     pub files: Vec<PathBuf>,
 }
 
+/// `-L`'s SIZE: bytes, or with a K, M or G suffix (powers of 1024).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let (digits, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c.to_ascii_uppercase()),
+        _ => (text, 'B'),
+    };
+    let shift = match unit {
+        'B' => 0,
+        'K' => 10,
+        'M' => 20,
+        'G' => 30,
+        _ => return Err(format!("{text:?}: a size in bytes, or with a K, M or G suffix")),
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("{text:?}: a size in bytes, or with a K, M or G suffix"))?;
+    n.checked_mul(1 << shift).filter(|&b| b > 0).ok_or_else(|| format!("{text:?} is not a usable size"))
+}
+
 impl DumpArgs {
+    /// The first option given that does not apply here, with why and what to use instead.
+    pub fn refused(&self) -> Option<&'static str> {
+        let xen =
+            self.xen_syms.is_some() || self.xen_vmcoreinfo.is_some() || self.xen_dom0 || self.xen_phys_start.is_some();
+        [
+            (self.vmlinux.is_some(), "-x VMLINUX is not supported: the dump's own VMCOREINFO and kallsyms are used (no debug vmlinux is needed); for a dump without VMCOREINFO give -i VMCOREINFO (kdump dump -g FILE writes the running kernel's)"),
+            (self.filter_config.is_some(), "--config (erasing symbols) is not supported: filter by dump level (-d)"),
+            (self.eppic.is_some(), "--eppic is not supported: there is no eppic interpreter; filter by dump level (-d)"),
+            (self.extension.is_some(), "--extension is not supported: there are no filtering plugins; filter by dump level (-d)"),
+            (xen, "Xen options (--xen-syms, --xen-vmcoreinfo, -X, --xen_phys_start) are not supported: Xen hypervisor dumps are not read"),
+            (self.vtop.is_some(), "--vtop is not supported: use crash or drgn on the dump to translate addresses"),
+            (self.partial_dmesg, "--partial-dmesg is not built yet: --dump-dmesg saves the whole log"),
+            (!self.diskset.is_empty(), "--diskset is not supported: sadump dumps are not read"),
+        ]
+        .into_iter()
+        .find_map(|(given, why)| given.then_some(why))
+    }
+
     /// What the options accepted for makedumpfile's sake do here, once each, for the log.
     pub fn ignored_options(&self) -> Vec<&'static str> {
         let mut notes = Vec::new();
@@ -179,6 +259,22 @@ impl Messages {
 }
 
 pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
+    if a.version {
+        println!(
+            "kdump {} (makedumpfile-compatible command line; kdump-compressed format version 6)",
+            env!("CARGO_PKG_VERSION")
+        );
+        return Ok(());
+    }
+    if let Some(why) = a.refused() {
+        bail!("{why}");
+    }
+    if let Some(out) = &a.generate_vmcoreinfo {
+        return generate_vmcoreinfo(out, a.force);
+    }
+    if a.size_limit.is_some() && (a.elf || a.flatten) {
+        bail!("-L limits a kdump-compressed file: leave out -E and -F");
+    }
     if a.split || a.reassemble {
         bail!("--split and --reassemble are not built yet: write one file (or -F to a pipe)");
     }
@@ -209,6 +305,7 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
         threads: a.threads,
         read_mode: read_mode(a),
         exclude_vmemmap: a.exclude_vmemmap,
+        size_limit: a.size_limit,
         vmcoreinfo: match &a.vmcoreinfo {
             Some(path) => Some(std::fs::read(path).with_context(|| format!("-i: cannot read {}", path.display()))?),
             None => None,
@@ -255,6 +352,22 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
         (true, _) => bail!("usage: kdump dump -F [OPTIONS] SOURCE > stream"),
         (false, _) => bail!("usage: kdump dump [OPTIONS] SOURCE DEST"),
     }
+    Ok(())
+}
+
+/// `-g FILE`: the running kernel's VMCOREINFO (the note /proc/kcore carries), as `-i` reads it.
+fn generate_vmcoreinfo(out: &Path, force: bool) -> anyhow::Result<()> {
+    let kcore = Path::new("/proc/kcore");
+    let dump = kdump_collector::source::open(kcore).context("-g: cannot read the running kernel's memory")?;
+    let text = dump
+        .vmcoreinfo_raw()
+        .context("-g: /proc/kcore carries no VMCOREINFO note (a kernel without CONFIG_CRASH_CORE)")?
+        .to_vec();
+    if out.exists() && !force {
+        bail!("{} exists: use -f to overwrite it", out.display());
+    }
+    std::fs::write(out, &text).with_context(|| format!("cannot write {}", out.display()))?;
+    eprintln!("kdump: the running kernel's VMCOREINFO ({} bytes) written to {}", text.len(), out.display());
     Ok(())
 }
 
