@@ -44,9 +44,15 @@ fn join(prefix: &str, rest: &str) -> String {
 }
 
 impl CrashRef {
-    /// A crash; names are made safe for keys (anything but letters, digits and `.-_:+` → `_`).
+    /// A crash; names are made safe for keys (anything but letters, digits and `.-_:+` → `_`),
+    /// a host with no name (`(none)`, empty) is `localhost`, as in local crash directories.
     pub fn new(signature: &str, time: &str, host: &str, release: &str) -> Self {
-        Self { signature: key_safe(signature), time: key_safe(time), host: key_safe(host), release: key_safe(release) }
+        Self {
+            signature: key_safe(signature),
+            time: key_safe(time),
+            host: key_safe(&crate::naming::safe_host(host)),
+            release: key_safe(release),
+        }
     }
 
     /// `<prefix>/<host>/<time>`: the crash's folder.

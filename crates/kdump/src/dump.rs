@@ -525,6 +525,51 @@ struct ProgressPrinter {
     tty: bool,
     last_step: std::cell::Cell<u64>,
     last_time: std::cell::Cell<Option<std::time::Instant>>,
+    start: std::cell::Cell<Option<std::time::Instant>>,
+}
+
+/// RAM bytes per page in the rate (x86_64).
+const PAGE_BYTES: f64 = 4096.0;
+
+/// The rate (MB of RAM looked at per second) and the time left, once there is a rate.
+fn rate_and_eta(done: u64, total: u64, elapsed: std::time::Duration) -> Option<(f64, u64)> {
+    let secs = elapsed.as_secs_f64();
+    if done == 0 || secs < 0.5 {
+        return None;
+    }
+    let per_sec = done as f64 / secs;
+    let left = (total.saturating_sub(done) as f64 / per_sec).ceil() as u64;
+    Some((per_sec * PAGE_BYTES / 1e6, left))
+}
+
+/// `1:05` or `0:07`.
+fn minutes(secs: u64) -> String {
+    format!("{}:{:02}", secs / 60, secs % 60)
+}
+
+/// The progress as a terminal shows it (one line redrawn) or as a serial console logs it.
+fn progress_text(done: u64, total: u64, elapsed: std::time::Duration, tty: bool) -> String {
+    let rate = rate_and_eta(done, total, elapsed);
+    if tty {
+        let pct = done as f64 * 100.0 / total as f64;
+        match rate {
+            Some((mb, left)) if done < total => {
+                format!("Copying data: [{pct:5.1} %] {mb:7.1} MB/s, {} left  ", minutes(left))
+            }
+            Some((mb, _)) => {
+                format!("Copying data: [{pct:5.1} %] {mb:7.1} MB/s, {} in all", minutes(elapsed.as_secs()))
+            }
+            None => format!("Copying data: [{pct:5.1} %]"),
+        }
+    } else {
+        let step = done * 10 / total;
+        let base = format!("kdump: {}% ({done} of {total} pages", step * 10);
+        match rate {
+            Some((mb, left)) if done < total => format!("{base}, {mb:.1} MB/s of RAM, about {} left)", minutes(left)),
+            Some((mb, _)) => format!("{base}, {mb:.1} MB/s of RAM, {} in all)", minutes(elapsed.as_secs())),
+            None => format!("{base})"),
+        }
+    }
 }
 
 impl ProgressPrinter {
@@ -534,6 +579,7 @@ impl ProgressPrinter {
             tty: std::io::stderr().is_terminal(),
             last_step: std::cell::Cell::new(u64::MAX),
             last_time: std::cell::Cell::new(None),
+            start: std::cell::Cell::new(None),
         }
     }
 
@@ -541,16 +587,19 @@ impl ProgressPrinter {
         if self.level == 0 || p.total == 0 {
             return;
         }
+        let now = std::time::Instant::now();
+        let start = *self.start.get().get_or_insert(now);
+        self.start.set(Some(start));
+        let elapsed = now.duration_since(start);
         let finished = p.done == p.total;
         let mut err = std::io::stderr().lock();
         if self.tty {
-            let now = std::time::Instant::now();
             let due = self.last_time.get().is_none_or(|t| now.duration_since(t).as_secs() >= 1);
             if !due && !finished {
                 return;
             }
             self.last_time.set(Some(now));
-            let _ = write!(err, "\rCopying data: [{:5.1} %]", p.done as f64 * 100.0 / p.total as f64);
+            let _ = write!(err, "\r{}", progress_text(p.done, p.total, elapsed, true));
             if finished {
                 let _ = writeln!(err);
             }
@@ -558,7 +607,7 @@ impl ProgressPrinter {
             let step = p.done * 10 / p.total;
             if step != self.last_step.get() {
                 self.last_step.set(step);
-                let _ = writeln!(err, "kdump: {}% ({} of {} pages)", step * 10, p.done, p.total);
+                let _ = writeln!(err, "{}", progress_text(p.done, p.total, elapsed, false));
             }
         }
     }
@@ -619,4 +668,32 @@ fn print_timings(saved: &Saved) {
         t.total.as_secs_f64(),
         peak_rss_bytes().map_or(f64::NAN, |b| b as f64 / (1 << 20) as f64)
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn progress_says_the_rate_and_the_time_left_once_there_is_one() {
+        let s = |secs| Duration::from_secs(secs);
+        assert_eq!(progress_text(0, 1000, s(0), false), "kdump: 0% (0 of 1000 pages)");
+        // 250,000 pages (1 GB of RAM) in 10 s: 102.4 MB/s; 750,000 more take 30 s.
+        assert_eq!(
+            progress_text(250_000, 1_000_000, s(10), false),
+            "kdump: 20% (250000 of 1000000 pages, 102.4 MB/s of RAM, about 0:30 left)"
+        );
+        assert_eq!(
+            progress_text(1_000_000, 1_000_000, s(75), false),
+            "kdump: 100% (1000000 of 1000000 pages, 54.6 MB/s of RAM, 1:15 in all)"
+        );
+        assert_eq!(progress_text(250_000, 1_000_000, s(10), true), "Copying data: [ 25.0 %]   102.4 MB/s, 0:30 left  ");
+        assert_eq!(progress_text(5, 10, Duration::from_millis(100), true), "Copying data: [ 50.0 %]");
+        assert_eq!(parse_size("64K"), Ok(64 << 10));
+        assert_eq!(parse_size("3g"), Ok(3 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("0").is_err() && parse_size("12X").is_err() && parse_size("K").is_err());
+    }
 }

@@ -16,8 +16,9 @@ use kdump_service::initramfs::{S3_CA, S3_CREDENTIALS, S3Files};
 
 /// How long the running machine's check waits for the server.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
-/// Each request's timeout in the capture kernel (a part is at least 5 MiB).
-const CAPTURE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Each read or write of a request in the capture kernel may wait this long (a silent server
+/// costs this per attempt).
+const CAPTURE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A client for `s3` with the credentials file's text (named `credentials_name` in messages).
 pub fn client(

@@ -102,7 +102,8 @@ pub struct Args {
     /// kexec_load (-c): do not let the kernel update the headers; reload after hotplug instead.
     #[arg(long = "no-hotplug", overrides_with = "hotplug")]
     pub no_hotplug: bool,
-    /// Print the decided image, initrd, command line, syscall and flags; load nothing.
+    /// Print the decided image, initrd, command line, syscall and flags; load nothing (with -u:
+    /// what would be unloaded, and how).
     #[arg(long = "dry-run")]
     pub dry_run: bool,
     /// Print the size of the crash region in bytes.
@@ -287,6 +288,15 @@ fn status(root: &SysRoot) -> anyhow::Result<ExitCode> {
 
 fn unload(args: &Args) -> anyhow::Result<()> {
     let what = if args.panic { "capture kernel" } else { "kernel" };
+    if args.dry_run {
+        let how = match args.syscall() {
+            SyscallChoice::Legacy => "kexec_load",
+            SyscallChoice::File => "kexec_file_load",
+            SyscallChoice::Auto => "kexec_file_load, then kexec_load",
+        };
+        println!("kexec: would unload the {what} with {how}");
+        return Ok(());
+    }
     match args.syscall() {
         SyscallChoice::Legacy => sys::kexec_load_unload(args.panic)
             .map_err(|e| anyhow::anyhow!("cannot unload the {what}: {}", explain(Call::LegacyUnload, args.panic, e))),

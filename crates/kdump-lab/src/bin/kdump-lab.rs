@@ -41,21 +41,22 @@ fn relay(to: Option<&str>) -> Result<(), String> {
         return Err(format!("relay: {addr} is not on 127.0.0.1: the lab reaches nothing else"));
     }
     let server = TcpStream::connect(addr).map_err(|e| format!("relay: {addr}: {e}"))?;
-    let mut down = server.try_clone().map_err(|e| e.to_string())?;
-    let answers = std::thread::spawn(move || {
-        let mut out = std::io::stdout().lock();
-        let mut buf = vec![0u8; 64 * 1024];
-        while let Ok(n) = down.read(&mut buf) {
-            if n == 0 || out.write_all(&buf[..n]).and_then(|()| out.flush()).is_err() {
-                break;
-            }
-        }
+    let mut up = server.try_clone().map_err(|e| e.to_string())?;
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut up);
+        let _ = up.shutdown(Shutdown::Write);
     });
-    let mut up = &server;
-    let _ = std::io::copy(&mut std::io::stdin().lock(), &mut up);
-    let _ = server.shutdown(Shutdown::Write);
-    let _ = answers.join();
-    Ok(())
+    // The server's answers until it closes; then the process ends at once, so QEMU closes
+    // the guest's connection too (a thread blocked reading the guest must not keep it open).
+    let mut down = &server;
+    let mut out = std::io::stdout().lock();
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Ok(n) = down.read(&mut buf) {
+        if n == 0 || out.write_all(&buf[..n]).and_then(|()| out.flush()).is_err() {
+            break;
+        }
+    }
+    std::process::exit(0)
 }
 
 /// The demo: kdump as a service, the whole cycle. The first kernel writes
