@@ -9,12 +9,7 @@ use kdump_lab::{Vm, crash_and_save_vmcore, static_tools};
 
 mod common;
 use common::check_info_names_everything;
-
-fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    out.stdout
-}
+use common::run;
 
 fn makedumpfile_dmesg(dump: &Path, dir: &Path) -> Vec<u8> {
     let out = dir.join(format!("{}.makedumpfile-dmesg", dump.file_name().unwrap().to_string_lossy()));

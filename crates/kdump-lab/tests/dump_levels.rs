@@ -16,6 +16,9 @@ use std::process::Command;
 use kdump_dumpfile::{ElfVmcore, KdumpReader, PageState, PhysMem};
 use kdump_lab::{Vm, crash_and_save_vmcore, static_tools};
 
+mod common;
+use common::run;
+
 const LEVELS: [u32; 7] = [31, 17, 2, 4, 8, 16, 1];
 
 /// Fills memory with every class before the crash.
@@ -28,12 +31,6 @@ cat /bin/kdump > /dev/null
 (x=$(head -c 12000000 /dev/zero | tr '\\0' a); echo held; sleep 1000; echo ${#x}) &
 sleep 8
 ";
-
-fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    out.stdout
-}
 
 /// PFNs that have a page descriptor in a kdump-compressed file.
 fn described_pfns(path: &Path) -> BTreeSet<u64> {

@@ -20,6 +20,9 @@ use kdump_dumpfile::{ElfVmcore, KdumpReader, PageState, PhysMem};
 use kdump_lab::oracle::{Disagreement, LevelReport, PageFlagsSnapshot, compare_level};
 use kdump_lab::{Vm, crash_and_save_vmcore, static_tools};
 
+mod common;
+use common::run;
+
 const LEVELS: [u32; 7] = [31, 17, 2, 4, 8, 16, 1];
 
 /// Pages the dump may drop that the snapshot says the level keeps, beyond the
@@ -57,12 +60,6 @@ grep -E 'MemFree|AnonHugePages|HugePages_Total|HugePages_Free|Slab|^Cached|Shmem
 cat /proc/kpagecount > /results/kpagecount
 cat /proc/kpageflags > /results/kpageflags
 "#;
-
-fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    out.stdout
-}
 
 /// PFNs whose contents a kdump-compressed file stores: those with a page
 /// descriptor, minus the zero pages of level bit 1, which all share one stored

@@ -13,11 +13,8 @@ use std::process::Command;
 
 use kdump_lab::{LabKernel, Outcome, Scenario, Vm, static_tools};
 
-fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    out.stdout
-}
+mod common;
+use common::run;
 
 /// The CPU the crash is pinned to.
 const CRASHING_CPU: u64 = 1;

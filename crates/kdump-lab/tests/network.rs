@@ -15,6 +15,9 @@ use kdump_lab::{LabKernel, MonitorStep, Nic, Outcome, Scenario, Vm};
 mod nic;
 use nic::{MAC, nic_modules};
 
+mod common;
+use common::assert_said;
+
 /// A host-side service on 127.0.0.1: each line it gets is answered `lab-host got: LINE`
 /// and passed on to the test. QEMU's guestfwd connects once, when it starts.
 fn answering_listener() -> (u16, mpsc::Receiver<String>) {
@@ -165,20 +168,21 @@ fn dhcp_cycle(kernel: LabKernel) {
     let outcome = run_crash_after(kernel, &format!("network-dhcp-{kernel}"), network, nic, "save-log", false, "");
     check_setup_included_the_nic_modules(&outcome, kernel);
     let console = &outcome.console;
-    for step in [
-        &format!("kdump-init: network: {MAC} is "),
-        "kdump-init: network: link ",
-        "kdump-init: network: carrier on ",
-        "kdump-init: network: DHCP: offer of 10.0.2.15/24 from 10.0.2.2",
-        "kdump-init: network: address 10.0.2.15/24 on ",
-        "(DHCP from 10.0.2.2 after ",
-        // QEMU's DHCP server names no router on a restricted network.
-        "kdump-init: network: no gateway given: only 10.0.2.0/24 is reachable",
-        "kdump-init: network: probe 10.0.2.100:2222 reachable, answered \"lab-host got: kdump capture kernel 10.0.2.15 probing\"",
-        "kdump-init: done; final_action = poweroff",
-    ] {
-        assert!(console.contains(step), "the console lacks {step:?}:\n{console}");
-    }
+    assert_said(
+        console,
+        &[
+            &format!("kdump-init: network: {MAC} is "),
+            "kdump-init: network: link ",
+            "kdump-init: network: carrier on ",
+            "kdump-init: network: DHCP: offer of 10.0.2.15/24 from 10.0.2.2",
+            "kdump-init: network: address 10.0.2.15/24 on ",
+            "(DHCP from 10.0.2.2 after ",
+            // QEMU's DHCP server names no router on a restricted network.
+            "kdump-init: network: no gateway given: only 10.0.2.0/24 is reachable",
+            "kdump-init: network: probe 10.0.2.100:2222 reachable, answered \"lab-host got: kdump capture kernel 10.0.2.15 probing\"",
+            "kdump-init: done; final_action = poweroff",
+        ],
+    );
     let got: Vec<String> = lines.try_iter().collect();
     assert_eq!(got, ["kdump capture kernel 10.0.2.15 probing"], "what the host service received");
     assert_eq!(crash_dirs(&outcome), 1, "the dump was saved after the network came up");
@@ -208,15 +212,16 @@ fn a_static_address_and_gateway_in_the_capture_kernel_reach_a_host_service() {
         assert!(checked.contains(line), "kdump check-network lacks {line:?}:\n{checked}");
     }
     let console = &outcome.console;
-    for step in [
-        "kdump-init: network: address 10.0.2.42/24 on ",
-        "(static)",
-        "kdump-init: network: route default via 10.0.2.2 dev ",
-        "answered \"lab-host got: kdump capture kernel 10.0.2.42 probing\"",
-        "kdump-init: done; final_action = poweroff",
-    ] {
-        assert!(console.contains(step), "the console lacks {step:?}:\n{console}");
-    }
+    assert_said(
+        console,
+        &[
+            "kdump-init: network: address 10.0.2.42/24 on ",
+            "(static)",
+            "kdump-init: network: route default via 10.0.2.2 dev ",
+            "answered \"lab-host got: kdump capture kernel 10.0.2.42 probing\"",
+            "kdump-init: done; final_action = poweroff",
+        ],
+    );
     assert!(!console.contains("DHCP"), "no DHCP with a static address");
     assert_eq!(
         lines.try_iter().collect::<Vec<_>>(),
@@ -231,15 +236,16 @@ fn dhcp_without_an_answer_gives_up_in_time_and_runs_failure_action() {
     let outcome = run_crash("network-no-answer", "dhcp = true\ndhcp_wait_seconds = 6", nic, "poweroff", false);
     check_setup_included_the_nic_modules(&outcome, LabKernel::Bookworm);
     let console = &outcome.console;
-    for step in [
-        "kdump-init: network: carrier on ",
-        "kdump-init: network: DHCP on ",
-        "kdump-init: FAILED: network: DHCP on ",
-        "no DHCP lease within 6 s",
-        "kdump-init: failure_action = poweroff: poweroff now",
-    ] {
-        assert!(console.contains(step), "the console lacks {step:?}:\n{console}");
-    }
+    assert_said(
+        console,
+        &[
+            "kdump-init: network: carrier on ",
+            "kdump-init: network: DHCP on ",
+            "kdump-init: FAILED: network: DHCP on ",
+            "no DHCP lease within 6 s",
+            "kdump-init: failure_action = poweroff: poweroff now",
+        ],
+    );
     // Bounded: the failure comes about 6 s after the DHCP wait began.
     let time_of = |needle: &str| -> f64 {
         let line = console.lines().find(|l| l.contains(needle)).unwrap();
@@ -264,15 +270,16 @@ fn a_pulled_cable_gives_up_after_the_carrier_wait_and_runs_failure_action() {
     let network = "dhcp = true\ncarrier_wait_seconds = 4\nprobe = \"10.0.2.100:2222\"";
     let outcome = run_crash("network-no-carrier", network, nic, "poweroff", true);
     let console = &outcome.console;
-    for step in [
-        "kdump-init: network: link ",
-        "waiting up to 4 s for a carrier",
-        "kdump-init: FAILED: network: no carrier on ",
-        "within 4 s",
-        "kdump-init: failure_action = poweroff: poweroff now",
-    ] {
-        assert!(console.contains(step), "the console lacks {step:?}:\n{console}");
-    }
+    assert_said(
+        console,
+        &[
+            "kdump-init: network: link ",
+            "waiting up to 4 s for a carrier",
+            "kdump-init: FAILED: network: no carrier on ",
+            "within 4 s",
+            "kdump-init: failure_action = poweroff: poweroff now",
+        ],
+    );
     assert!(!console.contains("network: DHCP"), "no DHCP without a carrier");
     assert_eq!(lines.try_iter().count(), 0, "nothing reached the host");
     assert_eq!(crash_dirs(&outcome), 0, "nothing saved");

@@ -25,15 +25,12 @@ use kdump_s3::testserver::SeaweedFs;
 mod nic;
 use nic::{MAC, nic_modules};
 
+mod common;
+use common::{assert_said, run};
+
 /// What the guest connects to.
 const SERVER: &str = "10.0.2.100:8333";
 const BUCKET: &str = "crashes";
-
-fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    out.stdout
-}
 
 /// The gate between the relays and SeaweedFS; see the module docs.
 struct Gate {
@@ -207,18 +204,19 @@ fn the_capture_kernel_uploads_a_complete_crash_to_s3() {
     let outcome = s3_crash("s3-happy", gate.port, "poweroff");
     check_setup(&outcome);
     let console = &outcome.console;
-    for step in [
-        "kdump-init: network: DHCP: offer of 10.0.2.15/24",
-        &format!("kdump-init: saving into the S3 bucket s3://{BUCKET}/fleet at http://{SERVER}"),
-        &format!("kdump-init: s3: crash folder s3://{BUCKET}/fleet/"),
-        "kdump-init: s3: uploaded dmesg.txt, info.json, kdump.log and the index entry",
-        "kdump-init: s3: uploading vmcore in parts of 5 MiB",
-        "the upload is complete",
-        &format!("kdump-init: saved the dump to s3://{BUCKET}/fleet/"),
-        "kdump-init: done; final_action = poweroff",
-    ] {
-        assert!(console.contains(step), "the console lacks {step:?}:\n{console}");
-    }
+    assert_said(
+        console,
+        &[
+            "kdump-init: network: DHCP: offer of 10.0.2.15/24",
+            &format!("kdump-init: saving into the S3 bucket s3://{BUCKET}/fleet at http://{SERVER}"),
+            &format!("kdump-init: s3: crash folder s3://{BUCKET}/fleet/"),
+            "kdump-init: s3: uploaded dmesg.txt, info.json, kdump.log and the index entry",
+            "kdump-init: s3: uploading vmcore in parts of 5 MiB",
+            "the upload is complete",
+            &format!("kdump-init: saved the dump to s3://{BUCKET}/fleet/"),
+            "kdump-init: done; final_action = poweroff",
+        ],
+    );
     let uploaded = console.lines().find(|l| l.contains("s3: uploaded vmcore, ")).unwrap();
     let parts: u32 = uploaded.split(" in ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
     assert!(parts >= 2, "the dump is larger than one part: {uploaded}");
@@ -292,15 +290,16 @@ fn a_server_that_dies_mid_upload_leaves_no_vmcore_and_failure_action_runs() {
     let outcome = s3_crash("s3-cut", gate.port, "poweroff");
     assert!(gate.dead.load(Ordering::SeqCst), "the gate cut the upload");
     let console = &outcome.console;
-    for step in [
-        "kdump-init: s3: uploaded dmesg.txt, info.json, kdump.log and the index entry",
-        "kdump-init: s3: no vmcore: the upload was aborted",
-        "kdump-init: FAILED: cannot upload s3://",
-        "with vmcore.incomplete saying why (no vmcore)",
-        "kdump-init: failure_action = poweroff: poweroff now",
-    ] {
-        assert!(console.contains(step), "the console lacks {step:?}:\n{console}");
-    }
+    assert_said(
+        console,
+        &[
+            "kdump-init: s3: uploaded dmesg.txt, info.json, kdump.log and the index entry",
+            "kdump-init: s3: no vmcore: the upload was aborted",
+            "kdump-init: FAILED: cannot upload s3://",
+            "with vmcore.incomplete saying why (no vmcore)",
+            "kdump-init: failure_action = poweroff: poweroff now",
+        ],
+    );
     assert!(!console.contains("kdump-init: saved the dump to"), "{console}");
     let keys = keys(&server);
     let folder = the_folder(&keys);

@@ -6,17 +6,12 @@
 //! then reads what it left on the NVMe results disk.
 
 mod common;
+use common::run;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kdump_lab::{LabKernel, Outcome, Scenario, Vm, static_tools};
-
-fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    out.stdout
-}
 
 /// The first kernel's script: write the config (`config` may use `$uuid`,
 /// the results disk's ext4 UUID read from its superblock with dd and od), set up,

@@ -10,11 +10,8 @@ use std::process::Command;
 
 use kdump_lab::{LabKernel, Scenario, Vm, static_tools};
 
-fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    out.stdout
-}
+mod common;
+use common::run;
 
 /// Crashes `first` with `capture` loaded by `kexec LOADER -p`, and checks the capture side.
 fn skew(first: LabKernel, capture: LabKernel, loader: &str) {

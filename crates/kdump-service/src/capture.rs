@@ -416,22 +416,39 @@ fn save_over_ssh<S: System + ?Sized>(
     let name = crash_dir_name(&host, when);
     log.say(format!("saving over ssh into {ssh}/{name} (named {name}.incomplete until complete)"));
     log.say(format!("kdump dump {} {VMCORE} {}/{name}/vmcore", dump.described(), ssh.url));
-    match sys.save_over_ssh(ssh, &name, dump, log) {
+    let saved = sys.save_over_ssh(ssh, &name, dump, log);
+    remote_outcome(
+        cfg,
+        dump,
+        log,
+        saved,
+        |dir| format!("{}:{dir}", ssh.url.host),
+        |dir| format!("what was sent is in {}:{dir} (still named .incomplete: not a complete dump)", ssh.url.host),
+    )
+}
+
+/// Says where a dump saved on a server is (`place` of its directory), or gives the failure
+/// with what it left (`left` of the directory).
+fn remote_outcome(
+    cfg: &Config,
+    dump: &DumpSpec,
+    log: &mut Log<'_>,
+    saved: Result<RemoteSaved, RemoteFailure>,
+    place: impl Fn(&str) -> String,
+    left: impl Fn(&str) -> String,
+) -> Result<(), String> {
+    match saved {
         Ok(saved) => {
             log.say(format!(
-                "saved the dump to {}:{}/vmcore ({:.1} MiB, dump level {}, codec {})",
-                ssh.url.host,
-                saved.dir,
+                "saved the dump to {}/vmcore ({:.1} MiB, dump level {}, codec {})",
+                place(&saved.dir),
                 saved.dump_size as f64 / (1 << 20) as f64,
                 dump.level,
                 cfg.dump.codec
             ));
             Ok(())
         }
-        Err(RemoteFailure { reason, left: Some(dir) }) => Err(format!(
-            "{reason}; what was sent is in {}:{dir} (still named .incomplete: not a complete dump)",
-            ssh.url.host
-        )),
+        Err(RemoteFailure { reason, left: Some(dir) }) => Err(format!("{reason}; {}", left(&dir))),
         Err(RemoteFailure { reason, left: None }) => Err(reason),
     }
 }
@@ -447,24 +464,18 @@ fn save_to_s3<S: System + ?Sized>(
 ) -> Result<(), String> {
     log.say(format!("saving into the S3 bucket {s3}"));
     log.say(format!("kdump dump {} {VMCORE} {}/<host>/<time>/vmcore", dump.described(), s3.url_text()));
-    match sys.save_to_s3(s3, dump, log) {
-        Ok(saved) => {
-            log.say(format!(
-                "saved the dump to s3://{}/{}/vmcore ({:.1} MiB, dump level {}, codec {})",
-                s3.url.bucket,
-                saved.dir,
-                saved.dump_size as f64 / (1 << 20) as f64,
-                dump.level,
-                cfg.dump.codec
-            ));
-            Ok(())
-        }
-        Err(RemoteFailure { reason, left: Some(dir) }) => Err(format!(
-            "{reason}; the crash's small files are in s3://{}/{dir}, with vmcore.incomplete saying why (no vmcore)",
-            s3.url.bucket
-        )),
-        Err(RemoteFailure { reason, left: None }) => Err(reason),
-    }
+    let saved = sys.save_to_s3(s3, dump, log);
+    let bucket = &s3.url.bucket;
+    remote_outcome(
+        cfg,
+        dump,
+        log,
+        saved,
+        |dir| format!("s3://{bucket}/{dir}"),
+        |dir| {
+            format!("the crash's small files are in s3://{bucket}/{dir}, with vmcore.incomplete saying why (no vmcore)")
+        },
+    )
 }
 
 /// Waits for the target device; returns its node and fstype (from the superblock).

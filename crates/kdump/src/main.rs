@@ -146,8 +146,39 @@ fn write_man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
             pending.push((format!("{name}-{}", sub.get_name()), sub.clone()));
         }
     }
+    let config_page = dir.join("kdump.toml.5");
+    std::fs::write(&config_page, config_man_page())
+        .with_context(|| format!("cannot write {}", config_page.display()))?;
+    written += 1;
     eprintln!("kdump: {written} man pages in {}", dir.display());
     Ok(())
+}
+
+/// kdump.toml(5): the config file, every key with its default and meaning (the text
+/// `kdump config --defaults` prints, which docs/CONFIG.md shows too).
+fn config_man_page() -> String {
+    let mut page = format!(
+        ".TH KDUMP.TOML 5 \"\" \"kdump {}\" \"File formats\"\n\
+         .SH NAME\nkdump.toml \\- configuration of the kdump service\n\
+         .SH SYNOPSIS\n/etc/kdump.toml\n\
+         .SH DESCRIPTION\n\
+         The TOML file \\fBkdump setup\\fR reads to build and load the capture kernel, and the capture kernel's \
+         init reads to save the dump. Only \\fItarget.device\\fR (or \\fItarget.url\\fR) is required. \
+         \\fBkdump config\\fR checks a file and prints it with every default filled in.\n\
+         .SH KEYS\nEvery key, with its default and what it means:\n.nf\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    for line in kdump_service::config::DEFAULTS_TOML.lines() {
+        let line = line.replace('\\', "\\e");
+        // A line starting with a dot or quote would be a request.
+        if line.starts_with(['.', '\'']) {
+            page.push_str("\\&");
+        }
+        page.push_str(&line);
+        page.push('\n');
+    }
+    page.push_str(".fi\n.SH SEE ALSO\n\\fBkdump\\fR(1), \\fBkdump-setup\\fR(1), \\fBkdump-config\\fR(1)\n");
+    page
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

@@ -5,29 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+mod common;
+use common::fake_bzimage;
+
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A bzImage setup header (boot protocol 2.15, 64-bit, relocatable) and 1 MiB of payload.
-fn fake_bzimage() -> Vec<u8> {
-    let setup_sects = 27u8;
-    let mut b = vec![0u8; (usize::from(setup_sects) + 1) * 512];
-    b[0x1f1] = setup_sects;
-    b[0x1fe] = 0x55;
-    b[0x1ff] = 0xaa;
-    b[0x202..0x206].copy_from_slice(b"HdrS");
-    b[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
-    b[0x211] = 1;
-    b[0x22c..0x230].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
-    b[0x230..0x234].copy_from_slice(&0x20_0000u32.to_le_bytes());
-    b[0x234] = 1;
-    b[0x236..0x238].copy_from_slice(&0x7fu16.to_le_bytes());
-    b[0x238..0x23c].copy_from_slice(&2047u32.to_le_bytes());
-    b[0x258..0x260].copy_from_slice(&0x100_0000u64.to_le_bytes());
-    b[0x260..0x264].copy_from_slice(&0x337_8000u32.to_le_bytes());
-    b.extend((0..1u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
-    b
 }
 
 #[test]
@@ -48,7 +30,7 @@ fn every_kexec_tools_option_in_the_table_is_taken_as_the_table_says() {
     let dir = tempfile::tempdir().unwrap();
     let kernel = dir.path().join("bzImage");
     let initrd = dir.path().join("initrd");
-    std::fs::write(&kernel, fake_bzimage()).unwrap();
+    std::fs::write(&kernel, fake_bzimage(1 << 20)).unwrap();
     std::fs::write(&initrd, vec![0x5a; 1 << 20]).unwrap();
     let sysroot = workspace().join("tests/fixtures/machines/qemu-1g-2cpu-crash256m-4level");
     for (option, line, outcome) in &rows {

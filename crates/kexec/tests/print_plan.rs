@@ -6,32 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+use common::fake_bzimage;
+
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A deterministic stand-in for Debian's bzImage: a real 2.15 setup header (64-bit entry,
-/// relocatable, 5-level capable, init_size 0x3378000) and 3 MiB of payload.
-fn fake_bzimage() -> Vec<u8> {
-    let setup_sects = 27u8;
-    let mut b = vec![0u8; (usize::from(setup_sects) + 1) * 512];
-    b[0x1f1] = setup_sects;
-    b[0x1fe] = 0x55;
-    b[0x1ff] = 0xaa;
-    b[0x200] = 0xeb;
-    b[0x201] = 0x6a;
-    b[0x202..0x206].copy_from_slice(b"HdrS");
-    b[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
-    b[0x211] = 1;
-    b[0x22c..0x230].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
-    b[0x230..0x234].copy_from_slice(&0x20_0000u32.to_le_bytes());
-    b[0x234] = 1;
-    b[0x236..0x238].copy_from_slice(&0x7fu16.to_le_bytes());
-    b[0x238..0x23c].copy_from_slice(&2047u32.to_le_bytes());
-    b[0x258..0x260].copy_from_slice(&0x100_0000u64.to_le_bytes());
-    b[0x260..0x264].copy_from_slice(&0x337_8000u32.to_le_bytes());
-    b.extend((0..3u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
-    b
 }
 
 fn run(machine: &str, extra: &[&str]) -> std::process::Output {
@@ -42,7 +21,7 @@ fn run_as(kind: &str, machine: &str, extra: &[&str]) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
     let kernel = dir.path().join("bzImage");
     let initrd = dir.path().join("initrd");
-    std::fs::write(&kernel, fake_bzimage()).unwrap();
+    std::fs::write(&kernel, fake_bzimage(3 << 20)).unwrap();
     std::fs::write(&initrd, vec![0x5a; 5 << 20]).unwrap();
     let sysroot = workspace().join("tests/fixtures/machines").join(machine);
     Command::new(env!("CARGO_BIN_EXE_kexec"))
@@ -258,8 +237,8 @@ fn gzip_and_zstd_kernels_plan_like_the_bzimage() {
     let want = plan("qemu-1g-2cpu-crash256m-4level", &[]);
     let dir = tempfile::tempdir().unwrap();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(&fake_bzimage()).unwrap();
-    let zst = zstd::encode_all(fake_bzimage().as_slice(), 1).unwrap();
+    gz.write_all(&fake_bzimage(3 << 20)).unwrap();
+    let zst = zstd::encode_all(fake_bzimage(3 << 20).as_slice(), 1).unwrap();
     let initrd = dir.path().join("initrd");
     std::fs::write(&initrd, vec![0x5a; 5 << 20]).unwrap();
     for (name, bytes) in [("bzImage.gz", gz.finish().unwrap()), ("bzImage.zst", zst)] {

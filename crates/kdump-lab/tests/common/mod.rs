@@ -2,6 +2,8 @@
 //! independently of the product's, so the checks do not trust the code they check.
 #![allow(dead_code)]
 
+use std::process::Command;
+
 use kdump_machine::{MachineInfo, PhysRange};
 
 #[derive(Debug)]
@@ -223,4 +225,18 @@ pub fn vmlinux_of(bzimage: &[u8]) -> Vec<u8> {
     };
     assert!(out.starts_with(b"\x7fELF"), "the payload is not an ELF vmlinux");
     out
+}
+
+/// Runs `cmd`; its standard output, or the test fails with its standard error.
+pub fn run(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+/// Fails, showing the whole console, unless it holds every one of `steps`.
+pub fn assert_said(console: &str, steps: &[&str]) {
+    for step in steps {
+        assert!(console.contains(step), "the console lacks {step:?}:\n{console}");
+    }
 }
