@@ -15,6 +15,8 @@ command -v dpkg >/dev/null || need+=(dpkg)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 # The fleet report's test screenshots the page in headless Chromium (crates/kdump/tests/fleet.rs).
 command -v chromium >/dev/null || need+=(chromium)
+# The Debian package is tested in a bookworm chroot (scripts/test-package.sh).
+command -v debootstrap >/dev/null || need+=(debootstrap)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
