@@ -47,6 +47,9 @@ pub use detect::{AnyDump, DumpFormat, detect_format, open_dump};
 pub use elf::ElfVmcore;
 pub use error::{Error, Result};
 pub use flat::{FlatReader, FlatWriter, rebuild_flattened};
-pub use kdump::{KdumpConfig, KdumpReader, KdumpWriter, LimitedSink, SeekSink, WriteAt, WriteSummary, copy_pages};
+pub use kdump::{
+    KdumpConfig, KdumpReader, KdumpWriter, LimitedSink, SeekSink, WRITER_BUFFER_BYTES, WriteAt, WriteSummary,
+    copy_pages,
+};
 pub use physmem::{PageState, PfnRange, PhysMem};
 pub use scan::{FoundVmcoreinfo, VmcoreinfoScan};

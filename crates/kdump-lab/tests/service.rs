@@ -81,7 +81,9 @@ fn check_setup_reports(outcome: &Outcome) {
     assert!(status.contains("capture kernel:  loaded"), "{status}");
     assert!(status.contains("reserved memory: ") && !status.contains("reserved memory: none"), "{status}");
     let estimate = outcome.read_result("estimate.txt").unwrap();
-    for term in ["capture kernel", "initramfs", "page bitmaps", "codec buffers", "crashkernel="] {
+    for term in
+        ["capture kernel", "initramfs", "page bitmap", "writer buffers", "target", "codec buffers", "crashkernel="]
+    {
         assert!(estimate.contains(term), "estimate lacks {term}: {estimate}");
     }
     // The same facts as JSON (docs/JSON.md).

@@ -22,7 +22,45 @@ pub struct EstimateInput {
     pub page_size: u64,
     /// Encoder threads.
     pub threads: u64,
+    /// What the targets need while the dump goes out (the largest, as one target is used at a time).
+    pub sink: SinkMemory,
 }
+
+/// The memory a target's sink holds during the dump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkMemory {
+    /// A local file or raw device: the page cache, which the kernel reclaims.
+    Disk,
+    /// SFTP writes in flight.
+    Ssh,
+    /// S3 multipart part buffers (for a dump of at most the RAM's size) and the TLS/HTTP client.
+    S3,
+}
+
+impl SinkMemory {
+    /// Its bytes and how they are counted, for a machine of `ram` bytes.
+    fn term(self, ram: u64) -> (u64, String) {
+        match self {
+            SinkMemory::Disk => (0, "a local disk: the page cache, reclaimable".into()),
+            SinkMemory::Ssh => (kdump_ssh::PIPELINE_BYTES, "ssh: SFTP writes in flight".into()),
+            SinkMemory::S3 => {
+                let parts = kdump_s3::MultipartConfig::for_estimated_size(ram);
+                (
+                    parts.memory_bound() + S3_CLIENT,
+                    format!(
+                        "S3: ({} open + {} uploading) parts x {} + the https client",
+                        parts.max_open_parts,
+                        parts.parts_in_flight,
+                        mib(parts.part_size)
+                    ),
+                )
+            }
+        }
+    }
+}
+
+/// The S3 client besides its part buffers: TLS state, connections, request buffers.
+const S3_CLIENT: u64 = 2 << 20;
 
 /// One term of the sum.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -75,9 +113,18 @@ pub fn estimate(i: &EstimateInput) -> Estimate {
             bytes: 2 * page_up(i.initramfs_len),
         },
         Term {
-            what: "page bitmaps",
-            how: format!("2 x {} pages / 8 (dump-level filter and writer bitmaps)", i.max_pfn),
-            bytes: 2 * bitmap,
+            what: "page bitmap",
+            how: format!("{} pages / 8 (the dump-level filter's kept pages; the writer keeps none)", i.max_pfn),
+            bytes: bitmap,
+        },
+        Term {
+            what: "writer buffers",
+            how: "page data and descriptors before a flush".into(),
+            bytes: kdump_dumpfile::WRITER_BUFFER_BYTES,
+        },
+        {
+            let (bytes, how) = i.sink.term(i.max_pfn * i.page_size);
+            Term { what: "target", how, bytes }
         },
         Term {
             what: "codec buffers",
@@ -120,11 +167,35 @@ mod tests {
             max_pfn: 1 << 18, // 1 GiB
             page_size: 4096,
             threads: 1,
+            sink: SinkMemory::Disk,
         });
-        assert_eq!(e.terms[2].bytes, 2 * (1 << 15));
-        assert_eq!(e.terms[3].bytes, 7 * (1 << 20) * 2);
-        assert_eq!(e.total, (30 << 20) + (10 << 20) + (1 << 16) + (14 << 20) + (64 << 20) + (1 << 20));
+        assert_eq!(e.terms[2].bytes, 1 << 15, "one bit per page, once");
+        assert_eq!(e.terms[3].bytes, kdump_dumpfile::WRITER_BUFFER_BYTES);
+        assert_eq!(e.terms[4].bytes, 0);
+        assert_eq!(e.terms[5].bytes, 7 * (1 << 20) * 2);
+        let writer = kdump_dumpfile::WRITER_BUFFER_BYTES;
+        assert_eq!(e.total, (30 << 20) + (10 << 20) + (1 << 15) + writer + (14 << 20) + (64 << 20) + (1 << 20));
         assert_eq!(e.crashkernel_mib, 128);
         assert!(e.render().contains("crashkernel=128M"));
+        // 1 TiB: 32 MiB of bitmap, not 64.
+        let big = EstimateInput { max_pfn: 1 << 28, ..EstimateInput::clone(&input(SinkMemory::Disk)) };
+        assert_eq!(estimate(&big).terms[2].bytes, 32 << 20);
+        // An S3 target at 1 GiB: 5 MiB parts, 6 open and 2 uploading, plus the client.
+        let s3 = estimate(&input(SinkMemory::S3));
+        assert_eq!(s3.terms[4].bytes, 8 * (5 << 20) + (2 << 20));
+        assert!(s3.render().contains("S3: (6 open + 2 uploading) parts x 5.0 MiB"), "{}", s3.render());
+        assert_eq!(s3.total - e.total, 42 << 20);
+        assert_eq!(estimate(&input(SinkMemory::Ssh)).terms[4].bytes, 2 << 20);
+    }
+
+    fn input(sink: SinkMemory) -> EstimateInput {
+        EstimateInput {
+            kernel_init_size: 30 << 20,
+            initramfs_len: 5 << 20,
+            max_pfn: 1 << 18,
+            page_size: 4096,
+            threads: 1,
+            sink,
+        }
     }
 }

@@ -40,7 +40,7 @@ pub use check::{CheckItem, CheckReport, check};
 pub use error::{Error, Result};
 pub use key::{ED25519, PrivateKey, fingerprint};
 pub use known_hosts::{KnownHosts, Verdict, host_name};
-pub use sftp::{FsSpace, RemoteFile};
+pub use sftp::{FsSpace, PIPELINE_BYTES, RemoteFile};
 pub use url::SshUrl;
 
 use crate::channel::SftpChannel;

@@ -44,6 +44,8 @@ const MAX_REPLY: usize = 256 * 1024;
 pub(crate) const WRITE_CHUNK: usize = 32 * 1024;
 /// WRITE requests in flight: 64 × 32 KiB = 2 MiB, OpenSSH's session window.
 pub(crate) const MAX_OUTSTANDING: usize = 64;
+/// The most file data a [`RemoteFile`] has sent and not yet had acknowledged.
+pub const PIPELINE_BYTES: u64 = (WRITE_CHUNK * MAX_OUTSTANDING) as u64;
 
 /// What a remote file system reports (statvfs@openssh.com).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -941,6 +941,21 @@ fn list(config_path: &Path, dir: Option<&Path>, json: bool) -> anyhow::Result<()
     Ok(())
 }
 
+/// The target that holds the most memory while the dump goes out (one is used at a time).
+fn sink_memory(cfg: &Config) -> anyhow::Result<kdump_service::estimate::SinkMemory> {
+    use kdump_service::estimate::SinkMemory;
+    let kinds: Vec<SinkMemory> = cfg
+        .destinations()?
+        .into_iter()
+        .map(|(_, d)| match d {
+            Destination::Disk(_) => SinkMemory::Disk,
+            Destination::Ssh(_) => SinkMemory::Ssh,
+            Destination::S3(_) => SinkMemory::S3,
+        })
+        .collect();
+    Ok([SinkMemory::S3, SinkMemory::Ssh].into_iter().find(|k| kinds.contains(k)).unwrap_or(SinkMemory::Disk))
+}
+
 /// What `kdump estimate --json` prints (docs/JSON.md).
 #[derive(Debug, serde::Serialize)]
 struct EstimateReport {
@@ -966,6 +981,7 @@ fn estimate(config_path: &Path, json: bool) -> anyhow::Result<()> {
         max_pfn,
         page_size: 4096,
         threads: u64::from(cfg.dump.threads),
+        sink: sink_memory(&cfg)?,
     });
     let reserved = machine.crash_reserved();
     if json {
@@ -1066,6 +1082,7 @@ mod tests {
             max_pfn: 1 << 18,
             page_size: 4096,
             threads: 1,
+            sink: kdump_service::estimate::SinkMemory::S3,
         });
         let mut all = Vec::new();
         keys(&serde_json::to_value(&status).unwrap(), "", &mut all);

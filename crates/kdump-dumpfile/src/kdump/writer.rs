@@ -95,6 +95,9 @@ pub struct WriteSummary {
 
 const DATA_FLUSH: usize = 1 << 20;
 const DESC_FLUSH: usize = 2730 * PageDesc::SIZE;
+/// What a writer holds besides its sink, whatever the dump's size: the page data and
+/// descriptors buffered before a flush, and a block for bitmaps (a page size of 4 KiB).
+pub const WRITER_BUFFER_BYTES: u64 = (DATA_FLUSH + DESC_FLUSH + 3 * 4096) as u64;
 
 /// Streaming writer of kdump-compressed files; see the [module docs](self).
 #[derive(Debug)]
