@@ -168,11 +168,13 @@ fn ssh_crash(name: &str, sshd: &Sshd, host: &str, known_hosts: &str, relay_port:
         commands: Vec::new(),
         connected: true,
     };
-    ssh_crash_with(name, sshd, host, known_hosts, nic, failure_action, "")
+    ssh_crash_with(LabKernel::Bookworm, name, sshd, host, known_hosts, nic, failure_action, "")
 }
 
 /// [`ssh_crash`] with the NIC given and `fallback` (`[[fallback]]` tables) after `[target]`.
+#[allow(clippy::too_many_arguments)]
 fn ssh_crash_with(
+    kernel: LabKernel,
     name: &str,
     sshd: &Sshd,
     host: &str,
@@ -181,7 +183,6 @@ fn ssh_crash_with(
     failure_action: &str,
     fallback: &str,
 ) -> Outcome {
-    let kernel = LabKernel::Bookworm;
     let modules = nic_modules(kernel);
     let append = kdump_lab::LAB_CMDLINE;
     let insmod: String = modules.insmod.iter().map(|m| format!("insmod {m}\n")).collect();
@@ -253,11 +254,44 @@ fn check_setup(outcome: &Outcome) {
     }
 }
 
-#[test]
-fn the_capture_kernel_saves_a_complete_crash_directory_over_ssh() {
-    let sshd = Sshd::start("ssh-happy");
+/// On the kernels whose package in the lab cache has its modules (sid's has only vmlinuz; the
+/// NIC driver is a module), each under `KDUMP_LAB_MATRIX` like `kernel_matrix!`.
+mod the_capture_kernel_saves_a_complete_crash_directory_over_ssh {
+    use super::*;
+
+    #[test]
+    fn bullseye() {
+        if kdump_lab::in_matrix(LabKernel::Bullseye) {
+            ssh_cycle(LabKernel::Bullseye);
+        }
+    }
+
+    #[test]
+    fn bookworm() {
+        if kdump_lab::in_matrix(LabKernel::Bookworm) {
+            ssh_cycle(LabKernel::Bookworm);
+        }
+    }
+
+    #[test]
+    fn trixie() {
+        if kdump_lab::in_matrix(LabKernel::Trixie) {
+            ssh_cycle(LabKernel::Trixie);
+        }
+    }
+}
+
+fn ssh_cycle(kernel: LabKernel) {
+    let name = format!("ssh-happy-{kernel}");
+    let sshd = Sshd::start(&name);
     let (port, _) = relay(sshd.port, None);
-    let outcome = ssh_crash("ssh-happy", &sshd, SERVER, &sshd.known_hosts_line(), port, "poweroff");
+    let nic = Nic {
+        mac: MAC.into(),
+        forwards: vec![(format!("{SERVER}:22").parse().unwrap(), port)],
+        commands: Vec::new(),
+        connected: true,
+    };
+    let outcome = ssh_crash_with(kernel, &name, &sshd, SERVER, &sshd.known_hosts_line(), nic, "poweroff", "");
     check_setup(&outcome);
     let console = &outcome.console;
     for step in [
@@ -375,7 +409,16 @@ fn a_server_that_does_not_answer_falls_back_to_the_local_disk() {
         connected: true,
     };
     let fallback = "[[fallback]]\ndevice = \"/dev/nvme0n1\"\npath = \"/crash\"\n";
-    let outcome = ssh_crash_with("ssh-fallback", &sshd, SERVER, &sshd.known_hosts_line(), nic, "halt", fallback);
+    let outcome = ssh_crash_with(
+        LabKernel::Bookworm,
+        "ssh-fallback",
+        &sshd,
+        SERVER,
+        &sshd.known_hosts_line(),
+        nic,
+        "halt",
+        fallback,
+    );
     let setup = outcome.read_result("setup.txt").unwrap();
     assert!(setup.contains("target: /dev/nvme0n1 is /dev/nvme0n1 (ext4"), "the fallback disk is set up too: {setup}");
     assert!(setup.contains("dumps go to ssh://") && setup.contains(", else /dev/nvme0n1:/crash"), "{setup}");
