@@ -28,6 +28,7 @@ cargo run --quiet -p kdump-dumpfile --example fuzz_seeds -- "$seeds"
 cargo run --quiet -p kdump-net --example fuzz_seeds -- "$seeds"
 mkdir -p "$seeds/machine_text" "$seeds/bzimage"
 cp -r fuzz/seeds/s3_response "$seeds/"   # S3 answers: XML documents and whole HTTP responses
+cp fuzz/seeds/machine_text/* "$seeds/machine_text/"   # /proc/net/route
 for f in tests/fixtures/machines/*/proc/iomem tests/fixtures/machines/*/proc/cmdline \
   tests/fixtures/machines/*/sys/devices/system/cpu/online tests/fixtures/machines/*/sys/kernel/security/lockdown; do
   [ -f "$f" ] && cp "$f" "$seeds/machine_text/$(echo "$f" | tr / _)"

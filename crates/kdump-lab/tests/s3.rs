@@ -90,11 +90,14 @@ fn gate(s3_port: u16, cut_after: Option<u64>) -> Gate {
 
 /// Loads the NIC's modules, gives the first kernel an address (so `kdump setup` can check the
 /// bucket), runs setup with wrong credentials, then with the right ones, and crashes.
-fn s3_crash(name: &str, gate_port: u16, failure_action: &str) -> Outcome {
+/// `network`: the config's `[network]` table; without one, `kdump setup` takes the first
+/// kernel's route to the server (10.0.2.15/24 on the NIC, set by this script).
+fn s3_crash(name: &str, gate_port: u16, failure_action: &str, network: bool) -> Outcome {
     let kernel = LabKernel::Bookworm;
     let modules = nic_modules(kernel);
     let append = kdump_lab::LAB_CMDLINE;
     let insmod: String = modules.insmod.iter().map(|m| format!("insmod {m}\n")).collect();
+    let network = if network { format!("[network]\ninterface = \"{MAC}\"\ndhcp = true\n") } else { String::new() };
     let script = format!(
         r#"{insmod}for d in /sys/class/net/*; do [ "$(cat $d/address)" = "{MAC}" ] && IF=${{d##*/}}; done
 ip link set $IF up && ip addr add 10.0.2.15/24 dev $IF
@@ -110,10 +113,7 @@ credentials = "/lab/s3/wrong"
 kernel = "/lab/vmlinuz"
 append = "{append}"
 modules_dir = "/lab/modules"
-[network]
-interface = "{MAC}"
-dhcp = true
-CONFIG
+{network}CONFIG
 kdump setup > /results/setup-wrong.txt 2>&1 || echo "exit $?" >> /results/setup-wrong.txt
 sed -i 's|/lab/s3/wrong|/lab/s3/credentials|' /etc/kdump.toml
 kdump setup | tee /results/setup.txt
@@ -158,6 +158,14 @@ fn check_setup(outcome: &Outcome) {
     );
     assert!(setup.contains("target: check-target passed (bucket reachable and writable)"), "{setup}");
     assert!(setup.contains("capture kernel loaded"), "{setup}");
+    if !outcome.console.contains("network: DHCP") {
+        assert!(
+            setup.contains(&format!(
+                "network: no [network] table: from this machine's route to {SERVER}: {MAC} (eth0), static 10.0.2.15/24"
+            )),
+            "{setup}"
+        );
+    }
     let listing = run(Command::new("cpio").args(["-itv", "--quiet", "-F"]).arg(outcome.result_path("initramfs.img")));
     let listing = String::from_utf8_lossy(&listing);
     let line = listing.lines().find(|l| l.ends_with("etc/kdump-s3-credentials")).expect("credentials in the image");
@@ -201,13 +209,15 @@ fn the_capture_kernel_uploads_a_complete_crash_to_s3() {
     let tmp = tempfile::tempdir().unwrap();
     let server = SeaweedFs::start(&tmp.path().join("weed"), BUCKET, false).unwrap_or_else(|e| panic!("{e}"));
     let gate = gate(server.s3_port(), None);
-    let outcome = s3_crash("s3-happy", gate.port, "poweroff");
+    let outcome = s3_crash("s3-happy", gate.port, "poweroff", false);
     check_setup(&outcome);
     let console = &outcome.console;
     assert_said(
         console,
         &[
-            "kdump-init: network: DHCP: offer of 10.0.2.15/24",
+            // No [network] in the config: setup took the first kernel's route (static 10.0.2.15/24).
+            "kdump-init: network: address 10.0.2.15/24 on ",
+            " (static)",
             &format!("kdump-init: saving into the S3 bucket s3://{BUCKET}/fleet at http://{SERVER}"),
             &format!("kdump-init: s3: crash folder s3://{BUCKET}/fleet/"),
             "kdump-init: s3: uploaded dmesg.txt, info.json, kdump.log and the index entry",
@@ -287,7 +297,7 @@ fn a_server_that_dies_mid_upload_leaves_no_vmcore_and_failure_action_runs() {
     let server = SeaweedFs::start(&tmp.path().join("weed"), BUCKET, false).unwrap_or_else(|e| panic!("{e}"));
     // The setup check and the small files pass (well under 1 MiB); the dump does not.
     let gate = gate(server.s3_port(), Some(3 << 20));
-    let outcome = s3_crash("s3-cut", gate.port, "poweroff");
+    let outcome = s3_crash("s3-cut", gate.port, "poweroff", true);
     assert!(gate.dead.load(Ordering::SeqCst), "the gate cut the upload");
     let console = &outcome.console;
     assert_said(

@@ -13,6 +13,7 @@ pub mod cpulist;
 pub mod iomem;
 pub mod kcore;
 pub mod machine;
+pub mod route;
 pub mod sysfs;
 
 pub use iomem::{Iomem, MemoryKind, MemoryRange, Resource};

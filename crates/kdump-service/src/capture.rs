@@ -268,7 +268,10 @@ fn save<S: System + ?Sized>(cfg: &Config, sys: &mut S, log: &mut Log<'_>) -> Res
             log.say(format!("trying fallback {i} of {}: {destination}", count - 1));
         }
         let saved = if destination.is_remote() {
-            let up = network.clone().unwrap_or_else(|| Err("no [network] table".into()));
+            let up = network.clone().unwrap_or_else(|| {
+                Err("no [network] table in the initramfs: run kdump setup again (it adds the route to the server)"
+                    .into())
+            });
             match (up, destination) {
                 (Err(e), _) => Err(e),
                 (Ok(()), Destination::Ssh(ssh)) => save_over_ssh(cfg, &ssh, &dump, sys, log),

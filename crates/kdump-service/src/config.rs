@@ -198,6 +198,11 @@ pub enum Addressing {
 }
 
 impl Network {
+    /// This table as TOML, with its `[network]` header (to append to a config that has none).
+    pub fn to_table(&self) -> String {
+        format!("[network]\n{}", toml::to_string(self).unwrap_or_default())
+    }
+
     /// The interface's MAC.
     pub fn mac(&self) -> Result<MacAddr, ConfigError> {
         if self.interface.trim().is_empty() {
@@ -516,8 +521,9 @@ impl Target {
         }
     }
 
-    /// The rules of one target (`has_network`: the config has a `[network]` table).
-    fn validate(&self, has_network: bool) -> Result<(), ConfigError> {
+    /// The rules of one target. (A server target without `[network]` is fine: `kdump setup`
+    /// takes this machine's route to it.)
+    fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         match self.destination()? {
             Destination::Disk(spec) if self.raw && !matches!(spec, TargetSpec::Path(_)) => {
@@ -528,13 +534,6 @@ impl Target {
             Destination::Disk(_) => {}
             Destination::Ssh(_) | Destination::S3(_) if self.raw => {
                 return invalid("target.raw = true is for a local device; target.url is a server".into());
-            }
-            Destination::Ssh(_) | Destination::S3(_) if !has_network => {
-                return invalid(
-                    "target.url: a server target needs the capture kernel's network: add a [network] table \
-                     (interface and dhcp = true or address; see kdump config --defaults)"
-                        .into(),
-                );
             }
             // The url carries its own directory: target.path is for local filesystems.
             Destination::Ssh(_) | Destination::S3(_) => {}
@@ -786,7 +785,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         for (i, t) in self.targets().enumerate() {
-            t.validate(self.network.is_some()).map_err(|e| in_fallback(i, e))?;
+            t.validate().map_err(|e| in_fallback(i, e))?;
         }
         // The capture initramfs holds one ssh key pair and one S3 credentials file.
         let dests = self.destinations()?;
@@ -955,7 +954,8 @@ mod tests {
         let err = |t: &str| Config::parse(t).unwrap_err().to_string();
         let url = "url=\"ssh://k@10.0.2.100/d\"\n";
         assert!(err(&format!("[target]\ndevice=\"/dev/x\"\n{url}{net}")).contains("both set"));
-        assert!(err(&format!("[target]\n{url}")).contains("needs the capture kernel's network: add a [network]"));
+        // No [network]: kdump setup takes the route to the server.
+        assert_eq!(Config::parse(&format!("[target]\n{url}")).unwrap().network, None);
         assert!(err(&format!("[target]\nurl=\"ssh://k@backup.example/d\"\n{net}")).contains("target.address"));
         assert!(err(&format!("[target]\nurl=\"ssh://k@h/d\"\naddress=\"h2\"\n{net}")).contains("target.address"));
         assert!(err(&format!("[target]\n{url}address=\"10.0.0.1\"\n{net}")).contains("remove one"));
@@ -1007,7 +1007,7 @@ mod tests {
         assert!(err(&format!("{base}credentials=\"creds\"\n{net}")).contains("target.credentials"));
         assert!(err(&format!("{base}ca=\"/ca.pem\"\n{net}")).contains("https:// endpoint only"));
         assert!(err(&format!("{base}region=\"\"\n{net}")).contains("target.region"));
-        assert!(err(base).contains("add a [network]"));
+        assert!(Config::parse(base).is_ok(), "kdump setup fills [network] from the route");
     }
 
     #[test]
@@ -1023,6 +1023,18 @@ mod tests {
         assert_eq!(err.to_string(), "[[fallback]] 3: target.path \"rel\" must be absolute and must not contain ..");
         let err = Config::parse("[target]\ndevice = \"LABEL=a\"\n[[fallback]]\nurl = \"s3://crashes\"\n").unwrap_err();
         assert!(err.to_string().starts_with("[[fallback]] 1: target.url"), "{err}");
+    }
+
+    #[test]
+    fn a_network_table_written_by_setup_reads_back() {
+        let net = Network {
+            interface: "52:54:00:12:34:56".into(),
+            address: "10.0.2.15/24".into(),
+            gateway: "10.0.2.2".into(),
+            ..Network::default()
+        };
+        let c = Config::parse(&format!("[target]\nurl = \"ssh://k@10.0.2.100/d\"\n{}", net.to_table())).unwrap();
+        assert_eq!(c.network, Some(net));
     }
 
     #[test]

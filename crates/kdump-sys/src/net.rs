@@ -53,6 +53,37 @@ pub fn interfaces(root: &SysRoot) -> io::Result<Vec<Interface>> {
     Ok(out)
 }
 
+/// How this machine reaches a server now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathToServer {
+    /// The interface the route goes out of.
+    pub interface: Interface,
+    /// The address the kernel sends from, with its subnet's prefix.
+    pub local: Ipv4Net,
+    /// The next hop, when the server is not on the local subnet.
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// The route the kernel takes to `server` (`/proc/net/route`) and the source address it picks
+/// (a connected UDP socket: nothing is sent).
+pub fn path_to(root: &SysRoot, server: SocketAddrV4) -> io::Result<PathToServer> {
+    let not_found = |what: String| io::Error::new(io::ErrorKind::NotFound, what);
+    let routes = kdump_machine::route::parse_routes(&std::fs::read_to_string(root.path("/proc/net/route"))?);
+    let route = kdump_machine::route::route_to(&routes, *server.ip())
+        .ok_or_else(|| not_found(format!("no route to {} in /proc/net/route", server.ip())))?;
+    let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+    socket.connect(server)?;
+    let SocketAddr::V4(local) = socket.local_addr()? else {
+        return Err(not_found("no IPv4 source address".into()));
+    };
+    let prefix_len = kdump_machine::route::on_link_prefix(&routes, &route.interface, *local.ip())
+        .ok_or_else(|| not_found(format!("no on-link route of {} holds {}", route.interface, local.ip())))?;
+    let interface = interfaces(root)?.into_iter().find(|i| i.name == route.interface).ok_or_else(|| {
+        not_found(format!("{} (the route to {}) is not an Ethernet interface", route.interface, server.ip()))
+    })?;
+    Ok(PathToServer { interface, local: Ipv4Net { address: *local.ip(), prefix_len }, gateway: route.gateway })
+}
+
 /// The interface whose permanent (or, failing that, current) MAC is `mac`.
 pub fn interface_by_mac(root: &SysRoot, mac: MacAddr) -> io::Result<Option<Interface>> {
     let all = interfaces(root)?;

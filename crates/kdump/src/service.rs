@@ -299,6 +299,46 @@ fn disk_modules(
     Ok(wanted)
 }
 
+/// The `[network]` of a config whose targets include a server but that names no network: the
+/// interface, address and gateway this machine uses to reach the first server now (static in
+/// the capture kernel). `None` when every target is local.
+fn network_from_route(
+    root: &SysRoot,
+    cfg: &Config,
+    report: &mut Vec<String>,
+) -> anyhow::Result<Option<kdump_service::Network>> {
+    let server = cfg.destinations()?.into_iter().find_map(|(_, d)| match d {
+        Destination::Ssh(ssh) => Some(std::net::SocketAddrV4::new(ssh.address, ssh.url.port)),
+        Destination::S3(s3) => {
+            let port = kdump_s3::parse_endpoint(&s3.endpoint).map(|e| e.host_port.port).unwrap_or(443);
+            Some(std::net::SocketAddrV4::new(s3.address, port))
+        }
+        Destination::Disk(_) => None,
+    });
+    let Some(server) = server else { return Ok(None) };
+    let path = kdump_sys::net::path_to(root, server).with_context(|| {
+        format!(
+            "the target {server} needs the capture kernel's network and the config has no [network] table; \
+             this machine has no route to it now to copy: add [network] (interface and dhcp = true or address)"
+        )
+    })?;
+    let network = kdump_service::Network {
+        interface: path.interface.permanent_mac.to_string(),
+        dhcp: false,
+        address: path.local.to_string(),
+        gateway: path.gateway.map(|g| g.to_string()).unwrap_or_default(),
+        ..kdump_service::Network::default()
+    };
+    report.push(format!(
+        "network: no [network] table: from this machine's route to {server}: {} ({}), static {}{}",
+        network.interface,
+        path.interface.name,
+        network.address,
+        path.gateway.map(|g| format!(" via {g}")).unwrap_or_default()
+    ));
+    Ok(Some(network))
+}
+
 /// Builds the capture initramfs for `cfg` (shared by setup and estimate); `check_target`:
 /// also try an ssh target from here (setup does, estimate does not).
 fn build(cfg: &Config, config_text: &str, root: &SysRoot, check_target: bool) -> anyhow::Result<Built> {
@@ -345,9 +385,22 @@ fn build(cfg: &Config, config_text: &str, root: &SysRoot, check_target: bool) ->
             })),
         }
     }
-    if let Some(network) = &cfg.network {
+    // A server target with no [network]: the capture kernel takes this machine's path to it.
+    let derived = match &cfg.network {
+        Some(_) => None,
+        None => network_from_route(root, cfg, &mut report)?,
+    };
+    if let Some(network) = cfg.network.as_ref().or(derived.as_ref()) {
         wanted.extend(nic_modules(root, network, &mut report)?);
     }
+    let config_text = match &derived {
+        Some(network) => format!(
+            "{config_text}\n# Added by kdump setup: this machine's path to the server when the initramfs was built.\n{}",
+            network.to_table()
+        ),
+        None => config_text.to_string(),
+    };
+    let config_text = config_text.as_str();
     wanted.append(&mut from_config.clone());
     let mut dedup: Vec<String> = Vec::new();
     for w in wanted.iter().map(|w| modules::normalize(w)) {
