@@ -70,8 +70,8 @@ pub struct DumpArgs {
     #[arg(short = 'e')]
     pub exclude_vmemmap: bool,
     /// Save the dump as several files, SOURCE DEST1 DEST2 …, written at once (a thread each),
-    /// each holding about as many pages (makedumpfile's split format; `kdump info`, `kdump
-    /// dmesg` and crash read the parts together, --reassemble joins them).
+    /// each holding about as many pages (makedumpfile's split format: `kdump info` and `kdump
+    /// dmesg` read the files together, --reassemble joins them).
     #[arg(long = "split")]
     pub split: bool,
     /// Join the files of a --split dump into one kdump-compressed file: PART1 PART2 … OUT
