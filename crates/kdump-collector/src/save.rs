@@ -159,6 +159,19 @@ pub struct Saved {
     pub incomplete: Option<Incomplete>,
     /// Stage times.
     pub timings: Timings,
+    /// For `--split`: each file, in PFN order (empty for one file).
+    pub parts: Vec<SavedPart>,
+}
+
+/// One file of a split dump.
+#[derive(Debug, Clone)]
+pub struct SavedPart {
+    /// The file.
+    pub dest: PathBuf,
+    /// The PFNs whose pages it holds.
+    pub range: PfnRange,
+    /// What was written to it.
+    pub report: SaveReport,
 }
 
 impl Saved {
@@ -213,6 +226,39 @@ pub fn save(source: &Path, sink: Sink<'_>, req: &SaveRequest, observer: &mut dyn
     {
         return Err(Error::Refused(format!("{} exists: use -f to overwrite it", path.display())));
     }
+    let Prepared { mut dump, mut filter, kept, mut timings } = prepare(source, req, observer)?;
+    let (dest, written, incomplete) = if req.elf {
+        let Sink::File { path, force } = sink else { unreachable!("checked above") };
+        save_elf_file(&mut dump, path, force, req, &mut filter, &mut timings)?
+    } else {
+        save_kdump_format(&mut dump, source, sink, req, &mut filter, kept, &mut timings, observer)?
+    };
+    timings.total = started.elapsed();
+    Ok(Saved {
+        dest,
+        written,
+        effective_level: filter.effective_level,
+        excluded: filter.excluded(),
+        vmemmap_excluded: filter.vmemmap_excluded(),
+        late_warnings: filter.warnings().into_iter().skip(filter.limits.len()).collect(),
+        incomplete,
+        timings,
+        parts: Vec::new(),
+    })
+}
+
+/// A dump ready to be written: opened, its VMCOREINFO resolved, every page decided.
+pub(crate) struct Prepared {
+    pub(crate) dump: Dump,
+    pub(crate) filter: Filter,
+    /// Pages the filter keeps, when it decided them by struct page.
+    pub(crate) kept: Option<u64>,
+    pub(crate) timings: Timings,
+}
+
+/// What every save does before writing: opens `source`, resolves its VMCOREINFO, builds the
+/// filter for the level and decides every page, telling `observer` what it finds.
+pub(crate) fn prepare(source: &Path, req: &SaveRequest, observer: &mut dyn Observer) -> Result<Prepared> {
     let mode = req.read_mode;
     let mut dump = source::open_with(source, mode)?;
     if let Some(text) = &req.vmcoreinfo
@@ -237,8 +283,7 @@ pub fn save(source: &Path, sink: Sink<'_>, req: &SaveRequest, observer: &mut dyn
     // One struct-page pass decides every page before any is read.
     let classifying = Instant::now();
     let kept = filter.decide_all(source, &dump, req.level, mode)?;
-    let vmemmap_excluded = filter.vmemmap_excluded();
-    if req.exclude_vmemmap && vmemmap_excluded.is_none() {
+    if req.exclude_vmemmap && filter.vmemmap_excluded().is_none() {
         observer.notice(Notice::Warning(
             "-e has no effect here: it needs the struct-page pass (a dump level with 2, 4, 8 or 16, and a \
              VMCOREINFO that locates struct pages) on a machine of at most 2 TiB"
@@ -246,30 +291,14 @@ pub fn save(source: &Path, sink: Sink<'_>, req: &SaveRequest, observer: &mut dyn
         ));
     }
     let ram_pages = dump.mem.ram_ranges().iter().map(|r| r.end - r.start).sum();
-    let mut timings = Timings {
+    let timings = Timings {
         total: Duration::ZERO,
         classification: Some((classifying.elapsed(), ram_pages)),
         fsync: None,
         page_size: dump.mem.page_size(),
         read_path: dump.read_path.get().to_string(),
     };
-    let (dest, written, incomplete) = if req.elf {
-        let Sink::File { path, force } = sink else { unreachable!("checked above") };
-        save_elf_file(&mut dump, path, force, req, &mut filter, &mut timings)?
-    } else {
-        save_kdump_format(&mut dump, source, sink, req, &mut filter, kept, &mut timings, observer)?
-    };
-    timings.total = started.elapsed();
-    Ok(Saved {
-        dest,
-        written,
-        effective_level: filter.effective_level,
-        excluded: filter.excluded(),
-        vmemmap_excluded,
-        late_warnings: filter.warnings().into_iter().skip(filter.limits.len()).collect(),
-        incomplete,
-        timings,
-    })
+    Ok(Prepared { dump, filter, kept, timings })
 }
 
 type Outcome = (String, Written, Option<Incomplete>);
@@ -285,20 +314,8 @@ fn save_kdump_format(
     timings: &mut Timings,
     observer: &mut dyn Observer,
 ) -> Result<Outcome> {
-    // The header records the level actually applied (never more than was filtered).
-    let mut config = kdump_config(dump, req.codec, filter.effective_level)?;
-    if is_running_kernel(source) {
-        // A live dump: marked in the VMCOREINFO it carries, so readers do not look for a panic.
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        if let Some(text) = config.vmcoreinfo.as_mut() {
-            text.extend_from_slice(format!("{}={now}\n", kdump_kernel::vmcoreinfo::LIVE_DUMP_KEY).as_bytes());
-            // The writer takes VMCOREINFO from the notes when they hold it, as /proc/kcore's do.
-            config.notes = kdump_dumpfile::notes::with_vmcoreinfo(&config.notes, text);
-        }
-        observer.notice(Notice::LiveDump);
-    }
+    let mut config = output_config(dump, source, req, filter, observer)?;
     config.descriptor_slots = kept;
-    config.excluded_vmemmap = filter.vmemmap_excluded().is_some_and(|n| n > 0);
     // One CPU (the capture kernel's nr_cpus=1): read, compress and write on one thread.
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = req.threads.unwrap_or(if cpus == 1 { 0 } else { cpus });
@@ -352,7 +369,32 @@ fn save_kdump_format(
     }
 }
 
-fn saving_failed(name: &str, e: kdump_save::SaveError) -> Error {
+/// The kdump header of the output: the dump's identity, the level applied, `-e`; a live dump
+/// (of /proc/kcore) says so in its VMCOREINFO.
+pub(crate) fn output_config(
+    dump: &mut Dump,
+    source: &Path,
+    req: &SaveRequest,
+    filter: &Filter,
+    observer: &mut dyn Observer,
+) -> Result<KdumpConfig> {
+    // The header records the level actually applied (never more than was filtered).
+    let mut config = kdump_config(dump, req.codec, filter.effective_level)?;
+    if is_running_kernel(source) {
+        // A live dump: marked in the VMCOREINFO it carries, so readers do not look for a panic.
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if let Some(text) = config.vmcoreinfo.as_mut() {
+            text.extend_from_slice(format!("{}={now}\n", kdump_kernel::vmcoreinfo::LIVE_DUMP_KEY).as_bytes());
+            // The writer takes VMCOREINFO from the notes when they hold it, as /proc/kcore's do.
+            config.notes = kdump_dumpfile::notes::with_vmcoreinfo(&config.notes, text);
+        }
+        observer.notice(Notice::LiveDump);
+    }
+    config.excluded_vmemmap = filter.vmemmap_excluded().is_some_and(|n| n > 0);
+    Ok(config)
+}
+
+pub(crate) fn saving_failed(name: &str, e: kdump_save::SaveError) -> Error {
     match e {
         kdump_save::SaveError::Dumpfile(source) => {
             Error::Dump { what: format!("cannot save the dump to {name}"), source }
@@ -472,7 +514,7 @@ pub fn create_new(path: &Path, force: bool) -> Result<File> {
 /// page is written: if the disk fills up later, the file can still be
 /// finished as incomplete without needing more space. Filesystems without
 /// fallocate still work, just without this guarantee.
-fn preallocate(file: &File, len: u64, path: &Path) -> Result<()> {
+pub(crate) fn preallocate(file: &File, len: u64, path: &Path) -> Result<()> {
     kdump_sys::file::reserve_space_if_supported(file, len).map(|_| ()).what(|| {
         format!(
             "cannot reserve {:.1} MiB for the dump's headers and page table in {}",
@@ -542,7 +584,7 @@ pub fn rebuild(input: impl Read, dest: &Path, force: bool) -> Result<u64> {
 }
 
 /// An error and its causes on one line, as a notice.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {

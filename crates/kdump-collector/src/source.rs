@@ -4,9 +4,11 @@
 use std::borrow::BorrowMut;
 use std::fs::File;
 use std::io::{Read, Seek};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use kdump_dumpfile::{AnyDump, FoundVmcoreinfo, KdumpReader, PageState, PhysMem, VmcoreinfoScan, open_dump};
+use kdump_dumpfile::{
+    AnyDump, FoundVmcoreinfo, KdumpReader, PageState, PhysMem, SetUse, SplitReader, VmcoreinfoScan, open_dump,
+};
 use kdump_kernel::memory::X86_64Layout;
 use kdump_kernel::{KernelMemory, PhysRead, Vmcoreinfo};
 use kdump_sys::mapped::{MappedReader, PathTracker, ReadMode};
@@ -45,6 +47,29 @@ pub struct DumpFormat {
     pub codec: Option<String>,
     /// False when the file says it is incomplete (e.g. the disk filled up).
     pub complete: bool,
+    /// For a dump written by `--split`: which of its pages the given file(s) hold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub split: Option<SplitFormat>,
+}
+
+/// The part(s) of a `--split` dump that were opened.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SplitFormat {
+    /// Files given: every part of the set, or one alone.
+    pub files: usize,
+    /// First PFN they hold.
+    pub start_pfn: u64,
+    /// One past the last PFN they hold.
+    pub end_pfn: u64,
+    /// The dump's PFN limit (`max_mapnr`): a whole set holds `0..max_pfn`.
+    pub max_pfn: u64,
+}
+
+impl SplitFormat {
+    /// Whether the files hold every page of the dump (a whole set).
+    pub fn is_whole(&self) -> bool {
+        self.start_pfn == 0 && self.end_pfn == self.max_pfn
+    }
 }
 
 impl std::fmt::Debug for Dump {
@@ -66,6 +91,12 @@ fn kdump_format<R: Read + Seek>(r: &KdumpReader<R>, kind: &'static str) -> DumpF
         dump_level: Some(r.sub_header().dump_level),
         codec: Some(if codecs.is_empty() { "none".to_string() } else { codecs.join("+") }),
         complete: !r.is_incomplete(),
+        split: r.split_range().map(|range| SplitFormat {
+            files: 1,
+            start_pfn: range.start,
+            end_pfn: range.end,
+            max_pfn: r.max_pfn(),
+        }),
     }
 }
 
@@ -97,7 +128,7 @@ pub fn open_with(path: &Path, mode: ReadMode) -> Result<Dump> {
     };
     let format = match &dump {
         AnyDump::Elf(elf) => {
-            DumpFormat { kind: "elf", dump_level: None, codec: None, complete: elf.e_flags() & 1 == 0 }
+            DumpFormat { kind: "elf", dump_level: None, codec: None, complete: elf.e_flags() & 1 == 0, split: None }
         }
         AnyDump::Kdump(r) => kdump_format(r, "kdump-compressed"),
         AnyDump::Flattened(r) => kdump_format(r, "flattened"),
@@ -105,7 +136,67 @@ pub fn open_with(path: &Path, mode: ReadMode) -> Result<Dump> {
     Ok(Dump { mem: Box::new(dump), format, elf_segments, read_path, found: None, given: None })
 }
 
+/// Opens one dump, or every part of a dump written by `--split` (in any order) as one.
+pub fn open_set(paths: &[PathBuf]) -> Result<Dump> {
+    match paths {
+        [] => Err(Error::Refused("no dump given".to_string())),
+        [one] => open(one),
+        _ => open_split(paths, read_mode_from_env(), SetUse::Read),
+    }
+}
+
+fn open_split(paths: &[PathBuf], mode: ReadMode, to: SetUse) -> Result<Dump> {
+    let (set, read_path) = open_split_set(paths, mode, to)?;
+    let first = &set.parts()[0];
+    let mut format = kdump_format(first, "kdump-compressed");
+    format.complete = !set.is_incomplete();
+    format.split =
+        Some(SplitFormat { files: paths.len(), start_pfn: 0, end_pfn: set.max_pfn(), max_pfn: set.max_pfn() });
+    Ok(Dump { mem: Box::new(set), format, elf_segments: None, read_path, found: None, given: None })
+}
+
+/// Opens every part of a split dump (in any order) and checks that they are one whole set,
+/// as `to` needs: the cause and the fix are in the error.
+pub fn open_split_set(
+    paths: &[PathBuf],
+    mode: ReadMode,
+    to: SetUse,
+) -> Result<(SplitReader<MappedReader>, PathTracker)> {
+    let mut parts = Vec::with_capacity(paths.len());
+    let mut tracker = None;
+    for path in paths {
+        let name = path.display().to_string();
+        let file = File::open(path).what(|| format!("cannot open the split part {name}"))?;
+        let reader = MappedReader::new(file, mode).what(|| format!("cannot open the split part {name}"))?;
+        tracker.get_or_insert_with(|| reader.tracker());
+        let part = KdumpReader::open(reader).map_err(|e| match e {
+            kdump_dumpfile::Error::BadMagic { .. } => Error::Refused(format!(
+                "{name} is not a kdump-compressed file: only the parts a `--split` run wrote can be given together"
+            )),
+            e => Error::Dump { what: format!("cannot read the split part {name}"), source: e },
+        })?;
+        parts.push((name, part));
+    }
+    let set = SplitReader::new(parts, to).map_err(|e| match e {
+        kdump_dumpfile::Error::SplitSet(why) => Error::Refused(why),
+        e => Error::Dump { what: "cannot read the split dump".to_string(), source: e },
+    })?;
+    let tracker = tracker.ok_or_else(|| Error::Refused("no split parts given".to_string()))?;
+    Ok((set, tracker))
+}
+
 impl Dump {
+    /// For one part of a split dump given alone: what is missing and what to do.
+    pub fn split_warning(&self, name: &str) -> Option<String> {
+        let s = self.format.split.as_ref().filter(|s| !s.is_whole())?;
+        Some(format!(
+            "{name} is one part of a split dump (PFNs {:#x}-{:#x} of {:#x}): pages in the other parts read as \
+             missing; give every part (`kdump info PART1 PART2 …`), or join them first with \
+             `kdump dump --reassemble PART1 PART2 … OUT`",
+            s.start_pfn, s.end_pfn, s.max_pfn
+        ))
+    }
+
     /// Makes sure VMCOREINFO is known: the dump's note, else the kernel's own note
     /// found by scanning the dump's memory (dumps made by QEMU carry none). Returns
     /// the physical address it was found at, or `None` for the dump's note. The

@@ -96,6 +96,9 @@ impl<R: Read + Seek> PhysMem for AnyDump<R> {
     fn vmcoreinfo(&self) -> Option<&[u8]> {
         delegate!(self, m => m.vmcoreinfo())
     }
+    fn has_page(&mut self, pfn: u64) -> Result<bool> {
+        delegate!(self, m => m.has_page(pfn))
+    }
 }
 
 #[cfg(test)]

@@ -80,6 +80,11 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    /// Files given as the parts of a `--split` dump are not one whole set; the message names
+    /// the file, the cause and the fix.
+    #[error("{0}")]
+    SplitSet(String),
+
     /// The writer was used out of order.
     #[error("writer misuse: {0}")]
     Usage(String),

@@ -14,6 +14,9 @@
 //!   bitmaps (1st: PFN is RAM; 2nd: PFN has a page descriptor), then a table of 24-byte
 //!   `page_desc {offset, size, flags, page_flags}` indexed by the rank of the PFN in the 2nd
 //!   bitmap, then page data, each page raw or compressed with zlib, LZO1X, snappy or zstd.
+//!   makedumpfile's `--split` writes one dump as several such files, each with the pages of
+//!   one PFN range ([`kdump::split`]): read together ([`SplitReader`]) or joined
+//!   ([`kdump::reassemble`]).
 //! - **flattened** ([`flat`]): makedumpfile `-F`, for non-seekable outputs. A 4096-byte
 //!   header (`"makedumpfile"`, type 1, version 1, big-endian) then records
 //!   `{i64 offset, i64 size, data}` meaning "write these bytes at this offset of the
@@ -48,8 +51,8 @@ pub use elf::ElfVmcore;
 pub use error::{Error, Result};
 pub use flat::{FlatReader, FlatWriter, rebuild_flattened};
 pub use kdump::{
-    KdumpConfig, KdumpReader, KdumpWriter, LimitedSink, SeekSink, WRITER_BUFFER_BYTES, WriteAt, WriteSummary,
-    copy_pages,
+    KdumpConfig, KdumpReader, KdumpWriter, LimitedSink, PfnSet, SeekSink, SetUse, SplitPart, SplitReader,
+    WRITER_BUFFER_BYTES, WriteAt, WriteSummary, copy_pages,
 };
 pub use physmem::{PageState, PfnRange, PhysMem};
 pub use scan::{FoundVmcoreinfo, VmcoreinfoScan};

@@ -54,6 +54,13 @@ pub trait PhysMem {
 
     /// The VMCOREINFO text (`KEY=VALUE` lines), if the dump carries one.
     fn vmcoreinfo(&self) -> Option<&[u8]>;
+
+    /// Whether the dump has page `pfn` (stored, or lost by an incomplete dump), found
+    /// without reading the page: false for pages left out when the dump was made and for
+    /// frames that are not RAM. By default every RAM page (an ELF vmcore's).
+    fn has_page(&mut self, pfn: u64) -> Result<bool> {
+        Ok(ranges_contain(self.ram_ranges(), pfn))
+    }
 }
 
 /// Checks that `buf` has exactly `page_size` bytes.
@@ -88,7 +95,6 @@ pub(crate) fn normalize_ranges(mut ranges: Vec<PfnRange>) -> Vec<PfnRange> {
 }
 
 /// Whether `pfn` lies in one of the sorted ranges.
-#[cfg(test)]
 pub(crate) fn ranges_contain(ranges: &[PfnRange], pfn: u64) -> bool {
     let idx = ranges.partition_point(|r| r.end <= pfn);
     ranges.get(idx).is_some_and(|r| r.start <= pfn)

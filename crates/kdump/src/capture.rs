@@ -202,7 +202,7 @@ impl System for Machine {
         let saved = (|| -> anyhow::Result<()> {
             let mut f = File::create(path)?;
             let symbols = Path::new("/").join(kdump_service::initramfs::KALLSYMS);
-            crate::info::write(Path::new(VMCORE), true, None, Some(&symbols), &mut f)?;
+            crate::info::write(&[PathBuf::from(VMCORE)], true, None, Some(&symbols), &mut f)?;
             f.sync_all()?;
             Ok(())
         })();
@@ -425,7 +425,7 @@ fn crash_texts(log: &mut dyn StepLog) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
     };
     let mut report = Vec::new();
     let symbols = Path::new("/").join(kdump_service::initramfs::KALLSYMS);
-    let report = match crate::info::write(Path::new(VMCORE), true, None, Some(&symbols), &mut report) {
+    let report = match crate::info::write(&[PathBuf::from(VMCORE)], true, None, Some(&symbols), &mut report) {
         Ok(()) => Some(report),
         Err(e) => {
             log.say(&format!("cannot make info.json: {e:#}"));

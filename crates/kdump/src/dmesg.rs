@@ -1,7 +1,7 @@
 //! `kdump dmesg`: the crashed kernel's log.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::PathBuf;
 
 use anyhow::Context;
 use kdump_kernel::KernelMemory;
@@ -19,12 +19,23 @@ pub fn records(dump: &mut Dump) -> anyhow::Result<Vec<Record>> {
     read_log(&mut mem, &info).context("cannot read the kernel log from the dump")
 }
 
-pub fn run(dump_path: &Path, json: bool, caller_id: bool) -> anyhow::Result<()> {
-    let mut dump = source::open(dump_path)?;
+pub fn run(dump_paths: &[PathBuf], json: bool, caller_id: bool) -> anyhow::Result<()> {
+    let mut dump = source::open_set(dump_paths)?;
+    let name = names(dump_paths);
+    let lone_part = dump.split_warning(&name);
+    if let Some(w) = &lone_part {
+        eprintln!("kdump: warning: {w}");
+    }
     if let Some(at) = dump.resolve_vmcoreinfo()? {
         eprintln!("kdump: VMCOREINFO {}", crate::dump::found_in_memory(at));
     }
-    let records = records(&mut dump)?;
+    let records = match (records(&mut dump), lone_part) {
+        (Ok(r), _) => r,
+        (Err(e), Some(_)) => {
+            return Err(e.context(format!("{name} is one part of a split dump: give every part, or --reassemble them")));
+        }
+        (Err(e), None) => return Err(e),
+    };
     let mut out = std::io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut out, &records)?;
@@ -39,7 +50,12 @@ pub fn run(dump_path: &Path, json: bool, caller_id: bool) -> anyhow::Result<()> 
         );
     }
     if !dump.format.complete {
-        eprintln!("kdump: warning: {} is marked incomplete; the log may be missing records", dump_path.display());
+        eprintln!("kdump: warning: {name} is marked incomplete; the log may be missing records");
     }
     Ok(())
+}
+
+/// The dump's file names for messages: one, or the parts of a split dump.
+pub fn names(paths: &[PathBuf]) -> String {
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
 }

@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use clap::Args as ClapArgs;
 use kdump_collector::filter::MemUsageReport;
 use kdump_collector::save::create_new;
-use kdump_collector::{Notice, Observer, SaveRequest, Saved, Sink, Written};
+use kdump_collector::{Notice, Observer, SaveRequest, Saved, Sink, SplitTarget, Written};
 use kdump_dumpfile::Codec;
 use kdump_kernel::pages::PageClass;
 use kdump_save::Progress;
@@ -69,10 +69,13 @@ pub struct DumpArgs {
     /// smaller dumps of large machines; the header says so (makedumpfile's -e).
     #[arg(short = 'e')]
     pub exclude_vmemmap: bool,
-    /// Split the dump into several files (not built yet).
+    /// Save the dump as several files, SOURCE DEST1 DEST2 …, written at once (a thread each),
+    /// each holding about as many pages (makedumpfile's split format: `kdump info` and `kdump
+    /// dmesg` read the files together, --reassemble joins them).
     #[arg(long = "split")]
     pub split: bool,
-    /// Reassemble split files (not built yet).
+    /// Join the files of a --split dump into one kdump-compressed file: PART1 PART2 … OUT
+    /// (the parts in any order; their pages are copied as stored).
     #[arg(long = "reassemble")]
     pub reassemble: bool,
     /// A VMCOREINFO file (as `makedumpfile -g` writes) for a dump that has no VMCOREINFO note.
@@ -102,7 +105,8 @@ pub struct DumpArgs {
     /// Accepted for makedumpfile's command lines; no effect (bitmap cache order).
     #[arg(short = 'b', value_name = "ORDER")]
     pub cache_order: Option<u32>,
-    /// Accepted for makedumpfile's command lines; no effect without --split.
+    /// With --split: the parts' boundaries fall on multiples of SIZE KiB (a multiple of the page
+    /// size), as makedumpfile's do. Default: on any page, for the most even parts.
     #[arg(long = "splitblock-size", value_name = "SIZE")]
     pub splitblock_size: Option<u64>,
     /// Stop the kdump-compressed file at SIZE bytes (K, M and G suffixes): the dump ends there,
@@ -206,7 +210,7 @@ impl DumpArgs {
         if self.cache_order.is_some() {
             notes.push("-b has no effect: bitmaps are read block by block");
         }
-        if self.splitblock_size.is_some() {
+        if self.splitblock_size.is_some() && !self.split {
             notes.push("--splitblock-size has no effect without --split");
         }
         notes
@@ -275,8 +279,29 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
     if a.size_limit.is_some() && (a.elf || a.flatten) {
         bail!("-L limits a kdump-compressed file: leave out -E and -F");
     }
-    if a.split || a.reassemble {
-        bail!("--split and --reassemble are not built yet: write one file (or -F to a pipe)");
+    if a.split && a.reassemble {
+        bail!("--split writes a split dump and --reassemble joins one: give one of them");
+    }
+    if a.split && a.flatten {
+        bail!("--split writes files and -F one stream: leave out one of them (makedumpfile refuses both too)");
+    }
+    if a.split && a.elf {
+        bail!("--split writes kdump-compressed files (as makedumpfile): leave out -E");
+    }
+    if a.reassemble
+        && (a.level != 0
+            || codec(a)? != Codec::None
+            || a.elf
+            || a.flatten
+            || a.vmcoreinfo.is_some()
+            || a.exclude_vmemmap
+            || a.size_limit.is_some()
+            || a.dry_run)
+    {
+        bail!(
+            "--reassemble copies the parts' pages as they are stored: leave out -d, -c/-l/-p/-z, -E, -F, -i, -e, -L \
+             and --dry-run"
+        );
     }
     if a.message_level > 0 {
         for note in a.ignored_options() {
@@ -319,8 +344,13 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
         bail!("dump level {} is out of range: use 0 to 31", a.level);
     }
     if a.check_params {
-        let (n, what) = if a.flatten { (1, "SOURCE") } else { (2, "SOURCE DEST") };
-        if a.files.len() != n {
+        let (fits, what) = match (a.flatten, a.split, a.reassemble) {
+            (_, true, _) => (a.files.len() >= 3, "SOURCE DEST1 DEST2 …"),
+            (_, _, true) => (a.files.len() >= 2, "PART1 PART2 … OUT"),
+            (true, _, _) => (a.files.len() == 1, "SOURCE"),
+            _ => (a.files.len() == 2, "SOURCE DEST"),
+        };
+        if !fits {
             bail!("--check-params: expected {what}");
         }
         let source = &a.files[0];
@@ -339,6 +369,21 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
         // flattened stream that goes nowhere.
         let mut nowhere = std::io::sink();
         save(source, Sink::Flattened { stream: &mut nowhere, name: "nowhere (--dry-run)" }, &req, msgs)?;
+        return Ok(());
+    }
+    if a.reassemble {
+        let [parts @ .., out] = a.files.as_slice() else { bail!("usage: kdump dump --reassemble PART1 PART2 … OUT") };
+        return reassemble(parts, out, a.force, a.message_level);
+    }
+    if a.split {
+        let [source, dests @ ..] = a.files.as_slice() else {
+            bail!("usage: kdump dump --split [OPTIONS] SOURCE DEST1 DEST2 [DEST3 …]")
+        };
+        if dests.len() < 2 {
+            bail!("usage: kdump dump --split [OPTIONS] SOURCE DEST1 DEST2 [DEST3 …] (at least two files to write)");
+        }
+        let target = SplitTarget { dests: dests.to_vec(), force: a.force, splitblock_kib: a.splitblock_size };
+        report(msgs, |printer| kdump_collector::save_split(source, &target, &req, printer))?;
         return Ok(());
     }
     match (a.flatten, a.files.as_slice()) {
@@ -374,8 +419,13 @@ fn generate_vmcoreinfo(out: &Path, force: bool) -> anyhow::Result<()> {
 /// Saves `source` to `sink` (see [`kdump_collector::save`]), printing as `msgs` says; an
 /// incomplete dump is an error that says where its pages are.
 pub fn save(source: &Path, sink: Sink<'_>, req: &SaveRequest, msgs: Messages) -> anyhow::Result<Saved> {
+    report(msgs, |printer| kdump_collector::save(source, sink, req, printer))
+}
+
+/// Runs a save with a printer of its notices and progress, then prints its report.
+fn report(msgs: Messages, save: impl FnOnce(&mut Printer) -> kdump_collector::Result<Saved>) -> anyhow::Result<Saved> {
     let mut printer = Printer { msgs, progress: ProgressPrinter::new(msgs.level) };
-    let saved = kdump_collector::save(source, sink, req, &mut printer)?;
+    let saved = save(&mut printer)?;
     print_filter_report(&saved, msgs.report_level());
     if msgs.timings_on() {
         print_timings(&saved);
@@ -429,6 +479,26 @@ fn print_filter_report(saved: &Saved, level: u32) {
     }
 }
 
+/// `--reassemble PART1 PART2 … OUT`.
+fn reassemble(parts: &[PathBuf], out: &Path, force: bool, level: u32) -> anyhow::Result<()> {
+    let progress = ProgressPrinter::new(level);
+    let joined = kdump_collector::reassemble(parts, out, force, &mut |p| progress.show(p))?;
+    if level > 0 {
+        let w = &joined.written;
+        eprintln!(
+            "kdump: joined {} parts into {}: {} pages ({} zero, {} lost), {:.1} MiB in {:.1} s",
+            joined.parts.len(),
+            out.display(),
+            w.pages,
+            w.zero_pages,
+            w.lost_pages,
+            w.file_size as f64 / (1 << 20) as f64,
+            joined.total.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
 fn print_outcome(saved: &Saved, level: u32) -> anyhow::Result<()> {
     if let Written::Kdump(report) = &saved.written
         && report.unreadable_count > 0
@@ -463,6 +533,17 @@ fn print_outcome(saved: &Saved, level: u32) -> anyhow::Result<()> {
             "kdump: saved {} pages in {} segments to {} ({} left out): {mib:.1} MiB",
             r.pages_written, r.segments, saved.dest, r.pages_dropped
         ),
+    }
+    for p in &saved.parts {
+        let w = &p.report.written;
+        eprintln!(
+            "kdump:   {}: PFNs {:#x}-{:#x}, {} pages, {:.1} MiB",
+            p.dest.display(),
+            p.range.start,
+            p.range.end,
+            w.pages + w.lost_pages,
+            w.file_size as f64 / (1 << 20) as f64
+        );
     }
     Ok(())
 }

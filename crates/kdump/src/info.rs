@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use kdump_kernel::backtrace::{Frame, backtrace};
@@ -82,8 +82,8 @@ fn utc(secs: i64) -> String {
     format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02} UTC")
 }
 
-pub fn run(dump_path: &Path, json: bool, system_map: Option<&Path>) -> anyhow::Result<()> {
-    write(dump_path, json, system_map, None, &mut std::io::stdout().lock())
+pub fn run(dump_paths: &[PathBuf], json: bool, system_map: Option<&Path>) -> anyhow::Result<()> {
+    write(dump_paths, json, system_map, None, &mut std::io::stdout().lock())
 }
 
 /// The symbols `kdump setup` saved in the capture initramfs (zstd), if they
@@ -98,16 +98,17 @@ fn saved_symbols(path: &Path, info: &Vmcoreinfo) -> anyhow::Result<SymbolTable> 
 /// `info.json` with it, passing the symbols `kdump setup` saved
 /// (`saved_symbols`, used when they are the crashed kernel's).
 pub fn write(
-    dump_path: &Path,
+    dump_paths: &[PathBuf],
     json: bool,
     system_map: Option<&Path>,
     saved: Option<&Path>,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let mut dump = kdump_collector::source::open(dump_path)?;
+    let mut dump = kdump_collector::source::open_set(dump_paths)?;
+    let name = dmesg::names(dump_paths);
     let found_at = dump.resolve_vmcoreinfo()?;
     let info: Vmcoreinfo = dump.vmcoreinfo()?;
-    let mut warnings = Vec::new();
+    let mut warnings: Vec<String> = dump.split_warning(&name).into_iter().collect();
     if !dump.format.complete {
         warnings.push("the dump is marked incomplete: some pages are missing".to_string());
     }
@@ -196,7 +197,7 @@ pub fn write(
     let named = frames.iter().filter_map(|f| f.symbol.as_deref());
     let signature = live.is_none().then(|| kdump_kernel::signature::signature(panic.as_deref(), named));
     let report = Report {
-        dump: dump_path.display().to_string(),
+        dump: name,
         format,
         vmcoreinfo_found_at: found_at,
         kernel,

@@ -40,8 +40,10 @@ enum Command {
     },
     /// Print the crashed kernel's log, as `makedumpfile --dump-dmesg` writes it.
     Dmesg {
-        /// The dump: ELF vmcore (e.g. /proc/vmcore), kdump-compressed or flattened.
-        dump: PathBuf,
+        /// The dump: ELF vmcore (e.g. /proc/vmcore), kdump-compressed or flattened; or every
+        /// file of a `kdump dump --split` dump.
+        #[arg(value_name = "DUMP", required = true, num_args = 1..)]
+        dump: Vec<PathBuf>,
         /// Print JSON records (timestamp, level, caller) instead of text.
         #[arg(long)]
         json: bool,
@@ -54,8 +56,10 @@ enum Command {
     Dump(dump::DumpArgs),
     /// Summarise a crash: kernel, time, panic message, CPUs and a symbolized backtrace.
     Info {
-        /// The dump: ELF vmcore, kdump-compressed or flattened.
-        dump: PathBuf,
+        /// The dump: ELF vmcore, kdump-compressed or flattened; or every file of a
+        /// `kdump dump --split` dump.
+        #[arg(value_name = "DUMP", required = true, num_args = 1..)]
+        dump: Vec<PathBuf>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,

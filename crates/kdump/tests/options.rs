@@ -63,6 +63,11 @@ fn every_makedumpfile_option_in_the_table_is_taken_as_the_table_says() {
     let out = Command::new(&makedumpfile).args(["-F", "-l", "-d", "1"]).arg(&source).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     std::fs::write(&flat, &out.stdout).unwrap();
+    // A split set for --reassemble.
+    let parts: Vec<PathBuf> = (1..=3).map(|i| dir.join(format!("part{i}"))).collect();
+    let out =
+        Command::new(&makedumpfile).args(["--split", "-l", "-d", "1"]).arg(&source).args(&parts).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     for (i, (option, line, outcome)) in rows.iter().enumerate() {
         let case = dir.join(format!("case{i}"));
@@ -71,6 +76,7 @@ fn every_makedumpfile_option_in_the_table_is_taken_as_the_table_says() {
         std::fs::write(&existing, "old").unwrap();
         let mut stdin = None;
         let mut args: Vec<String> = Vec::new();
+        let mut written: Vec<PathBuf> = Vec::new();
         let mut words = line.split_whitespace();
         while let Some(w) = words.next() {
             if w == "<" {
@@ -86,6 +92,10 @@ fn every_makedumpfile_option_in_the_table_is_taken_as_the_table_says() {
                 "SOURCE" => path(&source),
                 "DEST" => path(&case.join("dest")),
                 "DEST2" => path(&case.join("dest2")),
+                "DEST3" => path(&case.join("dest3")),
+                "PART1" => path(&parts[0]),
+                "PART2" => path(&parts[1]),
+                "PART3" => path(&parts[2]),
                 "OUT" => path(&case.join("out")),
                 "EXISTING" => path(&existing),
                 "INFO" => path(&info),
@@ -93,6 +103,9 @@ fn every_makedumpfile_option_in_the_table_is_taken_as_the_table_says() {
                 "DIR" => path(&work),
                 other => other.to_string(),
             };
+            if token.starts_with("DEST") || token == "OUT" || token == "EXISTING" {
+                written.push(PathBuf::from(&value));
+            }
             args.push(format!("{prefix}{value}"));
         }
         let mut cmd = Command::new(&makedumpfile);
@@ -122,14 +135,15 @@ fn every_makedumpfile_option_in_the_table_is_taken_as_the_table_says() {
             "parsed" => {}
             other => panic!("{option}: unknown outcome {other:?}"),
         }
-        // What "same" rows write is a dump, and -f replaced the old file.
-        if outcome == "ok" && args.last().is_some_and(|a| a.ends_with("/dest") || a.ends_with("/existing")) {
-            let dest = PathBuf::from(args.last().unwrap());
-            if !line.contains("--dry-run") && !line.contains("--check-params") {
-                let written = std::fs::read(&dest).unwrap_or_else(|e| panic!("{what}: {e}"));
-                assert!(written.starts_with(b"KDUMP   ") || written.starts_with(b"\x7fELF"), "{what}");
-            } else {
-                assert!(!dest.exists() || dest == existing, "{what}: wrote nothing");
+        // What "same" rows write are dumps (every DEST and OUT), and -f replaced the old file.
+        if outcome == "ok" {
+            for dest in &written {
+                if !line.contains("--dry-run") && !line.contains("--check-params") {
+                    let bytes = std::fs::read(dest).unwrap_or_else(|e| panic!("{what}: {}: {e}", dest.display()));
+                    assert!(bytes.starts_with(b"KDUMP   ") || bytes.starts_with(b"\x7fELF"), "{what}");
+                } else {
+                    assert!(!dest.exists() || dest == &existing, "{what}: wrote nothing");
+                }
             }
         }
     }

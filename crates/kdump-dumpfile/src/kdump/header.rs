@@ -315,6 +315,22 @@ pub struct Utsname {
 }
 
 impl Utsname {
+    /// The strings of header fields (each up to its NUL; bytes that are not UTF-8 are replaced).
+    pub fn from_fields(fields: &[[u8; 65]; 6]) -> Self {
+        let text = |f: &[u8; 65]| {
+            let end = f.iter().position(|&c| c == 0).unwrap_or(f.len());
+            String::from_utf8_lossy(&f[..end]).into_owned()
+        };
+        Utsname {
+            sysname: text(&fields[0]),
+            nodename: text(&fields[1]),
+            release: text(&fields[2]),
+            version: text(&fields[3]),
+            machine: text(&fields[4]),
+            domainname: text(&fields[5]),
+        }
+    }
+
     pub(super) fn to_fields(&self) -> [[u8; 65]; 6] {
         let mut out = [[0u8; 65]; 6];
         for (dst, s) in out.iter_mut().zip([

@@ -31,6 +31,7 @@ mod header;
 #[deny(clippy::cast_possible_truncation)]
 mod reader;
 mod sink;
+pub mod split;
 #[cfg(test)]
 mod tests;
 mod writer;
@@ -38,4 +39,5 @@ mod writer;
 pub use header::*;
 pub use reader::*;
 pub use sink::*;
+pub use split::{PfnSet, SetUse, SplitPart, SplitReader, balanced_ranges, check_split_set, reassemble};
 pub use writer::*;

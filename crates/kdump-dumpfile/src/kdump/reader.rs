@@ -34,6 +34,13 @@ pub struct KdumpReader<R> {
     descs: (u64, Vec<u8>),
     data: Vec<u8>,
     decoder: PageDecoder,
+    /// A `--split` part: the PFNs it holds, and the rank of the first in the 2nd bitmap
+    /// (its descriptor table starts there).
+    split: Option<(PfnRange, u64)>,
+    /// Descriptors in the table: the 2nd bitmap's population, or a split part's share of it.
+    desc_count: u64,
+    /// A digest of both bitmaps (split parts only: the parts of one set have the same).
+    bitmap_digest: u64,
 }
 
 /// Page descriptors read at once by [`KdumpReader::page_desc`].
@@ -166,6 +173,36 @@ impl<R: Read + Seek> KdumpReader<R> {
             let valid = (max_pfn - b * bits).min(bits);
             total += popcount_prefix(&blk, valid);
         }
+        let split_range = match (sub.split, header.header_version) {
+            (0, _) => None,
+            (_, 6..) => Some(sub.start_pfn_64..sub.end_pfn_64),
+            _ => Some(sub.start_pfn..sub.end_pfn),
+        };
+        let mut digest = Digest::new();
+        let mut split = None;
+        let mut desc_count = total;
+        if let Some(r) = &split_range {
+            if r.start > r.end || r.end > max_pfn {
+                return Err(corrupt(
+                    "kdump_sub_header split range",
+                    format!("PFNs {:#x}-{:#x} with max_mapnr {max_pfn:#x}", r.start, r.end),
+                ));
+            }
+            // Ranks of the range's ends, and the 2nd bitmap's digest.
+            let mut ranks = [total; 2];
+            for b in 0..nblk {
+                read_at(&mut inner, file_len, bitmap2_off + b * block, &mut blk, "2nd bitmap")?;
+                digest.add(&blk);
+                for (rank, pfn) in ranks.iter_mut().zip([r.start, r.end]) {
+                    if pfn / bits == b {
+                        *rank = rank_index[usize_of(b, "2nd bitmap")?] + popcount_prefix(&blk, pfn % bits);
+                    }
+                }
+            }
+            split = Some((r.clone(), ranks[0]));
+            desc_count = ranks[1].saturating_sub(ranks[0]);
+            digest.add(b"1st");
+        }
         let mut ram: Vec<PfnRange> = Vec::new();
         for b in 0..nblk {
             let lo = b * bits;
@@ -173,6 +210,9 @@ impl<R: Read + Seek> KdumpReader<R> {
                 break;
             }
             read_at(&mut inner, file_len, bitmap1_off + b * block, &mut blk, "1st bitmap")?;
+            if split.is_some() {
+                digest.add(&blk);
+            }
             let valid = (max_pfn - lo).min(bits);
             let mut i = 0u64;
             while i < valid {
@@ -210,6 +250,9 @@ impl<R: Read + Seek> KdumpReader<R> {
             descs: (0, Vec::new()),
             data: Vec::with_capacity(block_len),
             decoder: PageDecoder::new(),
+            split,
+            desc_count,
+            bitmap_digest: digest.0,
         })
     }
 
@@ -228,9 +271,48 @@ impl<R: Read + Seek> KdumpReader<R> {
         self.header.status & FLAG_INCOMPLETE != 0
     }
 
-    /// Number of pages with a descriptor (2nd-bitmap population).
+    /// Number of pages with a descriptor (2nd-bitmap population); for a split part, of the
+    /// whole set (see [`descriptor_count`](Self::descriptor_count)).
     pub fn dumpable_pages(&self) -> u64 {
         self.dumpable
+    }
+
+    /// Descriptors this file holds: [`dumpable_pages`](Self::dumpable_pages), or a split
+    /// part's share of them.
+    pub fn descriptor_count(&self) -> u64 {
+        self.desc_count
+    }
+
+    /// For one part of a `--split` dump (sub-header `split` set): the PFNs whose pages it
+    /// holds. Pages of the 2nd bitmap outside it are in other parts: [`page_desc`](Self::page_desc)
+    /// gives `None` for them and [`read_page`](PhysMem::read_page) `Lost`.
+    pub fn split_range(&self) -> Option<PfnRange> {
+        self.split.as_ref().map(|(r, _)| r.clone())
+    }
+
+    /// A digest of both bitmaps of a split part (0 for other files): equal in the parts of
+    /// one set.
+    pub fn bitmap_digest(&self) -> u64 {
+        self.bitmap_digest
+    }
+
+    /// The descriptor of `pfn` and, in `out`, its bytes as stored (compressed or raw; empty
+    /// for a lost page, offset 0). `None` when the file has no descriptor for the page.
+    pub fn read_stored(&mut self, pfn: u64, out: &mut Vec<u8>) -> Result<Option<PageDesc>> {
+        out.clear();
+        let Some(pd) = self.page_desc(pfn)? else { return Ok(None) };
+        if pd.offset == 0 {
+            return Ok(Some(pd));
+        }
+        if pd.offset < 0 || u64::from(pd.size) > self.block || pd.size == 0 {
+            return Err(corrupt(
+                "page descriptor",
+                format!("page {pfn:#x}: offset {:#x}, size {}", pd.offset, pd.size),
+            ));
+        }
+        out.resize(pd.size as usize, 0);
+        read_at(&mut self.inner, self.file_len, pd.offset as u64, out, "page data")?;
+        Ok(Some(pd))
     }
 
     fn bit(&mut self, second: bool, pfn: u64) -> Result<(bool, u64)> {
@@ -261,10 +343,17 @@ impl<R: Read + Seek> KdumpReader<R> {
         if pfn >= self.max_pfn {
             return Ok(None);
         }
+        if let Some((r, _)) = &self.split
+            && !r.contains(&pfn)
+        {
+            return Ok(None);
+        }
         let (set, rank) = self.bit(true, pfn)?;
         if !set {
             return Ok(None);
         }
+        // A split part's table starts at the rank of its first PFN.
+        let rank = rank - self.split.as_ref().map_or(0, |&(_, first)| first);
         const SIZE: u64 = PageDesc::SIZE as u64;
         let (first, run) = &self.descs;
         let cached = rank
@@ -276,7 +365,7 @@ impl<R: Read + Seek> KdumpReader<R> {
         }
         // A run of descriptors, within the table and the file (a short file reads one at a time).
         let off = self.desc_off + rank * SIZE;
-        let count = DESC_RUN.min(self.dumpable.saturating_sub(rank)).min(self.file_len.saturating_sub(off) / SIZE);
+        let count = DESC_RUN.min(self.desc_count.saturating_sub(rank)).min(self.file_len.saturating_sub(off) / SIZE);
         if count > 1 {
             let mut run = std::mem::take(&mut self.descs.1);
             run.resize(usize_of(count * SIZE, "page descriptors")?, 0);
@@ -344,6 +433,10 @@ impl<R: Read + Seek> PhysMem for KdumpReader<R> {
             return Ok(PageState::NotRam);
         }
         let Some(pd) = self.page_desc(pfn)? else {
+            if self.split.as_ref().is_some_and(|(r, _)| !r.contains(&pfn)) && self.bit(true, pfn)?.0 {
+                // In another part of the split dump.
+                return Ok(PageState::Lost);
+            }
             let (ram, _) = self.bit(false, pfn)?;
             return Ok(if ram { PageState::Excluded } else { PageState::NotRam });
         };
@@ -375,5 +468,24 @@ impl<R: Read + Seek> PhysMem for KdumpReader<R> {
 
     fn vmcoreinfo(&self) -> Option<&[u8]> {
         self.vmcoreinfo.as_deref()
+    }
+
+    fn has_page(&mut self, pfn: u64) -> Result<bool> {
+        Ok(pfn < self.max_pfn && self.bit(true, pfn)?.0)
+    }
+}
+
+/// FNV-1a, 64-bit: enough to tell the bitmaps of different dumps apart.
+struct Digest(u64);
+
+impl Digest {
+    fn new() -> Self {
+        Digest(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn add(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
     }
 }

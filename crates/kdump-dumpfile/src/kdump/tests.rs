@@ -2,7 +2,7 @@
 
 use crate::codec::Codec;
 use crate::error::Error;
-use crate::physmem::{PageState, PhysMem};
+use crate::physmem::{PageState, PfnRange, PhysMem};
 
 use super::*;
 use std::io::{self, Cursor};
@@ -311,4 +311,178 @@ fn data_alignment_starts_page_data_at_a_multiple() {
     let mut bad = cfg(Codec::Zstd);
     bad.data_alignment = Some(0);
     assert!(KdumpWriter::new(SeekSink::new(Cursor::new(Vec::new())), bad).is_err());
+}
+
+/// The pages [`write`] appends, in order: (pfn, contents).
+fn written_pages() -> Vec<(u64, Vec<u8>)> {
+    (1..0xa0)
+        .chain(0x100..0x110)
+        .filter(|pfn| pfn % 5 != 0)
+        .map(|pfn| (pfn, if pfn % 7 == 0 { vec![0u8; 4096] } else { page(pfn) }))
+        .collect()
+}
+
+/// Writes the parts of [`write`]'s dump cut at `ranges`, leaving out the pages `skip` names
+/// (as unreadable ones would be).
+fn write_parts(codec: Codec, ranges: &[PfnRange], skip: &[u64]) -> Vec<Vec<u8>> {
+    let mut pages = PfnSet::new(0x120);
+    for (pfn, _) in written_pages() {
+        pages.insert(pfn).unwrap();
+    }
+    let pages = std::sync::Arc::new(pages);
+    ranges
+        .iter()
+        .map(|range| {
+            let mut c = cfg(codec);
+            c.split = Some(SplitPart { range: range.clone(), pages: pages.clone() });
+            let mut w = KdumpWriter::new(SeekSink::new(Cursor::new(Vec::new())), c).unwrap();
+            for (pfn, data) in written_pages() {
+                if range.contains(&pfn) && !skip.contains(&pfn) {
+                    w.append_page(pfn, &data).unwrap();
+                }
+            }
+            let (s, sum) = w.finish().unwrap();
+            assert_eq!(sum.lost_pages, skip.iter().filter(|p| range.contains(p)).count() as u64);
+            s.into_inner().into_inner()
+        })
+        .collect()
+}
+
+fn states(m: &mut dyn PhysMem) -> Vec<(PageState, Vec<u8>)> {
+    let mut buf = vec![0u8; 4096];
+    (0..m.max_pfn()).map(|pfn| (m.read_page(pfn, &mut buf).unwrap(), buf.clone())).collect()
+}
+
+fn reader_set(parts: &[Vec<u8>], to: SetUse) -> Result<SplitReader<Cursor<Vec<u8>>>, Error> {
+    let named = parts
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (format!("part{i}"), KdumpReader::open(Cursor::new(b.clone())).unwrap()))
+        .collect();
+    SplitReader::new(named, to)
+}
+
+#[test]
+fn split_parts_read_as_one_and_join_into_the_single_file() {
+    let single = write(Codec::Zlib);
+    let want = states(&mut KdumpReader::open(Cursor::new(single.clone())).unwrap());
+    let ranges = [0..0x40, 0x40..0x40, 0x40..0x105, 0x105..0x120];
+    let parts = write_parts(Codec::Zlib, &ranges, &[]);
+    for (bytes, range) in parts.iter().zip(&ranges) {
+        let r = KdumpReader::open(Cursor::new(bytes.clone())).unwrap();
+        assert_eq!(r.split_range(), Some(range.clone()));
+        assert_eq!(r.sub_header().split, 1);
+        assert_eq!((r.sub_header().start_pfn, r.sub_header().end_pfn), (range.start, range.end));
+        assert_eq!(r.dumpable_pages(), written_pages().len() as u64);
+        // Headers are the single file's: the set's identity.
+        assert_eq!(bytes[..DiskDumpHeader::SIZE], single[..DiskDumpHeader::SIZE]);
+    }
+    // Any order; the empty part is part of the set.
+    let mut shuffled = parts.clone();
+    shuffled.reverse();
+    let mut set = reader_set(&shuffled, SetUse::Reassemble).unwrap();
+    assert_eq!(set.names(), ["part3", "part2", "part1", "part0"]);
+    assert!(states(&mut set) == want);
+    let mut calls = 0;
+    let (joined, sum) = reassemble(&mut set, SeekSink::new(Cursor::new(Vec::new())), |_, _| calls += 1).unwrap();
+    assert_eq!((sum.pages, sum.lost_pages, calls), (written_pages().len() as u64, 0, 1));
+    let joined = joined.into_inner().into_inner();
+    let mut r = KdumpReader::open(Cursor::new(joined.clone())).unwrap();
+    assert_eq!((r.sub_header().split, r.split_range()), (0, None));
+    assert!(states(&mut r) == want);
+    // The single file's header; its table was sized for every RAM page, the join's for the pages.
+    assert_eq!(joined[..DiskDumpHeader::SIZE], single[..DiskDumpHeader::SIZE]);
+}
+
+#[test]
+fn a_page_a_split_part_never_got_is_lost_in_the_part_the_set_and_the_join() {
+    let ranges = [0..0x50, 0x50..0x120];
+    let skipped = [0x51, 0x10f];
+    let parts = write_parts(Codec::Lzo, &ranges, &skipped);
+    let mut set = reader_set(&parts, SetUse::Read).unwrap();
+    let got = states(&mut set);
+    let (joined, sum) = reassemble(&mut set, SeekSink::new(Cursor::new(Vec::new())), |_, _| {}).unwrap();
+    assert_eq!(sum.lost_pages, 2);
+    let mut joined = KdumpReader::open(Cursor::new(joined.into_inner().into_inner())).unwrap();
+    let want = states(&mut KdumpReader::open(Cursor::new(write(Codec::Lzo))).unwrap());
+    for (pfn, ((st, data), (want_st, want_data))) in got.iter().zip(&want).enumerate() {
+        let pfn = pfn as u64;
+        if skipped.contains(&pfn) {
+            assert_eq!(*st, PageState::Lost, "pfn {pfn:#x}");
+        } else {
+            assert_eq!((st, data), (want_st, want_data), "pfn {pfn:#x}");
+        }
+    }
+    assert!(states(&mut joined) == got, "the join reads as the set");
+}
+
+#[test]
+fn a_split_part_stopped_early_is_incomplete_and_reads_what_it_has() {
+    let mut pages = PfnSet::new(0x120);
+    for (pfn, _) in written_pages() {
+        pages.insert(pfn).unwrap();
+    }
+    let mut c = cfg(Codec::Zstd);
+    c.split = Some(SplitPart { range: 0x20..0x110, pages: std::sync::Arc::new(pages) });
+    let mut w = KdumpWriter::new(SeekSink::new(Cursor::new(Vec::new())), c).unwrap();
+    // Out of the range, and not a page of the set: refused.
+    assert!(matches!(w.append_page(0x11, &page(0x11)), Err(Error::Usage(_))));
+    w.append_page(0x22, &page(0x22)).unwrap();
+    assert!(matches!(w.append_page(0x23, &page(0x23)), Err(Error::Usage(_))));
+    w.append_page(0x26, &page(0x26)).unwrap();
+    let (s, sum) = w.finish_incomplete().unwrap();
+    assert!(sum.incomplete);
+    let mut r = KdumpReader::open(Cursor::new(s.into_inner().into_inner())).unwrap();
+    assert!(r.is_incomplete());
+    let mut buf = vec![0u8; 4096];
+    for pfn in 0..0x120u64 {
+        let st = r.read_page(pfn, &mut buf).unwrap();
+        let want = match pfn {
+            0x22 | 0x26 => PageState::Present,
+            // Pages of the set skipped (0x21, 0x24, 0x25), never reached, or in other parts: lost.
+            _ if pfn % 5 == 0 && ((1..0xa0).contains(&pfn) || (0x100..0x110).contains(&pfn)) => PageState::Excluded,
+            _ if (1..0xa0).contains(&pfn) || (0x100..0x110).contains(&pfn) => PageState::Lost,
+            _ => PageState::NotRam,
+        };
+        assert_eq!(st, want, "pfn {pfn:#x}");
+    }
+    // Incomplete: read, but never joined.
+    let mut others = write_parts(Codec::Zstd, &[0..0x20, 0x110..0x120], &[]);
+    let set = [others.remove(0), r.into_inner().into_inner(), others.remove(0)];
+    assert!(reader_set(&set, SetUse::Read).unwrap().is_incomplete());
+    assert!(
+        matches!(reader_set(&set, SetUse::Reassemble), Err(Error::SplitSet(m)) if m.contains("part1 is marked incomplete"))
+    );
+}
+
+#[test]
+fn sets_that_are_not_whole_are_refused() {
+    let ranges = [0..0x40, 0x40..0x100, 0x100..0x120];
+    let parts = write_parts(Codec::None, &ranges, &[]);
+    let err = |parts: &[Vec<u8>]| match reader_set(parts, SetUse::Read) {
+        Err(Error::SplitSet(m)) => m,
+        other => panic!("not refused: {other:?}"),
+    };
+    let m = err(&[parts[0].clone(), parts[2].clone()]);
+    assert!(m.contains("no part holds PFNs 0x40-0x100 (between part0 and part1)"), "{m}");
+    let m = err(&[parts[1].clone(), parts[2].clone()]);
+    assert!(m.contains("no part holds PFNs 0x0-0x40 (before part0)"), "{m}");
+    let m = err(&[parts[0].clone(), parts[1].clone()]);
+    assert!(m.contains("no part holds PFNs 0x100-0x120 (after part1)"), "{m}");
+    let m = err(&[parts[0].clone(), parts[1].clone(), parts[1].clone(), parts[2].clone()]);
+    assert!(m.contains("both hold"), "{m}");
+    let m = err(&[parts[0].clone(), write(Codec::None)]);
+    assert!(m.contains("part1 is not part of a split dump"), "{m}");
+    // Another dump: the same but a page less.
+    let mut other_cfg = cfg(Codec::None);
+    let mut pages = PfnSet::new(0x120);
+    for (pfn, _) in written_pages().into_iter().filter(|(p, _)| *p != 0x42) {
+        pages.insert(pfn).unwrap();
+    }
+    other_cfg.split = Some(SplitPart { range: 0x40..0x100, pages: std::sync::Arc::new(pages) });
+    let w = KdumpWriter::new(SeekSink::new(Cursor::new(Vec::new())), other_cfg).unwrap();
+    let other = w.finish().unwrap().0.into_inner().into_inner();
+    let m = err(&[parts[0].clone(), other, parts[2].clone()]);
+    assert!(m.contains("part0 and part1 are parts of different dumps (their page bitmaps differ)"), "{m}");
+    assert!(matches!(reader_set(&[], SetUse::Read), Err(Error::SplitSet(_))));
 }

@@ -52,6 +52,10 @@ pub struct KdumpConfig {
     /// Struct pages of left-out pages were left out too (`makedumpfile -e`): the header says
     /// so, for readers that would otherwise take the missing pages for damage.
     pub excluded_vmemmap: bool,
+    /// Write one part of a split dump (makedumpfile's `--split`; see [`split`](super::split)):
+    /// the whole dump's 2nd bitmap up front, descriptors and data only for the part's range.
+    /// `descriptor_slots` is then ignored: the table holds the part's pages of the set.
+    pub split: Option<SplitPart>,
 }
 
 impl KdumpConfig {
@@ -74,6 +78,7 @@ impl KdumpConfig {
             descriptor_slots: None,
             data_alignment: None,
             excluded_vmemmap: false,
+            split: None,
         }
     }
 }
@@ -91,6 +96,9 @@ pub struct WriteSummary {
     pub file_size: u64,
     /// Whether the file was marked incomplete.
     pub incomplete: bool,
+    /// Pages recorded as lost (descriptor offset 0) though the dump went on: given to
+    /// [`KdumpWriter::append_lost`], or pages of a split part's set never appended.
+    pub lost_pages: u64,
 }
 
 const DATA_FLUSH: usize = 1 << 20;
@@ -130,6 +138,8 @@ pub struct KdumpWriter<S: WriteAt> {
     durable_end: u64,
     failed: bool,
     summary: WriteSummary,
+    /// A split part: its range and the whole dump's pages (the 2nd bitmap, written up front).
+    split: Option<SplitPart>,
 }
 
 impl<S: WriteAt> KdumpWriter<S> {
@@ -174,11 +184,22 @@ impl<S: WriteAt> KdumpWriter<S> {
         let bitmap2_off = bitmap1_off + bitmap_bytes;
         let desc_off = bitmap2_off + bitmap_bytes;
         let n_ram: u64 = ram.iter().map(|r| r.end - r.start).sum();
-        let n_desc = cfg.descriptor_slots.map_or(n_ram, |n| n.min(n_ram));
+        let (n_desc, data_start) = match &cfg.split {
+            None => {
+                let n = cfg.descriptor_slots.map_or(n_ram, |n| n.min(n_ram));
+                (n, desc_off + n * PageDesc::SIZE as u64)
+            }
+            // The part's own descriptors; page data where the whole dump's would start, so the
+            // shared zero page is where makedumpfile --reassemble looks for it.
+            Some(part) => {
+                check_split_part(part, &ram, cfg.max_pfn)?;
+                (part.pages.count_in(part.range.clone()), desc_off + part.pages.len() * PageDesc::SIZE as u64)
+            }
+        };
         let metadata_end = desc_off + n_desc * PageDesc::SIZE as u64;
         let mut data_off = match cfg.data_alignment {
-            None => metadata_end,
-            Some(a) if (1..=1 << 40).contains(&a) => metadata_end.next_multiple_of(a),
+            None => data_start,
+            Some(a) if (1..=1 << 40).contains(&a) => data_start.next_multiple_of(a),
             Some(a) => {
                 return Err(Error::InvalidArgument(format!("data alignment {a} must be between 1 byte and 1 TiB")));
             }
@@ -192,6 +213,14 @@ impl<S: WriteAt> KdumpWriter<S> {
             max_mapnr_64: cfg.max_pfn,
             ..Default::default()
         };
+        if let Some(part) = &cfg.split {
+            sub.split = 1;
+            // The 32-bit fields are clamped, as makedumpfile does; readers use the 64-bit ones.
+            sub.start_pfn = part.range.start.min(u64::from(u32::MAX));
+            sub.end_pfn = part.range.end.min(u64::from(u32::MAX));
+            sub.start_pfn_64 = part.range.start;
+            sub.end_pfn_64 = part.range.end;
+        }
         if let Some((off, d)) = find_vmcoreinfo(&notes, true) {
             sub.offset_vmcoreinfo = notes_off + off as u64;
             sub.size_vmcoreinfo = d.len() as u64;
@@ -244,6 +273,13 @@ impl<S: WriteAt> KdumpWriter<S> {
             }
             sink.write_at(bitmap1_off + b * ps, &blk)?;
         }
+        // A split part's 2nd bitmap is the whole dump's, known up front.
+        if let Some(part) = &cfg.split {
+            for b in 0..bitmap_bytes / ps {
+                part.pages.bitmap_bytes(b * ps, &mut blk);
+                sink.write_at(bitmap2_off + b * ps, &blk)?;
+            }
+        }
         let zero_off = if cfg.share_zero_pages {
             sink.write_at(data_off, &vec![0u8; ps as usize])?;
             let z = data_off;
@@ -278,7 +314,8 @@ impl<S: WriteAt> KdumpWriter<S> {
             data_buf_off: data_off,
             durable_end: data_off,
             failed: false,
-            summary: WriteSummary { pages: 0, zero_pages: 0, raw_pages: 0, file_size: data_off, incomplete: false },
+            summary: WriteSummary { file_size: data_off, ..WriteSummary::default() },
+            split: cfg.split,
         })
     }
 
@@ -312,27 +349,7 @@ impl<S: WriteAt> KdumpWriter<S> {
 
     /// Appends a page encoded by [`PageEncoder::encode`] (`data` = its output buffer).
     pub fn append_encoded(&mut self, pfn: u64, enc: Encoded, data: &[u8]) -> Result<()> {
-        if self.failed {
-            return Err(Error::Usage("an earlier write failed; call finish_incomplete()".into()));
-        }
-        if pfn < self.next_pfn || pfn >= self.max_pfn {
-            return Err(Error::Usage(format!(
-                "page {pfn:#x} appended out of order or beyond max_pfn (next allowed {:#x}, max_pfn {:#x})",
-                self.next_pfn, self.max_pfn
-            )));
-        }
-        while self.ram_cursor < self.ram.len() && self.ram[self.ram_cursor].end <= pfn {
-            self.ram_cursor += 1;
-        }
-        if self.ram.get(self.ram_cursor).is_none_or(|r| r.start > pfn) {
-            return Err(Error::InvalidArgument(format!("page {pfn:#x} is not in a declared RAM range")));
-        }
-        if self.rank >= self.descriptor_slots {
-            return Err(Error::Usage(format!(
-                "page {pfn:#x} is one more than the {} pages the descriptor table was sized for",
-                self.descriptor_slots
-            )));
-        }
+        let skipped = self.admit(pfn)?;
         let desc = match enc {
             Encoded::Zero => {
                 let Some(z) = self.zero_off else {
@@ -364,18 +381,88 @@ impl<S: WriteAt> KdumpWriter<S> {
                 PageDesc { offset: off as i64, size: data.len() as u32, flags, page_flags: 0 }
             }
         };
-        self.set_bitmap2(pfn)?;
-        if self.desc_buf.is_empty() {
-            self.desc_buf_rank = self.rank;
-        }
-        self.desc_buf.extend_from_slice(&desc.to_bytes());
-        self.rank += 1;
         self.summary.pages += 1;
+        self.record(pfn, skipped, desc)
+    }
+
+    /// Records page `pfn` as lost: it belongs in the dump but its contents are not
+    /// available (descriptor offset 0, which readers report as missing). Same order rules as
+    /// [`append_encoded`](Self::append_encoded).
+    pub fn append_lost(&mut self, pfn: u64) -> Result<()> {
+        let skipped = self.admit(pfn)?;
+        self.summary.lost_pages += 1;
+        self.record(pfn, skipped, PageDesc::default())
+    }
+
+    /// Checks that page `pfn` may come next; returns how many pages of a split part's set
+    /// were skipped before it (they are recorded as lost).
+    fn admit(&self, pfn: u64) -> Result<u64> {
+        if self.failed {
+            return Err(Error::Usage("an earlier write failed; call finish_incomplete()".into()));
+        }
+        if pfn < self.next_pfn || pfn >= self.max_pfn {
+            return Err(Error::Usage(format!(
+                "page {pfn:#x} appended out of order or beyond max_pfn (next allowed {:#x}, max_pfn {:#x})",
+                self.next_pfn, self.max_pfn
+            )));
+        }
+        let ram = &self.ram[self.ram_cursor..];
+        let at = ram.partition_point(|r| r.end <= pfn);
+        if ram.get(at).is_none_or(|r| r.start > pfn) {
+            return Err(Error::InvalidArgument(format!("page {pfn:#x} is not in a declared RAM range")));
+        }
+        let skipped = match &self.split {
+            None => 0,
+            Some(part) => {
+                if !part.range.contains(&pfn) || !part.pages.contains(pfn) {
+                    return Err(Error::Usage(format!(
+                        "page {pfn:#x} is not one of this split part's pages (PFNs {:#x}-{:#x} of the set)",
+                        part.range.start, part.range.end
+                    )));
+                }
+                part.pages.count_in(self.next_pfn.max(part.range.start)..pfn)
+            }
+        };
+        if self.rank + skipped >= self.descriptor_slots {
+            return Err(Error::Usage(format!(
+                "page {pfn:#x} is one more than the {} pages the descriptor table was sized for",
+                self.descriptor_slots
+            )));
+        }
+        Ok(skipped)
+    }
+
+    /// Adds the descriptor of `pfn`, after `skipped` lost ones, and marks it in the 2nd bitmap.
+    fn record(&mut self, pfn: u64, skipped: u64, desc: PageDesc) -> Result<()> {
+        while self.ram_cursor < self.ram.len() && self.ram[self.ram_cursor].end <= pfn {
+            self.ram_cursor += 1;
+        }
+        self.push_lost(skipped);
+        if self.split.is_none() {
+            self.set_bitmap2(pfn)?;
+        }
+        self.push_desc(&desc);
         self.next_pfn = pfn + 1;
         if self.data_buf.len() >= DATA_FLUSH || self.desc_buf.len() >= DESC_FLUSH {
             self.flush_buffers()?;
         }
         Ok(())
+    }
+
+    fn push_desc(&mut self, desc: &PageDesc) {
+        if self.desc_buf.is_empty() {
+            self.desc_buf_rank = self.rank;
+        }
+        self.desc_buf.extend_from_slice(&desc.to_bytes());
+        self.rank += 1;
+    }
+
+    /// `n` lost descriptors (a split part's pages that were never appended).
+    fn push_lost(&mut self, n: u64) {
+        for _ in 0..n {
+            self.push_desc(&PageDesc::default());
+        }
+        self.summary.lost_pages += n;
     }
 
     fn io<T>(&mut self, r: io::Result<T>) -> Result<T> {
@@ -463,9 +550,23 @@ impl<S: WriteAt> KdumpWriter<S> {
         if self.failed {
             return Err(Error::Usage("an earlier write failed; call finish_incomplete()".into()));
         }
+        if let Some(part) = &self.split {
+            // The part's pages never appended (unreadable): lost, each in its descriptor.
+            let end = part.range.end;
+            let rest = part.pages.count_in(self.next_pfn.max(part.range.start)..end);
+            for _ in 0..rest {
+                self.push_lost(1);
+                if self.desc_buf.len() >= DESC_FLUSH {
+                    self.flush_buffers()?;
+                }
+            }
+            self.next_pfn = self.next_pfn.max(end);
+        }
         self.flush_buffers()?;
-        let blocks = self.bitmap_bytes / self.block;
-        self.write_bitmap2_upto(blocks)?;
+        if self.split.is_none() {
+            let blocks = self.bitmap_bytes / self.block;
+            self.write_bitmap2_upto(blocks)?;
+        }
         let hdr = self.header.to_bytes();
         let r = self.sink.write_at(0, &hdr);
         self.io(r)?;
@@ -507,11 +608,13 @@ impl<S: WriteAt> KdumpWriter<S> {
             self.desc_buf.clear();
         }
         // The rest of the pages to dump, from next_pfn on: lost (their descriptors stay zero).
+        // A split part's 2nd bitmap is already whole, and its table was never written past
+        // the last descriptor, so it reads as zero: lost.
+        let blocks = if self.split.is_some() { 0 } else { self.bitmap_bytes / self.block };
         let spare = self.descriptor_slots - self.rank;
         let mut lost = 0u64;
         let ps = self.block;
         let bits = ps * 8;
-        let blocks = self.bitmap_bytes / ps;
         let mut b = self.cur_blk;
         while b < blocks {
             if b != self.cur_blk {
@@ -543,6 +646,30 @@ impl<S: WriteAt> KdumpWriter<S> {
         self.summary.incomplete = true;
         Ok((self.sink, self.summary))
     }
+}
+
+/// A split part must lie within the dump, and its page set must span it and be RAM.
+fn check_split_part(part: &SplitPart, ram: &[PfnRange], max_pfn: u64) -> Result<()> {
+    if part.range.start > part.range.end || part.range.end > max_pfn {
+        return Err(Error::InvalidArgument(format!(
+            "split range {:#x}-{:#x} is not within max_pfn {max_pfn:#x}",
+            part.range.start, part.range.end
+        )));
+    }
+    if part.pages.limit() != max_pfn {
+        return Err(Error::InvalidArgument(format!(
+            "the split page set spans PFNs below {:#x}, the dump {max_pfn:#x}: build it for max_pfn",
+            part.pages.limit()
+        )));
+    }
+    let in_ram: u64 = ram.iter().map(|r| part.pages.count_in(r.clone())).sum();
+    if in_ram != part.pages.len() {
+        return Err(Error::InvalidArgument(format!(
+            "{} pages of the split page set are not in a declared RAM range",
+            part.pages.len() - in_ram
+        )));
+    }
+    Ok(())
 }
 
 fn set_bits(blk: &mut [u8], s: u64, e: u64) {
