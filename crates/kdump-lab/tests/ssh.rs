@@ -298,7 +298,7 @@ fn ssh_cycle(kernel: LabKernel) {
         "kdump-init: network: DHCP: offer of 10.0.2.15/24",
         "kdump-init: saving over ssh into ssh://",
         "kdump-init: ssh: logged in as ",
-        "kdump-init: saved the kernel log (",
+        "kdump-init: saved the kernel log to dmesg.txt",
         "kdump-init: saved the crash report to info.json",
         "kdump-init: ssh: sent vmcore, ",
         "synced on the server",

@@ -32,7 +32,7 @@ failure_action = "save-log"
 # device = "LABEL=crash"
 # Or a server that receives dumps over ssh (SFTP) instead of a local device: exactly one of device
 # and url. The host should be an IPv4 address (the capture kernel has no resolver); a name needs
-# address below. It needs a [network] table. Each crash gets PATH/<host>-<UTC time>/, written as
+# address below. It needs the network (below). Each crash gets PATH/<host>-<UTC time>/, written as
 # <host>-<UTC time>.incomplete/ and renamed when complete.
 # url = "ssh://kdump@192.0.2.10/var/crash"
 # The address to connect to when the url names a host ("" when the url holds an address); the host
@@ -45,7 +45,7 @@ ssh_key = "/root/.ssh/kdump_id_ed25519"
 # an unknown or changed key is refused. kdump setup copies both files into the capture initramfs.
 known_hosts = "/root/.ssh/known_hosts"
 # Or an S3-compatible bucket (AWS S3, Ceph RGW, MinIO, SeaweedFS, Garage): url = "s3://BUCKET/PREFIX".
-# It needs a [network] table. Each crash gets PREFIX/<host>/<UTC time>/ (dmesg.txt, info.json,
+# It needs the network (below). Each crash gets PREFIX/<host>/<UTC time>/ (dmesg.txt, info.json,
 # kdump.log first, then vmcore, uploaded in parts while it is written) and an entry under
 # PREFIX/.index/ that `kdump fleet` lists; a dump that cannot be finished leaves
 # vmcore.incomplete (the reason), never a vmcore.
@@ -108,7 +108,9 @@ modules = []
 modules_dir = ""
 
 # The network the capture kernel brings up before saving (for network targets). No [network]
-# table: none. With one, interface and either dhcp = true or address are required.
+# table: none, unless a target is a server: then kdump setup writes into the capture initramfs
+# this machine's path to it as it is when setup runs (the interface, its address as a static one,
+# the gateway of the route). With one, interface and either dhcp = true or address are required.
 # [network]
 # The interface, by its permanent MAC (`ethtool -P`): names can differ in the capture kernel.
 # interface = "52:54:00:12:34:56"

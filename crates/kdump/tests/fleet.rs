@@ -110,6 +110,16 @@ fn crashes_published_by_add_are_listed_by_signature_shown_fetched_and_reported()
     );
     assert_eq!(list[0]["first_seen"], "2026-11-30-10:00:00");
     assert_eq!(list[0]["last_seen"], "2026-12-01-09:00:00");
+    // The whole answer, field for field (docs/JSON.md): tests/fixtures/fleet/list.json;
+    // `UPDATE_GOLDEN=1` rewrites it (review the diff).
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/fleet/list.json");
+    let text = serde_json::to_string_pretty(&list).unwrap() + "\n";
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+        std::fs::write(&golden, &text).unwrap();
+    }
+    let expected = std::fs::read_to_string(&golden).unwrap_or_else(|e| panic!("{}: {e}", golden.display()));
+    assert_eq!(text, expected, "kdump fleet list --json differs from {}", golden.display());
 
     let show = String::from_utf8(fleet.kdump(url, &["show", "1111"]).stdout).unwrap();
     assert!(show.contains("2 crashes:") && show.contains("web-2/2026-12-01-09:00:00"), "{show}");
