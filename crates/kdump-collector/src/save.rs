@@ -175,6 +175,28 @@ pub struct SavedPart {
 }
 
 impl Saved {
+    /// What was saved, with the filter's account of what it left out.
+    pub(crate) fn new(
+        filter: &Filter,
+        dest: String,
+        written: Written,
+        incomplete: Option<Incomplete>,
+        timings: Timings,
+        parts: Vec<SavedPart>,
+    ) -> Saved {
+        Saved {
+            dest,
+            written,
+            effective_level: filter.effective_level,
+            excluded: filter.excluded(),
+            vmemmap_excluded: filter.vmemmap_excluded(),
+            late_warnings: filter.warnings().into_iter().skip(filter.limits.len()).collect(),
+            incomplete,
+            timings,
+            parts,
+        }
+    }
+
     /// Bytes in the output.
     pub fn file_size(&self) -> u64 {
         match &self.written {
@@ -234,17 +256,7 @@ pub fn save(source: &Path, sink: Sink<'_>, req: &SaveRequest, observer: &mut dyn
         save_kdump_format(&mut dump, source, sink, req, &mut filter, kept, &mut timings, observer)?
     };
     timings.total = started.elapsed();
-    Ok(Saved {
-        dest,
-        written,
-        effective_level: filter.effective_level,
-        excluded: filter.excluded(),
-        vmemmap_excluded: filter.vmemmap_excluded(),
-        late_warnings: filter.warnings().into_iter().skip(filter.limits.len()).collect(),
-        incomplete,
-        timings,
-        parts: Vec::new(),
-    })
+    Ok(Saved::new(&filter, dest, written, incomplete, timings, Vec::new()))
 }
 
 /// A dump ready to be written: opened, its VMCOREINFO resolved, every page decided.

@@ -173,17 +173,7 @@ pub fn save_split(
     timings.fsync = Some(fsync);
     timings.total = started.elapsed();
     let dest = target.dests.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ");
-    Ok(Saved {
-        dest,
-        written: Written::Kdump(sum),
-        effective_level: filter.effective_level,
-        excluded: filter.excluded(),
-        vmemmap_excluded: filter.vmemmap_excluded(),
-        late_warnings: filter.warnings().into_iter().skip(filter.limits.len()).collect(),
-        incomplete,
-        timings,
-        parts,
-    })
+    Ok(Saved::new(&filter, dest, Written::Kdump(sum), incomplete, timings, parts))
 }
 
 /// One part's file, written on a thread of its own.
