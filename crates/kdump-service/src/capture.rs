@@ -419,15 +419,44 @@ fn save_over_ssh<S: System + ?Sized>(
     let name = crash_dir_name(&host, when);
     log.say(format!("saving over ssh into {ssh}/{name} (named {name}.incomplete until complete)"));
     log.say(format!("kdump dump {} {VMCORE} {}/{name}/vmcore", dump.described(), ssh.url));
-    let saved = sys.save_over_ssh(ssh, &name, dump, log);
+    let mut saved = sys.save_over_ssh(ssh, &name, dump, log);
+    let mut used = *dump;
+    if let Some(stricter) = retry_stricter(cfg, dump, &saved, log) {
+        // A directory of its own: the first attempt's stays `.incomplete` beside it.
+        let again = format!("{name}.1");
+        log.say(format!("saving over ssh into {ssh}/{again}"));
+        match sys.save_over_ssh(ssh, &again, &stricter, log) {
+            Ok(done) => (saved, used) = (Ok(done), stricter),
+            // Report the first failure: it is what happened to the dump that was asked for.
+            Err(again) => log.say(format!("the retry at level 31 failed too: {}", again.reason)),
+        }
+    }
     remote_outcome(
         cfg,
-        dump,
+        &used,
         log,
         saved,
         |dir| format!("{}:{dir}", ssh.url.host),
         |dir| format!("what was sent is in {}:{dir} (still named .incomplete: not a complete dump)", ssh.url.host),
     )
+}
+
+/// With `failure_action = retry-stricter`, a dump to a server that failed once the transfer
+/// had begun (not a refusal, which would repeat) is tried again at level 31 (less to send):
+/// the spec to retry with.
+fn retry_stricter(
+    cfg: &Config,
+    dump: &DumpSpec,
+    saved: &Result<RemoteSaved, RemoteFailure>,
+    log: &mut Log<'_>,
+) -> Option<DumpSpec> {
+    let Err(RemoteFailure { reason, left: Some(_) }) = saved else { return None };
+    if cfg.failure_action != FailureAction::RetryStricter || dump.level == 31 {
+        return None;
+    }
+    log.say(format!("the dump failed: {reason}"));
+    log.say("failure_action = retry-stricter: retrying at dump level 31");
+    Some(DumpSpec { level: 31, ..*dump })
 }
 
 /// Says where a dump saved on a server is (`place` of its directory), or gives the failure
@@ -467,11 +496,19 @@ fn save_to_s3<S: System + ?Sized>(
 ) -> Result<(), String> {
     log.say(format!("saving into the S3 bucket {s3}"));
     log.say(format!("kdump dump {} {VMCORE} {}/<host>/<time>/vmcore", dump.described(), s3.url_text()));
-    let saved = sys.save_to_s3(s3, dump, log);
+    let mut saved = sys.save_to_s3(s3, dump, log);
+    let mut used = *dump;
+    if let Some(stricter) = retry_stricter(cfg, dump, &saved, log) {
+        // The same crash folder: the first attempt's upload was aborted, its marker is replaced.
+        match sys.save_to_s3(s3, &stricter, log) {
+            Ok(done) => (saved, used) = (Ok(done), stricter),
+            Err(again) => log.say(format!("the retry at level 31 failed too: {}", again.reason)),
+        }
+    }
     let bucket = &s3.url.bucket;
     remote_outcome(
         cfg,
-        dump,
+        &used,
         log,
         saved,
         |dir| format!("s3://{bucket}/{dir}"),

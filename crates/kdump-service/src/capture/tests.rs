@@ -28,6 +28,8 @@ struct Machine {
     internal_error_action: Option<Action>,
     /// What save_over_ssh returns, and each call (target, directory name, the log's text then).
     remote: Result<RemoteSaved, RemoteFailure>,
+    /// Returned first, one a call, before `remote`.
+    remote_queue: VecDeque<Result<RemoteSaved, RemoteFailure>>,
     remote_calls: Vec<(String, String, String)>,
 }
 
@@ -54,6 +56,7 @@ fn machine(config: &str) -> Machine {
         mounted: Vec::new(),
         internal_error_action: None,
         remote: Ok(RemoteSaved { dir: format!("/srv/crash/{DIR_NAME}"), dump_size: 5 << 20 }),
+        remote_queue: VecDeque::new(),
         remote_calls: Vec::new(),
     }
 }
@@ -168,7 +171,7 @@ impl System for Machine {
         assert!(self.network_up, "ssh before the network");
         log.say("sent 5.0 MiB");
         self.remote_calls.push((target.to_string(), dir_name.to_string(), log.text()));
-        self.remote.clone()
+        self.remote_queue.pop_front().unwrap_or_else(|| self.remote.clone())
     }
     fn save_to_s3(
         &mut self,
@@ -179,7 +182,7 @@ impl System for Machine {
         assert!(self.network_up, "S3 before the network");
         log.say("uploaded 5.0 MiB");
         self.remote_calls.push((target.to_string(), spec.described(), log.text()));
-        self.remote.clone()
+        self.remote_queue.pop_front().unwrap_or_else(|| self.remote.clone())
     }
     fn save_flattened(&mut self, node: &Path, _: &DumpSpec) -> Result<(), String> {
         self.flattened.push(node.to_path_buf());
@@ -452,4 +455,50 @@ fn an_s3_target_gets_the_crash_after_the_network_and_a_failure_names_the_marker(
          s3://crashes/fleet/host/2026-12-01-10:00:00, with vmcore.incomplete saying why (no vmcore)"
     ));
     assert!(m.said("failure_action = poweroff: poweroff now"));
+}
+
+#[test]
+fn retry_stricter_sends_level_31_again_after_a_transfer_failed_but_not_after_a_refusal() {
+    let cfg = SSH
+        .replace("failure_action = \"halt\"", "failure_action = \"retry-stricter\"")
+        .replace("[network]", "[dump]\nlevel = 1\n[network]");
+    let lost = RemoteFailure {
+        reason: "the connection to 10.0.2.100 was lost".into(),
+        left: Some(format!("/srv/crash/{DIR_NAME}.incomplete")),
+    };
+    // Lost mid-transfer, then the retry at level 31 succeeds, in a directory of its own.
+    let mut m = machine(&cfg);
+    m.remote_queue = VecDeque::from([Err(lost.clone())]);
+    m.remote = Ok(RemoteSaved { dir: format!("/srv/crash/{DIR_NAME}.1"), dump_size: 1 << 20 });
+    assert_eq!(go(&mut m), Action::Poweroff);
+    let names: Vec<&str> = m.remote_calls.iter().map(|c| c.1.as_str()).collect();
+    assert_eq!(names, [DIR_NAME.to_string(), format!("{DIR_NAME}.1")]);
+    assert!(m.said("failure_action = retry-stricter: retrying at dump level 31"));
+    assert!(m.said(&format!("saved the dump to 10.0.2.100:/srv/crash/{DIR_NAME}.1/vmcore (1.0 MiB, dump level 31")));
+    // A refusal (nothing was started) is not retried: it would be refused again.
+    let mut m = machine(&cfg);
+    m.remote = Err(RemoteFailure { reason: "the host key of 10.0.2.100 is not the one pinned".into(), left: None });
+    m.go_and_expect_retry_count(1);
+    // Both fail: the first failure is reported.
+    let mut m = machine(&cfg);
+    m.remote = Err(lost.clone());
+    m.go_and_expect_retry_count(2);
+    assert!(m.said("the retry at level 31 failed too: the connection to 10.0.2.100 was lost"));
+    assert!(m.said("FAILED: the connection to 10.0.2.100 was lost; what was sent is in"));
+    // S3: the same folder again at level 31.
+    let s3 = S3.replace("failure_action = \"poweroff\"", "failure_action = \"retry-stricter\"\n[dump]\nlevel = 1");
+    let mut m = machine(&s3);
+    m.remote_queue =
+        VecDeque::from([Err(RemoteFailure { reason: "cannot upload part 3".into(), left: Some("fleet/h/t".into()) })]);
+    m.remote = Ok(RemoteSaved { dir: "fleet/h/t".into(), dump_size: 1 << 20 });
+    assert_eq!(go(&mut m), Action::Reboot);
+    let specs: Vec<&str> = m.remote_calls.iter().map(|c| c.1.as_str()).collect();
+    assert_eq!(specs, ["-d 1 -l --num-threads 1", "-d 31 -l --num-threads 1"]);
+}
+
+impl Machine {
+    fn go_and_expect_retry_count(&mut self, calls: usize) {
+        go(self);
+        assert_eq!(self.remote_calls.len(), calls, "{:?}", self.console);
+    }
 }
