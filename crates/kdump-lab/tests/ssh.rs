@@ -171,7 +171,7 @@ fn ssh_crash(name: &str, sshd: &Sshd, host: &str, known_hosts: &str, relay_port:
     ssh_crash_with(LabKernel::Bookworm, name, sshd, host, known_hosts, nic, failure_action, "")
 }
 
-/// [`ssh_crash`] with the NIC given and `fallback` (`[[fallback]]` tables) after `[target]`.
+/// [`ssh_crash`] with the NIC given and `extra` TOML after `[target]` (`[[fallback]]` or `[dump]` tables).
 #[allow(clippy::too_many_arguments)]
 fn ssh_crash_with(
     kernel: LabKernel,
@@ -181,7 +181,7 @@ fn ssh_crash_with(
     known_hosts: &str,
     nic: Nic,
     failure_action: &str,
-    fallback: &str,
+    extra: &str,
 ) -> Outcome {
     let modules = nic_modules(kernel);
     let append = kdump_lab::LAB_CMDLINE;
@@ -198,7 +198,7 @@ url = "{url}"
 address = "{address}"
 ssh_key = "/lab/ssh/id_ed25519"
 known_hosts = "/lab/ssh/known_hosts"
-{fallback}[capture]
+{extra}[capture]
 kernel = "/lab/vmlinuz"
 append = "{append}"
 modules_dir = "/lab/modules"
@@ -447,4 +447,83 @@ fn a_server_that_does_not_answer_falls_back_to_the_local_disk() {
             .unwrap();
     assert_eq!(info["format"]["complete"], true, "{info:#}");
     assert_eq!(info["panic"], "sysrq triggered crash", "{info:#}");
+}
+
+/// A gate on 127.0.0.1 for `kdump-lab relay` (one process per guest connection): the first
+/// connection is cut once `cut_after` bytes went up, as a link that drops; the later ones pass.
+fn gate_cutting_the_first(sshd_port: u16, cut_after: u64) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for (n, guest) in listener.incoming().enumerate() {
+            let Ok(mut guest) = guest else { continue };
+            let Ok(mut server) = TcpStream::connect(("127.0.0.1", sshd_port)) else { continue };
+            let (mut g2, mut s2) = (guest.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s2, &mut g2);
+                let _ = g2.shutdown(Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut total = 0u64;
+                loop {
+                    let k = match guest.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => k,
+                    };
+                    total += k as u64;
+                    if n == 0 && total >= cut_after {
+                        break;
+                    }
+                    if server.write_all(&buf[..k]).is_err() {
+                        break;
+                    }
+                }
+                let _ = server.shutdown(Shutdown::Both);
+                let _ = guest.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn retry_stricter_sends_level_31_again_after_the_connection_dropped_mid_transfer() {
+    let sshd = Sshd::start("ssh-retry");
+    let gate = gate_cutting_the_first(sshd.port, 3 << 20);
+    let relay = format!("{} relay 127.0.0.1:{gate}", env!("CARGO_BIN_EXE_kdump-lab"));
+    let nic = Nic {
+        mac: MAC.into(),
+        forwards: Vec::new(),
+        commands: vec![(format!("{SERVER}:22").parse().unwrap(), relay)],
+        connected: true,
+    };
+    let known_hosts = sshd.known_hosts_line();
+    let extra = "[dump]\nlevel = 1\n";
+    let outcome =
+        ssh_crash_with(LabKernel::Bookworm, "ssh-retry", &sshd, SERVER, &known_hosts, nic, "retry-stricter", extra);
+    let console = &outcome.console;
+    assert_said(
+        console,
+        &[
+            "kdump-init: kdump dump -d 1 -l ",
+            "kdump-init: the dump failed: ",
+            "kdump-init: failure_action = retry-stricter: retrying at dump level 31",
+            "kdump-init: ssh: sent vmcore, ",
+            "dump level 31, codec lzo)",
+            "kdump-init: done; final_action = poweroff",
+        ],
+    );
+    let mut names: Vec<String> =
+        crash_entries(&sshd).iter().map(|e| e.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names[0].ends_with(".1") && names[1].ends_with(".incomplete"), "the first stays incomplete: {names:?}");
+    let vmcore = sshd.dumps().join("crash").join(&names[0]).join("vmcore");
+    let kdump = static_tools().unwrap().kdump;
+    let info: serde_json::Value =
+        serde_json::from_slice(&run(Command::new(&kdump).args(["info", "--json"]).arg(&vmcore))).unwrap();
+    assert_eq!(info["format"]["complete"], true, "{info:#}");
+    assert_eq!(info["format"]["dump_level"], 31);
+    assert_eq!(info["panic"], "sysrq triggered crash");
 }
