@@ -256,9 +256,14 @@ fn save<S: System + ?Sized>(cfg: &Config, sys: &mut S, log: &mut Log<'_>) -> Res
         }
     }
     let dump = DumpSpec { level: cfg.dump.level, codec: cfg.dump.codec, threads: cfg.dump.threads as usize };
-    // Up first, when configured; its failure fails the server targets, not a local disk.
+    // Up first, when configured; its failure fails the server targets, not a local fallback.
     let network = cfg.network.as_ref().map(|n| sys.bring_up_network(n, &mut |line| log.say(line)));
     if let Some(Err(e)) = &network {
+        // With only local targets the table is there to be checked (network.probe): its
+        // failure is the failure. Otherwise the local targets still get their chance.
+        if !destinations.iter().any(|(_, d)| d.is_remote()) {
+            return Err(e.clone());
+        }
         log.say(format!("the network is down: {e}"));
     }
     let mut failures = Vec::new();
