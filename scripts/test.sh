@@ -30,7 +30,7 @@ echo "== static release build"
 RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target x86_64-unknown-linux-gnu --bin kexec --bin kdump
 echo "== tests (unit and crash lab)"
 # Lab tests boot VMs under TCG; two at a time fit the 2-core machines.
-cargo test --workspace -- --test-threads=2
+cargo test --workspace --no-fail-fast -- --test-threads=2
 echo "== the Debian package, installed, used, removed and purged in a bookworm chroot"
 bash scripts/test-package.sh "$(bash scripts/package-deb.sh --no-build)"
 echo "== fuzz smoke run (every target, from its seeds)"
