@@ -1,4 +1,5 @@
-//! The printk, kallsyms, note and backtrace decoders and the struct-page
+//! The printk, kallsyms, note and backtrace decoders, the page-table walk, the live-dump
+//! task finder and the struct-page
 //! classifier never panic or run away on arbitrary memory and VMCOREINFO.
 //! Input: u16 length, VMCOREINFO text, then a physical memory image starting
 //! at address 0 (its first byte also picks the dump level and cycle size).
@@ -33,6 +34,9 @@ fuzz_target!(|data: &[u8]| {
         let _ = format_like_makedumpfile(&records);
     }
     let symbols = SymbolTable::from_kallsyms(&mut mem, &info).unwrap_or_default();
+    // The page-table walk of `kdump dump -E` and the live-dump task finder.
+    let _ = mem.kernel_mappings(&[(0xffff_8880_0000_0000, 0xffff_c880_0000_0000)], 4096);
+    let _ = kdump_kernel::live::task_address(&image);
     for s in &states {
         let r = |n: &str| s.register(n).unwrap_or(0);
         let _ = backtrace(&mut mem, &symbols, r("rip"), r("rsp"), r("rbp"));

@@ -13,7 +13,7 @@ use kdump_dumpfile::{
     Codec, FlatWriter, KdumpConfig, KdumpWriter, LimitedSink, PageState, PfnRange, PhysMem, SeekSink, WriteAt,
     rebuild_flattened,
 };
-use kdump_kernel::memory::X86_64Layout;
+use kdump_kernel::memory::{START_KERNEL_MAP, X86_64Layout};
 use kdump_kernel::pages::PageClass;
 use kdump_kernel::{KernelMemory, Vmcoreinfo};
 use kdump_save::elf::{ElfReport, ElfSegment, elf_metadata_len, save_elf};
@@ -45,6 +45,10 @@ pub struct SaveRequest {
     /// Stop at this many bytes of a kdump-compressed file ([`Sink::File`]): the dump ends
     /// there, marked incomplete, as on a full disk (`-L`).
     pub size_limit: Option<u64>,
+    /// In ELF output, a PT_LOAD for every kernel virtual range the crashed kernel's page
+    /// tables map (modules, vmalloc, per-CPU, vmemmap), over the pages already written, so
+    /// `gdb -c` reads them; off: the kernel's own layout (text and direct map only).
+    pub elf_virtual: bool,
 }
 
 impl SaveRequest {
@@ -59,6 +63,7 @@ impl SaveRequest {
             vmcoreinfo: None,
             exclude_vmemmap: false,
             size_limit: None,
+            elf_virtual: true,
         }
     }
 }
@@ -251,7 +256,7 @@ pub fn save(source: &Path, sink: Sink<'_>, req: &SaveRequest, observer: &mut dyn
     let Prepared { mut dump, mut filter, kept, mut timings } = prepare(source, req, observer)?;
     let (dest, written, incomplete) = if req.elf {
         let Sink::File { path, force } = sink else { unreachable!("checked above") };
-        save_elf_file(&mut dump, path, force, req, &mut filter, &mut timings)?
+        save_elf_file(&mut dump, source, path, force, req, &mut filter, &mut timings, observer)?
     } else {
         save_kdump_format(&mut dump, source, sink, req, &mut filter, kept, &mut timings, observer)?
     };
@@ -393,12 +398,9 @@ pub(crate) fn output_config(
     // The header records the level actually applied (never more than was filtered).
     let mut config = kdump_config(dump, req.codec, filter.effective_level)?;
     if is_running_kernel(source) {
-        // A live dump: marked in the VMCOREINFO it carries, so readers do not look for a panic.
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         if let Some(text) = config.vmcoreinfo.as_mut() {
-            text.extend_from_slice(format!("{}={now}\n", kdump_kernel::vmcoreinfo::LIVE_DUMP_KEY).as_bytes());
             // The writer takes VMCOREINFO from the notes when they hold it, as /proc/kcore's do.
-            config.notes = kdump_dumpfile::notes::with_vmcoreinfo(&config.notes, text);
+            config.notes = live_notes(&config.notes, text);
         }
         observer.notice(Notice::LiveDump);
     }
@@ -415,25 +417,35 @@ pub(crate) fn saving_failed(name: &str, e: kdump_save::SaveError) -> Error {
 }
 
 /// `-E`: an ELF vmcore, for gdb and tools that read only ELF.
+#[allow(clippy::too_many_arguments)]
 fn save_elf_file(
     dump: &mut Dump,
+    source: &Path,
     dest: &Path,
     force: bool,
     req: &SaveRequest,
     filter: &mut Filter,
     timings: &mut Timings,
+    observer: &mut dyn Observer,
 ) -> Result<Outcome> {
     let page = dump.mem.page_size();
-    // Segments: the source's own PT_LOADs (virtual addresses included), or its RAM.
+    // Segments: the source's own PT_LOADs (virtual addresses included), or its RAM. A
+    // PT_LOAD wholly inside earlier ones is a virtual alias of a dump we wrote (they are
+    // made again below), except the kernel text, which /proc/vmcore repeats from RAM.
     let segments: Vec<ElfSegment> = match &dump.elf_segments {
-        Some(segs) => segs
-            .iter()
-            .map(|&(paddr, vaddr, memsz)| {
+        Some(segs) => {
+            let mut kept: Vec<ElfSegment> = Vec::with_capacity(segs.len());
+            for &(paddr, vaddr, memsz) in segs {
                 let start = paddr / page * page;
                 let end = (paddr + memsz).div_ceil(page) * page;
-                ElfSegment { paddr: start, vaddr: vaddr.wrapping_sub(paddr - start), len: end - start }
-            })
-            .collect(),
+                let seg = ElfSegment { paddr: start, vaddr: vaddr.wrapping_sub(paddr - start), len: end - start };
+                let text = vaddr.wrapping_sub(START_KERNEL_MAP) < KERNEL_TEXT_AREA;
+                if text || !covered(&kept, start, end) {
+                    kept.push(seg);
+                }
+            }
+            kept
+        }
         None => dump
             .mem
             .ram_ranges()
@@ -451,10 +463,18 @@ fn save_elf_file(
         notes.resize(notes.len().next_multiple_of(4), 0);
         push_note(&mut notes, VMCOREINFO_NAME, 0, found);
     }
-    preallocate(&file, elf_metadata_len(segments.len(), notes.len(), page), &partial)?;
+    if is_running_kernel(source)
+        && let Some(text) = dump.vmcoreinfo_raw()
+    {
+        let mut text = text.to_vec();
+        notes = live_notes(&notes, &mut text);
+        observer.notice(Notice::LiveDump);
+    }
+    let aliases = if req.elf_virtual { virtual_aliases(dump, &segments, observer) } else { Vec::new() };
+    preallocate(&file, elf_metadata_len(segments.len(), aliases.len(), notes.len(), page), &partial)?;
     let mut sink = SeekSink::new(file);
     let mut source = WithNotes { mem: dump.mem.as_mut(), notes };
-    let report = save_elf(&mut source, &mut sink, &segments, req.level & 1 != 0, |pfn| filter.keep(pfn))
+    let report = save_elf(&mut source, &mut sink, &segments, &aliases, req.level & 1 != 0, |pfn| filter.keep(pfn))
         .what(|| format!("cannot write {}", partial.display()))?;
     let file = sink.into_inner();
     if let Some(reason) = &report.incomplete_reason {
@@ -471,6 +491,65 @@ fn save_elf_file(
     timings.fsync = Some(syncing.elapsed());
     commit(&partial, dest)?;
     Ok((dest.display().to_string(), Written::Elf(report), None))
+}
+
+/// The kernel image mapping: `__START_KERNEL_map` up to the module area (`KERNEL_IMAGE_SIZE`
+/// is at most 1 GiB).
+const KERNEL_TEXT_AREA: u64 = 1 << 30;
+
+/// Whether [start, end) lies inside the union of `segs`' physical ranges.
+fn covered(segs: &[ElfSegment], start: u64, end: u64) -> bool {
+    let mut at = start;
+    loop {
+        match segs.iter().find(|s| s.paddr <= at && at < s.paddr + s.len) {
+            Some(s) if s.paddr + s.len >= end => return true,
+            Some(s) => at = s.paddr + s.len,
+            None => return false,
+        }
+    }
+}
+
+/// Runs the walk may return: a 1 TiB machine's vmalloc space in single pages is far less.
+const MAX_ALIASES: usize = 4 << 20;
+
+/// The crashed kernel's virtual ranges that `segments` do not already give an address,
+/// from its page tables. Without VMCOREINFO or readable tables the ELF file has the
+/// kernel's own layout, and a warning says why.
+fn virtual_aliases(dump: &mut Dump, segments: &[ElfSegment], observer: &mut dyn Observer) -> Vec<ElfSegment> {
+    let layout = match dump
+        .vmcoreinfo()
+        .map_err(|e| e.to_string())
+        .and_then(|info| X86_64Layout::from_vmcoreinfo(&info).map_err(|e| e.to_string()))
+    {
+        Ok(l) => l,
+        Err(why) => {
+            observer.notice(Notice::Warning(format!(
+                "ELF output has addresses for the kernel text and direct map only (as /proc/vmcore): \
+                 the page tables cannot be found: {why}"
+            )));
+            return Vec::new();
+        }
+    };
+    let skip: Vec<(u64, u64)> =
+        segments.iter().filter(|s| s.vaddr != 0).map(|s| (s.vaddr, s.vaddr.saturating_add(s.len))).collect();
+    let mut mem = KernelMemory::new(PhysAdapter::new(dump.mem.as_mut()), layout);
+    match mem.kernel_mappings(&skip, MAX_ALIASES) {
+        Ok(found) => {
+            if found.unreadable_tables > 0 {
+                observer.notice(Notice::Warning(format!(
+                    "{} page-table pages are not in the source: the virtual ranges they map have no PT_LOAD",
+                    found.unreadable_tables
+                )));
+            }
+            found.runs.iter().map(|m| ElfSegment { paddr: m.paddr, vaddr: m.vaddr, len: m.len }).collect()
+        }
+        Err(e) => {
+            observer.notice(Notice::Warning(format!(
+                "ELF output has addresses for the kernel text and direct map only: the page tables are unusable: {e}"
+            )));
+            Vec::new()
+        }
+    }
 }
 
 /// A dump whose notes are replaced (pages and ranges are the dump's own).
@@ -498,6 +577,33 @@ impl PhysMem for WithNotes<'_> {
     fn vmcoreinfo(&self) -> Option<&[u8]> {
         find_vmcoreinfo(&self.notes, true).map(|(_, v)| v)
     }
+}
+
+/// The notes of a live dump: `LIVE_DUMP=<now>` added to `vmcoreinfo` (so readers do not look
+/// for a panic) and that text as the VMCOREINFO note, and crash's live-dump note (`SNAP`,
+/// `NT_TASKSTRUCT`) with the address of the task that took the dump, found in the copy of
+/// its `task_struct` that /proc/kcore gives its reader (0 when it cannot be found).
+fn live_notes(notes: &[u8], vmcoreinfo: &mut Vec<u8>) -> Vec<u8> {
+    use kdump_kernel::live::{NT_TASKSTRUCT, SNAP_NOTE_NAME, task_address};
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    vmcoreinfo.extend_from_slice(format!("{}={now}\n", kdump_kernel::vmcoreinfo::LIVE_DUMP_KEY).as_bytes());
+    let task = kdump_dumpfile::notes::parse_notes(notes, true)
+        .map_while(|n| n.ok())
+        .find(|n| n.name == b"CORE" && n.ntype == NT_TASKSTRUCT)
+        .and_then(|n| task_address(n.desc))
+        .unwrap_or(0);
+    let mut out: Vec<u8> = kdump_dumpfile::notes::parse_notes(notes, true)
+        .map_while(|n| n.ok())
+        .filter(|n| n.name != SNAP_NOTE_NAME)
+        .fold(Vec::new(), |mut out, n| {
+            out.resize(out.len().next_multiple_of(4), 0);
+            push_note(&mut out, n.name, n.ntype, n.desc);
+            out
+        });
+    out = kdump_dumpfile::notes::with_vmcoreinfo(&out, vmcoreinfo);
+    out.resize(out.len().next_multiple_of(4), 0);
+    push_note(&mut out, SNAP_NOTE_NAME, NT_TASKSTRUCT, &task.to_le_bytes());
+    out
 }
 
 /// True for `/proc/kcore`: the running kernel's memory, not a crashed one's.

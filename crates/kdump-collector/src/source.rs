@@ -118,7 +118,12 @@ pub fn open(path: &Path) -> Result<Dump> {
 
 /// Like [`open`], reading the file as `mode` says.
 pub fn open_with(path: &Path, mode: ReadMode) -> Result<Dump> {
-    let file = File::open(path).what(|| format!("cannot open the dump {}", path.display()))?;
+    let file = match File::open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && path == Path::new("/proc/kcore") => {
+            return Err(Error::Refused(kcore_refusal(&e)));
+        }
+        opened => opened.what(|| format!("cannot open the dump {}", path.display()))?,
+    };
     let reader = MappedReader::new(file, mode).what(|| format!("cannot open the dump {}", path.display()))?;
     let read_path = reader.tracker();
     let dump = open_dump(reader).what(|| format!("cannot read the dump {}", path.display()))?;
@@ -134,6 +139,19 @@ pub fn open_with(path: &Path, mode: ReadMode) -> Result<Dump> {
         AnyDump::Flattened(r) => kdump_format(r, "flattened"),
     };
     Ok(Dump { mem: Box::new(dump), format, elf_segments, read_path, found: None, given: None })
+}
+
+/// Why /proc/kcore (a live dump's source) could not be opened, with the way out.
+fn kcore_refusal(e: &std::io::Error) -> String {
+    if kdump_sys::locked_for_confidentiality(&kdump_sys::SysRoot::host()) {
+        format!(
+            "cannot open /proc/kcore ({e}): the kernel is locked down for confidentiality, which closes \
+             /proc/kcore, so a live dump is not possible; dump after a crash instead (kdump setup), or boot \
+             with lockdown=integrity"
+        )
+    } else {
+        format!("cannot open /proc/kcore ({e}): a live dump needs root (CAP_SYS_RAWIO)")
+    }
 }
 
 /// Opens one dump, or every part of a dump written by `--split` (in any order) as one.

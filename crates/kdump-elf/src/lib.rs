@@ -81,6 +81,27 @@ pub struct Elf64Phdr {
     pub p_align: U64,
 }
 
+/// `Elf64_Shdr`: only section header 0 is written, to hold a program header count of
+/// [`PN_XNUM`] or more in `sh_info` (ELF extended numbering).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+#[allow(missing_docs)]
+pub struct Elf64Shdr {
+    pub sh_name: U32,
+    pub sh_type: U32,
+    pub sh_flags: U64,
+    pub sh_addr: U64,
+    pub sh_offset: U64,
+    pub sh_size: U64,
+    pub sh_link: U32,
+    pub sh_info: U32,
+    pub sh_addralign: U64,
+    pub sh_entsize: U64,
+}
+
+/// `e_phnum` saying the count is in section header 0's `sh_info`.
+pub const PN_XNUM: u16 = 0xffff;
+
 /// `Elf32_Ehdr`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
 #[repr(C)]
@@ -139,6 +160,8 @@ const _: () = {
     assert!(size_of::<Elf32Ehdr>() == 52);
     assert!(offset_of!(Elf32Ehdr, e_phnum) == 44);
     assert!(size_of::<Elf32Phdr>() == 32);
+    assert!(size_of::<Elf64Shdr>() == 64);
+    assert!(offset_of!(Elf64Shdr, sh_info) == 44);
     assert!(offset_of!(Elf32Phdr, p_flags) == 24);
     assert!(size_of::<Nhdr>() == 12);
 };
@@ -147,6 +170,8 @@ const _: () = {
 pub const ELF64_EHDR_SIZE: usize = size_of::<Elf64Ehdr>();
 /// Bytes of an ELF64 program header.
 pub const ELF64_PHDR_SIZE: usize = size_of::<Elf64Phdr>();
+/// Bytes of an ELF64 section header.
+pub const ELF64_SHDR_SIZE: usize = size_of::<Elf64Shdr>();
 /// Bytes of an ELF32 file header.
 pub const ELF32_EHDR_SIZE: usize = size_of::<Elf32Ehdr>();
 /// Bytes of an ELF32 program header.
@@ -155,11 +180,13 @@ pub const ELF32_PHDR_SIZE: usize = size_of::<Elf32Phdr>();
 // The same sizes in the header fields' own types (`e_ehsize`, `e_phentsize`, `e_phoff`).
 const EHSIZE64: u16 = 64;
 const PHENTSIZE64: u16 = 56;
+const SHENTSIZE64: u16 = 64;
 const EHSIZE32: u16 = 52;
 const PHENTSIZE32: u16 = 32;
 const _: () = assert!(
     EHSIZE64 as usize == ELF64_EHDR_SIZE
         && PHENTSIZE64 as usize == ELF64_PHDR_SIZE
+        && SHENTSIZE64 as usize == ELF64_SHDR_SIZE
         && EHSIZE32 as usize == ELF32_EHDR_SIZE
         && PHENTSIZE32 as usize == ELF32_PHDR_SIZE
 );
@@ -192,6 +219,40 @@ impl Elf64Ehdr {
             e_shentsize: 0.into(),
             e_shnum: 0.into(),
             e_shstrndx: 0.into(),
+        }
+    }
+}
+
+impl Elf64Ehdr {
+    /// [`Elf64Ehdr::core`] for any number of program headers: from [`PN_XNUM`] on, `e_phnum`
+    /// is `PN_XNUM` and the count goes in the section header at `shoff` ([`Elf64Shdr::extended_count`]).
+    pub fn core_any(machine: u16, phnum: u32, flags: u32, shoff: u64) -> Self {
+        match u16::try_from(phnum) {
+            Ok(n) if n < PN_XNUM => Self::core(machine, n, flags),
+            _ => Self {
+                e_shoff: shoff.into(),
+                e_shentsize: SHENTSIZE64.into(),
+                e_shnum: 1.into(),
+                ..Self::core(machine, PN_XNUM, flags)
+            },
+        }
+    }
+}
+
+impl Elf64Shdr {
+    /// Section header 0 of a file whose program header count is `phnum` (extended numbering).
+    pub fn extended_count(phnum: u32) -> Self {
+        Self {
+            sh_name: 0.into(),
+            sh_type: 0.into(),
+            sh_flags: 0.into(),
+            sh_addr: 0.into(),
+            sh_offset: 0.into(),
+            sh_size: 0.into(),
+            sh_link: 0.into(),
+            sh_info: phnum.into(),
+            sh_addralign: 0.into(),
+            sh_entsize: 0.into(),
         }
     }
 }

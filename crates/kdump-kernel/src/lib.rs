@@ -14,6 +14,7 @@ pub mod backtrace;
 pub mod crashing;
 pub mod identity;
 pub mod kallsyms;
+pub mod live;
 pub mod memory;
 pub mod pages;
 pub mod printk;

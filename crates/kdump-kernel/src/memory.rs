@@ -182,6 +182,122 @@ impl<P: PhysRead> KernelMemory<P> {
     }
 }
 
+/// A run of kernel virtual memory mapped onto contiguous physical memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mapping {
+    /// First virtual address (page aligned).
+    pub vaddr: u64,
+    /// Physical address of `vaddr`.
+    pub paddr: u64,
+    /// Length in bytes (a multiple of 4 KiB).
+    pub len: u64,
+}
+
+/// What [`KernelMemory::kernel_mappings`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mappings {
+    /// Runs in virtual address order, merged where both addresses continue.
+    pub runs: Vec<Mapping>,
+    /// Page-table pages that could not be read (their part of the address space is left out).
+    pub unreadable_tables: u64,
+}
+
+/// Page-table pages one walk reads at most: 1 Mi tables is 4 GiB of page tables, more than
+/// any real kernel half has; a corrupt dump must not make the walk endless.
+const MAX_TABLES: u64 = 1 << 20;
+
+impl<P: PhysRead> KernelMemory<P> {
+    /// Every present mapping of the kernel half of the address space (the upper half: text,
+    /// modules, vmalloc and vmap, vmemmap, per-CPU, fixmap, cpu_entry_area, and the direct
+    /// map), walked from `init_top_pgt`. Virtual ranges in `skip` (start, end) are not
+    /// descended into (callers skip what they already describe, such as the direct map).
+    /// At most `limit` runs are returned; more is an error, as is a table tree too big to be real.
+    pub fn kernel_mappings(&mut self, skip: &[(u64, u64)], limit: usize) -> Result<Mappings> {
+        let top = self.layout.text_to_phys(self.layout.top_pgt).ok_or_else(|| {
+            Error::Corrupt(format!("init_top_pgt {:#x} is outside the kernel image", self.layout.top_pgt))
+        })?;
+        let levels: &[u32] = if self.layout.five_level { &[48, 39, 30, 21, 12] } else { &[39, 30, 21, 12] };
+        let mut walk =
+            Walk { found: Mappings::default(), skip, limit, tables: 0, mask: ADDRESS_BITS & !self.layout.sme_mask };
+        // The kernel half is the upper 256 entries of the top table; addresses are sign-extended.
+        let top_shift = levels[0];
+        let canonical_bits = top_shift + 9;
+        for index in 256..512u64 {
+            let base = sign_extend(index << top_shift, canonical_bits);
+            walk.table(&mut self.phys, top, index, levels, base)?;
+        }
+        Ok(walk.found)
+    }
+}
+
+fn sign_extend(addr: u64, bits: u32) -> u64 {
+    let shift = 64 - bits;
+    (((addr << shift) as i64) >> shift) as u64
+}
+
+struct Walk<'a> {
+    found: Mappings,
+    skip: &'a [(u64, u64)],
+    limit: usize,
+    tables: u64,
+    mask: u64,
+}
+
+impl Walk<'_> {
+    /// Visits entry `only` of the table at `table` (or all 512 when `only` is 512 or more),
+    /// whose first entry maps `base`.
+    fn table(&mut self, phys: &mut impl PhysRead, table: u64, only: u64, levels: &[u32], base: u64) -> Result<()> {
+        let shift = levels[0];
+        self.tables += 1;
+        if self.tables > MAX_TABLES {
+            return Err(Error::Corrupt(format!("the kernel page tables have more than {MAX_TABLES} tables")));
+        }
+        let mut raw = vec![0u8; crate::to_usize(PAGE_SIZE)];
+        if phys.read_phys(table, &mut raw).is_err() {
+            self.found.unreadable_tables += 1;
+            return Ok(());
+        }
+        let range = if only < 512 { only..only + 1 } else { 0..512 };
+        for index in range {
+            let i = crate::to_usize(index * 8);
+            let entry = u64::from_le_bytes(raw[i..i + 8].try_into().expect("8 bytes"));
+            if entry & PRESENT == 0 {
+                continue;
+            }
+            let size = 1u64 << shift;
+            // Entry `index` maps base + (index - first) * size; `base` is already at `only`.
+            let vaddr = if only < 512 { base } else { base.wrapping_add(index * size) };
+            let end = vaddr.wrapping_add(size);
+            if self.skip.iter().any(|&(s, e)| vaddr >= s && end.wrapping_sub(1) < e) {
+                continue;
+            }
+            let leaf = shift == 12 || ((shift == 21 || shift == 30) && entry & PAGE_SIZE_BIT != 0);
+            if leaf {
+                self.push(Mapping { vaddr, paddr: entry & self.mask & !(size - 1), len: size })?;
+            } else if levels.len() > 1 {
+                self.table(phys, entry & self.mask, 512, &levels[1..], vaddr)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, m: Mapping) -> Result<()> {
+        // A page partly in a skipped range stays: only whole entries inside one are skipped.
+        if let Some(last) = self.found.runs.last_mut()
+            && last.vaddr.wrapping_add(last.len) == m.vaddr
+            && last.paddr.wrapping_add(last.len) == m.paddr
+        {
+            last.len += m.len;
+            return Ok(());
+        }
+        if self.found.runs.len() >= self.limit {
+            return Err(Error::Corrupt(format!("the kernel maps more than {} separate ranges", self.limit)));
+        }
+        self.found.runs.push(m);
+        Ok(())
+    }
+}
+
 /// A physical memory image in a `Vec`, for tests and small fixtures.
 #[derive(Debug, Clone, Default)]
 pub struct FlatMemory {
@@ -246,6 +362,45 @@ pub(crate) mod tests {
             five_level,
             sme_mask: 0,
             kernel_image_size: 1 << 30,
+        }
+    }
+
+    #[test]
+    fn lists_the_kernel_half_merged_skipping_what_callers_describe() {
+        for five in [false, true] {
+            let mut mem = FlatMemory { bytes: vec![0; 8 << 20], base: 0 };
+            let l = layout(five);
+            let mut next = 0x10_000;
+            let vmalloc = if five { 0xffa0_0000_0000_0000u64 } else { 0xffff_c900_0000_0000u64 };
+            let direct = if five { 0xff11_0000_0000_0000u64 } else { 0xffff_8880_0000_0000u64 };
+            // Two pages contiguous in both spaces, then one elsewhere, a 2 MiB page, a user page.
+            map(&mut mem, &l, &mut next, vmalloc, 0x40_0000, false);
+            map(&mut mem, &l, &mut next, vmalloc + 0x1000, 0x40_1000, false);
+            map(&mut mem, &l, &mut next, vmalloc + 0x2000, 0x50_0000, false);
+            map(&mut mem, &l, &mut next, START_KERNEL_MAP + 0x20_0000, 0x60_0000, true);
+            map(&mut mem, &l, &mut next, direct, 0x20_0000, true);
+            map(&mut mem, &l, &mut next, 0x40_0000, 0x70_0000, false);
+            let mut km = KernelMemory::new(mem.clone(), l);
+            let all = km.kernel_mappings(&[], 100).unwrap();
+            let runs = |r: &[Mapping]| r.iter().map(|m| (m.vaddr, m.paddr, m.len)).collect::<Vec<_>>();
+            assert_eq!(
+                runs(&all.runs),
+                vec![
+                    (direct, 0x20_0000, 0x20_0000),
+                    (vmalloc, 0x40_0000, 0x2000),
+                    (vmalloc + 0x2000, 0x50_0000, 0x1000),
+                    (START_KERNEL_MAP + 0x20_0000, 0x60_0000, 0x20_0000),
+                ],
+                "five-level {five}"
+            );
+            let some = km.kernel_mappings(&[(direct, direct + (1 << 30))], 100).unwrap();
+            assert_eq!(some.runs.len(), 3);
+            assert!(km.kernel_mappings(&[], 2).is_err(), "the limit holds");
+            // A table that points outside memory is counted, not fatal.
+            let slot = (0x1000 + 511 * 8) as usize;
+            mem.bytes[slot..slot + 8].copy_from_slice(&(0x7fff_f000u64 | PRESENT).to_le_bytes());
+            let broken = KernelMemory::new(mem, l).kernel_mappings(&[], 100).unwrap();
+            assert_eq!(broken.unreadable_tables, 1);
         }
     }
 

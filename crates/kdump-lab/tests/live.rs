@@ -4,7 +4,8 @@
 
 use std::process::Command;
 
-use kdump_dumpfile::KdumpReader;
+use kdump_dumpfile::notes::parse_notes;
+use kdump_dumpfile::{ElfVmcore, KdumpReader, PhysMem};
 use kdump_lab::{LabKernel, Scenario, Vm, static_tools};
 
 /// A log line without its `[   12.345678] ` timestamp: makedumpfile's format indents the
@@ -29,6 +30,7 @@ mkdir -p /work && mount -t tmpfs tmpfs /work
 dd if=/dev/urandom of=/work/random bs=1M count=32 2>/dev/null
 (while :; do cat /work/random > /dev/null; done) &
 kdump dump -z -d 31 /proc/kcore /results/live.kdump 2> /results/live.err
+kdump dump -E -d 31 /proc/kcore /results/live.elf 2> /results/live-elf.err
 kill %1
 dmesg > /results/dmesg-after.txt
 ";
@@ -61,4 +63,31 @@ dmesg > /results/dmesg-after.txt
     assert!(info["panic"].is_null() && info["crashing_cpu"].is_null(), "no panic in a live dump: {info:#}");
     let text_report = run(&["info"]);
     assert!(text_report.contains("live dump:   of the running kernel"), "{text_report}");
+
+    // crash's live-dump convention: a "SNAP" NT_TASKSTRUCT note with the dumping task's address,
+    // in both formats; in the ELF dump (direct map addressed) that task_struct holds "kdump".
+    let snap_task = |notes: &[u8]| {
+        let n = parse_notes(notes, true)
+            .map_while(Result::ok)
+            .find(|n| n.name == b"SNAP" && n.ntype == 4)
+            .unwrap_or_else(|| panic!("{kernel}: no SNAP note"));
+        u64::from_le_bytes(n.desc[..8].try_into().unwrap())
+    };
+    let task = snap_task(PhysMem::notes(&r));
+    assert!(task >> 63 == 1 && task % 64 == 0, "{kernel}: task address {task:#x}");
+    let elf_err = outcome.read_result("live-elf.err").unwrap();
+    assert!(elf_err.contains("a live dump of the running kernel"), "{kernel}: {elf_err}");
+    let elf_path = outcome.result_path("live.elf");
+    let elf = ElfVmcore::open(std::fs::File::open(&elf_path).unwrap()).unwrap();
+    let elf_task = snap_task(PhysMem::notes(&elf));
+    assert!(elf_task >> 63 == 1, "{kernel}: ELF task {elf_task:#x}");
+    let seg = elf
+        .segments()
+        .iter()
+        .find(|s| s.vaddr <= elf_task && elf_task + 0x3000 <= s.vaddr + s.filesz)
+        .unwrap_or_else(|| panic!("{kernel}: no PT_LOAD holds the task at {elf_task:#x}"));
+    let bytes = std::fs::read(&elf_path).unwrap();
+    let at = (seg.offset + elf_task - seg.vaddr) as usize;
+    let task_struct = &bytes[at..at + 0x3000];
+    assert!(task_struct.windows(6).any(|w| w == b"kdump\0"), "{kernel}: the SNAP task is not the kdump process");
 }

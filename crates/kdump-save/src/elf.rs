@@ -7,11 +7,21 @@
 //! reserve is used up, dropped pages are written as zeros instead of split,
 //! so the file stays correct. A dropped run at the end of a segment becomes
 //! `p_filesz < p_memsz` (readers zero-fill it).
+//!
+//! Virtual aliases (the crashed kernel's page tables, walked by the caller) add PT_LOADs
+//! after those: each gives a kernel virtual range (module, vmalloc and vmap memory,
+//! vmemmap, per-CPU, fixmap) a `p_vaddr` and points at page data already in the file, so
+//! `gdb -c` reads any kernel address and no page is stored twice. They come right after the
+//! first physical PT_LOAD (crash takes its offset as the end of the headers), so the last
+//! PT_LOAD is a physical one (makedumpfile finds PAGE_OFFSET from it).
 
 use std::io;
 
 use kdump_dumpfile::{PageState, PhysMem, WriteAt};
-use kdump_elf::{AsBytes, ELF64_EHDR_SIZE, ELF64_PHDR_SIZE, EM_X86_64, Elf64Ehdr, Elf64Phdr, PT_LOAD, PT_NOTE};
+use kdump_elf::{
+    AsBytes, ELF64_EHDR_SIZE, ELF64_PHDR_SIZE, ELF64_SHDR_SIZE, EM_X86_64, Elf64Ehdr, Elf64Phdr, Elf64Shdr, PN_XNUM,
+    PT_LOAD, PT_NOTE,
+};
 
 /// Dropped pages in a row that justify a new PT_LOAD.
 pub const SPLIT_PAGES: u64 = 256;
@@ -22,6 +32,7 @@ pub const ELF_FLAG_INCOMPLETE: u32 = 1;
 
 const EHDR: u64 = ELF64_EHDR_SIZE as u64;
 const PHDR: u64 = ELF64_PHDR_SIZE as u64;
+const SHDR: u64 = ELF64_SHDR_SIZE as u64;
 
 /// A region of the source to write as PT_LOADs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,8 +73,12 @@ pub struct ElfReport {
     pub pages_written: u64,
     /// Pages dropped (filtered, zero, or absent in the source).
     pub pages_dropped: u64,
-    /// PT_LOAD headers written.
+    /// PT_LOAD headers written (physical and virtual).
     pub segments: u64,
+    /// Of those, PT_LOADs that alias a virtual range to page data already written.
+    pub virtual_segments: u64,
+    /// Virtual ranges (or pieces of one) left out because the reserved headers ran out.
+    pub virtual_left_out: u64,
     /// File size.
     pub file_size: u64,
     /// Why the dump is incomplete, when it is.
@@ -72,9 +87,21 @@ pub struct ElfReport {
 
 /// Bytes before the first page of data: headers, reserved program headers
 /// and notes, rounded up to a page. Preallocate them to survive a full disk.
-pub fn elf_metadata_len(segments: usize, notes_len: usize, page_size: u64) -> u64 {
-    let phdrs = 1 + segments as u64 + EXTRA_SEGMENTS;
-    (EHDR + phdrs * PHDR + notes_len as u64).div_ceil(page_size) * page_size
+pub fn elf_metadata_len(segments: usize, aliases: usize, notes_len: usize, page_size: u64) -> u64 {
+    let phdrs = phdr_slots(segments, aliases);
+    let notes_end = EHDR + phdrs * PHDR + notes_len as u64;
+    let end = if phdrs >= u64::from(PN_XNUM) { notes_end.next_multiple_of(8) + SHDR } else { notes_end };
+    end.div_ceil(page_size) * page_size
+}
+
+/// Program headers reserved: the note, one per segment, [`EXTRA_SEGMENTS`] for splits, and
+/// for virtual aliases one each plus [`EXTRA_SEGMENTS`] for aliases a split cuts in two.
+fn phdr_slots(segments: usize, aliases: usize) -> u64 {
+    1 + segments as u64 + EXTRA_SEGMENTS + alias_slots(aliases)
+}
+
+fn alias_slots(aliases: usize) -> u64 {
+    if aliases == 0 { 0 } else { aliases as u64 + EXTRA_SEGMENTS }
 }
 
 /// Appends page data at the end of the file through a 1 MiB staging buffer.
@@ -117,7 +144,9 @@ struct OpenLoad {
     offset: u64,
 }
 
-/// Writes an ELF64 vmcore of `segments` of `src` into `sink`. `keep(pfn)`
+/// Writes an ELF64 vmcore of `segments` of `src` into `sink`, then PT_LOADs giving each of
+/// `aliases` (virtual ranges over physical memory, `len` bytes from `paddr` seen at `vaddr`)
+/// the part of its pages stored in the file. `keep(pfn)`
 /// decides which pages are dumped (before they are read); `drop_zero` drops all-zero pages.
 /// A write error stops the dump; the file then describes only the data that
 /// reached the sink and has [`ELF_FLAG_INCOMPLETE`] set.
@@ -125,6 +154,7 @@ pub fn save_elf<M, S, K>(
     src: &mut M,
     sink: &mut S,
     segments: &[ElfSegment],
+    aliases: &[ElfSegment],
     drop_zero: bool,
     mut keep: K,
 ) -> io::Result<ElfReport>
@@ -135,8 +165,9 @@ where
 {
     let page = src.page_size();
     let notes = src.notes().to_vec();
-    let notes_off = EHDR + (1 + segments.len() as u64 + EXTRA_SEGMENTS) * PHDR;
-    let start = elf_metadata_len(segments.len(), notes.len(), page);
+    let slots = phdr_slots(segments.len(), aliases.len());
+    let notes_off = EHDR + slots * PHDR;
+    let start = elf_metadata_len(segments.len(), aliases.len(), notes.len(), page);
     let mut out =
         DataWriter { sink, staged: Vec::with_capacity(1 << 20), flushed_end: start, end: start, failure: None };
     let mut loads: Vec<Phdr> = Vec::new();
@@ -216,6 +247,14 @@ where
         }
         loads.retain(|l| l.filesz > 0);
     }
+    let (virtual_loads, left_out) = alias_loads(&loads, aliases, alias_slots(aliases.len()));
+    report.virtual_segments = virtual_loads.len() as u64;
+    report.virtual_left_out = left_out;
+    // The aliases go after the first physical PT_LOAD (crash takes its offset as the end of
+    // the headers) and before the others: makedumpfile takes the last PT_LOAD below the
+    // kernel text mapping as the direct map, to find PAGE_OFFSET.
+    let at = loads.len().min(1);
+    loads.splice(at..at, virtual_loads);
     let mut table = Phdr {
         kind: PT_NOTE,
         offset: notes_off,
@@ -232,8 +271,13 @@ where
     sink.write_at(notes_off, &notes)?;
     sink.write_at(EHDR, &table)?;
     let flags = if failure.is_some() { ELF_FLAG_INCOMPLETE } else { 0 };
-    let phnum = u16::try_from(1 + loads.len()).map_err(|_| io::Error::other("too many program headers"))?;
-    sink.write_at(0, ehdr(phnum, flags).as_bytes())?;
+    let phnum = u32::try_from(1 + loads.len()).map_err(|_| io::Error::other("too many program headers"))?;
+    let shoff = (notes_off + notes.len() as u64).next_multiple_of(8);
+    let header = Elf64Ehdr::core_any(EM_X86_64, phnum, flags, shoff);
+    if header.e_phnum.get() == PN_XNUM {
+        sink.write_at(shoff, Elf64Shdr::extended_count(phnum).as_bytes())?;
+    }
+    sink.write_at(0, header.as_bytes())?;
     sink.flush()?;
     report.segments = loads.len() as u64;
     report.file_size = durable;
@@ -241,6 +285,50 @@ where
     Ok(report)
 }
 
-fn ehdr(phnum: u16, flags: u32) -> Elf64Ehdr {
-    Elf64Ehdr::core(EM_X86_64, phnum, flags)
+/// The PT_LOADs of `aliases` over the physical `loads` written: a piece for each stored
+/// run an alias crosses, at most `room` of them (the rest are counted, not written).
+fn alias_loads(loads: &[Phdr], aliases: &[ElfSegment], room: u64) -> (Vec<Phdr>, u64) {
+    if aliases.is_empty() {
+        return (Vec::new(), 0);
+    }
+    // Stored physical runs (start, end, file offset): sorted, overlaps trimmed (the kernel
+    // text PT_LOAD repeats RAM), neighbours contiguous in memory and file merged.
+    let mut stored: Vec<(u64, u64, u64)> =
+        loads.iter().filter(|l| l.filesz > 0).map(|l| (l.paddr, l.paddr + l.filesz, l.offset)).collect();
+    stored.sort_unstable_by_key(|r| r.0);
+    let mut runs: Vec<(u64, u64, u64)> = Vec::with_capacity(stored.len());
+    for (start, end, offset) in stored {
+        let from = runs.last().map_or(start, |r| r.1.max(start));
+        if from >= end {
+            continue;
+        }
+        let offset = offset + (from - start);
+        match runs.last_mut() {
+            Some(r) if r.1 == from && r.2 + (r.1 - r.0) == offset => r.1 = end,
+            _ => runs.push((from, end, offset)),
+        }
+    }
+    let mut out = Vec::new();
+    let mut left_out = 0u64;
+    for a in aliases {
+        let (start, end) = (a.paddr, a.paddr.saturating_add(a.len));
+        let mut i = runs.partition_point(|r| r.1 <= start);
+        while let Some(&(run_start, run_end, offset)) = runs.get(i).filter(|r| r.0 < end) {
+            let (s, e) = (start.max(run_start), end.min(run_end));
+            if out.len() as u64 >= room {
+                left_out += 1;
+            } else {
+                out.push(Phdr {
+                    kind: PT_LOAD,
+                    offset: offset + (s - run_start),
+                    vaddr: a.vaddr.wrapping_add(s - start),
+                    paddr: s,
+                    filesz: e - s,
+                    memsz: e - s,
+                });
+            }
+            i += 1;
+        }
+    }
+    (out, left_out)
 }

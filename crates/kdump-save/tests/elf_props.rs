@@ -34,7 +34,7 @@ proptest! {
         let mut src = ElfVmcore::open(Cursor::new(file)).unwrap();
         let segments: Vec<ElfSegment> = segs.iter().map(|&(p, l, _)| ElfSegment { paddr: p, vaddr: 0, len: l }).collect();
         let mut sink = SeekSink::new(Cursor::new(Vec::new()));
-        let report = save_elf(&mut src, &mut sink, &segments, drop_zero, |_| true).unwrap();
+        let report = save_elf(&mut src, &mut sink, &segments, &[], drop_zero, |_| true).unwrap();
         prop_assert!(report.incomplete_reason.is_none());
         let mut out = ElfVmcore::open(Cursor::new(sink.into_inner().into_inner())).unwrap();
         let (mut x, mut y) = (vec![0u8; PAGE], vec![0u8; PAGE]);

@@ -22,7 +22,9 @@ pub mod usage;
 mod util;
 
 pub use hotplug::{CPU_CRASH_HOTPLUG, CrashHotplug, MEMORY_CRASH_HOTPLUG, crash_hotplug};
-pub use machine::{LoaderInputs, collect_loader_inputs, collect_machine_info, kexec_loaded};
+pub use machine::{
+    LoaderInputs, collect_loader_inputs, collect_machine_info, kexec_loaded, locked_for_confidentiality,
+};
 pub use root::SysRoot;
 
 /// A failure to read what the kernel exposes.

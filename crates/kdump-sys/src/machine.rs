@@ -188,6 +188,13 @@ impl SysError {
     }
 }
 
+/// Whether the kernel is locked down for confidentiality (`/sys/kernel/security/lockdown`),
+/// which closes /proc/kcore; false when the file is missing or unreadable.
+pub fn locked_for_confidentiality(root: &SysRoot) -> bool {
+    matches!(root.read_optional("/sys/kernel/security/lockdown"), Ok(Some(t))
+        if parse_lockdown(&t).is_ok_and(|l| l == Lockdown::Confidentiality))
+}
+
 /// Whether a kernel is loaded for `kexec -e` (`/sys/kernel/kexec_loaded`) or, with `panic`,
 /// a capture kernel (`kexec_crash_loaded`). A kernel without kexec has neither file: false.
 pub fn kexec_loaded(root: &SysRoot, panic: bool) -> Result<bool, SysError> {

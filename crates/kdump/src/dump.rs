@@ -39,6 +39,13 @@ pub struct DumpArgs {
     /// Write an ELF file (uncompressed) instead of kdump-compressed.
     #[arg(short = 'E')]
     pub elf: bool,
+    /// With -E, the default: a PT_LOAD for every kernel virtual range the crashed kernel's
+    /// page tables map (modules, vmalloc and vmap, per-CPU, vmemmap), so `gdb -c` reads them.
+    #[arg(long = "virtual", overrides_with = "no_virtual")]
+    pub virtual_ranges: bool,
+    /// With -E: addresses for the kernel text and direct map only, as in /proc/vmcore.
+    #[arg(long = "no-virtual", overrides_with = "virtual_ranges")]
+    pub no_virtual: bool,
     /// Write the flattened format to standard output (for pipes such as ssh).
     #[arg(short = 'F')]
     pub flatten: bool,
@@ -331,6 +338,7 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
         read_mode: read_mode(a),
         exclude_vmemmap: a.exclude_vmemmap,
         size_limit: a.size_limit,
+        elf_virtual: !a.no_virtual,
         vmcoreinfo: match &a.vmcoreinfo {
             Some(path) => Some(std::fs::read(path).with_context(|| format!("-i: cannot read {}", path.display()))?),
             None => None,
@@ -529,10 +537,24 @@ fn print_outcome(saved: &Saved, level: u32) -> anyhow::Result<()> {
             "kdump: saved {} pages ({} zero, {} stored raw) to {}: {mib:.1} MiB",
             r.written.pages, r.written.zero_pages, r.written.raw_pages, saved.dest
         ),
-        Written::Elf(r) => eprintln!(
-            "kdump: saved {} pages in {} segments to {} ({} left out): {mib:.1} MiB",
-            r.pages_written, r.segments, saved.dest, r.pages_dropped
-        ),
+        Written::Elf(r) => {
+            eprintln!(
+                "kdump: saved {} pages in {} segments to {} ({} left out): {mib:.1} MiB",
+                r.pages_written, r.segments, saved.dest, r.pages_dropped
+            );
+            if r.virtual_segments > 0 {
+                eprintln!(
+                    "kdump: {} of the segments give kernel virtual ranges (modules, vmalloc, per-CPU) their addresses",
+                    r.virtual_segments
+                );
+            }
+            if r.virtual_left_out > 0 {
+                eprintln!(
+                    "kdump: warning: {} virtual ranges have no PT_LOAD (the reserved program headers ran out)",
+                    r.virtual_left_out
+                );
+            }
+        }
     }
     for p in &saved.parts {
         let w = &p.report.written;
