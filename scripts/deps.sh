@@ -15,6 +15,8 @@ command -v dpkg >/dev/null || need+=(dpkg)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 # The fleet report's test screenshots the page in headless Chromium (crates/kdump/tests/fleet.rs).
 command -v chromium >/dev/null || need+=(chromium)
+# The NFS target's lab tests run NFS-Ganesha (user space, FSAL VFS) on 127.0.0.1 (crates/kdump-lab/src/ganesha.rs).
+command -v ganesha.nfsd >/dev/null && [ -e /usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so ] || need+=(nfs-ganesha nfs-ganesha-vfs)
 # The Debian package is tested in a bookworm chroot (scripts/test-package.sh).
 command -v debootstrap >/dev/null || need+=(debootstrap)
 

@@ -19,6 +19,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod ganesha;
 mod image;
 mod kernel;
 mod monitor;

@@ -19,11 +19,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use kdump_dumpfile::{KdumpReader, PageState, PhysMem};
-use kdump_lab::{LabKernel, Nic, Outcome, Scenario, Vm, static_tools};
+use kdump_lab::{LabKernel, Outcome, Scenario, Vm, static_tools};
 use kdump_s3::testserver::SeaweedFs;
 
 mod nic;
-use nic::{MAC, nic_modules};
+use nic::{MAC, nic_modules, relayed_nic};
 
 mod common;
 use common::{assert_said, run};
@@ -125,21 +125,13 @@ kdump test --yes-crash-this-machine
     );
     let creds = format!("{}\n{}\n", SeaweedFs::ACCESS_KEY_ID, SeaweedFs::SECRET);
     let wrong = format!("{}\nnot-the-secret\n", SeaweedFs::ACCESS_KEY_ID);
-    let mut scenario = Scenario::new(name, &script).capture_is_ours().file("lab/s3/credentials", creds, 0o600).file(
+    let scenario = Scenario::new(name, &script).capture_is_ours().file("lab/s3/credentials", creds, 0o600).file(
         "lab/s3/wrong",
         wrong,
         0o600,
     );
-    for (path, data) in modules.files {
-        scenario = scenario.file(&path, data, 0o644);
-    }
-    let relay = format!("{} relay 127.0.0.1:{gate_port}", env!("CARGO_BIN_EXE_kdump-lab"));
-    let nic = Nic {
-        mac: MAC.into(),
-        forwards: Vec::new(),
-        commands: vec![(SERVER.parse().unwrap(), relay)],
-        connected: true,
-    };
+    let scenario = modules.into_guest(scenario);
+    let nic = relayed_nic(SERVER, gate_port);
     let vm = Vm { memory_mib: 768, crashkernel: Some("192M".into()), nic: Some(nic), ..Vm::on(kernel) };
     let start = Instant::now();
     let outcome = scenario.vm(vm).run().expect("scenario");

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::{
-    Action, Codec, Config, Destination, FailureAction, Network, S3Destination, SshDestination, Target, TargetSpec,
+    Action, Codec, Config, Destination, FailureAction, Network, NfsDestination, S3Destination, SshDestination, Target,
+    TargetSpec,
 };
 use crate::naming::{crash_dir_name, unique};
 use crate::superblock::FsIdentity;
@@ -105,6 +106,10 @@ pub trait System {
     fn block_devices(&mut self) -> Vec<String>;
     /// Mounts `node` (a `fstype`) on `at`.
     fn mount(&mut self, node: &Path, at: &Path, fstype: &str) -> Result<(), String>;
+    /// Mounts the NFS export `nfs` on `at` with the kernel's client: waits up to `wait` for
+    /// the server's port to answer, then mounts, and gives up on a mount that takes longer
+    /// than `wait` (a capture kernel must never hang on a dead server).
+    fn mount_nfs(&mut self, nfs: &NfsDestination, at: &Path, wait: Duration) -> Result<(), String>;
     /// Syncs and unmounts `at` (fine when nothing is mounted there).
     fn unmount(&mut self, at: &Path) -> Result<(), String>;
     /// Creates `dir` and its parents.
@@ -281,19 +286,20 @@ fn save<S: System + ?Sized>(cfg: &Config, sys: &mut S, log: &mut Log<'_>) -> Res
                 (Err(e), _) => Err(e),
                 (Ok(()), Destination::Ssh(ssh)) => save_over_ssh(cfg, &ssh, &dump, sys, log),
                 (Ok(()), Destination::S3(s3)) => save_to_s3(cfg, &s3, &dump, sys, log),
+                (Ok(()), Destination::Nfs(nfs)) => {
+                    let saved = save_to_nfs(cfg, target, &nfs, &dump, sys, log);
+                    if saved.is_err() && i + 1 < count {
+                        leave_mounted_target(sys, log);
+                    }
+                    saved
+                }
                 (Ok(()), Destination::Disk(_)) => unreachable!("a disk is not remote"),
             }
         } else {
             let Destination::Disk(spec) = destination else { unreachable!("only a disk is local") };
             let saved = save_to_disk(cfg, target, &spec, &dump, sys, log);
             if saved.is_err() && i + 1 < count {
-                // What this target holds stays as it is, with its log; the next starts afresh.
-                log.flush(sys);
-                log.file = None;
-                sys.sync();
-                if let Err(e) = sys.unmount(Path::new(MOUNTPOINT)) {
-                    log.say(format!("cannot unmount {MOUNTPOINT}: {e}"));
-                }
+                leave_mounted_target(sys, log);
             }
             saved
         };
@@ -310,6 +316,42 @@ fn save<S: System + ?Sized>(cfg: &Config, sys: &mut S, log: &mut Log<'_>) -> Res
         1 => failures.remove(0),
         n => format!("all {n} targets failed: {}", failures.join("; then: ")),
     })
+}
+
+/// Before the next target: what this one holds stays as it is, with its log; the next
+/// starts afresh on an empty mount point.
+fn leave_mounted_target<S: System + ?Sized>(sys: &mut S, log: &mut Log<'_>) {
+    log.flush(sys);
+    log.file = None;
+    sys.sync();
+    if let Err(e) = sys.unmount(Path::new(MOUNTPOINT)) {
+        log.say(format!("cannot unmount {MOUNTPOINT}: {e}"));
+    }
+}
+
+/// The crash directory in an NFS export, written as on a local filesystem.
+fn save_to_nfs<S: System + ?Sized>(
+    cfg: &Config,
+    target: &Target,
+    nfs: &NfsDestination,
+    dump: &DumpSpec,
+    sys: &mut S,
+    log: &mut Log<'_>,
+) -> Result<(), String> {
+    let mountpoint = Path::new(MOUNTPOINT);
+    sys.create_dir_all(mountpoint).map_err(|e| format!("cannot create {MOUNTPOINT}: {e}"))?;
+    log.say(format!(
+        "mounting {} (NFSv{}, soft, timeo {} s, {} retries); waiting up to {} s for the server",
+        nfs.url_text(),
+        nfs.version,
+        crate::config::NFS_TIMEO_DECISECONDS / 10,
+        crate::config::NFS_RETRANS,
+        target.wait_seconds
+    ));
+    sys.mount_nfs(nfs, mountpoint, Duration::from_secs(u64::from(target.wait_seconds)))
+        .map_err(|e| format!("cannot mount {}: {e}", nfs.url_text()))?;
+    log.say(format!("mounted {} ({})", nfs.url_text(), nfs.mount_options()));
+    save_crash_dir(cfg, mountpoint, "", Path::new(&nfs.url_text()), dump, sys, log)
 }
 
 /// The crash directory on a local filesystem (or the flattened stream on a raw device).
@@ -345,15 +387,30 @@ fn save_to_disk<S: System + ?Sized>(
     log.say(format!("mounted {} ({fstype})", node.display()));
     let base = mountpoint.join(target.path.trim_start_matches('/'));
     sys.create_dir_all(&base).map_err(|e| format!("cannot create {} on the target: {e}", target.path))?;
+    save_crash_dir(cfg, &base, &format!("{spec}:"), Path::new(&target.path), &dump, sys, log)
+}
+
+/// Writes `<host>-<UTC time>/` in `base` (a mounted filesystem's directory): the small files,
+/// then the dump. `shown_base` names `base` in messages, after `announce` in the first one.
+fn save_crash_dir<S: System + ?Sized>(
+    cfg: &Config,
+    base: &Path,
+    announce: &str,
+    shown_base: &Path,
+    dump: &DumpSpec,
+    sys: &mut S,
+    log: &mut Log<'_>,
+) -> Result<(), String> {
+    let dump = *dump;
 
     // Name the directory after the crashed host and the crash time.
     let (host, when) = sys.crash_identity();
     let name = unique(&crash_dir_name(&host, when), |n| sys.exists(&base.join(n)));
     let dir = base.join(&name);
     sys.create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let shown = Path::new(&target.path).join(&name);
+    let shown = shown_base.join(&name);
     log.file = Some(dir.join("kdump.log"));
-    log.say(format!("saving into {spec}:{}", shown.display()));
+    log.say(format!("saving into {announce}{}", shown.display()));
     log.flush(sys);
 
     // The small files first, so that a full disk still leaves them.

@@ -62,6 +62,18 @@ virtual_host = false
 credentials = "/etc/kdump/s3-credentials"
 # For an https endpoint signed by a private CA: its certificate (PEM); "" trusts the built-in roots.
 ca = ""
+# Or an NFS export, mounted by the capture kernel's own NFS client: url = "nfs://HOST[:PORT]/EXPORT/PATH"
+# (PORT: 2049 by default). The directory is mounted and each crash gets <host>-<UTC time>/ in it,
+# as on a local disk. It needs the network (below). The mount is soft (timeo = 10 s, 3 retries), so a
+# server that dies makes the dump fail instead of hanging the capture kernel; the server must be
+# reachable within wait_seconds. NFSv4 needs only the one port; NFSv3 also asks the server's
+# rpcbind for its mount port unless mount_port names it (and is mounted with nolock).
+# url = "nfs://192.0.2.10/srv/crash"
+# "4.1", "4.2", "4.0" or "3". 4.1 by default: with 4.2 the client also uses READ_PLUS and ALLOCATE,
+# which some servers answer wrongly (NFS-Ganesha 4.3: Debian 13's client then fails writes with EIO).
+nfs_version = "4.1"
+# NFSv3: the port of the server's mountd (0: ask its rpcbind on port 111).
+mount_port = 0
 # Directory on that filesystem; each crash gets <path>/<host>-<UTC time>/ (vmcore, dmesg.txt, info.json, kdump.log).
 path = "/var/crash"
 # Filesystem type to mount: "ext4", "ext3", "ext2", "xfs", "btrfs", or "auto" (from the superblock).
@@ -296,6 +308,10 @@ pub struct Target {
     pub credentials: String,
     /// The S3 endpoint's private CA (PEM file), or "".
     pub ca: String,
+    /// The NFS protocol version: "4.1", "4.2", "4.0" or "3".
+    pub nfs_version: String,
+    /// NFSv3: the server's mountd port (0: ask its rpcbind).
+    pub mount_port: u16,
     /// Directory on the filesystem.
     pub path: String,
     /// Filesystem type, or `auto`.
@@ -416,6 +432,8 @@ impl Default for Target {
             virtual_host: false,
             credentials: "/etc/kdump/s3-credentials".into(),
             ca: String::new(),
+            nfs_version: "4.1".into(),
+            mount_port: 0,
             path: "/var/crash".into(),
             fstype: "auto".into(),
             raw: false,
@@ -445,10 +463,8 @@ impl Target {
             (Some(device), None) => return TargetSpec::parse(device).map(Destination::Disk),
             (None, Some(url)) => url,
         };
-        if url.starts_with("nfs://") {
-            return invalid(format!(
-                "target.url {url:?}: NFS targets are not supported yet; use ssh://user@IP/path or s3://BUCKET/PREFIX"
-            ));
+        if let Some(rest) = url.strip_prefix("nfs://") {
+            return self.nfs_destination(url, rest).map(Destination::Nfs);
         }
         if url.starts_with("s3://") {
             return self.s3_destination(url).map(Destination::S3);
@@ -469,6 +485,48 @@ impl Target {
     }
 
     /// `target.url = "s3://…"` with the S3 keys.
+    fn nfs_destination(&self, url: &str, rest: &str) -> Result<NfsDestination, ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        let Some((authority, path)) = rest.split_once('/') else {
+            return invalid(format!("target.url {url:?} names no export: write nfs://HOST[:PORT]/EXPORT/PATH"));
+        };
+        let path = format!("/{path}");
+        if path.split('/').any(|c| c == "..") || path.contains(',') || path.chars().any(char::is_whitespace) {
+            return invalid(format!("target.url {url:?}: the export path must not contain .., commas or spaces"));
+        }
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => match p.parse::<u16>() {
+                Ok(port) if port > 0 => (h, port),
+                _ => return invalid(format!("target.url {url:?}: {p:?} is not a port")),
+            },
+            None => (authority, NFS_PORT),
+        };
+        if host.is_empty() {
+            return invalid(format!("target.url {url:?} names no server"));
+        }
+        let address = self.connect_address(host, "target.url", "the url keeps the name")?;
+        let version = match self.nfs_version.trim() {
+            "3" => NfsVersion::V3,
+            "4" | "4.0" => NfsVersion::V4(0),
+            "4.1" => NfsVersion::V4(1),
+            "4.2" => NfsVersion::V4(2),
+            v => return invalid(format!("target.nfs_version {v:?} is not one of 4.2, 4.1, 4.0, 3")),
+        };
+        if self.mount_port != 0 && version != NfsVersion::V3 {
+            return invalid(format!(
+                "target.mount_port is for NFSv3 (NFSv{version} needs only the server's port {port}): remove it"
+            ));
+        }
+        Ok(NfsDestination {
+            host: host.to_string(),
+            address,
+            port,
+            path,
+            version,
+            mount_port: (self.mount_port != 0).then_some(self.mount_port),
+        })
+    }
+
     fn s3_destination(&self, url: &str) -> Result<S3Destination, ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         let parsed = kdump_s3::S3Url::parse(url).map_err(|e| ConfigError::Invalid(format!("target.url: {e}")))?;
@@ -534,11 +592,11 @@ impl Target {
                 );
             }
             Destination::Disk(_) => {}
-            Destination::Ssh(_) | Destination::S3(_) if self.raw => {
+            Destination::Ssh(_) | Destination::S3(_) | Destination::Nfs(_) if self.raw => {
                 return invalid("target.raw = true is for a local device; target.url is a server".into());
             }
             // The url carries its own directory: target.path is for local filesystems.
-            Destination::Ssh(_) | Destination::S3(_) => {}
+            Destination::Ssh(_) | Destination::S3(_) | Destination::Nfs(_) => {}
         }
         if !self.path.starts_with('/') || self.path.split('/').any(|c| c == "..") {
             return invalid(format!("target.path {:?} must be absolute and must not contain ..", self.path));
@@ -647,6 +705,109 @@ pub enum Destination {
     Ssh(SshDestination),
     /// An S3-compatible bucket.
     S3(S3Destination),
+    /// A directory of an NFS export.
+    Nfs(NfsDestination),
+}
+
+/// NFS's own port, what `nfs://HOST/…` means.
+pub const NFS_PORT: u16 = 2049;
+
+/// The NFS protocol a target is mounted with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NfsVersion {
+    /// NFSv3: the MOUNT protocol first (its port from `target.mount_port` or the server's
+    /// rpcbind), no locking.
+    V3,
+    /// NFSv4 with this minor version: one connection to the server's port.
+    V4(u8),
+}
+
+impl fmt::Display for NfsVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NfsVersion::V3 => write!(f, "3"),
+            NfsVersion::V4(minor) => write!(f, "4.{minor}"),
+        }
+    }
+}
+
+/// `target.url = "nfs://…"`, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NfsDestination {
+    /// The server as the url names it.
+    pub host: String,
+    /// What to connect to: the url's address, or `target.address` for a name.
+    pub address: Ipv4Addr,
+    /// The server's NFS port.
+    pub port: u16,
+    /// The exported directory to mount.
+    pub path: String,
+    /// The protocol.
+    pub version: NfsVersion,
+    /// NFSv3: mountd's port, when given (else the server's rpcbind is asked).
+    pub mount_port: Option<u16>,
+}
+
+/// `timeo` of the capture kernel's NFS mount, in tenths of a second: a soft mount gives up on a
+/// request after `timeo` × (`retrans` + 1) rather than hang the capture kernel.
+pub const NFS_TIMEO_DECISECONDS: u32 = 100;
+/// `retrans` of the capture kernel's NFS mount.
+pub const NFS_RETRANS: u32 = 3;
+
+impl NfsDestination {
+    /// The filesystem type `mount(2)` takes.
+    pub fn fstype(&self) -> &'static str {
+        match self.version {
+            NfsVersion::V3 => "nfs",
+            NfsVersion::V4(_) => "nfs4",
+        }
+    }
+
+    /// The `mount(2)` source: `ADDRESS:/path`.
+    pub fn source(&self) -> String {
+        format!("{}:{}", self.address, self.path)
+    }
+
+    /// The kernel NFS client's mount options (the text `mount(2)` takes as data, as mount.nfs
+    /// would pass it): TCP, explicit ports (no rpcbind lookup unless NFSv3 has no mount
+    /// port), soft with bounded retries, no locking daemon for NFSv3.
+    pub fn mount_options(&self) -> String {
+        let mut o = format!(
+            "vers={},addr={},port={},proto=tcp,soft,timeo={NFS_TIMEO_DECISECONDS},retrans={NFS_RETRANS},sec=sys",
+            self.version, self.address, self.port
+        );
+        if self.version == NfsVersion::V3 {
+            o.push_str(",nolock,mountproto=tcp,mountvers=3");
+            if let Some(p) = self.mount_port {
+                o.push_str(&format!(",mountport={p},mountaddr={}", self.address));
+            }
+        }
+        o
+    }
+
+    /// The modules the kernel's NFS client needs (their dependencies come from modules.dep).
+    pub fn modules(&self) -> &'static [&'static str] {
+        match self.version {
+            NfsVersion::V3 => &["nfs", "nfsv3"],
+            NfsVersion::V4(_) => &["nfs", "nfsv4"],
+        }
+    }
+
+    /// `nfs://host[:port]/path`.
+    pub fn url_text(&self) -> String {
+        let port = if self.port == NFS_PORT { String::new() } else { format!(":{}", self.port) };
+        format!("nfs://{}{port}{}", self.host, self.path)
+    }
+}
+
+impl fmt::Display for NfsDestination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (NFSv{})", self.url_text(), self.version)?;
+        if self.host.parse::<Ipv4Addr>().is_err() {
+            write!(f, " at {}", self.address)?;
+        }
+        Ok(())
+    }
 }
 
 /// `target.url = "s3://…"` with its endpoint and key file, checked.
@@ -696,12 +857,13 @@ impl fmt::Display for Destination {
             Destination::Disk(spec) => write!(f, "{spec}"),
             Destination::Ssh(ssh) => write!(f, "{ssh}"),
             Destination::S3(s3) => write!(f, "{s3}"),
+            Destination::Nfs(nfs) => write!(f, "{nfs}"),
         }
     }
 }
 
 impl Destination {
-    /// Whether the dump leaves the machine over its network (ssh or S3).
+    /// Whether the dump leaves the machine over its network (ssh, S3 or NFS).
     pub fn is_remote(&self) -> bool {
         !matches!(self, Destination::Disk(_))
     }
@@ -761,6 +923,9 @@ impl Config {
             ))),
             Destination::S3(s3) => Err(ConfigError::Invalid(format!(
                 "the target is the S3 bucket {s3}, not a local device (target.url is set)"
+            ))),
+            Destination::Nfs(nfs) => Err(ConfigError::Invalid(format!(
+                "the target is the NFS export {nfs}, not a local device (target.url is set)"
             ))),
         }
     }
@@ -963,10 +1128,51 @@ mod tests {
         assert!(err(&format!("[target]\n{url}address=\"10.0.0.1\"\n{net}")).contains("remove one"));
         assert!(err(&format!("[target]\nurl=\"ssh://k@[::1]/d\"\n{net}")).contains("IPv4 only"));
         assert!(err(&format!("[target]\nurl=\"ssh://10.0.2.100/d\"\n{net}")).contains("target.url"));
-        assert!(err(&format!("[target]\nurl=\"nfs://10.0.2.100/d\"\n{net}")).contains("NFS"));
         assert!(err(&format!("[target]\n{url}ssh_key=\"id\"\n{net}")).contains("target.ssh_key"));
         assert!(err(&format!("[target]\n{url}known_hosts=\"kh\"\n{net}")).contains("target.known_hosts"));
         assert!(err(&format!("[target]\n{url}raw=true\n{net}")).contains("target.raw"));
+    }
+
+    #[test]
+    fn nfs_target_forms_mount_options_and_refusals() {
+        let net = "[network]\ninterface=\"52:54:00:12:34:56\"\ndhcp=true\n";
+        let nfs = |extra: &str| -> Result<NfsDestination, String> {
+            let c = Config::parse(&format!("[target]\n{extra}{net}")).map_err(|e| e.to_string())?;
+            assert_eq!(Config::parse(&c.to_toml()).unwrap(), c);
+            match c.destination().unwrap() {
+                Destination::Nfs(n) => Ok(n),
+                d => panic!("not nfs: {d}"),
+            }
+        };
+        let v4 = nfs("url=\"nfs://10.0.2.100/srv/crash\"\n").unwrap();
+        assert_eq!((v4.port, v4.path.as_str(), v4.version), (2049, "/srv/crash", NfsVersion::V4(1)));
+        assert_eq!((v4.source(), v4.fstype()), ("10.0.2.100:/srv/crash".to_string(), "nfs4"));
+        assert_eq!(v4.mount_options(), "vers=4.1,addr=10.0.2.100,port=2049,proto=tcp,soft,timeo=100,retrans=3,sec=sys");
+        assert_eq!(v4.modules(), ["nfs", "nfsv4"]);
+        assert_eq!(v4.to_string(), "nfs://10.0.2.100/srv/crash (NFSv4.1)");
+        let v3 = nfs("url=\"nfs://nas:20049/export\"\naddress=\"192.0.2.7\"\nnfs_version=\"3\"\nmount_port=20048\n")
+            .unwrap();
+        assert_eq!((v3.fstype(), v3.modules()), ("nfs", &["nfs", "nfsv3"][..]));
+        assert_eq!(
+            v3.mount_options(),
+            "vers=3,addr=192.0.2.7,port=20049,proto=tcp,soft,timeo=100,retrans=3,sec=sys,nolock,mountproto=tcp,\
+             mountvers=3,mountport=20048,mountaddr=192.0.2.7"
+        );
+        assert_eq!(v3.to_string(), "nfs://nas:20049/export (NFSv3) at 192.0.2.7");
+        assert_eq!(nfs("url=\"nfs://10.0.2.100/e\"\nnfs_version=\"4.0\"\n").unwrap().version, NfsVersion::V4(0));
+        for (extra, why) in [
+            ("url=\"nfs://10.0.2.100\"\n", "names no export"),
+            ("url=\"nfs://10.0.2.100:x/e\"\n", "is not a port"),
+            ("url=\"nfs://10.0.2.100/a/../b\"\n", "must not contain"),
+            ("url=\"nfs://10.0.2.100/a,b\"\n", "must not contain"),
+            ("url=\"nfs://nas/e\"\n", "target.address"),
+            ("url=\"nfs://10.0.2.100/e\"\nnfs_version=\"5\"\n", "not one of 4.2"),
+            ("url=\"nfs://10.0.2.100/e\"\nmount_port=20048\n", "mount_port is for NFSv3"),
+            ("url=\"nfs://10.0.2.100/e\"\nraw=true\n", "target.raw"),
+        ] {
+            let e = nfs(extra).unwrap_err();
+            assert!(e.contains(why), "{extra:?}: {e}");
+        }
     }
 
     #[test]

@@ -20,6 +20,6 @@ pub mod naming;
 pub mod superblock;
 
 pub use config::{
-    Action, Addressing, Codec, Config, ConfigError, Destination, FailureAction, Network, S3Destination, SshDestination,
-    TargetSpec,
+    Action, Addressing, Codec, Config, ConfigError, Destination, FailureAction, Network, NfsDestination, NfsVersion,
+    S3Destination, SshDestination, TargetSpec,
 };

@@ -23,8 +23,25 @@ pub fn create_private(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-/// Like [`reserve_space`], but `Ok(false)` where the filesystem cannot reserve space.
+/// `NFS_SUPER_MAGIC`.
+const NFS_MAGIC: i64 = 0x6969;
+
+/// Whether `file` is on NFS.
+pub fn is_on_nfs(file: &File) -> bool {
+    // SAFETY: fstatfs fills the zeroed struct it is given; the descriptor is open.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; `st` lives across the call.
+    let rc = unsafe { libc::fstatfs(file.as_raw_fd(), &raw mut st) };
+    rc == 0 && st.f_type == NFS_MAGIC
+}
+
+/// Like [`reserve_space`], but `Ok(false)` where the filesystem cannot reserve space, and
+/// on NFS: its ALLOCATE (NFSv4.2) makes some servers fail the writes that follow, and a
+/// server's space is not this machine's to reserve anyway.
 pub fn reserve_space_if_supported(file: &File, len: u64) -> io::Result<bool> {
+    if is_on_nfs(file) {
+        return Ok(false);
+    }
     match reserve_space(file, len) {
         Ok(()) => Ok(true),
         Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(false),

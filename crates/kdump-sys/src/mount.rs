@@ -18,6 +18,55 @@ pub fn mount(source: &str, target: &Path, fstype: &str, flags: libc::c_ulong) ->
     check(unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), flags, std::ptr::null()) })
 }
 
+/// `mount(source, target, fstype, flags, data)`: with `data`, the filesystem's own options
+/// (the text an NFS mount takes: `vers=4.2,addr=…`).
+pub fn mount_with_options(
+    source: &str,
+    target: &Path,
+    fstype: &str,
+    flags: libc::c_ulong,
+    data: &str,
+) -> io::Result<()> {
+    let source = CString::new(source).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in source"))?;
+    let fstype = CString::new(fstype).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in fstype"))?;
+    let data = CString::new(data).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in options"))?;
+    let target = cstring(target)?;
+    // SAFETY: all four strings are NUL-terminated and live across the call; the kernel reads
+    // `data` as a NUL-terminated option string for this fstype.
+    check(unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), flags, data.as_ptr().cast()) })
+}
+
+/// [`mount_with_options`] on a thread, waited for at most `limit`: a network filesystem's
+/// mount can block in the kernel on a server that accepts connections but never answers. On
+/// timeout the error is `TimedOut` and the thread is left to the kernel (a later success
+/// leaves the filesystem mounted).
+pub fn mount_with_options_within(
+    source: &str,
+    target: &Path,
+    fstype: &str,
+    data: &str,
+    limit: std::time::Duration,
+) -> io::Result<()> {
+    let (source, target, fstype, data) =
+        (source.to_string(), target.to_path_buf(), fstype.to_string(), data.to_string());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(mount_with_options(&source, &target, &fstype, 0, &data));
+    });
+    match rx.recv_timeout(limit) {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("the mount did not finish within {} s", limit.as_secs()),
+        )),
+    }
+}
+
+/// `mount` failed because the kernel does not know the filesystem type (its module is missing).
+pub fn is_unknown_fstype(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENODEV)
+}
+
 /// `umount(target)`.
 pub fn umount(target: &Path) -> io::Result<()> {
     let target = cstring(target)?;

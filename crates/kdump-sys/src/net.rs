@@ -361,6 +361,21 @@ fn bind_any(socket: &UdpSocket, port: u16) -> io::Result<()> {
     crate::util::check(rc)
 }
 
+/// Connects to `addr` again and again (a second apart) until it accepts or `wait` has passed:
+/// a server that is still coming up, or a route that is not there yet, gets that long.
+/// Returns the last error when it never accepted.
+pub fn wait_for_tcp(addr: SocketAddr, wait: Duration) -> io::Result<()> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match TcpStream::connect_timeout(&addr, left.clamp(Duration::from_millis(100), Duration::from_secs(3))) {
+            Ok(_) => return Ok(()),
+            Err(e) if std::time::Instant::now() + Duration::from_secs(1) >= deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_secs(1)),
+        }
+    }
+}
+
 /// Connects to `addr` (within `wait`), sends `hello` and returns the first line the
 /// other end sends back (within `wait` again): proof that the address is reachable and
 /// something answers there.

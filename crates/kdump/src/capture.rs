@@ -15,7 +15,7 @@ use kdump_service::capture::{Console, DumpFailure, DumpSpec, RemoteFailure, Remo
 use kdump_service::config::CONFIG_PATH;
 use kdump_service::initramfs::{MODULE_DIR, MODULE_LIST, module_list};
 use kdump_service::superblock::FsIdentity;
-use kdump_service::{Action, Network, S3Destination, SshDestination, TargetSpec};
+use kdump_service::{Action, Network, NfsDestination, S3Destination, SshDestination, TargetSpec};
 use kdump_sys::SysRoot;
 use kdump_sys::power::Stop;
 use kdump_sys::{block, file, module, mount, power};
@@ -148,6 +148,10 @@ impl System for Machine {
 
     fn mount(&mut self, node: &Path, at: &Path, fstype: &str) -> Result<(), String> {
         mount::mount(&node.to_string_lossy(), at, fstype, 0).map_err(|e| e.to_string())
+    }
+
+    fn mount_nfs(&mut self, nfs: &NfsDestination, at: &Path, wait: Duration) -> Result<(), String> {
+        crate::nfs_target::mount(nfs, at, wait)
     }
 
     fn unmount(&mut self, at: &Path) -> Result<(), String> {

@@ -8,6 +8,7 @@ mod dump;
 mod fleet;
 mod info;
 mod network;
+mod nfs_target;
 mod s3_target;
 mod service;
 mod ssh_key;

@@ -150,6 +150,7 @@ pub fn run(cmd: &ServiceCommand) -> anyhow::Result<()> {
             match cfg.destination()? {
                 Destination::Ssh(ssh) => crate::ssh_target::check_target(&ssh),
                 Destination::S3(s3) => crate::s3_target::check_target(&s3),
+                Destination::Nfs(nfs) => crate::nfs_target::check_target(&nfs),
                 Destination::Disk(spec) => bail!(
                     "the target is the local device {spec}: check-target checks server targets (kdump status shows a disk)"
                 ),
@@ -313,6 +314,7 @@ fn network_from_route(
             let port = kdump_s3::parse_endpoint(&s3.endpoint).map(|e| e.host_port.port).unwrap_or(443);
             Some(std::net::SocketAddrV4::new(s3.address, port))
         }
+        Destination::Nfs(nfs) => Some(std::net::SocketAddrV4::new(nfs.address, nfs.port)),
         Destination::Disk(_) => None,
     });
     let Some(server) = server else { return Ok(None) };
@@ -383,6 +385,13 @@ fn build(cfg: &Config, config_text: &str, root: &SysRoot, check_target: bool) ->
             } else {
                 crate::s3_target::load(&s3, std::time::Duration::from_secs(5))?.1
             })),
+            // The kernel's NFS client; its dependencies (sunrpc, …) come from modules.dep.
+            Destination::Nfs(nfs) => {
+                wanted.extend(nfs.modules().iter().map(|m| m.to_string()));
+                if check_target {
+                    crate::nfs_target::for_setup(&nfs, &mut report);
+                }
+            }
         }
     }
     // A server target with no [network]: the capture kernel takes this machine's path to it.
@@ -918,6 +927,7 @@ fn status_report(config_path: &Path) -> anyhow::Result<Status> {
     report.target = Some(match cfg.destination()? {
         Destination::Ssh(ssh) => remote("ssh", ssh.to_string()),
         Destination::S3(s3) => remote("s3", s3.to_string()),
+        Destination::Nfs(nfs) => remote("nfs", nfs.to_string()),
         Destination::Disk(spec) => {
             let node = find_target(&root, &spec).map(|(node, _)| node.display().to_string());
             let dir = mounted_crash_dir(&root, &cfg);
@@ -972,6 +982,10 @@ fn list(config_path: &Path, dir: Option<&Path>, json: bool) -> anyhow::Result<()
                 Destination::S3(s3) => {
                     bail!("the dumps are in the S3 bucket {s3}: kdump fleet --config {} list", config_path.display())
                 }
+                Destination::Nfs(nfs) => bail!(
+                    "the dumps are on the NFS export {nfs}: mount it and give --dir MOUNTPOINT (a directory \
+                     without vmcore, or with vmcore.incomplete, is a dump that did not finish)"
+                ),
                 Destination::Disk(_) => {}
             }
             mounted_crash_dir(&SysRoot::host(), &cfg).context(
@@ -1001,7 +1015,8 @@ fn sink_memory(cfg: &Config) -> anyhow::Result<kdump_service::estimate::SinkMemo
         .destinations()?
         .into_iter()
         .map(|(_, d)| match d {
-            Destination::Disk(_) => SinkMemory::Disk,
+            // The kernel's NFS client writes through the page cache, as to a disk.
+            Destination::Disk(_) | Destination::Nfs(_) => SinkMemory::Disk,
             Destination::Ssh(_) => SinkMemory::Ssh,
             Destination::S3(_) => SinkMemory::S3,
         })

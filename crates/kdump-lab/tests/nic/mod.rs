@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use kdump_lab::LabKernel;
+use kdump_lab::{LabKernel, Nic, Scenario};
 
 pub const MAC: &str = "52:54:00:6b:64:01";
 /// The NIC's driver and its bus's (virtio_pci is a module up to Debian's 6.1 cloud kernel,
@@ -86,12 +86,20 @@ pub struct NicModules {
 }
 
 pub fn nic_modules(kernel: LabKernel) -> NicModules {
+    let modules = modules_with(kernel, NIC_MODULES);
+    assert!(modules.names.iter().any(|n| n == "net_failover"), "virtio_net needs net_failover");
+    modules
+}
+
+/// `roots` and every module they need, of `kernel`, resolved as depmod would from their
+/// `depends=` (the guest files as for [`nic_modules`]).
+pub fn modules_with(kernel: LabKernel, roots: &[&str]) -> NicModules {
     let base = modules_dir(kernel);
     let builtin_list = std::fs::read_to_string(base.join("modules.builtin")).unwrap();
     let builtin =
         |name: &str| builtin_list.lines().any(|l| l.rsplit('/').next().is_some_and(|f| f == format!("{name}.ko")));
     let mut found: BTreeMap<String, (String, Vec<String>, std::path::PathBuf)> = BTreeMap::new();
-    let mut todo: Vec<String> = NIC_MODULES.iter().map(|s| s.to_string()).collect();
+    let mut todo: Vec<String> = roots.iter().map(|s| s.to_string()).collect();
     while let Some(name) = todo.pop() {
         if found.contains_key(&name) || builtin(&name) {
             continue;
@@ -109,7 +117,6 @@ pub fn nic_modules(kernel: LabKernel) -> NicModules {
         let rel = path.strip_prefix(&base).unwrap().to_string_lossy().into_owned();
         found.insert(name, (rel, deps, path));
     }
-    assert!(found["virtio_net"].1.contains(&"net_failover".to_string()), "virtio_net needs net_failover");
     fn visit(n: &str, found: &BTreeMap<String, (String, Vec<String>, std::path::PathBuf)>, order: &mut Vec<String>) {
         if order.iter().any(|o| o == n) {
             return;
@@ -143,4 +150,31 @@ pub fn nic_modules(kernel: LabKernel) -> NicModules {
         insmod: order.iter().map(|n| format!("/lab/insmod/{n}.ko")).collect(),
         names: found.into_keys().collect(),
     }
+}
+
+impl NicModules {
+    /// `scenario` with these modules' files in the guest.
+    pub fn into_guest(self, mut scenario: Scenario) -> Scenario {
+        for (path, data) in self.files {
+            scenario = scenario.file(&path, data, 0o644);
+        }
+        scenario
+    }
+}
+
+/// The lab NIC on QEMU's restricted user network, each connection the guest opens to
+/// `server` handed to a `kdump-lab relay 127.0.0.1:PORT` process of its own.
+pub fn relayed_nic(server: &str, port: u16) -> Nic {
+    relays_nic(&[(server, port)])
+}
+
+/// [`relayed_nic`] for several guest-side servers, each to its own 127.0.0.1 port.
+pub fn relays_nic(relays: &[(&str, u16)]) -> Nic {
+    let commands = relays
+        .iter()
+        .map(|(server, port)| {
+            (server.parse().unwrap(), format!("{} relay 127.0.0.1:{port}", env!("CARGO_BIN_EXE_kdump-lab")))
+        })
+        .collect();
+    Nic { mac: MAC.into(), forwards: Vec::new(), commands, connected: true }
 }

@@ -31,6 +31,9 @@ struct Machine {
     /// Returned first, one a call, before `remote`.
     remote_queue: VecDeque<Result<RemoteSaved, RemoteFailure>>,
     remote_calls: Vec<(String, String, String)>,
+    /// What mount_nfs returns; each call's source, type and options.
+    nfs_result: Result<(), String>,
+    nfs_mounts: Vec<(String, String, String)>,
 }
 
 const CRASH_TIME: i64 = 1_764_547_200; // 2025-12-01 00:00:00 UTC
@@ -58,6 +61,8 @@ fn machine(config: &str) -> Machine {
         remote: Ok(RemoteSaved { dir: format!("/srv/crash/{DIR_NAME}"), dump_size: 5 << 20 }),
         remote_queue: VecDeque::new(),
         remote_calls: Vec::new(),
+        nfs_result: Ok(()),
+        nfs_mounts: Vec::new(),
     }
 }
 
@@ -111,6 +116,15 @@ impl System for Machine {
     }
     fn mount(&mut self, node: &Path, at: &Path, fstype: &str) -> Result<(), String> {
         self.mounted.push((node.to_path_buf(), fstype.to_string()));
+        self.dirs.insert(at.to_path_buf());
+        Ok(())
+    }
+    fn mount_nfs(&mut self, nfs: &NfsDestination, at: &Path, wait: Duration) -> Result<(), String> {
+        self.nfs_mounts.push((nfs.source(), nfs.fstype().to_string(), nfs.mount_options()));
+        if self.nfs_result.is_err() {
+            self.now.set(self.now.get() + wait);
+            return self.nfs_result.clone();
+        }
         self.dirs.insert(at.to_path_buf());
         Ok(())
     }
@@ -501,4 +515,43 @@ impl Machine {
         go(self);
         assert_eq!(self.remote_calls.len(), calls, "{:?}", self.console);
     }
+}
+
+const NFS: &str = "final_action = \"poweroff\"\nfailure_action = \"halt\"\n[target]\nurl = \"nfs://10.0.2.100/srv/crash\"\nwait_seconds = 20\n[network]\ninterface = \"52:54:00:12:34:56\"\ndhcp = true\n";
+
+#[test]
+fn an_nfs_target_is_mounted_soft_after_the_network_and_gets_the_crash_directory() {
+    let mut m = machine(NFS);
+    assert_eq!(go(&mut m), Action::Poweroff);
+    let [(source, fstype, options)] = &m.nfs_mounts[..] else { panic!("{:?}", m.nfs_mounts) };
+    assert_eq!((source.as_str(), fstype.as_str()), ("10.0.2.100:/srv/crash", "nfs4"));
+    assert_eq!(options, "vers=4.1,addr=10.0.2.100,port=2049,proto=tcp,soft,timeo=100,retrans=3,sec=sys");
+    assert!(m.mounted.is_empty(), "no local disk is mounted");
+    let dir = Path::new("/mnt/target").join(DIR_NAME);
+    for f in ["dmesg.txt", "info.json", "vmcore", "kdump.log"] {
+        assert!(m.files.contains_key(&dir.join(f)), "{f}: {:?}", m.files.keys());
+    }
+    assert!(m.said("mounting nfs://10.0.2.100/srv/crash (NFSv4.1, soft, timeo 10 s, 3 retries); waiting up to 20 s"));
+    assert!(m.said(&format!("saving into nfs://10.0.2.100/srv/crash/{DIR_NAME}")));
+    assert!(m.said(&format!("saved the dump to nfs://10.0.2.100/srv/crash/{DIR_NAME}/vmcore (3.0 MiB")));
+    let log = &m.files[&dir.join("kdump.log")];
+    assert!(log.contains("network: 52:54:00:12:34:56 up") && log.contains("done; final_action"), "{log}");
+}
+
+#[test]
+fn a_dead_nfs_server_is_waited_for_a_bounded_time_then_a_fallback_or_failure_action() {
+    let mut m = machine(NFS);
+    m.nfs_result = Err("10.0.2.100:2049 did not answer within 20 s (connection refused)".into());
+    assert_eq!(go(&mut m), Action::Halt);
+    assert!(m.said(
+        "FAILED: cannot mount nfs://10.0.2.100/srv/crash: 10.0.2.100:2049 did not answer within 20 s (connection refused)"
+    ));
+    assert!(m.said("failure_action = halt: halt now"));
+    assert!(m.saved.is_empty() && m.files.is_empty(), "nothing written");
+    // With a disk after it, the disk gets the dump.
+    let mut m = machine(&format!("{NFS}[[fallback]]\ndevice = \"LABEL=crash\"\n"));
+    m.nfs_result = Err("10.0.2.100:2049 did not answer within 20 s (connection refused)".into());
+    assert_eq!(go(&mut m), Action::Poweroff);
+    assert!(m.said("trying fallback 1 of 1: LABEL=crash"));
+    assert_eq!(m.saved.len(), 1);
 }
