@@ -14,7 +14,7 @@ use kdump_lab::ganesha::Ganesha;
 use kdump_lab::{LabKernel, Outcome, Scenario, Vm, static_tools};
 
 mod nic;
-use nic::{MAC, NIC_MODULES, modules_with, relays_nic};
+use nic::{NIC_MODULES, modules_with, relays_nic};
 
 mod common;
 use common::{assert_said, run};
@@ -47,11 +47,9 @@ fn nfs_crash(kernel: LabKernel, name: &str, export: Export<'_>, failure_action: 
     let roots: Vec<&str> = NIC_MODULES.iter().copied().chain(export.client.iter().copied()).collect();
     let modules = modules_with(kernel, &roots);
     let append = kdump_lab::LAB_CMDLINE;
-    let insmod: String = modules.insmod.iter().map(|m| format!("insmod {m}\n")).collect();
+    let up = modules.static_address_lines();
     let script = format!(
-        r#"{insmod}for d in /sys/class/net/*; do [ "$(cat $d/address)" = "{MAC}" ] && IF=${{d##*/}}; done
-ip link set $IF up && ip addr add 10.0.2.15/24 dev $IF
-mkdir -p /etc
+        r#"{up}mkdir -p /etc
 cat > /etc/kdump.toml <<CONFIG
 final_action = "poweroff"
 failure_action = "{failure_action}"

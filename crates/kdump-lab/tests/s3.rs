@@ -96,12 +96,10 @@ fn s3_crash(name: &str, gate_port: u16, failure_action: &str, network: bool) -> 
     let kernel = LabKernel::Bookworm;
     let modules = nic_modules(kernel);
     let append = kdump_lab::LAB_CMDLINE;
-    let insmod: String = modules.insmod.iter().map(|m| format!("insmod {m}\n")).collect();
+    let up = modules.static_address_lines();
     let network = if network { format!("[network]\ninterface = \"{MAC}\"\ndhcp = true\n") } else { String::new() };
     let script = format!(
-        r#"{insmod}for d in /sys/class/net/*; do [ "$(cat $d/address)" = "{MAC}" ] && IF=${{d##*/}}; done
-ip link set $IF up && ip addr add 10.0.2.15/24 dev $IF
-mkdir -p /etc
+        r#"{up}mkdir -p /etc
 cat > /etc/kdump.toml <<CONFIG
 final_action = "poweroff"
 failure_action = "{failure_action}"

@@ -153,6 +153,16 @@ pub fn modules_with(kernel: LabKernel, roots: &[&str]) -> NicModules {
 }
 
 impl NicModules {
+    /// The first kernel's shell lines that load these modules, find the lab NIC (as `$IF`)
+    /// and give it 10.0.2.15/24: the path to the server that `kdump setup` then copies.
+    pub fn static_address_lines(&self) -> String {
+        let insmod: String = self.insmod.iter().map(|m| format!("insmod {m}\n")).collect();
+        format!(
+            "{insmod}for d in /sys/class/net/*; do [ \"$(cat $d/address)\" = \"{MAC}\" ] && IF=${{d##*/}}; done\n\
+             ip link set $IF up && ip addr add 10.0.2.15/24 dev $IF\n"
+        )
+    }
+
     /// `scenario` with these modules' files in the guest.
     pub fn into_guest(self, mut scenario: Scenario) -> Scenario {
         for (path, data) in self.files {
