@@ -10,11 +10,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kdump_lab::ganesha::Ganesha;
+use kdump_lab::ganesha::{self, Ganesha};
 use kdump_lab::{LabKernel, Outcome, Scenario, Vm, static_tools};
 
 mod nic;
-use nic::{NIC_MODULES, modules_with, relays_nic};
+use nic::{NIC_MODULES, modules_with, relay_command, relays_nic};
 
 mod common;
 use common::{assert_said, run};
@@ -29,14 +29,18 @@ struct Export<'a> {
     target: String,
     /// The NFS client's modules.
     client: &'a [&'a str],
-    /// Guest-side server addresses, each relayed to a 127.0.0.1 port.
-    relays: Vec<(&'a str, u16)>,
+    /// Guest-side server addresses, each with its relay command.
+    relays: Vec<(&'a str, String)>,
 }
 
 impl Export<'_> {
-    /// NFSv4 (the default version) at 10.0.2.100:2049, relayed to `port`.
+    /// NFSv4 (the default version) at 10.0.2.100:2049, relayed to `port` of 127.0.0.1.
     fn v4(port: u16) -> Self {
-        Export { target: format!("url = \"{URL}\""), client: &["nfs", "nfsv4"], relays: vec![(SERVER, port)] }
+        Export {
+            target: format!("url = \"{URL}\""),
+            client: &["nfs", "nfsv4"],
+            relays: vec![(SERVER, relay_command("", port))],
+        }
     }
 }
 
@@ -187,4 +191,37 @@ fn a_dead_nfs_server_is_given_up_on_in_bounded_time_and_failure_action_runs() {
     let mounting = console.lines().find(|l| l.contains("kdump-init: mounting")).unwrap();
     let from: f64 = mounting.trim_start_matches('[').split(']').next().unwrap().trim().parse().unwrap();
     assert!(at - from < 60.0, "gave up after {:.0} s: {failed}", at - from);
+}
+
+#[test]
+fn nfsv3_with_an_explicit_mount_port_needs_no_rpcbind_lookup() {
+    // Ganesha serves NFSv3 only registered with an rpcbind: it runs in namespaces of its own
+    // with one; the guest still reaches only its NFS and MOUNT ports, and never port 111.
+    let server =
+        Ganesha::start_v3(&kdump_lab::runs_dir().join("nfs-v3-server"), "/crash").unwrap_or_else(|e| panic!("{e}"));
+    // NFSv3 mounts the export by its path on the server.
+    let url = format!("nfs://10.0.2.100{}", server.export().display());
+    let prefix = server.relay_prefix();
+    let export = Export {
+        target: format!("url = \"{url}\"\nnfs_version = \"3\"\nmount_port = 20048"),
+        client: &["nfs", "nfsv3"],
+        relays: vec![
+            (SERVER, relay_command(&prefix, ganesha::NFS_PORT)),
+            ("10.0.2.100:20048", relay_command(&prefix, ganesha::MOUNT_PORT)),
+        ],
+    };
+    let outcome = nfs_crash(LabKernel::Bookworm, "nfs-v3", export, "poweroff");
+    let check = outcome.read_result("check.txt").unwrap();
+    assert!(check.ends_with("exit 0\n"), "{check}");
+    assert_said(
+        &outcome.console,
+        &[
+            &format!("kdump-init: mounting {url} (NFSv3, soft"),
+            "port=2049,proto=tcp,soft,timeo=100,retrans=3,sec=sys,nolock,mountproto=tcp,mountvers=3,mountport=20048,\
+             mountaddr=10.0.2.100)",
+            &format!("kdump-init: saved the dump to {url}/"),
+            "kdump-init: done; final_action = poweroff",
+        ],
+    );
+    check_crash_dir(&server, &outcome);
 }

@@ -175,16 +175,17 @@ impl NicModules {
 /// The lab NIC on QEMU's restricted user network, each connection the guest opens to
 /// `server` handed to a `kdump-lab relay 127.0.0.1:PORT` process of its own.
 pub fn relayed_nic(server: &str, port: u16) -> Nic {
-    relays_nic(&[(server, port)])
+    relays_nic(&[(server, relay_command("", port))])
 }
 
-/// [`relayed_nic`] for several guest-side servers, each to its own 127.0.0.1 port.
-pub fn relays_nic(relays: &[(&str, u16)]) -> Nic {
-    let commands = relays
-        .iter()
-        .map(|(server, port)| {
-            (server.parse().unwrap(), format!("{} relay 127.0.0.1:{port}", env!("CARGO_BIN_EXE_kdump-lab")))
-        })
-        .collect();
+/// The command QEMU runs for each guest connection: `kdump-lab relay 127.0.0.1:PORT`, after
+/// `prefix` (an `nsenter` into a server's network namespace, or nothing).
+pub fn relay_command(prefix: &str, port: u16) -> String {
+    format!("{prefix}{} relay 127.0.0.1:{port}", env!("CARGO_BIN_EXE_kdump-lab"))
+}
+
+/// The lab NIC with several guest-side servers, each with its relay command.
+pub fn relays_nic(relays: &[(&str, String)]) -> Nic {
+    let commands = relays.iter().map(|(server, command)| (server.parse().unwrap(), command.clone())).collect();
     Nic { mac: MAC.into(), forwards: Vec::new(), commands, connected: true }
 }
