@@ -509,8 +509,9 @@ fn covered(segs: &[ElfSegment], start: u64, end: u64) -> bool {
     }
 }
 
-/// Runs the walk may return: a 1 TiB machine's vmalloc space in single pages is far less.
-const MAX_ALIASES: usize = 4 << 20;
+/// Runs the walk may return (24 MiB of them, and 56 MiB of program headers): past that, the
+/// file keeps the kernel's own layout, with a warning.
+const MAX_ALIASES: usize = 1 << 20;
 
 /// The crashed kernel's virtual ranges that `segments` do not already give an address,
 /// from its page tables. Without VMCOREINFO or readable tables the ELF file has the
@@ -545,7 +546,7 @@ fn virtual_aliases(dump: &mut Dump, segments: &[ElfSegment], observer: &mut dyn 
         }
         Err(e) => {
             observer.notice(Notice::Warning(format!(
-                "ELF output has addresses for the kernel text and direct map only: the page tables are unusable: {e}"
+                "ELF output has addresses for the kernel text and direct map only (as /proc/vmcore): {e}"
             )));
             Vec::new()
         }

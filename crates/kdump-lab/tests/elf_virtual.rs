@@ -83,18 +83,22 @@ fn hex(s: &str) -> u64 {
     u64::from_str_radix(s.trim().trim_start_matches("0x"), 16).unwrap_or_else(|_| panic!("not hex: {s:?}"))
 }
 
-/// gdb's `x` of `len` bytes at `addr` in `core`: the bytes, or gdb's complaint.
-fn gdb_bytes(core: &Path, addr: u64, len: usize) -> Result<Vec<u8>, String> {
+/// What plain `gdb -c core` prints for the command `x/FORMAT ADDR`, or its complaint when it
+/// cannot read the address.
+fn gdb_x(core: &Path, format: &str, addr: u64) -> Result<String, String> {
     let out = Command::new("gdb")
         .args(["-nx", "-batch", "-c"])
         .arg(core)
-        .args(["-ex", &format!("x/{len}xb {addr:#x}")])
+        .args(["-ex", &format!("x/{format} {addr:#x}")])
         .output()
         .expect("gdb runs");
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    if text.contains("Cannot access memory") {
-        return Err(text);
-    }
+    if text.contains("Cannot access memory") { Err(text) } else { Ok(text) }
+}
+
+/// gdb's `x` of `len` bytes at `addr` in `core`: the bytes, or gdb's complaint.
+fn gdb_bytes(core: &Path, addr: u64, len: usize) -> Result<Vec<u8>, String> {
+    let text = gdb_x(core, &format!("{len}xb"), addr)?;
     let bytes: Vec<u8> = text
         .lines()
         .filter_map(|l| l.split_once(':'))
@@ -104,19 +108,12 @@ fn gdb_bytes(core: &Path, addr: u64, len: usize) -> Result<Vec<u8>, String> {
     if bytes.len() == len { Ok(bytes) } else { Err(text) }
 }
 
+/// gdb's `x/s` at `addr` in `core`: the string, or gdb's complaint.
 fn gdb_string(core: &Path, addr: u64) -> Result<String, String> {
-    let out = Command::new("gdb")
-        .args(["-nx", "-batch", "-c"])
-        .arg(core)
-        .args(["-ex", &format!("x/s {addr:#x}")])
-        .output()
-        .expect("gdb runs");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text = gdb_x(core, "s", addr)?;
     match text.split_once('"') {
-        Some((_, rest)) if !text.contains("Cannot access memory") => {
-            Ok(rest.rsplit_once('"').map(|(s, _)| s.to_string()).unwrap_or_default())
-        }
-        _ => Err(text),
+        Some((_, rest)) => Ok(rest.rsplit_once('"').map(|(s, _)| s.to_string()).unwrap_or_default()),
+        None => Err(text),
     }
 }
 
