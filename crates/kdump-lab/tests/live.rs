@@ -75,6 +75,8 @@ dmesg > /results/dmesg-after.txt
     };
     let task = snap_task(PhysMem::notes(&r));
     assert!(task >> 63 == 1 && task % 64 == 0, "{kernel}: task address {task:#x}");
+    assert_eq!(info["live_dump_task"].as_str(), Some(format!("{task:#x}").as_str()), "{info:#}");
+    assert!(text_report.contains(&format!("taken by:    the task at {task:#x}")), "{text_report}");
     let elf_err = outcome.read_result("live-elf.err").unwrap();
     assert!(elf_err.contains("a live dump of the running kernel"), "{kernel}: {elf_err}");
     let elf_path = outcome.result_path("live.elf");

@@ -39,6 +39,9 @@ struct Report {
     /// A live dump (of a running kernel): when it was taken. No panic, no crashing CPU.
     #[serde(skip_serializing_if = "Option::is_none")]
     live_dump_time: Option<String>,
+    /// A live dump: the `task_struct` address of the process that took it (crash's `SNAP` note).
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "hex")]
+    live_dump_task: Option<u64>,
     crash_time: Option<String>,
     uptime_seconds: Option<f64>,
     panic: Option<String>,
@@ -202,6 +205,7 @@ pub fn write(
         vmcoreinfo_found_at: found_at,
         kernel,
         live_dump_time: live.map(utc),
+        live_dump_task: live.and(snap_task(&notes)),
         crash_time: info.crash_time().map(utc),
         uptime_seconds: records.last().map(|r| r.ts_nsec as f64 / 1e9),
         panic,
@@ -241,6 +245,9 @@ fn render(r: &Report, symbols: Option<&SymbolTable>) -> String {
     let _ = writeln!(s, "host:        {}", or(&r.kernel.nodename));
     if let Some(t) = &r.live_dump_time {
         let _ = writeln!(s, "live dump:   of the running kernel, taken at {t} (no crash, no panic)");
+        if let Some(task) = r.live_dump_task {
+            let _ = writeln!(s, "taken by:    the task at {task:#x} (its registers are not in a live dump)");
+        }
     } else {
         let _ = writeln!(s, "crash time:  {}", or(&r.crash_time));
     }
@@ -288,6 +295,17 @@ fn render(r: &Report, symbols: Option<&SymbolTable>) -> String {
         let _ = writeln!(s, "warning: {w}");
     }
     s
+}
+
+/// The task a live dump names in crash's `SNAP` note (0 or absent: none).
+fn snap_task(notes: &[u8]) -> Option<u64> {
+    use kdump_kernel::live::{NT_TASKSTRUCT, SNAP_NOTE_NAME};
+    kdump_dumpfile::notes::parse_notes(notes, true)
+        .map_while(Result::ok)
+        .find(|n| n.name == SNAP_NOTE_NAME && n.ntype == NT_TASKSTRUCT)
+        .and_then(|n| n.desc.get(..8))
+        .map(|d| u64::from_le_bytes(d.try_into().expect("8 bytes")))
+        .filter(|&t| t != 0)
 }
 
 #[cfg(test)]
