@@ -17,6 +17,10 @@ command -v dpkg >/dev/null || need+=(dpkg)
 command -v chromium >/dev/null || need+=(chromium)
 # The NFS target's lab tests run NFS-Ganesha (user space, FSAL VFS) on 127.0.0.1 (crates/kdump-lab/src/ganesha.rs).
 command -v ganesha.nfsd >/dev/null && [ -e /usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so ] || need+=(nfs-ganesha nfs-ganesha-vfs)
+# Its NFSv3 test runs it with an rpcbind of its own in namespaces made with unshare/nsenter and ip.
+command -v rpcbind >/dev/null || need+=(rpcbind)
+command -v ip >/dev/null || need+=(iproute2)
+command -v nsenter >/dev/null && command -v unshare >/dev/null || need+=(util-linux)
 # The Debian package is tested in a bookworm chroot (scripts/test-package.sh).
 command -v debootstrap >/dev/null || need+=(debootstrap)
 

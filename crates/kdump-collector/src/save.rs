@@ -593,15 +593,8 @@ fn live_notes(notes: &[u8], vmcoreinfo: &mut Vec<u8>) -> Vec<u8> {
         .find(|n| n.name == b"CORE" && n.ntype == NT_TASKSTRUCT)
         .and_then(|n| task_address(n.desc))
         .unwrap_or(0);
-    let mut out: Vec<u8> = kdump_dumpfile::notes::parse_notes(notes, true)
-        .map_while(|n| n.ok())
-        .filter(|n| n.name != SNAP_NOTE_NAME)
-        .fold(Vec::new(), |mut out, n| {
-            out.resize(out.len().next_multiple_of(4), 0);
-            push_note(&mut out, n.name, n.ntype, n.desc);
-            out
-        });
-    out = kdump_dumpfile::notes::with_vmcoreinfo(&out, vmcoreinfo);
+    // /proc/kcore's notes (the source of every live dump) hold no SNAP note of their own.
+    let mut out = kdump_dumpfile::notes::with_vmcoreinfo(notes, vmcoreinfo);
     out.resize(out.len().next_multiple_of(4), 0);
     push_note(&mut out, SNAP_NOTE_NAME, NT_TASKSTRUCT, &task.to_le_bytes());
     out

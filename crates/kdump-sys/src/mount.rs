@@ -11,15 +11,11 @@ use crate::util::{check, cstring};
 
 /// `mount(source, target, fstype, flags, NULL)`.
 pub fn mount(source: &str, target: &Path, fstype: &str, flags: libc::c_ulong) -> io::Result<()> {
-    let source = CString::new(source).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in source"))?;
-    let fstype = CString::new(fstype).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in fstype"))?;
-    let target = cstring(target)?;
-    // SAFETY: all three strings are NUL-terminated and live across the call; data is NULL.
-    check(unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), flags, std::ptr::null()) })
+    mount_data(source, target, fstype, flags, None)
 }
 
 /// `mount(source, target, fstype, flags, data)`: with `data`, the filesystem's own options
-/// (the text an NFS mount takes: `vers=4.2,addr=…`).
+/// (the text an NFS mount takes: `vers=4.1,addr=…`).
 pub fn mount_with_options(
     source: &str,
     target: &Path,
@@ -27,13 +23,20 @@ pub fn mount_with_options(
     flags: libc::c_ulong,
     data: &str,
 ) -> io::Result<()> {
-    let source = CString::new(source).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in source"))?;
-    let fstype = CString::new(fstype).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in fstype"))?;
-    let data = CString::new(data).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in options"))?;
+    mount_data(source, target, fstype, flags, Some(data))
+}
+
+fn mount_data(source: &str, target: &Path, fstype: &str, flags: libc::c_ulong, data: Option<&str>) -> io::Result<()> {
+    let c =
+        |s: &str, what: &'static str| CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, what));
+    let source = c(source, "NUL in source")?;
+    let fstype = c(fstype, "NUL in fstype")?;
+    let data = data.map(|d| c(d, "NUL in options")).transpose()?;
     let target = cstring(target)?;
-    // SAFETY: all four strings are NUL-terminated and live across the call; the kernel reads
-    // `data` as a NUL-terminated option string for this fstype.
-    check(unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), flags, data.as_ptr().cast()) })
+    let data_ptr = data.as_ref().map_or(std::ptr::null(), |d| d.as_ptr().cast());
+    // SAFETY: every string is NUL-terminated and lives across the call; `data` is NULL or the
+    // NUL-terminated option text the kernel reads for this fstype.
+    check(unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), flags, data_ptr) })
 }
 
 /// [`mount_with_options`] on a thread, waited for at most `limit`: a network filesystem's
