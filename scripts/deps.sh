@@ -10,6 +10,8 @@ command -v mkfs.ext4 >/dev/null && command -v debugfs >/dev/null || need+=(e2fsp
 command -v cpio >/dev/null || need+=(cpio)
 command -v makedumpfile >/dev/null || need+=(makedumpfile)
 command -v gdb >/dev/null || need+=(gdb)
+# The split test opens the parts with crash (and the kernel's debug vmlinux, fetched by the lab).
+command -v crash >/dev/null || need+=(crash)
 command -v dpkg >/dev/null || need+=(dpkg)
 # The ssh target's tests run a real sshd on 127.0.0.1 (crates/kdump-ssh/tests/sshd.rs).
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)

@@ -22,6 +22,12 @@ use crate::save::{
 };
 use crate::source;
 
+/// Every part starts on a multiple of this many pages, whatever `--splitblock-size` says
+/// (boundaries then fall on multiples of both): crash counts a part's pages from its 2nd
+/// bitmap in 64-bit words from the part's first PFN, so a part starting inside a word is
+/// misread ("page incomplete"), as a lab run of crash on our parts found.
+pub const SPLIT_ALIGN: u64 = 64;
+
 /// Where a split dump goes (makedumpfile's `--split DEST1 DEST2 …`).
 #[derive(Debug, Clone)]
 pub struct SplitTarget {
@@ -30,7 +36,7 @@ pub struct SplitTarget {
     /// Replace existing files.
     pub force: bool,
     /// makedumpfile's `--splitblock-size`, in KiB: part boundaries fall on multiples of it.
-    /// `None`: on any page (the parts are as even as the pages allow).
+    /// `None`: on any multiple of [`SPLIT_ALIGN`] pages (the parts are as even as that allows).
     pub splitblock_kib: Option<u64>,
 }
 
@@ -68,7 +74,7 @@ pub fn save_split(
     let Prepared { mut dump, mut filter, kept: _, mut timings } = prepare(source, req, observer)?;
     let page_size = dump.mem.page_size();
     let granule = match target.splitblock_kib {
-        None => 1,
+        None => SPLIT_ALIGN,
         Some(kib) => {
             let bytes = kib.saturating_mul(1024);
             if bytes == 0 || bytes % page_size != 0 {
@@ -78,7 +84,7 @@ pub fn save_split(
                     page_size.div_ceil(1024)
                 )));
             }
-            bytes / page_size
+            lcm(bytes / page_size, SPLIT_ALIGN)
         }
     };
     // The whole dump's pages: what the level keeps of what the source has. Every part's
@@ -223,6 +229,12 @@ impl PartJob<'_> {
 }
 
 /// The RAM ranges within `part`.
+/// The least common multiple of two page counts (`b` a power of two).
+fn lcm(a: u64, b: u64) -> u64 {
+    let gcd = 1u64 << a.trailing_zeros().min(b.trailing_zeros());
+    a / gcd * b
+}
+
 fn clip(ram: &[PfnRange], part: &PfnRange) -> Vec<PfnRange> {
     ram.iter().map(|r| r.start.max(part.start)..r.end.min(part.end)).filter(|r| r.start < r.end).collect()
 }
@@ -316,4 +328,17 @@ pub fn reassemble(
     sink.into_inner().sync_all().what(|| format!("cannot flush {name}"))?;
     commit(&partial, out)?;
     Ok(Reassembled { parts: set.names().to_vec(), written, total: started.elapsed() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_blocks_are_whole_words_of_the_bitmap() {
+        assert_eq!(lcm(16, SPLIT_ALIGN), 64);
+        assert_eq!(lcm(262_144, SPLIT_ALIGN), 262_144);
+        assert_eq!(lcm(3, SPLIT_ALIGN), 192);
+        assert_eq!(lcm(96, SPLIT_ALIGN), 192);
+    }
 }

@@ -90,6 +90,52 @@ impl LabKernel {
         }
         fetch(Some(self.suite()))
     }
+
+    /// The kernel's debug vmlinux (DWARF and symbols; what `crash` and
+    /// `makedumpfile -x` need), from Debian's `<kernel package>-dbg`: only
+    /// `usr/lib/debug/boot/vmlinux-*` is unpacked (about 600 MiB of the 1.7 GiB
+    /// package), once, into the cache. The package is the one matching
+    /// [`LabKernel::image`], so `$KDUMP_LAB_KERNEL` has none.
+    pub fn debug_vmlinux(self) -> Result<PathBuf, LabError> {
+        if self == LabKernel::Bookworm && std::env::var_os("KDUMP_LAB_KERNEL").is_some() {
+            return Err(LabError::Setup(
+                "KDUMP_LAB_KERNEL is set: the lab has no debug vmlinux for that kernel".into(),
+            ));
+        }
+        let (_guard, _lock, cache) = lock_cache()?;
+        let apt = match self {
+            LabKernel::Bookworm => Apt::host(),
+            _ => Apt::private(&cache, self.suite())?,
+        };
+        let package = format!("{}-dbg", apt.kernel_package()?);
+        let dir = cache.join(&package);
+        let vmlinux = dir.join("vmlinux");
+        if vmlinux.is_file() {
+            return Ok(vmlinux);
+        }
+        let staging = cache.join(format!("{package}.partial"));
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging).map_err(io_err(&staging))?;
+        let deb = apt.download(&package, &staging)?;
+        run(
+            Command::new("sh")
+                .arg("-c")
+                .arg("dpkg-deb --fsys-tarfile \"$1\" | tar -x -C \"$2\" --wildcards './usr/lib/debug/boot/vmlinux-*'")
+                .args(["sh".as_ref(), deb.as_os_str(), staging.as_os_str()]),
+            "dpkg-deb --fsys-tarfile | tar -x",
+        )?;
+        let _ = std::fs::remove_file(&deb);
+        let found = std::fs::read_dir(staging.join("usr/lib/debug/boot"))
+            .map_err(io_err(&staging))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("vmlinux-")))
+            .ok_or_else(|| LabError::Setup(format!("{package} holds no usr/lib/debug/boot/vmlinux-*")))?;
+        std::fs::rename(&found, staging.join("vmlinux")).map_err(io_err(&found))?;
+        let _ = std::fs::remove_dir_all(staging.join("usr"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::rename(&staging, &dir).map_err(io_err(&dir))?;
+        Ok(vmlinux)
+    }
 }
 
 impl std::fmt::Display for LabKernel {
@@ -291,6 +337,14 @@ impl Apt {
 
     /// Downloads `package` into `dir` and unpacks it into `into`.
     fn unpack(&self, package: &str, dir: &Path, into: &Path) -> Result<(), LabError> {
+        let deb = self.download(package, dir)?;
+        run(Command::new("dpkg").arg("-x").arg(&deb).arg(into), "dpkg -x")?;
+        let _ = std::fs::remove_file(&deb);
+        Ok(())
+    }
+
+    /// Downloads `package` into `dir`; returns the .deb's path.
+    fn download(&self, package: &str, dir: &Path) -> Result<PathBuf, LabError> {
         run(
             Command::new("apt-get").args(&self.options).arg("download").arg(package).current_dir(dir),
             "apt-get download",
@@ -305,9 +359,7 @@ impl Apt {
                 })
             })
             .ok_or_else(|| LabError::Setup(format!("apt-get download {package} left no .deb in {}", dir.display())))?;
-        run(Command::new("dpkg").arg("-x").arg(&deb).arg(into), "dpkg -x")?;
-        let _ = std::fs::remove_file(&deb);
-        Ok(())
+        Ok(deb)
     }
 }
 
