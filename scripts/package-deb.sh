@@ -5,7 +5,9 @@
 #   makedumpfile, vmcore-dmesg, kexec: alternatives (update-alternatives) that point at them,
 #     installed by postinst only where no other file holds the name (kexec-tools' and
 #     makedumpfile's own files are never replaced)
-#   kdump.service, the hotplug udev rule, man pages (kdump*.1, kdump.toml.5), bash/zsh/fish
+#   kdump.service, the hotplug udev rule, man pages (kdump*.1, kdump.toml.5; kdump-makedumpfile.8,
+#     kdump-vmcore-dmesg.8, kdump-kexec.8, linked as makedumpfile(8), vmcore-dmesg(8), kexec(8)
+#     with the alternatives), bash/zsh/fish
 #   completions, and /etc/kdump.toml (a conffile: every key with its default, commented)
 # Usage: scripts/package-deb.sh [--no-build]   (--no-build: take the static binaries as built)
 set -euo pipefail
@@ -21,7 +23,7 @@ out=target/debian
 root=$out/root
 rm -rf "$root"
 mkdir -p "$root/DEBIAN" "$root/usr/sbin" "$root/usr/lib/kdump" "$root/lib/systemd/system" \
-  "$root/lib/udev/rules.d" "$root/usr/share/man/man1" "$root/usr/share/man/man5" \
+  "$root/lib/udev/rules.d" "$root/usr/share/man/man1" "$root/usr/share/man/man5" "$root/usr/share/man/man8" \
   "$root/usr/share/bash-completion/completions" "$root/usr/share/zsh/vendor-completions" \
   "$root/usr/share/fish/vendor_completions.d" "$root/usr/share/doc/kdump" "$root/etc"
 
@@ -37,6 +39,8 @@ trap 'rm -rf "$man"' EXIT
 "$bin/kdump" man --out "$man" 2>/dev/null
 for page in "$man"/*.1; do gzip -9n < "$page" > "$root/usr/share/man/man1/$(basename "$page").gz"; done
 gzip -9n < "$man/kdump.toml.5" > "$root/usr/share/man/man5/kdump.toml.5.gz"
+for page in "$man"/*.8; do gzip -9n < "$page" > "$root/usr/share/man/man8/$(basename "$page").gz"; done
+"$bin/kexec" --man-page | gzip -9n > "$root/usr/share/man/man8/kdump-kexec.8.gz"
 "$bin/kdump" completions bash > "$root/usr/share/bash-completion/completions/kdump"
 "$bin/kdump" completions zsh > "$root/usr/share/zsh/vendor-completions/_kdump"
 "$bin/kdump" completions fish > "$root/usr/share/fish/vendor_completions.d/kdump.fish"
@@ -69,12 +73,15 @@ cat > "$root/DEBIAN/postinst" <<'EOF'
 #!/bin/sh
 set -e
 if [ "$1" = configure ]; then
-  # The names distribution scripts call, where no other package's file holds them.
+  # The names distribution scripts call, where no other package's file holds them, each with
+  # its man page.
   for pair in makedumpfile:/usr/sbin/kdump vmcore-dmesg:/usr/sbin/kdump kexec:/usr/lib/kdump/kexec; do
     name=${pair%%:*}; path=${pair#*:}
     link=/usr/sbin/$name
+    page=/usr/share/man/man8/$name.8.gz
     if [ ! -e "$link" ] || [ -L "$link" ]; then
-      update-alternatives --quiet --install "$link" "$name" "$path" 10
+      update-alternatives --quiet --install "$link" "$name" "$path" 10 \
+        --slave "$page" "$name.8.gz" "/usr/share/man/man8/kdump-$name.8.gz"
     else
       echo "kdump: $link belongs to another package: kept; call kdump as kdump" >&2
     fi

@@ -57,6 +57,12 @@ in_root kexec -v | grep -q "^kexec " || fail "kexec (alternative)"
 in_root sh -c 'MANPAGER=cat MANWIDTH=100 man kdump' | grep -q "kdump-setup(1)" || fail "man kdump"
 in_root sh -c 'MANPAGER=cat MANWIDTH=100 man 5 kdump.toml' | grep -q 'final_action = "reboot"' || fail "man 5 kdump.toml"
 in_root sh -c 'MANPAGER=cat MANWIDTH=100 man kdump-dump' | grep -q -- "--dump-level" || fail "man kdump-dump"
+# The names provided as alternatives have their pages under those names; makedumpfile's is
+# another package's here, so its page is only under our own name.
+in_root sh -c 'MANPAGER=cat MANWIDTH=100 man 8 kexec' | grep -q -- "--load-panic" || fail "man 8 kexec"
+in_root sh -c 'MANPAGER=cat MANWIDTH=100 man 8 vmcore-dmesg' | grep -q "crashed kernel's log" || fail "man 8 vmcore-dmesg"
+in_root sh -c 'MANPAGER=cat MANWIDTH=100 man 8 kdump-makedumpfile' | grep -q -- "--split" || fail "man 8 kdump-makedumpfile"
+[ ! -e "$root/usr/share/man/man8/makedumpfile.8.gz" ] || fail "a makedumpfile(8) link beside another package's makedumpfile"
 in_root bash -c '. /usr/share/bash-completion/completions/kdump && complete -p kdump' | grep -q kdump \
   || fail "bash completion"
 [ -s "$root/usr/share/zsh/vendor-completions/_kdump" ] && [ -s "$root/usr/share/fish/vendor_completions.d/kdump.fish" ] \
@@ -87,6 +93,7 @@ mkdir -p "$root/var/lib/kdump" && touch "$root/var/lib/kdump/initramfs.img"
 in_root dpkg -r kdump > /dev/null 2>&1 || fail "dpkg -r"
 [ ! -e "$root/usr/sbin/kdump" ] || fail "kdump still there after remove"
 [ ! -e "$root/usr/sbin/vmcore-dmesg" ] && [ ! -e "$root/usr/sbin/kexec" ] || fail "alternatives left after remove"
+[ ! -e "$root/usr/share/man/man8/kexec.8.gz" ] || fail "the kexec(8) link left after remove"
 [ "$(in_root makedumpfile)" = "the other makedumpfile" ] || fail "the other makedumpfile after remove"
 [ -f "$root/etc/kdump.toml" ] || fail "remove took the config"
 in_root dpkg -P kdump > /dev/null 2>&1 || fail "dpkg -P"

@@ -133,7 +133,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// `kdump.1`, and `kdump-<sub>.1` for every subcommand (`kdump-fleet-list.1` for nested ones).
+/// `kdump.1`, and `kdump-<sub>.1` for every subcommand (`kdump-fleet-list.1` for nested ones);
+/// `kdump-makedumpfile.8` and `kdump-vmcore-dmesg.8`, the pages of the names kdump answers
+/// to (the package links `makedumpfile(8)` and `vmcore-dmesg(8)` to them as alternatives).
 fn write_man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
     use anyhow::Context;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -150,6 +152,23 @@ fn write_man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
         for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
             pending.push((format!("{name}-{}", sub.get_name()), sub.clone()));
         }
+    }
+    let root = Cli::command();
+    for (alias, sub, about) in [
+        (
+            "makedumpfile",
+            "dump",
+            "save a crash dump, filtered and compressed: makedumpfile's command line, run by kdump dump",
+        ),
+        ("vmcore-dmesg", "dmesg", "print the crashed kernel's log: vmcore-dmesg's command line, run by kdump dmesg"),
+    ] {
+        let cmd = root.find_subcommand(sub).expect("the subcommand exists").clone();
+        let cmd = cmd.name(alias).bin_name(alias).about(about);
+        let page = dir.join(format!("kdump-{alias}.8"));
+        let mut text = Vec::new();
+        clap_mangen::Man::new(cmd).title(alias).section("8").render(&mut text)?;
+        std::fs::write(&page, text).with_context(|| format!("cannot write {}", page.display()))?;
+        written += 1;
     }
     let config_page = dir.join("kdump.toml.5");
     std::fs::write(&config_page, config_man_page())

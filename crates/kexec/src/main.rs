@@ -29,6 +29,9 @@ pub use kdump_loader::choice::SyscallChoice;
 )]
 /// kexec-tools' command line.
 pub struct Args {
+    /// Print kexec(8), the man page of this command line, and exit (for packagers).
+    #[arg(long = "man-page", hide = true)]
+    pub man_page: bool,
     /// Load the kernel for a later `kexec -e`.
     #[arg(short = 'l', long = "load")]
     pub load: bool,
@@ -209,6 +212,18 @@ fn action(args: &Args) -> anyhow::Result<Action> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.man_page {
+        // Into a buffer first: a closed pipe is not worth a panic.
+        let mut page = Vec::new();
+        let man = clap_mangen::Man::new(<Args as clap::CommandFactory>::command()).section("8");
+        return match man.render(&mut page).and_then(|()| std::io::Write::write_all(&mut std::io::stdout(), &page)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kexec: cannot write the man page: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match run(&args) {
         Ok(code) => code,
         Err(err) => {
