@@ -13,13 +13,13 @@ cd "$(dirname "$0")/.."
 
 secs=${1:-20}
 shift || true
-all=(dump_kdump dump_flat dump_elf kernel_memory machine_text bzimage net_replies ssh_text ssh_handshake s3_response)
+all=(dump_kdump dump_flat dump_elf kernel_memory machine_text bzimage net_replies ssh_text ssh_handshake s3_response debuginfo)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 
 # Edges each target must reach from its seeds within the time (measured about
 # 2x above these with 20 s on a 2-core machine under load).
-declare -A floor=([dump_kdump]=400 [dump_flat]=400 [dump_elf]=250 [kernel_memory]=600 [machine_text]=400 [bzimage]=40 [net_replies]=75 [ssh_text]=450 [ssh_handshake]=300 [s3_response]=400)
+declare -A floor=([dump_kdump]=400 [dump_flat]=400 [dump_elf]=250 [kernel_memory]=600 [machine_text]=400 [bzimage]=40 [net_replies]=75 [ssh_text]=450 [ssh_handshake]=300 [s3_response]=400 [debuginfo]=600)
 
 out=$PWD/target/fuzz
 seeds=$out/seeds
@@ -33,6 +33,10 @@ for f in tests/fixtures/machines/*/proc/iomem tests/fixtures/machines/*/proc/cmd
   tests/fixtures/machines/*/sys/devices/system/cpu/online tests/fixtures/machines/*/sys/kernel/security/lockdown; do
   [ -f "$f" ] && cp "$f" "$seeds/machine_text/$(echo "$f" | tr / _)"
 done
+# A small debug "vmlinux": the kernel's types as 6.1 lays them out, built by gcc with DWARF.
+mkdir -p "$seeds/debuginfo"
+gcc -g -O0 -nostdlib -static -no-pie -Wl,--build-id -o "$seeds/debuginfo/mini_kernel" \
+  crates/kdump-debuginfo/tests/fixtures/mini_kernel.c
 # A real kernel's setup header, when the lab has fetched one.
 kernel=$(ls target/lab-cache/kernel/*/boot/vmlinuz-* 2>/dev/null | head -1 || true)
 if [ -n "$kernel" ]; then

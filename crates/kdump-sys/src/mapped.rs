@@ -99,6 +99,35 @@ impl Drop for Mapping {
     }
 }
 
+/// A whole regular file mapped read-only: for a debug vmlinux (600 MiB, of which a reader
+/// touches the DWARF and symbols), whose pages then stay the page cache's instead of a copy
+/// on the heap.
+pub struct MappedFile {
+    /// None for an empty file (there is nothing to map).
+    map: Option<Mapping>,
+}
+
+impl MappedFile {
+    /// Maps `path` whole.
+    pub fn open(path: &std::path::Path) -> io::Result<Self> {
+        let file = File::open(path)?;
+        let len = usize::try_from(file.metadata()?.len()).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+        let map = if len == 0 { None } else { Some(Mapping::new(&file, 0, len)?) };
+        Ok(Self { map })
+    }
+
+    /// The file's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        self.map.as_ref().map_or(&[], Mapping::bytes)
+    }
+}
+
+impl std::fmt::Debug for MappedFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MappedFile").field("len", &self.bytes().len()).finish()
+    }
+}
+
 /// The bytes of the window currently held: mapped, or read into a buffer.
 enum Window {
     None,
@@ -347,6 +376,15 @@ mod tests {
             assert_eq!(r.read(&mut [0u8; 8]).unwrap(), 0);
             assert!(r.seek(SeekFrom::Current(-1_000_000)).is_err());
         }
+    }
+
+    #[test]
+    fn a_whole_file_maps_to_its_bytes() {
+        let (f, want) = file_of(3 * 4096 + 17);
+        assert_eq!(MappedFile::open(f.path()).unwrap().bytes(), &want[..]);
+        let (empty, _) = file_of(0);
+        assert!(MappedFile::open(empty.path()).unwrap().bytes().is_empty());
+        assert!(MappedFile::open(std::path::Path::new("/nonexistent/vmlinux")).is_err());
     }
 
     #[test]

@@ -123,12 +123,14 @@ pub struct DumpArgs {
     /// Print the version and exit.
     #[arg(short = 'v')]
     pub version: bool,
-    /// Write the running kernel's VMCOREINFO (from /proc/kcore) to this file, for `-i` on a dump
-    /// that lacks one. With -x: refused (makedumpfile reads it from a vmlinux's DWARF).
+    /// Write a VMCOREINFO file, for `-i` on a dump that lacks one: the running kernel's (from
+    /// /proc/kcore), or with -x, what that debug vmlinux tells (makedumpfile's -g: its symbols and
+    /// DWARF, without the values known only at run time).
     #[arg(short = 'g', value_name = "VMCOREINFO")]
     pub generate_vmcoreinfo: Option<PathBuf>,
-    /// makedumpfile: a debug vmlinux for symbols and VMCOREINFO. Refused here: the dump's own
-    /// VMCOREINFO and kallsyms are used (`-i` for a dump without VMCOREINFO).
+    /// The crashed kernel's debug vmlinux (makedumpfile's). With -g: the VMCOREINFO source. With a
+    /// dump: checked to be the dump's kernel (build ID, else release), which is refused otherwise;
+    /// the dump's own VMCOREINFO and kallsyms are what is read, so no vmlinux is needed.
     #[arg(short = 'x', value_name = "VMLINUX")]
     pub vmlinux: Option<PathBuf>,
     /// makedumpfile: erase symbols named in a filter config. Refused (not built).
@@ -189,7 +191,6 @@ impl DumpArgs {
         let xen =
             self.xen_syms.is_some() || self.xen_vmcoreinfo.is_some() || self.xen_dom0 || self.xen_phys_start.is_some();
         [
-            (self.vmlinux.is_some(), "-x VMLINUX is not supported: the dump's own VMCOREINFO and kallsyms are used (no debug vmlinux is needed); for a dump without VMCOREINFO give -i VMCOREINFO (kdump dump -g FILE writes the running kernel's)"),
             (self.filter_config.is_some(), "--config (erasing symbols) is not supported: filter by dump level (-d)"),
             (self.eppic.is_some(), "--eppic is not supported: there is no eppic interpreter; filter by dump level (-d)"),
             (self.extension.is_some(), "--extension is not supported: there are no filtering plugins; filter by dump level (-d)"),
@@ -281,7 +282,10 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
         bail!("{why}");
     }
     if let Some(out) = &a.generate_vmcoreinfo {
-        return generate_vmcoreinfo(out, a.force);
+        return match &a.vmlinux {
+            Some(vmlinux) => vmcoreinfo_from_vmlinux(vmlinux, out, a.force),
+            None => generate_vmcoreinfo(out, a.force),
+        };
     }
     if a.size_limit.is_some() && (a.elf || a.flatten) {
         bail!("-L limits a kdump-compressed file: leave out -E and -F");
@@ -320,6 +324,11 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<()> {
         kdump_collector::save::rebuild(std::io::stdin().lock(), dest, a.force)
             .context("cannot rebuild the flattened stream from standard input")?;
         return Ok(());
+    }
+    if let (Some(vmlinux), Some(source)) = (&a.vmlinux, a.files.first())
+        && !a.reassemble
+    {
+        check_vmlinux(vmlinux, source, a.vmcoreinfo.as_deref())?;
     }
     if a.dump_dmesg {
         let [source, dest] = a.files.as_slice() else { bail!("usage: kdump dump --dump-dmesg SOURCE LOGFILE") };
@@ -422,6 +431,70 @@ fn generate_vmcoreinfo(out: &Path, force: bool) -> anyhow::Result<()> {
     std::fs::write(out, &text).with_context(|| format!("cannot write {}", out.display()))?;
     eprintln!("kdump: the running kernel's VMCOREINFO ({} bytes) written to {}", text.len(), out.display());
     Ok(())
+}
+
+/// `-g FILE -x VMLINUX`: what the debug vmlinux tells of VMCOREINFO (see [`kdump_debuginfo`]).
+fn vmcoreinfo_from_vmlinux(vmlinux: &Path, out: &Path, force: bool) -> anyhow::Result<()> {
+    if out.exists() && !force {
+        bail!("{} exists: use -f to overwrite it", out.display());
+    }
+    let data = kdump_sys::mapped::MappedFile::open(vmlinux)
+        .with_context(|| format!("-x: cannot read {}", vmlinux.display()))?;
+    let text = kdump_debuginfo::vmcoreinfo(data.bytes()).with_context(|| format!("-x {}", vmlinux.display()))?;
+    std::fs::write(out, &text).with_context(|| format!("cannot write {}", out.display()))?;
+    eprintln!(
+        "kdump: VMCOREINFO of {} ({} keys) written to {}; the values known only at run time (KERNELOFFSET, \
+         phys_base, mem_section) are not in a vmlinux",
+        vmlinux.display(),
+        text.lines().count(),
+        out.display()
+    );
+    Ok(())
+}
+
+/// `-x VMLINUX` with a dump: the vmlinux must be of the dump's kernel (the same build ID where
+/// both have one, else the same release). The dump's VMCOREINFO (or `-i`'s) is what is read.
+fn check_vmlinux(vmlinux: &Path, source: &Path, vmcoreinfo_file: Option<&Path>) -> anyhow::Result<()> {
+    let data = kdump_sys::mapped::MappedFile::open(vmlinux)
+        .with_context(|| format!("-x: cannot read {}", vmlinux.display()))?;
+    let data = data.bytes();
+    let info = match vmcoreinfo_file {
+        Some(path) => std::fs::read(path).with_context(|| format!("-i: cannot read {}", path.display()))?,
+        None => {
+            let dump =
+                kdump_collector::source::open(source).with_context(|| format!("cannot read {}", source.display()))?;
+            match dump.vmcoreinfo_raw() {
+                Some(raw) => raw.to_vec(),
+                None => bail!(
+                    "{} has no VMCOREINFO, and a vmlinux cannot give the values known only when its kernel ran \
+                     (KERNELOFFSET, phys_base, mem_section): give -i VMCOREINFO, written by `kdump dump -g FILE` on \
+                     the crashed kernel",
+                    source.display()
+                ),
+            }
+        }
+    };
+    let info = String::from_utf8_lossy(&info);
+    let key = |k: &str| info.lines().find_map(|l| l.strip_prefix(k)).map(str::trim).map(str::to_string);
+    let (dump_release, dump_build_id) = (key("OSRELEASE="), key("BUILD-ID="));
+    let mismatch = |what: &str, theirs: &str, ours: &str| {
+        anyhow::anyhow!(
+            "-x {}: it is the vmlinux of another kernel ({what} {theirs}, the dump's is {ours}): give the crashed \
+             kernel's debug vmlinux, or leave out -x (the dump's own VMCOREINFO is enough)",
+            vmlinux.display()
+        )
+    };
+    if let (Some(ours), Some(theirs)) = (dump_build_id.as_deref(), kdump_debuginfo::build_id(data)) {
+        if !theirs.eq_ignore_ascii_case(ours) {
+            return Err(mismatch("build ID", &theirs, ours));
+        }
+        return Ok(());
+    }
+    let (release, _) = kdump_debuginfo::identity(data).with_context(|| format!("-x {}", vmlinux.display()))?;
+    match dump_release {
+        Some(ours) if ours != release => Err(mismatch("release", &release, &ours)),
+        _ => Ok(()),
+    }
 }
 
 /// Saves `source` to `sink` (see [`kdump_collector::save`]), printing as `msgs` says; an

@@ -9,7 +9,22 @@ use kdump_dumpfile::elf::{EM_X86_64, write_elf64_vmcore};
 use kdump_dumpfile::notes::push_note;
 
 const PAGES: u64 = 256;
-const INFO: &str = "OSRELEASE=6.1.0-test\nPAGESIZE=4096\n";
+/// The release of `mini_kernel.c`, the small debug vmlinux `-x` is given.
+const INFO: &str = "OSRELEASE=6.1.0-mini\nPAGESIZE=4096\n";
+
+/// kdump-debuginfo's test kernel (a few of the kernel's types, with DWARF), built by gcc.
+fn mini_vmlinux(dir: &Path) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kdump-debuginfo/tests/fixtures/mini_kernel.c");
+    let out = dir.join("vmlinux");
+    let status = Command::new("gcc")
+        .args(["-g", "-O0", "-nostdlib", "-static", "-no-pie", "-o"])
+        .arg(&out)
+        .arg(&source)
+        .status()
+        .expect("gcc (Debian: apt-get install gcc) builds the small vmlinux -x is given");
+    assert!(status.success());
+    out
+}
 
 /// 1 MiB of RAM: pages of a byte pattern, every 4th zero; a VMCOREINFO note without layouts.
 fn vmcore(dir: &Path) -> PathBuf {
@@ -56,6 +71,7 @@ fn every_makedumpfile_option_in_the_table_is_taken_as_the_table_says() {
     std::fs::write(&info, INFO).unwrap();
     let any_file = dir.join("some-file");
     std::fs::write(&any_file, "x").unwrap();
+    let vmlinux = mini_vmlinux(dir);
     let work = dir.join("work");
     std::fs::create_dir(&work).unwrap();
     // A flattened stream for -R.
@@ -99,7 +115,9 @@ fn every_makedumpfile_option_in_the_table_is_taken_as_the_table_says() {
                 "OUT" => path(&case.join("out")),
                 "EXISTING" => path(&existing),
                 "INFO" => path(&info),
-                "FILE" | "VMLINUX" => path(&any_file),
+                "FILE" => path(&any_file),
+                "VMLINUX" => path(&vmlinux),
+                "TEXT" => path(&case.join("text")),
                 "DIR" => path(&work),
                 other => other.to_string(),
             };
@@ -135,6 +153,11 @@ fn every_makedumpfile_option_in_the_table_is_taken_as_the_table_says() {
             "parsed" => {}
             other => panic!("{option}: unknown outcome {other:?}"),
         }
+        // A text written (-g): a VMCOREINFO.
+        if outcome == "ok" && line.contains("TEXT") {
+            let text = std::fs::read_to_string(case.join("text")).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert!(text.starts_with("OSRELEASE=6.1.0-mini\n"), "{what}: {text}");
+        }
         // What "same" rows write are dumps (every DEST and OUT), and -f replaced the old file.
         if outcome == "ok" {
             for dest in &written {
@@ -147,4 +170,41 @@ fn every_makedumpfile_option_in_the_table_is_taken_as_the_table_says() {
             }
         }
     }
+}
+
+/// `-x` checks the vmlinux against the dump: a dump without VMCOREINFO is refused with the fix
+/// (`-i`), a VMCOREINFO of another release is refused naming both, and nothing is written.
+#[test]
+fn a_vmlinux_of_another_kernel_or_for_a_dump_without_vmcoreinfo_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let vmlinux = mini_vmlinux(dir);
+    let bare = dir.join("bare");
+    let mut out = Vec::new();
+    write_elf64_vmcore(&mut out, EM_X86_64, &[], &[(0, 4096 * 4, &vec![1u8; 4096 * 4])]).unwrap();
+    std::fs::write(&bare, out).unwrap();
+    let other = dir.join("other-release");
+    std::fs::write(&other, "OSRELEASE=5.10.0-32-cloud-amd64\nPAGESIZE=4096\n").unwrap();
+    let dest = dir.join("dest");
+    let run = |extra: &[&Path]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kdump"));
+        cmd.args(["dump", "-d", "31", "-x"]).arg(&vmlinux);
+        for p in extra {
+            cmd.arg(p);
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(&[&bare, &dest]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("has no VMCOREINFO") && err.contains("-i VMCOREINFO"), "{err}");
+    let out = run(&[Path::new("-i"), &other, &bare, &dest]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("another kernel")
+            && err.contains("5.10.0-32")
+            && err.contains("6.1.0-mini"),
+        "{err}"
+    );
+    assert!(!dest.exists() && !dir.join("dest.incomplete").exists(), "nothing written");
 }
