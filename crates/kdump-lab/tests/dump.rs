@@ -129,11 +129,17 @@ cp /small/vmcore.incomplete /results/vmcore.incomplete
 /// The `core_collector` lines of kdump-utils (its default, the ssh/raw default, documentation
 /// examples) and of Debian's kdump-tools (its default `MAKEDUMP_ARGS` with the `-F` its
 /// kdump-config adds), run unchanged in the capture kernel through the `makedumpfile` name,
-/// with the pipes and redirections those scripts use. (kdump-utils' documentation also shows
-/// `makedumpfile -c --num-threads N` at level 0: the whole of RAM through zlib takes minutes
-/// under TCG, so it is left out here; `--num-threads` is in docs/OPTIONS.md's test.)
+/// with the pipes and redirections those scripts use, and the default as kdump-utils' kdump.sh
+/// runs it on a capture kernel with several CPUs (`--num-threads=$(nproc)` appended).
+/// (kdump-utils' documentation also shows `makedumpfile -c --num-threads N` at level 0: the
+/// whole of RAM through zlib takes minutes under TCG, so it is left out here;
+/// `--num-threads` is in docs/OPTIONS.md's test.)
 const CORE_COLLECTOR_LINES: &[(&str, &str)] = &[
     ("cc-utils-default", "makedumpfile -l --message-level 7 -d 31 /proc/vmcore /results/cc-utils-default"),
+    (
+        "cc-utils-threads",
+        "makedumpfile -l --message-level 7 -d 31 --num-threads=2 /proc/vmcore /results/cc-utils-threads",
+    ),
     (
         "cc-utils-flat",
         "makedumpfile -F -l --message-level 7 -d 31 /proc/vmcore | dd of=/results/cc-utils-flat.flat bs=1M",
@@ -172,6 +178,7 @@ fn distribution_core_collector_lines_run_unchanged_through_the_makedumpfile_name
     }
     let dumps = [
         (outcome.result_path("cc-utils-default"), 31),
+        (outcome.result_path("cc-utils-threads"), 31),
         (outcome.result_path("cc-utils-rebuild"), 31),
         (outcome.result_path("cc-utils-zlib"), 31),
         (outcome.run_dir.join("cc-utils-flat.rebuilt"), 31),

@@ -461,14 +461,15 @@ fn check_vmlinux(vmlinux: &Path, source: &Path, vmcoreinfo_file: Option<&Path>) 
     let info = match vmcoreinfo_file {
         Some(path) => std::fs::read(path).with_context(|| format!("-i: cannot read {}", path.display()))?,
         None => {
-            let dump =
+            let mut dump =
                 kdump_collector::source::open(source).with_context(|| format!("cannot read {}", source.display()))?;
-            match dump.vmcoreinfo_raw() {
-                Some(raw) => raw.to_vec(),
-                None => bail!(
-                    "{} has no VMCOREINFO, and a vmlinux cannot give the values known only when its kernel ran \
-                     (KERNELOFFSET, phys_base, mem_section): give -i VMCOREINFO, written by `kdump dump -g FILE` on \
-                     the crashed kernel",
+            // The note, or (a dump QEMU made) the kernel's VMCOREINFO found in its memory.
+            match dump.vmcoreinfo() {
+                Ok(_) => dump.vmcoreinfo_raw().map(<[u8]>::to_vec).unwrap_or_default(),
+                Err(_) => bail!(
+                    "{} has no VMCOREINFO (no note, none in its memory), and a vmlinux cannot give the values \
+                     known only when its kernel ran (KERNELOFFSET, phys_base, mem_section): give -i VMCOREINFO, \
+                     written by `kdump dump -g FILE` on the crashed kernel",
                     source.display()
                 ),
             }
