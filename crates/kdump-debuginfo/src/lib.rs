@@ -7,7 +7,8 @@
 //! run time (`KERNELOFFSET`, `NUMBER(phys_base)`, `NUMBER(pgtable_l5_enabled)`, `NUMBER(sme_mask)`,
 //! and `SYMBOL(mem_section)`, the *value* of that pointer) and preprocessor constants DWARF does
 //! not keep (`NUMBER(SECTION_SIZE_BITS)`, `NUMBER(MAX_PHYSMEM_BITS)`, `LENGTH(mem_section)` on
-//! SPARSEMEM_EXTREME, `NUMBER(KERNEL_IMAGE_SIZE)`, the `PAGE_*_MAPCOUNT_VALUE`s before 6.10):
+//! SPARSEMEM_EXTREME, `NUMBER(KERNEL_IMAGE_SIZE)`, the `PAGE_*_MAPCOUNT_VALUE`s before 6.12's
+//! `enum pagetype`; `NUMBER(VMALLOC_START)` and `SYMBOL(vmemmap)`, values of KASLR'd bases):
 //! those keys are left out rather than guessed.
 //!
 //! Pure: bytes in, text out. A corrupt file is an [`Error`], never a panic.
@@ -135,6 +136,12 @@ const KEYS: &[&str] = &[
     "NUMBER(PG_hwpoison)",
     "NUMBER(PG_head_mask)",
     "NUMBER(HUGETLB_PAGE_DTOR)",
+    // Page types (6.12+: `enum pagetype`; before, preprocessor constants, left out).
+    "NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)",
+    "NUMBER(PAGE_OFFLINE_MAPCOUNT_VALUE)",
+    "NUMBER(PAGE_HUGETLB_MAPCOUNT_VALUE)",
+    "NUMBER(PAGE_SLAB_MAPCOUNT_VALUE)",
+    "NUMBER(PAGE_UNACCEPTED_MAPCOUNT_VALUE)",
     // kallsyms (6.0+ write these; 5.10 does not).
     "SYMBOL(kallsyms_names)",
     "SYMBOL(kallsyms_num_syms)",
@@ -358,7 +365,11 @@ impl<'a> DebugInfo<'a> {
             "NUMBER" => match arg {
                 // The kernel writes 1 << PG_head.
                 "PG_head_mask" => self.enumerators.get("PG_head").map(|b| (1u64 << (*b as u64 & 63)).to_string()),
-                _ => self.enumerators.get(arg).map(|v| v.to_string()),
+                _ => match page_type(arg) {
+                    // `PGTY_x << 24` in an int, as the kernel computes and prints it.
+                    Some(pgty) => self.enumerators.get(pgty).map(|t| ((*t as u32) << 24).cast_signed().to_string()),
+                    None => self.enumerators.get(arg).map(|v| v.to_string()),
+                },
             },
             _ => None,
         })
@@ -427,6 +438,18 @@ impl<'a> DebugInfo<'a> {
         let id = self.elf.build_id().ok()??;
         Some(id.iter().map(|b| format!("{b:02x}")).collect())
     }
+}
+
+/// The `enum pagetype` enumerator behind a `PAGE_*_MAPCOUNT_VALUE` key (6.12+).
+fn page_type(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "PAGE_BUDDY_MAPCOUNT_VALUE" => "PGTY_buddy",
+        "PAGE_OFFLINE_MAPCOUNT_VALUE" => "PGTY_offline",
+        "PAGE_HUGETLB_MAPCOUNT_VALUE" => "PGTY_hugetlb",
+        "PAGE_SLAB_MAPCOUNT_VALUE" => "PGTY_slab",
+        "PAGE_UNACCEPTED_MAPCOUNT_VALUE" => "PGTY_unaccepted",
+        _ => return None,
+    })
 }
 
 /// Through typedefs and qualifiers to the type itself.

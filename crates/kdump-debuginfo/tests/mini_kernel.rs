@@ -56,6 +56,9 @@ fn reads_every_key_a_small_debug_kernel_has() {
         ("NUMBER(PG_head_mask)", "65536"),
         ("NUMBER(N_ONLINE)", "1"),
         ("OFFSET(uts_namespace.name)", "0"),
+        // `PGTY_x << 24` as the kernel's int: 0xf0000000.
+        ("NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)", "-268435456"),
+        ("NUMBER(PAGE_HUGETLB_MAPCOUNT_VALUE)", "-201326592"),
     ] {
         assert_eq!(value(key), want, "{key}");
     }

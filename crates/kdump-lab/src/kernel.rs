@@ -93,7 +93,7 @@ impl LabKernel {
 
     /// The kernel's debug vmlinux (DWARF and symbols; what `crash` and
     /// `makedumpfile -x` need), from Debian's `<kernel package>-dbg`: only
-    /// `usr/lib/debug/boot/vmlinux-*` is unpacked (about 600 MiB of the 1.7 GiB
+    /// the vmlinux is unpacked (about 600 MiB of the 1.7 GiB
     /// package), once, into the cache. The package is the one matching
     /// [`LabKernel::image`], so `$KDUMP_LAB_KERNEL` has none.
     pub fn debug_vmlinux(self) -> Result<PathBuf, LabError> {
@@ -120,7 +120,8 @@ impl LabKernel {
         run(
             Command::new("sh")
                 .arg("-c")
-                .arg("dpkg-deb --fsys-tarfile \"$1\" | tar -x -C \"$2\" --wildcards './usr/lib/debug/boot/vmlinux-*'")
+                // boot/vmlinux-* is the file in older packages, a link to lib/modules/*/vmlinux in newer ones.
+                .arg("dpkg-deb --fsys-tarfile \"$1\" | tar -x -C \"$2\" --wildcards './usr/lib/debug/*vmlinux*'")
                 .args(["sh".as_ref(), deb.as_os_str(), staging.as_os_str()]),
             "dpkg-deb --fsys-tarfile | tar -x",
         )?;
@@ -130,6 +131,7 @@ impl LabKernel {
             .filter_map(|e| e.ok().map(|e| e.path()))
             .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("vmlinux-")))
             .ok_or_else(|| LabError::Setup(format!("{package} holds no usr/lib/debug/boot/vmlinux-*")))?;
+        let found = std::fs::canonicalize(&found).map_err(io_err(&found))?;
         std::fs::rename(&found, staging.join("vmlinux")).map_err(io_err(&found))?;
         let _ = std::fs::remove_dir_all(staging.join("usr"));
         let _ = std::fs::remove_dir_all(&dir);
@@ -188,6 +190,7 @@ fn fetch(suite: Option<&str>) -> Result<PathBuf, LabError> {
     };
     let unpacked = cache.join(&package);
     if let Some(image) = find_vmlinuz(&unpacked) {
+        add_modules(&apt, &package, &unpacked)?;
         return Ok(image);
     }
     let staging = cache.join(format!("{package}.partial"));
@@ -200,12 +203,30 @@ fn fetch(suite: Option<&str>) -> Result<PathBuf, LabError> {
             apt.unpack(&dependency, &cache, &staging)?;
         }
     }
+    add_modules(&apt, &package, &staging)?;
     std::fs::rename(&staging, &unpacked).map_err(io_err(&unpacked))?;
     if let Some(suite) = suite {
         let marker = unpacked.join(".suite");
         std::fs::write(&marker, suite).map_err(io_err(marker))?;
     }
     find_vmlinuz(&unpacked).ok_or_else(|| LabError::Setup(format!("{package} holds no vmlinuz")))
+}
+
+/// Newer suites split the modules out of the image too (`linux-modules-*`, with the
+/// `modules.*` indexes in `linux-base-*`): they are unpacked beside the kernel once, so the
+/// lab's NIC, NFS and module tests find them as in older packages. Older suites have no such
+/// packages, and their image package already holds the modules.
+fn add_modules(apt: &Apt, package: &str, unpacked: &Path) -> Result<(), LabError> {
+    let Some(version) = package.strip_prefix("linux-image-") else { return Ok(()) };
+    let marker = unpacked.join(".modules");
+    if marker.exists() || !apt.depends(package)?.iter().any(|d| d.starts_with("linux-binary-")) {
+        return Ok(());
+    }
+    let dir = unpacked.parent().unwrap_or(unpacked);
+    for split in [format!("linux-base-{version}"), format!("linux-modules-{version}")] {
+        apt.unpack(&split, dir, unpacked)?;
+    }
+    std::fs::write(&marker, b"").map_err(io_err(&marker))
 }
 
 /// makedumpfile as packaged in another Debian `suite` (e.g. sid's, which has

@@ -180,7 +180,7 @@ fn check(kernel: LabKernel, results: &Path, run_dir: &Path) {
     let _ = std::fs::remove_file(&ours);
 }
 
-/// The kernels whose packages carry the module (the sid cache has the kernel image only).
+/// Every kernel of the matrix.
 macro_rules! with_module {
     ($($name:ident: $kernel:expr;)*) => {$(
         #[test]
@@ -196,4 +196,5 @@ with_module! {
     gdb_reads_module_vmalloc_and_per_cpu_memory_bullseye: LabKernel::Bullseye;
     gdb_reads_module_vmalloc_and_per_cpu_memory_bookworm: LabKernel::Bookworm;
     gdb_reads_module_vmalloc_and_per_cpu_memory_trixie: LabKernel::Trixie;
+    gdb_reads_module_vmalloc_and_per_cpu_memory_sid: LabKernel::Sid;
 }

@@ -156,11 +156,12 @@ macro_rules! nfs_kernels {
     )*};
 }
 
-// The kernels whose packages carry the NIC and NFS modules (the sid cache has the image only).
+// Every kernel of the matrix.
 nfs_kernels! {
     the_capture_kernel_writes_the_crash_directory_to_an_nfs_export_bullseye: LabKernel::Bullseye;
     the_capture_kernel_writes_the_crash_directory_to_an_nfs_export_bookworm: LabKernel::Bookworm;
     the_capture_kernel_writes_the_crash_directory_to_an_nfs_export_trixie: LabKernel::Trixie;
+    the_capture_kernel_writes_the_crash_directory_to_an_nfs_export_sid: LabKernel::Sid;
 }
 
 #[test]
