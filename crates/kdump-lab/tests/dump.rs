@@ -130,10 +130,9 @@ cp /small/vmcore.incomplete /results/vmcore.incomplete
 /// examples) and of Debian's kdump-tools (its default `MAKEDUMP_ARGS` with the `-F` its
 /// kdump-config adds), run unchanged in the capture kernel through the `makedumpfile` name,
 /// with the pipes and redirections those scripts use, and the default as kdump-utils' kdump.sh
-/// runs it on a capture kernel with several CPUs (`--num-threads=$(nproc)` appended).
-/// (kdump-utils' documentation also shows `makedumpfile -c --num-threads N` at level 0: the
-/// whole of RAM through zlib takes minutes under TCG, so it is left out here;
-/// `--num-threads` is in docs/OPTIONS.md's test.)
+/// runs it on a capture kernel with several CPUs (`--num-threads=$(nproc)` appended), and its
+/// howto's parallel example, `makedumpfile -c --num-threads N`, at level 0 (the whole of RAM
+/// through zlib).
 const CORE_COLLECTOR_LINES: &[(&str, &str)] = &[
     ("cc-utils-default", "makedumpfile -l --message-level 7 -d 31 /proc/vmcore /results/cc-utils-default"),
     (
@@ -147,6 +146,7 @@ const CORE_COLLECTOR_LINES: &[(&str, &str)] = &[
     ("cc-utils-rebuild", "makedumpfile -R /results/cc-utils-rebuild < /results/cc-utils-flat.flat"),
     ("cc-utils-zlib", "makedumpfile -c --message-level 7 -d 31 /proc/vmcore /results/cc-utils-zlib"),
     ("cc-utils-dmesg", "makedumpfile --dump-dmesg /proc/vmcore /results/cc-utils-dmesg"),
+    ("cc-utils-howto", "makedumpfile -c --num-threads 2 /proc/vmcore /results/cc-utils-howto"),
     ("cc-tools-default", "makedumpfile -F -c -d 31 /proc/vmcore > /results/cc-tools-default.flat"),
     ("cc-tools-doc", "makedumpfile -c -d 31 -F /proc/vmcore > /results/cc-tools-doc.flat"),
 ];
@@ -181,6 +181,7 @@ fn distribution_core_collector_lines_run_unchanged_through_the_makedumpfile_name
         (outcome.result_path("cc-utils-threads"), 31),
         (outcome.result_path("cc-utils-rebuild"), 31),
         (outcome.result_path("cc-utils-zlib"), 31),
+        (outcome.result_path("cc-utils-howto"), 0),
         (outcome.run_dir.join("cc-utils-flat.rebuilt"), 31),
         (outcome.run_dir.join("cc-tools-default.rebuilt"), 31),
         (outcome.run_dir.join("cc-tools-doc.rebuilt"), 31),
